@@ -1,0 +1,1 @@
+//! JSON and CBOR framing (PROTOCOL.md §2.7). Work in progress.

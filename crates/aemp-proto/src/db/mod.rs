@@ -1,0 +1,1 @@
+//! The global database state machine (PROTOCOL.md §6.6). Work in progress.

@@ -1,0 +1,1 @@
+//! The AEMP handshake (PROTOCOL.md §2). Work in progress.

@@ -1,0 +1,25 @@
+//! # aemp-proto: the sans-IO core of aemp
+//!
+//! Everything in this crate is a plain data structure or state machine, fed with bytes and
+//! events and returning bytes and events; no sockets, no timers, no async runtime. The `aemp`
+//! crate is the thin tokio layer around it. This is what makes the protocol testable against
+//! the bytes captured from Perl AnyEvent::MP 2.02 nodes, and fuzzable.
+//!
+//! * [`ids`]: node IDs, port IDs, port-name generation.
+//! * [`value`]: the dynamic [`Value`] type and [`Msg`]; [`typed`]: serde to and from values.
+//! * [`codec`]: the `json` and `cbor` framings, incremental decoders and encoders.
+//! * [`handshake`]: the AEMP greeting/nonce/auth handshake as a state machine.
+//! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod db;
+pub mod handshake;
+pub mod ids;
+pub mod typed;
+pub mod value;
+
+pub use ids::{NodeId, PortId};
+pub use value::{Msg, Str, Value};

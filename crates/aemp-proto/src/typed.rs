@@ -1,0 +1,1 @@
+//! Serde support: typed messages to and from [`crate::Value`]. Work in progress.

@@ -1,0 +1,2 @@
+//! aemp: Erlang-style message passing, wire compatible with Perl AnyEvent::MP 2.02.
+pub use aemp_proto::{ids, value, Msg, NodeId, PortId, Value};
