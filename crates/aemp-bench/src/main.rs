@@ -1,1 +1,106 @@
-fn main() {}
+//! `aemp-bench`: the benchmark workloads of BENCHMARKS.md.
+//!
+//! Prints `RESULT <workload> <figure> <value> <unit>` lines on stdout, everything else on
+//! stderr, and exits non-zero when a workload fails (lost message, wrong reply, timeout).
+//!
+//! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
+
+mod local;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Options shared by all workloads.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// `--count N`, overriding the workload's default count.
+    pub count: Option<u64>,
+    /// `--framing json|cbor` for the remote workloads.
+    pub framing: String,
+}
+
+/// A workload failure: printed, and the exit code becomes 1.
+pub type BenchResult = Result<(), String>;
+
+/// Prints one result line in the exact format of BENCHMARKS.md.
+pub fn result(workload: &str, figure: &str, value: f64, unit: &str) {
+    let v = if value >= 1000.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    };
+    println!("RESULT {workload} {figure} {v} {unit}");
+}
+
+/// Fails if `fut` takes longer than `limit`.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| format!("{what}: timed out after {limit:?}"))
+}
+
+const ALL: &[&str] = &["L1", "L2", "L3"];
+
+fn usage() -> ExitCode {
+    eprintln!("usage: aemp-bench [{}] [--count N] [--framing json|cbor]", ALL.join(" "));
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut workloads = Vec::new();
+    let mut opts = Opts {
+        count: None,
+        framing: "cbor".to_string(),
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--count" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => opts.count = Some(n),
+                None => return usage(),
+            },
+            "--framing" => match args.next() {
+                Some(f) if f == "json" || f == "cbor" => opts.framing = f,
+                _ => return usage(),
+            },
+            "-h" | "--help" => return usage(),
+            w if ALL.contains(&w) => workloads.push(w.to_string()),
+            _ => return usage(),
+        }
+    }
+    if workloads.is_empty() {
+        workloads = ALL.iter().map(|s| s.to_string()).collect();
+    }
+    let mut failed = false;
+    for w in workloads {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("cannot start runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let r = rt.block_on(async {
+            match w.as_str() {
+                "L1" => local::l1(&opts).await,
+                "L2" => local::l2(&opts).await,
+                "L3" => local::l3(&opts).await,
+                _ => Err(format!("unknown workload {w}")),
+            }
+        });
+        rt.shutdown_timeout(Duration::from_secs(1));
+        if let Err(e) = r {
+            eprintln!("{w} FAILED: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod db;
 pub mod handshake;
 pub mod ids;
+pub mod node_req;
 pub mod typed;
 pub mod value;
 

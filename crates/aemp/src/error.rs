@@ -1,0 +1,59 @@
+//! Errors as values: one enum per failure kind, never a panic on bad input.
+
+use aemp_proto::ids::{IdError, PortIdError};
+
+/// The error a port handler may return; it kills the port with `("die", <text>)`.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a handler returns.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// Errors of the node API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A node ID was refused.
+    #[error(transparent)]
+    NodeId(#[from] IdError),
+    /// A port ID was refused.
+    #[error(transparent)]
+    PortId(#[from] PortIdError),
+    /// `rcv` (or another local-only operation) was given a port of another node.
+    #[error("port {0} is not a local port")]
+    NotLocal(String),
+    /// Node ports cannot be killed.
+    #[error("cannot kill node port {0}")]
+    KillNodePort(String),
+    /// Messages must contain at least one element.
+    #[error("empty message")]
+    EmptyMessage,
+    /// The node has been shut down.
+    #[error("node is shut down")]
+    Shutdown,
+    /// A database family name or subkey was refused.
+    #[error("database: {0}")]
+    Db(String),
+    /// A typed message did not have the expected shape.
+    #[error("message shape: {0}")]
+    Typed(String),
+    /// Configuration problem.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// An I/O error (binding listeners and the like).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a `cal` produced no reply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalError {
+    /// The timeout expired first.
+    #[error("no reply: timeout")]
+    Timeout,
+    /// The target port died (or could not be monitored) before replying; carries the kill
+    /// reason.
+    #[error("no reply: target port died ({0:?})")]
+    TargetDied(Vec<aemp_proto::Value>),
+    /// The node shut down.
+    #[error("no reply: node shut down")]
+    Shutdown,
+}

@@ -1,0 +1,120 @@
+//! The handler context (`SELF` in Perl): what a handler may do while it runs.
+//!
+//! A [`Cx`] borrows the kernel mutably, so everything a handler does through it takes effect
+//! directly (sends are queued behind the messages already waiting, exactly like sends from
+//! outside, so a handler never runs inside another handler).
+
+use super::monitor::{Monitor, Reason};
+use super::port::Handler;
+use super::Kernel;
+use crate::error::{Error, HandlerResult};
+use crate::node::{MonGuard, Node};
+use aemp_proto::{Msg, NodeId, PortId, Str};
+
+/// Handler context: the port a handler runs for, the node the message came from, and the
+/// kernel operations.
+pub struct Cx<'k> {
+    pub(crate) k: &'k mut Kernel,
+    pub(crate) port: &'k Str,
+    pub(crate) src: Option<&'k NodeId>,
+}
+
+impl<'k> Cx<'k> {
+    /// The port this handler runs for (Perl's `$SELF`).
+    pub fn self_port(&self) -> PortId {
+        self.k.id.port(self.port)
+    }
+
+    /// Name of the port this handler runs for (without the node part).
+    pub fn self_name(&self) -> &str {
+        self.port
+    }
+
+    /// The node the message came from (Perl's `$SRCNODE`): this node for local messages.
+    pub fn src_node(&self) -> &NodeId {
+        self.src.unwrap_or(&self.k.id)
+    }
+
+    /// This node's ID.
+    pub fn node_id(&self) -> &NodeId {
+        &self.k.id
+    }
+
+    /// A handle of this node, for async work and timers.
+    pub fn node(&self) -> Node {
+        self.k.node()
+    }
+
+    /// Sends a message (see [`Node::snd`]).
+    pub fn snd(&mut self, port: &PortId, msg: impl Into<Msg>) {
+        self.k.snd(port, msg.into());
+    }
+
+    /// Kills a port (see [`Node::kil`]).
+    pub fn kil(&mut self, port: &PortId, reason: Reason) -> Result<(), Error> {
+        self.k.kil(port, reason)
+    }
+
+    /// Kills the port this handler runs for.
+    pub fn kil_self(&mut self, reason: Reason) {
+        let name = self.port.clone();
+        self.k.kill_local(&name, reason);
+    }
+
+    /// Creates a new local port with a default handler, at once.
+    pub fn port(
+        &mut self,
+        h: impl FnMut(&mut Cx<'_>, Msg) -> HandlerResult + Send + 'static,
+    ) -> PortId {
+        let name = self.k.core.namer.next_local();
+        let id = self.k.id.port(&name);
+        self.k.rcv_local(&name, None, Some(Box::new(h)));
+        id
+    }
+
+    /// Sets the default handler of this port.
+    pub fn rcv_default(
+        &mut self,
+        h: impl FnMut(&mut Cx<'_>, Msg) -> HandlerResult + Send + 'static,
+    ) {
+        let name = self.port.clone();
+        self.k.rcv_local(&name, None, Some(Box::new(h)));
+    }
+
+    /// Sets a tag handler of this port (the tag is removed before the handler sees it).
+    pub fn rcv(
+        &mut self,
+        tag: &str,
+        h: impl FnMut(&mut Cx<'_>, Msg) -> HandlerResult + Send + 'static,
+    ) {
+        let name = self.port.clone();
+        self.k.rcv_local(&name, Some(tag), Some(Box::new(h)));
+    }
+
+    /// Removes a tag handler of this port.
+    pub fn unrcv(&mut self, tag: &str) {
+        let name = self.port.clone();
+        self.k.rcv_local(&name, Some(tag), None);
+    }
+
+    /// Sets or removes a handler of any local port (created if missing).
+    pub fn rcv_port(
+        &mut self,
+        port: &PortId,
+        tag: Option<&str>,
+        h: Option<Handler>,
+    ) -> Result<(), Error> {
+        if port.node() != self.k.id.as_str() || port.is_node_port() {
+            return Err(Error::NotLocal(port.to_string()));
+        }
+        self.k.rcv_local(&Str::from(port.name()), tag, h);
+        Ok(())
+    }
+
+    /// Monitors a port (see [`Node::mon`]).
+    pub fn mon(&mut self, port: &PortId, action: Monitor) -> MonGuard {
+        let id = self.k.shared().next_guard();
+        self.k.mon(port, id, action);
+        MonGuard::new(self.k.weak.clone(), id)
+    }
+}

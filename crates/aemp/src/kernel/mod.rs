@@ -1,0 +1,516 @@
+//! The kernel: a node's ports, the dispatch of messages to their handlers, kills and
+//! monitors.
+//!
+//! All kernel state is owned by one dispatcher task per node (see [`run`]); nothing in it is
+//! locked. Everything else talks to it through the node's command queue ([`Core::push`]):
+//! `snd`, `kil`, `rcv`, `mon` from any thread become [`Cmd`]s that the dispatcher executes in
+//! order. Handlers get `&mut Kernel` through their [`Cx`], so what they do takes effect at
+//! once, and their sends are queued behind what is already waiting. This gives:
+//!
+//! * per-sender FIFO order to each port (one queue, executed in order);
+//! * no handler ever runs inside another (sends are queued, never called through);
+//! * `spawn` on the local node never runs the init function before `spawn` returns (it is a
+//!   queued command).
+
+pub mod context;
+pub mod monitor;
+pub(crate) mod node_port;
+pub mod port;
+pub(crate) mod registry;
+pub(crate) mod remote;
+
+use crate::error::Error;
+use crate::node::{Node, NodeInner};
+use aemp_proto::ids::PortNamer;
+use aemp_proto::{Msg, NodeId, PortId, Str, Value};
+use context::Cx;
+use monitor::{MonAction, MonTarget, Monitor, Reason, RemoteMonitors};
+use parking_lot::{Mutex, RwLock};
+use port::{Handler, Port};
+use registry::Registry;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::sync::Notify;
+
+/// A unit of work for the dispatcher.
+pub(crate) enum Cmd {
+    /// Deliver a message to a local port (by name; `""` is the node port).
+    Deliver {
+        port: Str,
+        msg: Msg,
+        src: Option<NodeId>,
+    },
+    /// Kill a local port.
+    Kill { port: Str, reason: Reason },
+    /// Anything else: a closure run with the kernel.
+    Exec(Box<dyn FnOnce(&mut Kernel) + Send + 'static>),
+}
+
+/// The part of a node shared between the dispatcher and every handle: identity, the command
+/// queue, counters.
+pub(crate) struct Core {
+    pub id: NodeId,
+    pub namer: PortNamer,
+    queue: Mutex<Vec<Cmd>>,
+    notify: Notify,
+    closed: AtomicBool,
+    guard_ids: AtomicU64,
+    pub registry: RwLock<Registry>,
+    pub secure: AtomicBool,
+}
+
+impl Core {
+    pub(crate) fn new(id: NodeId, namer: PortNamer) -> Core {
+        Core {
+            id,
+            namer,
+            queue: Mutex::new(Vec::with_capacity(1024)),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            guard_ids: AtomicU64::new(1),
+            registry: RwLock::new(Registry::default()),
+            secure: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a command for the dispatcher. Never blocks on anything but a short lock.
+    pub(crate) fn push(&self, cmd: Cmd) {
+        let was_empty = {
+            let mut q = self.queue.lock();
+            let was_empty = q.is_empty();
+            q.push(cmd);
+            was_empty
+        };
+        // Only the transition empty -> non-empty needs a wake-up: the dispatcher takes the
+        // whole queue at once, and Notify keeps one permit if it is busy.
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Queues many commands at once (one lock, one wake-up).
+    pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>) {
+        let was_empty = {
+            let mut q = self.queue.lock();
+            let was_empty = q.is_empty();
+            q.extend(cmds);
+            was_empty
+        };
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    pub(crate) fn next_guard(&self) -> u64 {
+        self.guard_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The dispatcher-owned state of a node.
+pub struct Kernel {
+    pub(crate) id: NodeId,
+    pub(crate) core: Arc<Core>,
+    /// The public handle, weakly (a strong one would keep the node alive forever).
+    pub(crate) handle: Weak<NodeInner>,
+    pub(crate) weak: Weak<Core>,
+    ports: FxHashMap<Str, Port>,
+    run: VecDeque<Cmd>,
+    mon_index: FxHashMap<u64, MonTarget>,
+    pub(crate) remote_mons: RemoteMonitors,
+    /// Monitors on our own node port: they can never fire (the node port never dies) but are
+    /// kept so their guards behave.
+    self_node_mons: Vec<(u64, MonAction)>,
+    pub(crate) remote: remote::Remotes,
+}
+
+impl Kernel {
+    pub(crate) fn new(core: Arc<Core>, handle: Weak<NodeInner>) -> Kernel {
+        Kernel {
+            id: core.id.clone(),
+            weak: Arc::downgrade(&core),
+            core,
+            handle,
+            ports: FxHashMap::default(),
+            run: VecDeque::with_capacity(1024),
+            mon_index: FxHashMap::default(),
+            remote_mons: RemoteMonitors::default(),
+            self_node_mons: Vec::new(),
+            remote: remote::Remotes::default(),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Core {
+        &self.core
+    }
+
+    /// A public handle of this node. Panics never: the dispatcher only runs while a handle
+    /// exists (it stops when the last one is dropped).
+    pub(crate) fn node(&self) -> Node {
+        Node::from_inner(self.handle.upgrade())
+    }
+
+    /// Number of live local ports.
+    pub(crate) fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub(crate) fn port_exists(&self, name: &str) -> bool {
+        self.ports.contains_key(name)
+    }
+
+    pub(crate) fn exec(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Deliver { port, msg, src } => self.deliver(port, msg, src.as_ref()),
+            Cmd::Kill { port, reason } => self.kill_local(&port, reason),
+            Cmd::Exec(f) => f(self),
+        }
+    }
+
+    /// Queues a command behind everything already queued in the kernel.
+    pub(crate) fn postpone(&mut self, cmd: Cmd) {
+        self.run.push_back(cmd);
+    }
+
+    /// Runs a handler of a local port on a message.
+    fn deliver(&mut self, name: Str, mut msg: Msg, src: Option<&NodeId>) {
+        if name.is_empty() {
+            self.node_request(msg, src);
+            return;
+        }
+        let Some(port) = self.ports.get_mut(&name) else {
+            // Unknown ports drop messages silently (PROTOCOL.md §3.2); monitors are the only
+            // failure signal.
+            return;
+        };
+        let Some(slot) = port.route(msg.tag()) else {
+            let text = port::unhandled_text(msg.0.first());
+            self.kill_local(&name, vec!["unhandled_message".into(), text.into()]);
+            return;
+        };
+        let gen = port.gen;
+        let Some(mut h) = port.take(&slot) else {
+            // Cannot happen: handlers never run re-entrantly. Treat like no handler.
+            return;
+        };
+        if matches!(slot, port::Slot::Tag(_)) {
+            msg.0.remove(0);
+        }
+        let result = {
+            let mut cx = Cx {
+                k: self,
+                port: &name,
+                src,
+            };
+            catch_unwind(AssertUnwindSafe(|| h(&mut cx, msg)))
+        };
+        match self.ports.get_mut(&name) {
+            Some(p) if p.gen == gen => p.restore(&slot, h),
+            _ => drop(h),
+        }
+        let failure = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic_text(&panic),
+        };
+        tracing::debug!(port = %name, error = %failure, "handler failed, killing port");
+        self.kill_local(&name, vec!["die".into(), failure.into()]);
+    }
+
+    /// Sends a message to any port.
+    pub(crate) fn snd(&mut self, port: &PortId, msg: Msg) {
+        if port.node() == self.id.as_str() {
+            self.run.push_back(Cmd::Deliver {
+                port: Str::from(port.name()),
+                msg,
+                src: None,
+            });
+        } else {
+            self.send_remote(port.node(), port.name(), msg);
+        }
+    }
+
+    /// Kills any port; node ports are refused.
+    pub(crate) fn kil(&mut self, port: &PortId, reason: Reason) -> Result<(), Error> {
+        if port.is_node_port() {
+            return Err(Error::KillNodePort(port.to_string()));
+        }
+        if port.node() == self.id.as_str() {
+            self.kill_local(&Str::from(port.name()), reason);
+        } else {
+            let mut req = Msg::with_capacity(2 + reason.len());
+            req.push("kil1");
+            req.push(port.name());
+            req.0.extend(reason);
+            self.send_node_request(port.node(), req);
+        }
+        Ok(())
+    }
+
+    /// Kills a local port: removes it, fires its local monitors and notifies remote ones.
+    pub(crate) fn kill_local(&mut self, name: &str, reason: Reason) {
+        let Some(port) = self.ports.remove(name) else {
+            return;
+        };
+        let Port {
+            monitors,
+            remote_monitors,
+            ..
+        } = port;
+        if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
+            let shown = Value::List(reason.clone());
+            tracing::info!(port = %name, reason = %shown, "port killed");
+        }
+        for node in remote_monitors {
+            let mut req = Msg::with_capacity(2 + reason.len());
+            req.push("kil0");
+            req.push(name);
+            req.0.extend(reason.iter().cloned());
+            self.send_node_request(node.as_str(), req);
+        }
+        for (id, action) in monitors {
+            self.mon_index.remove(&id);
+            self.fire(action, reason.clone());
+        }
+    }
+
+    /// Runs one monitor action.
+    pub(crate) fn fire(&mut self, action: MonAction, reason: Reason) {
+        match action {
+            Monitor::Callback(f) => {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(reason))) {
+                    tracing::warn!(error = %panic_text(&panic), "monitor callback panicked");
+                }
+            }
+            Monitor::Kill(port) => {
+                if !reason.is_empty() {
+                    if port.node() == self.id.as_str() {
+                        self.run.push_back(Cmd::Kill {
+                            port: Str::from(port.name()),
+                            reason,
+                        });
+                    } else {
+                        let _ = self.kil(&port, reason);
+                    }
+                }
+            }
+            Monitor::Send(port, mut msg) => {
+                msg.0.extend(reason);
+                self.snd(&port, msg);
+            }
+        }
+    }
+
+    /// Adds a new port under a fresh name.
+    pub(crate) fn insert_port(&mut self, name: Str, port: Port) {
+        self.ports.insert(name, port);
+    }
+
+    /// Sets (`h = Some`) or removes a handler of a local port; creates the port if needed.
+    pub(crate) fn rcv_local(&mut self, name: &Str, tag: Option<&str>, h: Option<Handler>) {
+        match self.ports.get_mut(name) {
+            Some(p) => p.set_handler(tag, h),
+            None => {
+                if h.is_none() {
+                    return;
+                }
+                let mut p = Port::default();
+                p.set_handler(tag, h);
+                self.ports.insert(name.clone(), p);
+            }
+        }
+    }
+
+    /// Registers a monitor on any port.
+    pub(crate) fn mon(&mut self, port: &PortId, id: u64, action: MonAction) {
+        if port.node() == self.id.as_str() {
+            if port.is_node_port() {
+                self.self_node_mons.push((id, action));
+                return;
+            }
+            let name = port.name();
+            match self.ports.get_mut(name) {
+                Some(p) => {
+                    p.monitors.push((id, action));
+                    self.mon_index.insert(id, MonTarget::Local(Str::from(name)));
+                }
+                None => {
+                    // Fired asynchronously, like every other monitor.
+                    let reason = no_such_port(port);
+                    self.run.push_back(Cmd::Exec(Box::new(move |k: &mut Kernel| {
+                        k.fire(action, reason)
+                    })));
+                }
+            }
+        } else {
+            let (node, name) = (port.node(), port.name());
+            self.mon_index
+                .insert(id, MonTarget::Remote(Str::from(node), Str::from(name)));
+            let first = self.remote_mons.add(node, name, id, action);
+            if name.is_empty() {
+                // Monitoring a node sends nothing and starts no connection (§10.17); it fires
+                // only on connection loss.
+                return;
+            }
+            if first {
+                self.send_node_request(node, aemp_proto::msg!["mon1", name]);
+            }
+        }
+    }
+
+    /// Cancels a monitor (its guard was dropped).
+    pub(crate) fn unmon(&mut self, id: u64) {
+        match self.mon_index.remove(&id) {
+            Some(MonTarget::Local(name)) => {
+                if let Some(p) = self.ports.get_mut(&name) {
+                    p.monitors.retain(|(i, _)| *i != id);
+                }
+            }
+            Some(MonTarget::Remote(node, name)) => {
+                if let Some((_, last)) = self.remote_mons.remove(&node, &name, id) {
+                    if last && !name.is_empty() {
+                        self.send_node_request(&node, aemp_proto::msg!["mon0", name.as_str()]);
+                    }
+                }
+            }
+            None => self.self_node_mons.retain(|(i, _)| *i != id),
+        }
+    }
+
+    /// Fires every monitor of every port of `node` (and of the node itself) with
+    /// `("transport_error", node, text)`.
+    pub(crate) fn fire_node_lost(&mut self, node: &str, text: &str) {
+        let reason: Reason = vec!["transport_error".into(), node.into(), text.into()];
+        for (id, action) in self.remote_mons.take_node(node) {
+            self.mon_index.remove(&id);
+            self.fire(action, reason.clone());
+        }
+    }
+
+    /// A remote node told us (`kil0`) that one of its ports we monitor died.
+    pub(crate) fn remote_port_died(&mut self, node: &str, name: &str, reason: Reason) {
+        for (id, action) in self.remote_mons.take_port(node, name) {
+            self.mon_index.remove(&id);
+            self.fire(action, reason.clone());
+        }
+    }
+
+    /// A remote node wants to monitor (`mon1`) one of our ports.
+    pub(crate) fn add_remote_monitor(&mut self, node: &NodeId, name: &str) {
+        match self.ports.get_mut(name) {
+            Some(p) => {
+                if !p.remote_monitors.contains(node) {
+                    p.remote_monitors.push(node.clone());
+                }
+            }
+            None => {
+                let reason = no_such_port(&self.id.port(name));
+                let mut req = aemp_proto::msg!["kil0", name];
+                req.0.extend(reason);
+                self.send_node_request(node.as_str(), req);
+            }
+        }
+    }
+
+    /// A remote node no longer monitors (`mon0`) one of our ports.
+    pub(crate) fn remove_remote_monitor(&mut self, node: &str, name: &str) {
+        if let Some(p) = self.ports.get_mut(name) {
+            p.remote_monitors.retain(|n| n.as_str() != node);
+        }
+    }
+
+    /// Runs a named function in the context of port `name` (spawn), or of the node port.
+    pub(crate) fn run_named(&mut self, name: &Str, func: &str, args: Vec<Value>, src: Option<&NodeId>) {
+        let f = self.core.registry.read().get(func);
+        let Some(f) = f else {
+            tracing::warn!(function = func, "unable to resolve function");
+            self.kill_local(name, vec!["die".into(), format!("unable to resolve function '{func}'").into()]);
+            return;
+        };
+        let result = {
+            let mut cx = Cx { k: self, port: name, src };
+            catch_unwind(AssertUnwindSafe(|| f(&mut cx, args)))
+        };
+        let failure = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic_text(&panic),
+        };
+        tracing::debug!(port = %name, function = func, error = %failure, "named function failed");
+        self.kill_local(name, vec!["die".into(), failure.into()]);
+    }
+
+    /// Drops every port, firing nothing (the node is going away; remote peers see the
+    /// connection loss instead).
+    fn teardown(&mut self) {
+        self.ports.clear();
+        self.run.clear();
+        self.remote.teardown();
+    }
+}
+
+/// The reason given when monitoring a port that does not exist.
+pub(crate) fn no_such_port(port: &PortId) -> Reason {
+    vec![
+        "no_such_port".into(),
+        "cannot monitor nonexistent port".into(),
+        port.as_str().into(),
+    ]
+}
+
+/// Text of a panic payload.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// How many commands the dispatcher runs before it yields to other tasks.
+const BUDGET: usize = 8192;
+
+/// The dispatcher: owns the kernel and executes commands until the node is closed.
+pub(crate) async fn run(mut k: Kernel) {
+    let core = k.core.clone();
+    let mut batch: Vec<Cmd> = Vec::with_capacity(1024);
+    loop {
+        std::mem::swap(&mut *core.queue.lock(), &mut batch);
+        if batch.is_empty() && k.run.is_empty() {
+            if core.is_closed() {
+                break;
+            }
+            core.notify.notified().await;
+            continue;
+        }
+        k.run.extend(batch.drain(..));
+        let mut n = 0;
+        while let Some(cmd) = k.run.pop_front() {
+            k.exec(cmd);
+            n += 1;
+            if n == BUDGET {
+                break;
+            }
+        }
+        if n == BUDGET {
+            tokio::task::yield_now().await;
+        }
+        if core.is_closed() {
+            break;
+        }
+    }
+    k.teardown();
+}

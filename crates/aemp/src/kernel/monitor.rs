@@ -1,0 +1,115 @@
+//! Monitors: what happens when a watched port dies, and the guards that cancel them.
+//!
+//! Invariant (exactly once): a monitor lives in exactly one list (a local port's `monitors`,
+//! a remote port's list in [`RemoteMonitors`], or a node's list) plus the kernel's
+//! `mon_index`; firing or cancelling removes it from both, so it can neither fire twice nor
+//! fire after cancellation.
+
+use aemp_proto::{Msg, PortId, Str, Value};
+use rustc_hash::FxHashMap;
+
+/// The reason a port died: empty for a normal kill.
+pub type Reason = Vec<Value>;
+
+/// What a monitor does when its port dies (API.md `mon`).
+pub enum Monitor {
+    /// Call a closure with the reason.
+    Callback(Box<dyn FnOnce(Reason) + Send + 'static>),
+    /// Kill this local port with the same reason, but only on an abnormal (non-empty) reason.
+    Kill(PortId),
+    /// Send this message, with the reason appended, to this port.
+    Send(PortId, Msg),
+}
+
+impl Monitor {
+    /// A callback monitor.
+    pub fn callback(f: impl FnOnce(Reason) + Send + 'static) -> Monitor {
+        Monitor::Callback(Box::new(f))
+    }
+
+    /// Kill `port` too when the watched port dies abnormally.
+    pub fn kill(port: &PortId) -> Monitor {
+        Monitor::Kill(port.clone())
+    }
+
+    /// Send `msg` + reason to `port` when the watched port dies.
+    pub fn send(port: &PortId, msg: Msg) -> Monitor {
+        Monitor::Send(port.clone(), msg)
+    }
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Monitor::Callback(_) => f.write_str("Monitor::Callback"),
+            Monitor::Kill(p) => write!(f, "Monitor::Kill({p})"),
+            Monitor::Send(p, m) => write!(f, "Monitor::Send({p}, {m})"),
+        }
+    }
+}
+
+pub(crate) type MonAction = Monitor;
+
+/// Where a registered monitor lives, so that a guard can find it again.
+#[derive(Debug, Clone)]
+pub(crate) enum MonTarget {
+    /// A local port, by name.
+    Local(Str),
+    /// A port on another node (`name` empty = the node itself).
+    Remote(Str, Str),
+}
+
+/// Monitors on ports of other nodes, per node and port name (empty name = node monitor).
+#[derive(Default)]
+pub(crate) struct RemoteMonitors {
+    pub by_node: FxHashMap<Str, FxHashMap<Str, Vec<(u64, MonAction)>>>,
+}
+
+impl RemoteMonitors {
+    /// Adds a monitor; returns true when it is the first one on that port (then `mon1` must
+    /// be sent, unless it is a node monitor).
+    pub fn add(&mut self, node: &str, port: &str, id: u64, action: MonAction) -> bool {
+        let ports = self.by_node.entry(Str::from(node)).or_default();
+        let list = ports.entry(Str::from(port)).or_default();
+        list.push((id, action));
+        list.len() == 1
+    }
+
+    /// Removes one monitor; returns true when it was the last one on that port (then `mon0`
+    /// must be sent).
+    pub fn remove(&mut self, node: &str, port: &str, id: u64) -> Option<(MonAction, bool)> {
+        let ports = self.by_node.get_mut(node)?;
+        let list = ports.get_mut(port)?;
+        let i = list.iter().position(|(i, _)| *i == id)?;
+        let (_, action) = list.remove(i);
+        let last = list.is_empty();
+        if last {
+            ports.remove(port);
+            if ports.is_empty() {
+                self.by_node.remove(node);
+            }
+        }
+        Some((action, last))
+    }
+
+    /// Takes every monitor of one remote port (on `kil0`).
+    pub fn take_port(&mut self, node: &str, port: &str) -> Vec<(u64, MonAction)> {
+        let Some(ports) = self.by_node.get_mut(node) else {
+            return Vec::new();
+        };
+        let list = ports.remove(port).unwrap_or_default();
+        if ports.is_empty() {
+            self.by_node.remove(node);
+        }
+        list
+    }
+
+    /// Takes every monitor of every port of a node (on connection loss).
+    pub fn take_node(&mut self, node: &str) -> Vec<(u64, MonAction)> {
+        self.by_node
+            .remove(node)
+            .map(|ports| ports.into_values().flatten().collect())
+            .unwrap_or_default()
+    }
+
+}

@@ -1,0 +1,99 @@
+//! Serving requests to the node port (PROTOCOL.md §4), local or remote.
+
+use super::Kernel;
+use aemp_proto::node_req::{self, NodeReq, KNOWN_TAGS};
+use aemp_proto::{Msg, NodeId, Value};
+use std::sync::atomic::Ordering;
+
+/// Text of the refusal sent for `eval` (never executed by this implementation).
+pub(crate) const EVAL_REFUSED: &str = "eval is not supported: this node runs no Perl code\n";
+
+impl Kernel {
+    /// Handles one message for the node port. `src` is the sending node (None = us).
+    pub(crate) fn node_request(&mut self, msg: Msg, src: Option<&NodeId>) {
+        let from = src.cloned().unwrap_or_else(|| self.id.clone());
+        let req = match node_req::parse(msg) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(src = %from, error = %e, "error processing node message");
+                return;
+            }
+        };
+        match req {
+            NodeReq::Noop => {}
+            NodeReq::Mon1(name) => self.add_remote_monitor(&from, &name),
+            NodeReq::Mon0(name) => self.remove_remote_monitor(from.as_str(), &name),
+            NodeReq::Kil0(name, reason) => self.remote_port_died(from.as_str(), &name, reason),
+            NodeReq::Kil1(name, reason) => self.kill_local(&name, reason),
+            NodeReq::Snd(port, msg) => {
+                if msg.is_empty() {
+                    // The reference delivers an empty message (the `aemp snd` confirmation
+                    // echo); only a callback port can take it.
+                }
+                self.snd(&port, msg)
+            }
+            NodeReq::Can { tag, reply, mut extra } => {
+                let known = KNOWN_TAGS.contains(&tag.as_str())
+                    || tag == node_req::SPAWN_FUNC
+                    || self.core.registry.read().get(&tag).is_some();
+                extra.push(Value::Bool(known));
+                self.snd(&reply, Msg(extra));
+            }
+            NodeReq::Time { reply, mut extra } => {
+                extra.push(Value::Float(unix_now()));
+                self.snd(&reply, Msg(extra));
+            }
+            NodeReq::Eval { reply, mut extra } => {
+                tracing::warn!(src = %from, "refused eval request");
+                if let Some(reply) = reply {
+                    extra.push(EVAL_REFUSED.into());
+                    self.snd(&reply, Msg(extra));
+                }
+            }
+            NodeReq::Spawn { port, init, args } => {
+                if self.core.secure.load(Ordering::Relaxed) && src.is_some() {
+                    tracing::warn!(src = %from, init = %init, "remote execution not allowed (secure mode)");
+                    return;
+                }
+                self.run_named(&port, &init, args, src);
+            }
+            NodeReq::Global(tag, args) => self.global_request(&from, &tag, args),
+            NodeReq::Call(func, args) => {
+                if self.core.secure.load(Ordering::Relaxed) && src.is_some() {
+                    tracing::warn!(src = %from, function = %func, "remote execution not allowed (secure mode)");
+                    return;
+                }
+                let known = self.core.registry.read().get(&func).is_some();
+                if !known {
+                    tracing::warn!(src = %from, function = %func, "unable to resolve function");
+                    // A reply port, if any, is by convention the last argument (`cal`).
+                    if let Some(reply) = args
+                        .last()
+                        .and_then(Value::as_str)
+                        .filter(|s| s.contains('#'))
+                        .and_then(|s| aemp_proto::PortId::parse(s).ok())
+                    {
+                        let text = format!("unable to resolve function '{func}'");
+                        self.snd(&reply, aemp_proto::msg!["error", text]);
+                    }
+                    return;
+                }
+                self.run_named(&aemp_proto::Str::default(), &func, args, src);
+            }
+        }
+    }
+
+    /// Global-protocol requests: handled by the global service once it exists.
+    pub(crate) fn global_request(&mut self, from: &NodeId, tag: &str, args: Vec<Value>) {
+        let _ = args;
+        tracing::debug!(src = %from, tag, "global request ignored: node is not global");
+    }
+}
+
+/// Seconds since the Unix epoch, as Perl's `AE::now`.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
