@@ -9,6 +9,29 @@
 //! * [`Value`] and [`Msg`] implement [`Serialize`] and [`Deserialize`], so they can be fields
 //!   of typed structs and convert to and from `serde_json::Value`.
 //!
+//! ```
+//! use aemp_proto::msg;
+//! use aemp_proto::typed::{to_msg, MsgExt};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Ping {
+//!     tag: String,
+//!     seq: u64,
+//! }
+//!
+//! let m = to_msg(&Ping { tag: "ping".into(), seq: 5 })?;
+//! assert_eq!(m, msg!["ping", 5]);
+//! let back: Ping = m.decode()?;
+//! assert_eq!(back.seq, 5);
+//! // A Perl peer may send the number as a string.
+//! let lenient: Ping = msg!["ping", "5"].decode()?;
+//! assert_eq!(lenient, back);
+//! let err = msg!["ping", "five"].decode::<Ping>().unwrap_err();
+//! assert_eq!(err.to_string(), r#"element 1: expected u64, found string "five""#);
+//! # Ok::<(), aemp_proto::typed::TypedError>(())
+//! ```
+//!
 //! # Shapes
 //!
 //! | Rust | [`Value`] |

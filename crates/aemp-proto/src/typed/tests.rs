@@ -624,3 +624,26 @@ fn value_ext_decode() {
         vec![s("a"), Value::Int(2)]
     );
 }
+
+#[test]
+fn sequences_of_options_end_with_the_list() {
+    // Padding only applies to tuples and structs: a Vec of Options ends with the list.
+    let v: Vec<Option<u8>> = from_value(list![1, Value::Null]).unwrap();
+    assert_eq!(v, vec![Some(1), None]);
+    // Fixed-size arrays are tuples: absent trailing Options are None.
+    let a: [Option<u8>; 3] = from_value(list![1]).unwrap();
+    assert_eq!(a, [Some(1), None, None]);
+    let e = from_value::<[u8; 2]>(list![1]).unwrap_err();
+    assert!(
+        matches!(e.kind(), TypedErrorKind::InvalidLength { len: 1, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn non_utf8_bytes_are_not_a_string() {
+    assert_eq!(
+        err_text::<String>(Value::Bytes(vec![0xff])),
+        "invalid value: byte array, expected a string"
+    );
+}
