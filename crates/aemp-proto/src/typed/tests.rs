@@ -458,6 +458,10 @@ fn perl_number_formatting() {
         (0.0001, "0.0001"),
         (f64::INFINITY, "Inf"),
         (f64::NAN, "NaN"),
+        (f64::NEG_INFINITY, "-Inf"),
+        // Checked against perl 5: `print 2**64, 1/3`.
+        (18446744073709551616.0, "1.84467440737096e+19"),
+        (1.0 / 3.0, "0.333333333333333"),
     ] {
         assert_eq!(perl_float(f), want, "{f}");
     }
