@@ -1,1 +1,0 @@
-//! Serde support: typed messages to and from [`crate::Value`]. Work in progress.
