@@ -7,6 +7,11 @@
 
 mod local;
 
+// The benchmark uses mimalloc: messages are allocated by one thread and freed by another,
+// which glibc malloc handles poorly. Erlang brings its own allocators too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::time::Duration;
 

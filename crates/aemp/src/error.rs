@@ -33,8 +33,8 @@ pub enum Error {
     #[error("database: {0}")]
     Db(String),
     /// A typed message did not have the expected shape.
-    #[error("message shape: {0}")]
-    Typed(String),
+    #[error(transparent)]
+    Typed(#[from] aemp_proto::typed::TypedError),
     /// Configuration problem.
     #[error("configuration: {0}")]
     Config(String),

@@ -31,6 +31,7 @@ pub mod error;
 pub mod kernel;
 pub mod node;
 
+pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, value, Msg, NodeId, PortId, Str, Value};
 pub use error::{CalError, Error, HandlerError, HandlerResult};
 pub use kernel::context::Cx;

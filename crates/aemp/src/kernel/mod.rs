@@ -496,17 +496,21 @@ pub(crate) async fn run(mut k: Kernel) {
             core.notify.notified().await;
             continue;
         }
-        k.run.extend(batch.drain(..));
+        // Commands from outside run in arrival order; what their handlers send locally is
+        // queued in `run` and runs after them, before the next batch is taken.
+        for cmd in batch.drain(..) {
+            k.exec(cmd);
+        }
         let mut n = 0;
         while let Some(cmd) = k.run.pop_front() {
             k.exec(cmd);
             n += 1;
             if n == BUDGET {
+                // A local ping-pong never empties `run`: let other tasks and the outside
+                // queue have their turn.
+                tokio::task::yield_now().await;
                 break;
             }
-        }
-        if n == BUDGET {
-            tokio::task::yield_now().await;
         }
         if core.is_closed() {
             break;

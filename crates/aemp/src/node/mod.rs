@@ -218,6 +218,12 @@ impl Node {
         Ok(())
     }
 
+    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
+    pub fn snd_typed<T: serde::Serialize + ?Sized>(&self, port: &PortId, msg: &T) -> Result<(), Error> {
+        let msg = aemp_proto::typed::to_msg(msg)?;
+        self.snd(port, msg)
+    }
+
     /// Calls a function registered on `node` by name with `args` (Perl's `snd_to_func`).
     pub fn snd_to_func(&self, node: &NodeId, func: &str, args: Vec<Value>) -> Result<(), Error> {
         let mut msg = Msg::with_capacity(1 + args.len());
