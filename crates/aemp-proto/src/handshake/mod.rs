@@ -582,3 +582,6 @@ impl Handshake {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
