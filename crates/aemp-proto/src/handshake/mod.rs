@@ -59,8 +59,8 @@ pub const DEFAULT_AUTH_OFFER: [&str; 2] = [TLS_SHA3_512, HMAC_SHA3_512];
 /// The framings we accept by default, in order of preference. Never `storable`.
 pub const DEFAULT_FRAMINGS: [&str; 2] = ["cbor", "json"];
 
-/// Our side's handshake configuration.
-#[derive(Debug, Clone)]
+/// Our side's handshake configuration. Its `Debug` output hides the secret.
+#[derive(Clone)]
 pub struct HandshakeConfig {
     /// Our node ID (greeting field 3).
     pub node_id: String,
@@ -81,6 +81,36 @@ pub struct HandshakeConfig {
     pub protocol: String,
     /// Further key/value pairs for greeting line 1, e.g. `("dataconn_id", "b@node")`.
     pub extra_kv: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for HandshakeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeConfig")
+            .field("node_id", &self.node_id)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("auth_accept", &self.auth_accept)
+            .field("auth_offer", &self.auth_offer)
+            .field("framings", &self.framings)
+            .field("tls_available", &self.tls_available)
+            .field("provider", &self.provider)
+            .field("protocol", &self.protocol)
+            .field("extra_kv", &self.extra_kv)
+            .finish()
+    }
+}
+
+/// The shared secret, kept out of `Debug` output so that logging a handshake cannot leak it.
+#[derive(Clone)]
+struct Secret(Option<Vec<u8>>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(<redacted>)"
+        } else {
+            "None"
+        })
+    }
 }
 
 impl HandshakeConfig {
@@ -242,7 +272,7 @@ enum State {
 #[derive(Debug)]
 pub struct Handshake {
     node_id: String,
-    secret: Option<Vec<u8>>,
+    secret: Secret,
     auth_accept: Vec<String>,
     auth_offer: Vec<String>,
     framings: Vec<String>,
@@ -310,7 +340,7 @@ impl Handshake {
         });
         Handshake {
             node_id: cfg.node_id.clone(),
-            secret: cfg.secret.clone(),
+            secret: Secret(cfg.secret.clone()),
             auth_accept: cfg.auth_accept.clone(),
             auth_offer: cfg.auth_offer.clone(),
             framings: cfg.framings.clone(),
@@ -392,7 +422,8 @@ impl Handshake {
     /// It stops right after the peer's line 2 when TLS has to start ([`Event::StartTls`])
     /// and right after the peer's auth line ([`Event::Established`]); bytes after that point
     /// stay with the caller (TLS records or data-phase messages). While TLS is starting and
-    /// after success it uses nothing. After a failure it returns the same error again.
+    /// after success it uses nothing. On failure, events not yet polled are dropped (nothing
+    /// more may be sent; close the connection), and later calls return the same error.
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
         let mut consumed = 0;
         loop {
@@ -504,7 +535,7 @@ impl Handshake {
             return Err(HandshakeError::InvalidState("nonce before greeting"));
         };
         self.tls_active = self.tls_available && peer.wants_tls();
-        let secret = self.secret.as_deref().filter(|s| !s.is_empty());
+        let secret = self.secret.0.as_deref().filter(|s| !s.is_empty());
         let method = choose_auth(
             &peer.auth,
             &self.auth_offer,
@@ -556,7 +587,7 @@ impl Handshake {
         verify(
             method,
             token,
-            self.secret.as_deref(),
+            self.secret.0.as_deref(),
             self.tls_active,
             &transcript,
         )?;

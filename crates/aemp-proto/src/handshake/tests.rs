@@ -512,3 +512,13 @@ fn invalid_configuration_and_misuse() {
         Err(HandshakeError::InvalidState(_))
     ));
 }
+
+#[test]
+fn debug_output_hides_the_secret() {
+    let c = cfg("alpha", Some(b"topsecretvalue"));
+    let hs = Handshake::new(&c, "p", new_nonce());
+    for text in [format!("{c:?}"), format!("{hs:?}")] {
+        assert!(!text.contains("topsecretvalue") && !text.contains("116, 111, 112"));
+        assert!(text.contains("redacted"), "{text}");
+    }
+}
