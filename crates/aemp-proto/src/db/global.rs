@@ -115,7 +115,7 @@ fn parse(msg: &Msg) -> Result<Request, DbError> {
 ///   shards, and every global value equals the value of some shard holding the key;
 /// * no family map (in `global` or in a shard) and no shard is empty;
 /// * `inbox` is empty whenever no public method is running.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GlobalDb {
     me: Str,
     /// Our own `LOCAL_DB`; its writes reach our own shard through `g_upd` to ourselves.
@@ -409,6 +409,13 @@ impl GlobalDb {
     fn slave(&mut self, node: &str, db: Db, out: &mut Vec<Out>) {
         self.slaves.insert(Str::from(node));
         let old = self.shards.get(node).cloned().unwrap_or_default();
+        // Families of the old shard that the new database lacks lose all their keys.
+        for (family, m) in &old {
+            if !db.contains_key(family) {
+                let keys = m.keys().cloned().collect();
+                self.upd(node, family, DbMap::new(), keys, out);
+            }
+        }
         for (family, set) in db {
             let del = old
                 .get(&family)
@@ -421,23 +428,6 @@ impl GlobalDb {
                 .unwrap_or_default();
             self.upd(node, &family, set, del, out);
         }
-        let new_families: Vec<Str> = self
-            .shards
-            .get(node)
-            .map(|s| s.keys().cloned().collect())
-            .unwrap_or_default();
-        for (family, m) in old {
-            if !new_families.contains(&family) && self.shard_has_family(node, &family) {
-                let keys = m.keys().cloned().collect();
-                self.upd(node, &family, DbMap::new(), keys, out);
-            }
-        }
-    }
-
-    fn shard_has_family(&self, node: &str, family: &str) -> bool {
-        self.shards
-            .get(node)
-            .is_some_and(|s| s.contains_key(family))
     }
 
     /// `g_set db` from another global node: merge its shard family by family, then mirror its
@@ -626,3 +616,6 @@ impl GlobalDb {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
