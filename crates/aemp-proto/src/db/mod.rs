@@ -27,6 +27,9 @@ pub mod local;
 pub mod names;
 pub mod watch;
 
+#[cfg(test)]
+mod sim_tests;
+
 pub use global::GlobalDb;
 pub use local::LocalDb;
 pub use names::{Family, NameError};
