@@ -41,7 +41,8 @@ pub(crate) enum Cmd {
     Deliver {
         port: Str,
         msg: Msg,
-        src: Option<NodeId>,
+        /// The node it came from; `None` = this node.
+        src: Option<Arc<NodeId>>,
     },
     /// Kill a local port.
     Kill { port: Str, reason: Reason },
@@ -172,7 +173,7 @@ impl Kernel {
 
     pub(crate) fn exec(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Deliver { port, msg, src } => self.deliver(port, msg, src.as_ref()),
+            Cmd::Deliver { port, msg, src } => self.deliver(port, msg, src.as_deref()),
             Cmd::Kill { port, reason } => self.kill_local(&port, reason),
             Cmd::Exec(f) => f(self),
         }

@@ -1,0 +1,397 @@
+//! One TCP connection: drives the sans-IO handshake, then runs a reader and a writer.
+//!
+//! * The **writer** owns nothing but the socket's write half: senders (the kernel) encode
+//!   frames straight into the connection's [`ConnTx`] buffer, and the writer takes the whole
+//!   buffer at once and writes it in one go. Everything queued while a write is in progress
+//!   leaves in the next single write, so batching adapts to load by itself, and with
+//!   TCP_NODELAY a lone message leaves at once.
+//! * The **reader** feeds the incremental decoder and hands every complete frame to the
+//!   kernel, one queue operation per read.
+//! * Any error (bad frame, oversized message, I/O) closes this connection only, with a logged
+//!   reason; the kernel then fires the monitors of that node.
+
+use super::{format_hostport, Network};
+use crate::kernel::{Cmd, Kernel};
+use aemp_proto::codec::{self, Decoder, Framing};
+use aemp_proto::handshake::{new_nonce, Established, Event, Handshake};
+use aemp_proto::{NodeId, Value};
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+/// Buffers above this size are not kept for reuse after a write (a 1 MiB message should not
+/// pin megabytes per idle connection).
+const KEEP_BUFFER: usize = 256 * 1024;
+
+/// The sending side of an established connection, shared by the kernel and the writer.
+pub(crate) struct ConnTx {
+    pub id: u64,
+    framing: Framing,
+    buf: Mutex<Vec<u8>>,
+    notify: Notify,
+    closed: AtomicBool,
+    pub msgs_out: AtomicU64,
+}
+
+impl ConnTx {
+    fn new(id: u64, framing: Framing) -> ConnTx {
+        ConnTx {
+            id,
+            framing,
+            buf: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            msgs_out: AtomicU64::new(0),
+        }
+    }
+
+    /// Encodes `[port, msg…]` into the write buffer. Never blocks on the network.
+    pub(crate) fn send(&self, port: &str, msg: &[Value]) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let was_empty = {
+            let mut b = self.buf.lock();
+            let was_empty = b.is_empty();
+            codec::encode_frame(self.framing, port, msg, &mut b);
+            was_empty
+        };
+        self.msgs_out.fetch_add(1, Ordering::Relaxed);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.buf.lock().len()
+    }
+
+    /// Makes the writer stop (and with it the connection).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+}
+
+enum Phase {
+    Tls { client: bool, leftover: Vec<u8> },
+    Done(Established, Vec<u8>),
+}
+
+/// Runs one connection from TCP up to close.
+pub(crate) async fn run(net: Arc<Network>, stream: TcpStream, addr: SocketAddr, outgoing: bool) {
+    let _ = stream.set_nodelay(net.cfg.nodelay);
+    let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+    let id = net.next_conn_id();
+    let span = tracing::info_span!("conn", id, addr = %addr, outgoing);
+    let cancel = Arc::new(Notify::new());
+    let mut peer: Option<NodeId> = None;
+    let result = async {
+        tokio::select! {
+            r = drive(&net, stream, addr, outgoing, id, &cancel, &mut peer) => r,
+            _ = cancel.notified() => Err("closed: a simultaneous connection to the same node is kept".to_string()),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let text = match result {
+        Ok(()) => "connection closed".to_string(),
+        Err(e) => e,
+    };
+    let _enter = span.enter();
+    if let Some(peer) = peer {
+        let was_up = net.registry.lock().closed(peer.as_str(), id);
+        if was_up {
+            tracing::info!(peer = %peer, reason = %text, "connection lost");
+            let node = peer.clone();
+            net.to_kernel(move |k: &mut Kernel| k.conn_down(&node, id, &text));
+        } else {
+            tracing::debug!(peer = %peer, reason = %text, "connection attempt ended");
+        }
+    } else {
+        tracing::debug!(reason = %text, "connection ended before greeting");
+    }
+}
+
+async fn drive(
+    net: &Arc<Network>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    outgoing: bool,
+    id: u64,
+    cancel: &Arc<Notify>,
+    peer: &mut Option<NodeId>,
+) -> Result<(), String> {
+    let mut hs = Handshake::new(&net.hs, &format_hostport(&addr), new_nonce());
+    if let Some(e) = hs.error() {
+        return Err(format!("handshake: {e}"));
+    }
+    write(&mut stream, &hs.initial_bytes()).await?;
+    match handshake(net, &mut stream, &mut hs, Vec::new(), addr, outgoing, id, cancel, peer).await? {
+        Phase::Done(est, rest) => data_phase(net, stream, est, rest, id, peer).await,
+        Phase::Tls { client, leftover } => {
+            let identity = net
+                .tls
+                .clone()
+                .ok_or_else(|| "TLS requested but no certificate configured".to_string())?;
+            let pre = Prefixed::new(leftover, stream);
+            let mut tls = tokio::time::timeout(
+                net.cfg.monitor_timeout,
+                super::tls::start_tls(pre, client, &identity),
+            )
+            .await
+            .map_err(|_| "TLS handshake timeout".to_string())?
+            .map_err(|e| format!("TLS: {e}"))?;
+            hs.tls_started().map_err(|e| e.to_string())?;
+            match handshake(net, &mut tls, &mut hs, Vec::new(), addr, outgoing, id, cancel, peer)
+                .await?
+            {
+                Phase::Done(est, rest) => data_phase(net, tls, est, rest, id, peer).await,
+                Phase::Tls { .. } => Err("TLS requested twice".to_string()),
+            }
+        }
+    }
+}
+
+async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), String> {
+    s.write_all(b).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())
+}
+
+/// Feeds the handshake until it asks for TLS or is established.
+#[allow(clippy::too_many_arguments)]
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    net: &Arc<Network>,
+    stream: &mut S,
+    hs: &mut Handshake,
+    mut input: Vec<u8>,
+    addr: SocketAddr,
+    outgoing: bool,
+    id: u64,
+    cancel: &Arc<Notify>,
+    peer: &mut Option<NodeId>,
+) -> Result<Phase, String> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut off = 0;
+        loop {
+            let mut progressed = false;
+            while let Some(ev) = hs.poll_event() {
+                progressed = true;
+                match ev {
+                    Event::PeerGreeting(g) => {
+                        let node = NodeId::new(&g.node_id)
+                            .map_err(|e| format!("peer greeting: {e}"))?;
+                        if g.protocol == "aemp" {
+                            net.registry
+                                .lock()
+                                .arbitrate(net.id.as_str(), node.as_str(), id, outgoing, cancel.clone())
+                                .map_err(|e| e.to_string())?;
+                            if outgoing {
+                                net.learn_address(&node, addr);
+                            }
+                            *peer = Some(node);
+                        }
+                    }
+                    Event::Send(b) => write(stream, &b).await?,
+                    Event::StartTls { client } => {
+                        return Ok(Phase::Tls {
+                            client,
+                            leftover: input.split_off(off),
+                        })
+                    }
+                    Event::Established(e) => return Ok(Phase::Done(e, input.split_off(off))),
+                }
+            }
+            if off < input.len() {
+                let used = hs.feed(&input[off..]).map_err(|e| format!("handshake: {e}"))?;
+                off += used;
+                progressed |= used > 0;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        input.drain(..off);
+        let n = tokio::time::timeout(net.cfg.monitor_timeout, stream.read(&mut buf))
+            .await
+            .map_err(|_| "handshake timeout".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed during handshake".to_string());
+        }
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    net: &Arc<Network>,
+    stream: S,
+    est: Established,
+    leftover: Vec<u8>,
+    id: u64,
+    peer: &mut Option<NodeId>,
+) -> Result<(), String> {
+    let Some(node) = peer.clone() else {
+        // A sub-protocol (DataConn) connection: not a node connection.
+        return Err(format!("sub-protocol {} is not served", est.protocol));
+    };
+    let send = Framing::from_name(&est.send_framing)
+        .ok_or_else(|| format!("unusable send framing {}", est.send_framing))?;
+    let recv = Framing::from_name(&est.recv_framing)
+        .ok_or_else(|| format!("unusable remote framing {}", est.recv_framing))?;
+    net.registry
+        .lock()
+        .established(node.as_str(), id)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
+    let tx = Arc::new(ConnTx::new(id, send));
+    {
+        let tx = tx.clone();
+        let node = node.clone();
+        net.to_kernel(move |k: &mut Kernel| k.conn_up(&node, tx));
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    let src = Arc::new(node);
+    let r = tokio::select! {
+        r = read_loop(net, rd, recv, leftover, src) => r,
+        r = write_loop(net, wr, tx.clone()) => r,
+    };
+    tx.close();
+    r
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    net: &Arc<Network>,
+    mut rd: R,
+    framing: Framing,
+    leftover: Vec<u8>,
+    src: Arc<NodeId>,
+) -> Result<(), String> {
+    let Some(core) = net.core.upgrade() else {
+        return Err("node is gone".to_string());
+    };
+    let mut dec = Decoder::new(framing, net.cfg.limits);
+    dec.feed(&leftover);
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut cmds: Vec<Cmd> = Vec::with_capacity(256);
+    loop {
+        loop {
+            match dec.next_value() {
+                Ok(Some(v)) => match codec::decode_frame(v) {
+                    Ok((port, msg)) => cmds.push(Cmd::Deliver {
+                        port,
+                        msg,
+                        src: Some(src.clone()),
+                    }),
+                    Err(e) => {
+                        net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(format!("protocol error: {e}"));
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(format!("protocol error: {e}"));
+                }
+            }
+        }
+        if !cmds.is_empty() {
+            net.counters
+                .msgs_in
+                .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+            core.push_many(cmds.drain(..));
+        }
+        let n = rd.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("EOF from peer".to_string());
+        }
+        net.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        dec.feed(&buf[..n]);
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    net: &Arc<Network>,
+    mut wr: W,
+    tx: Arc<ConnTx>,
+) -> Result<(), String> {
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        std::mem::swap(&mut *tx.buf.lock(), &mut out);
+        if out.is_empty() {
+            if tx.closed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            tx.notify.notified().await;
+            continue;
+        }
+        wr.write_all(&out).await.map_err(|e| e.to_string())?;
+        net.counters
+            .bytes_out
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        out.clear();
+        if out.capacity() > KEEP_BUFFER {
+            out = Vec::new();
+        }
+    }
+}
+
+/// A stream that first yields bytes already read (those after the nonce line when TLS
+/// starts), then reads from the inner stream.
+pub(crate) struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
