@@ -529,4 +529,218 @@ mod tests {
             assert!(start.elapsed().as_secs() < 20, "{f} too slow");
         }
     }
+
+    fn first_error(d: &mut Decoder) -> Option<DecodeError> {
+        loop {
+            match d.next_value() {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let unlimited = Limits {
+            max_depth: usize::MAX,
+            ..Limits::default()
+        };
+        for (f, open) in [
+            (Framing::Json, b'['),
+            (Framing::Json, b'{'),
+            (Framing::Cbor, 0x81),
+            (Framing::Cbor, 0x9f),
+        ] {
+            let bytes = vec![open; 1_000_000];
+            for (limits, want) in [(Limits::default(), 64), (unlimited, MAX_DEPTH_CAP)] {
+                // Whole (direct parse) and in pieces (resumable scan).
+                for piece in [bytes.len(), 4096, 1] {
+                    let mut d = Decoder::new(f, limits);
+                    let mut err = None;
+                    for c in bytes.chunks(piece).take(2000) {
+                        d.feed(c);
+                        err = first_error(&mut d);
+                        if err.is_some() {
+                            break;
+                        }
+                    }
+                    match err {
+                        Some(DecodeError::TooDeep { max_depth, .. }) => {
+                            assert_eq!(max_depth, want, "{f} {open:02x}")
+                        }
+                        // `{` needs a key before the next `{`: a syntax error.
+                        Some(DecodeError::Syntax { .. }) if open == b'{' => {}
+                        other => panic!("{f} {open:02x} piece {piece}: {other:?}"),
+                    }
+                }
+            }
+        }
+        // Exactly at the limit is fine.
+        let mut d = Decoder::new(Framing::Json, Limits::default());
+        d.feed(&[b'['; 64]);
+        d.feed(&[b']'; 64]);
+        assert!(d.next_value().unwrap().is_some());
+        let mut d = Decoder::new(Framing::Cbor, Limits::default());
+        d.feed(&[0x81; 63]);
+        d.feed(&[0x80]);
+        assert!(d.next_value().unwrap().is_some());
+    }
+
+    #[test]
+    fn huge_declared_lengths_fail_without_allocating() {
+        let cases: [&[u8]; 5] = [
+            // byte string of 2^60 bytes, alone and inside an array
+            &[0x5b, 0x10, 0, 0, 0, 0, 0, 0, 0],
+            &[0x82, 0x40, 0x7b, 0x10, 0, 0, 0, 0, 0, 0, 0, b'a'],
+            // array and map of 2^60 elements
+            &[0x9b, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x01],
+            &[0xbb, 0x10, 0, 0, 0, 0, 0, 0, 0],
+            // chunk of an indefinite string
+            &[0x5f, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for bytes in cases {
+            for piece in [bytes.len(), 1] {
+                let mut d = Decoder::new(Framing::Cbor, Limits::default());
+                let mut err = None;
+                for c in bytes.chunks(piece) {
+                    d.feed(c);
+                    err = err.or(first_error(&mut d));
+                }
+                assert!(
+                    matches!(err, Some(DecodeError::TooLarge { .. })),
+                    "{bytes:02x?}: {err:?}"
+                );
+            }
+        }
+        // Below the limit a declared length just means "wait for more".
+        let limits = Limits {
+            max_depth: 64,
+            max_message: 1000,
+        };
+        let mut d = Decoder::new(Framing::Cbor, limits);
+        d.feed(&[0x82, 0x59, 0x01, 0xf4]); // 500-byte string
+        assert_eq!(d.next_value(), Ok(None));
+        let mut d = Decoder::new(Framing::Cbor, limits);
+        d.feed(&[0x82, 0x59, 0x07, 0xd0]); // 2000-byte string
+        assert!(matches!(d.next_value(), Err(DecodeError::TooLarge { .. })));
+        // JSON has no declared lengths: an unfinished text is cut off at the limit.
+        let mut d = Decoder::new(Framing::Json, limits);
+        d.feed(b"[\"");
+        for _ in 0..20 {
+            d.feed(&[b'a'; 100]);
+            if d.next_value().is_err() {
+                break;
+            }
+        }
+        assert!(matches!(d.next_value(), Err(DecodeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        for bad in [
+            &b"}"[..],
+            b"x",
+            b"\xff",
+            b"[1,2",
+            b"\"\\q\"",
+            b"[nan]",
+            b"[1,]",
+        ] {
+            let mut d = Decoder::new(Framing::Json, Limits::default());
+            d.feed(bad);
+            d.feed(b"]]]");
+            assert!(
+                first_error(&mut d).is_some(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &[0xff][..],
+            &[0x1c],
+            &[0xe0],
+            &[0x81, 0xff],
+            &[0x7f, 0x01, 0xff],
+        ] {
+            let mut d = Decoder::new(Framing::Cbor, Limits::default());
+            d.feed(bad);
+            assert!(first_error(&mut d).is_some(), "{bad:02x?}");
+        }
+    }
+
+    /// xorshift64*: a deterministic generator, enough to shake the decoders.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let json_alphabet = b"[]{}\",:0123456789-+.eEtrufalsn \\u\xc3\xa9\xff\x01dD";
+        let mut seed_frames = Vec::new();
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut b = Vec::new();
+            let m = msg![
+                "tag",
+                -7,
+                1.5,
+                "é\u{1f680}",
+                Value::Bytes(vec![0xff]),
+                u64::MAX
+            ];
+            encode_frame(f, "port", m.as_slice(), &mut b);
+            seed_frames.push((f, b));
+        }
+        let limits = Limits {
+            max_depth: 16,
+            max_message: 1 << 16,
+        };
+        for case in 0..10_000 {
+            let f = if case % 2 == 0 {
+                Framing::Json
+            } else {
+                Framing::Cbor
+            };
+            let len = rng.below(64);
+            let bytes: Vec<u8> = match case % 3 {
+                // Mutations of a valid frame.
+                0 => {
+                    let (_, seed) = &seed_frames[case % 2];
+                    let mut b = seed.clone();
+                    for _ in 0..1 + rng.below(4) {
+                        let i = rng.below(b.len());
+                        b[i] = rng.next() as u8;
+                    }
+                    b.truncate(rng.below(b.len() + 1));
+                    b
+                }
+                // Random bytes, biased to JSON structure for JSON.
+                1 if f == Framing::Json => (0..len)
+                    .map(|_| json_alphabet[rng.below(json_alphabet.len())])
+                    .collect(),
+                _ => (0..len).map(|_| rng.next() as u8).collect(),
+            };
+            let mut d = Decoder::new(f, limits);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (a, b) = rest.split_at(1 + rng.below(rest.len()));
+                rest = b;
+                d.feed(a);
+                if first_error(&mut d).is_some() {
+                    break;
+                }
+            }
+            assert!(d.buffered() <= bytes.len());
+        }
+    }
 }
