@@ -171,14 +171,13 @@ impl Parser<'_> {
 
     /// Index of the first `"`, `\` or control byte at or after `i`.
     #[inline]
-    fn plain_run(&self, mut i: usize) -> Result<usize, Fail> {
-        loop {
-            let b = *self.buf.get(i).ok_or(Fail::Incomplete)?;
-            if b == b'"' || b == b'\\' || b < 0x20 {
-                return Ok(i);
-            }
-            i += 1;
+    fn plain_run(&self, i: usize) -> Result<usize, Fail> {
+        let rest = self.buf.get(i..).unwrap_or_default();
+        let n = find_special(rest);
+        if n == rest.len() {
+            return Err(Fail::Incomplete);
         }
+        Ok(i + n)
     }
 
     fn string(&mut self) -> Result<Str, Fail> {
@@ -361,6 +360,37 @@ fn exact_integer(digits: &[u8], neg: bool) -> Option<Value> {
     }
 }
 
+/// Index of the first `"`, `\` or control byte (< 0x20) in `s`, or `s.len()`.
+///
+/// Strings dominate message bytes, so this looks at 8 bytes per step: with the classic
+/// SWAR tests, `(v - 0x01..01) & !v & 0x80..80` is non-zero exactly when some byte of `v`
+/// is zero (and the same with 0x20..20 when some byte is below 0x20).
+#[inline]
+fn find_special(s: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for c in s.chunks_exact(8) {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let q = x ^ (LO * u64::from(b'"'));
+        let b = x ^ (LO * u64::from(b'\\'));
+        let hit = (q.wrapping_sub(LO) & !q)
+            | (b.wrapping_sub(LO) & !b)
+            | (x.wrapping_sub(LO * 0x20) & !x);
+        if hit & HI != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
 /// Resumable completeness scan of one JSON text that did not fit the buffered bytes.
 ///
 /// Containers and strings are tracked by nesting depth, string and escape state only; the
@@ -416,12 +446,17 @@ impl Scan {
         let mut i = self.off;
         while i < buf.len() {
             if self.in_string {
-                // Tight loop over string contents: only quotes and backslashes matter.
-                while let Some(&b) = buf.get(i) {
-                    i += 1;
+                // String contents: only quotes and backslashes matter; jump between them.
+                while i < buf.len() {
                     if self.escaped {
                         self.escaped = false;
-                    } else if b == b'\\' {
+                        i += 1;
+                        continue;
+                    }
+                    i += find_special(&buf[i..]);
+                    let Some(&b) = buf.get(i) else { break };
+                    i += 1;
+                    if b == b'\\' {
                         self.escaped = true;
                     } else if b == b'"' {
                         self.in_string = false;
@@ -738,6 +773,23 @@ mod tests {
             b"{\"a\":1,}",
         ] {
             assert!(is_err(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn find_special_matches_bytewise_search() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for len in 0..40 {
+            for pos in 0..=len {
+                for (fill, hit) in [(b'a', b'"'), (0xe9, b'\\'), (0x7f, 0x1f), (0x80, 0x00)] {
+                    let mut v = vec![fill; len];
+                    if pos < len {
+                        v[pos] = hit;
+                    }
+                    let want = v.iter().position(|&b| special(b)).unwrap_or(len);
+                    assert_eq!(find_special(&v), want, "{v:02x?}");
+                }
+            }
         }
     }
 
