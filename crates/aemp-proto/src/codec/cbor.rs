@@ -156,6 +156,13 @@ impl<'a> Parser<'a> {
         if h.ai != 31 {
             return self.take(h.arg).map(Cow::Borrowed);
         }
+        self.chunked_string(h.major)
+    }
+
+    /// The chunks of an indefinite-length string of `major`, concatenated (rare: Perl never
+    /// sends them; only the chunk bytes actually present are allocated).
+    #[cold]
+    fn chunked_string(&mut self, major: u8) -> Result<Cow<'a, [u8]>, Fail> {
         let mut out = Vec::new();
         loop {
             if self.peek_break()? {
@@ -163,7 +170,7 @@ impl<'a> Parser<'a> {
             }
             let at = self.pos;
             let c = self.head()?;
-            if c.major != h.major || c.ai == 31 {
+            if c.major != major || c.ai == 31 {
                 return Err(syntax(self.at(at), "bad chunk in indefinite-length string").into());
             }
             out.extend_from_slice(self.take(c.arg)?);
@@ -207,6 +214,9 @@ impl<'a> Parser<'a> {
         }
     }
 
+    // Containers stay out of line so `value`, which recurses per element, keeps a small
+    // stack frame and cheap prologue.
+    #[inline(never)]
     fn array(&mut self, h: &Head, depth: usize, at: usize) -> Result<Value, Fail> {
         let depth = self.enter(depth, at)?;
         if h.ai == 31 {
@@ -226,6 +236,7 @@ impl<'a> Parser<'a> {
         Ok(Value::List(items))
     }
 
+    #[inline(never)]
     fn map(&mut self, h: &Head, depth: usize, at: usize) -> Result<Value, Fail> {
         let depth = self.enter(depth, at)?;
         if h.ai == 31 {

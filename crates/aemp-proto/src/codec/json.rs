@@ -88,6 +88,9 @@ impl Parser<'_> {
         Ok(depth + 1)
     }
 
+    // Containers stay out of line so `value`, which recurses per element, keeps a small
+    // stack frame and cheap prologue.
+    #[inline(never)]
     fn array(&mut self, depth: usize) -> Result<Value, Fail> {
         let depth = self.enter(depth)?;
         self.pos += 1;
@@ -111,6 +114,7 @@ impl Parser<'_> {
         }
     }
 
+    #[inline(never)]
     fn object(&mut self, depth: usize) -> Result<Value, Fail> {
         let depth = self.enter(depth)?;
         self.pos += 1;
