@@ -1,1 +1,746 @@
-//! JSON and CBOR framing (PROTOCOL.md §2.7). Work in progress.
+//! The `json` and `cbor` data-phase framings (PROTOCOL.md §2.7, §3.2).
+//!
+//! After the handshake each direction of a connection is a plain concatenation of JSON texts
+//! or CBOR items, with no length prefix and no delimiter. Every item is an array
+//! `[port_name, msg...]`.
+//!
+//! * [`Decoder`] is the incremental receive side: [`Decoder::feed`] appends bytes as they
+//!   arrive, [`Decoder::next_value`] returns one complete top-level item at a time.
+//! * [`decode_frame`] splits such an item into the destination port name and the [`Msg`].
+//! * [`encode_frame`] writes `[port_name, msg...]` straight from borrowed parts (the hot path
+//!   of remote sends); [`encode_value`] writes any [`Value`].
+//!
+//! # Cost model of the decoder
+//!
+//! The decoder first tries to parse the buffered bytes directly (the common case: a whole
+//! small frame arrived in one read). Only when that attempt runs out of bytes does it switch
+//! to a resumable completeness scan that remembers where it stopped, so an item that arrives
+//! in many small reads is scanned once and parsed once: O(total bytes), never quadratic.
+//! Lengths read off the wire are never used as allocation sizes beyond a small cap; a
+//! declared length beyond [`Limits::max_message`] is an error before anything is allocated.
+//!
+//! # Type mapping decisions
+//!
+//! * CBOR negative integers below `i64::MIN` (down to `-2^64`) decode to [`Value::Float`]
+//!   (the nearest `f64`), because [`Value`] has no wider integer type.
+//! * JSON integer literals outside `i64`/`u64` decode to [`Value::Float`].
+//! * JSON cannot carry NaN or ±Infinity: the JSON encoder writes `null` for them.
+//! * JSON has no byte strings: [`Value::Bytes`] is written as a string of Latin-1 code points
+//!   (each byte becomes U+00XX), exactly as Perl writes its byte strings. It therefore
+//!   re-decodes as a [`Value::Str`], not as bytes.
+//! * Duplicate map keys are kept as received, in order ([`Value::get`] finds the first).
+
+mod cbor;
+mod json;
+
+use crate::value::{Msg, Str, Value};
+
+/// Hard upper bound on the nesting depth the decoders accept, whatever [`Limits::max_depth`]
+/// says: the parsers recurse once per nesting level, and this keeps their stack use far
+/// below the 2 MiB of a default thread (also when dropping a nested [`Value`]).
+pub const MAX_DEPTH_CAP: usize = 512;
+
+/// A data-phase framing, as named in the handshake's auth line (PROTOCOL.md §2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// Concatenated compact JSON texts (Perl `JSON::XS`).
+    Json,
+    /// Concatenated CBOR items (Perl `CBOR::XS`).
+    Cbor,
+}
+
+impl Framing {
+    /// The name used in greetings and auth lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Json => "json",
+            Framing::Cbor => "cbor",
+        }
+    }
+
+    /// Parses a framing name; `None` for names this implementation does not speak
+    /// (including Perl's `storable`).
+    pub fn from_name(name: &str) -> Option<Framing> {
+        match name {
+            "json" => Some(Framing::Json),
+            "cbor" => Some(Framing::Cbor),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Framing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Resource limits applied to peer input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum nesting depth of arrays and maps; the frame array itself is level 1.
+    /// Values above [`MAX_DEPTH_CAP`] act as [`MAX_DEPTH_CAP`].
+    pub max_depth: usize,
+    /// Maximum size in bytes of one top-level item.
+    pub max_message: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_depth: 64,
+            max_message: 256 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The depth limit actually enforced.
+    fn depth(&self) -> usize {
+        self.max_depth.min(MAX_DEPTH_CAP)
+    }
+}
+
+/// Why the byte stream could not be decoded. The connection cannot be resynchronised after
+/// any of these (there is no delimiter to skip to), so the decoder stays poisoned.
+///
+/// Offsets count bytes from the first byte ever fed to the [`Decoder`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Malformed JSON or malformed CBOR structure.
+    #[error("invalid {framing} syntax at byte {offset}: {reason}")]
+    Syntax {
+        /// Framing being decoded.
+        framing: Framing,
+        /// Stream offset of the offending byte.
+        offset: u64,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A JSON string is not valid UTF-8.
+    #[error("invalid UTF-8 in JSON string at byte {offset}")]
+    InvalidUtf8 {
+        /// Stream offset of the first invalid byte.
+        offset: u64,
+    },
+    /// Arrays and maps nested deeper than the limit.
+    #[error("nesting deeper than {max_depth} levels at byte {offset}")]
+    TooDeep {
+        /// Stream offset of the container that exceeded the limit.
+        offset: u64,
+        /// The enforced limit.
+        max_depth: usize,
+    },
+    /// One item is (or declares itself) larger than [`Limits::max_message`].
+    #[error("message of at least {size} bytes exceeds the limit of {max_message} bytes")]
+    TooLarge {
+        /// Size reached or declared so far.
+        size: u64,
+        /// The limit.
+        max_message: usize,
+    },
+    /// A well-formed CBOR item that AEMP has no use for (simple values, reserved
+    /// additional-information values, map keys that are neither strings nor integers).
+    #[error("unsupported CBOR item at byte {offset}: {what}")]
+    Unsupported {
+        /// Stream offset of the item.
+        offset: u64,
+        /// What it was.
+        what: &'static str,
+    },
+}
+
+/// Internal parse outcome: either the buffered bytes end inside the item, or a real error.
+#[derive(Debug)]
+enum Fail {
+    Incomplete,
+    Error(DecodeError),
+}
+
+impl From<DecodeError> for Fail {
+    fn from(e: DecodeError) -> Fail {
+        Fail::Error(e)
+    }
+}
+
+/// Resumable completeness scan of one item, for items that arrive in pieces.
+#[derive(Debug)]
+enum Scan {
+    Json(json::Scan),
+    Cbor(cbor::Scan),
+}
+
+/// Incremental decoder of one direction of a connection's data phase.
+///
+/// ```
+/// use aemp_proto::codec::{Decoder, Framing, Limits};
+/// use aemp_proto::Value;
+/// let mut d = Decoder::new(Framing::Json, Limits::default());
+/// d.feed(br#"["port","ta"#);
+/// assert_eq!(d.next_value(), Ok(None));
+/// d.feed(br#"g",1]["x"]"#);
+/// assert!(matches!(d.next_value(), Ok(Some(Value::List(_)))));
+/// assert!(matches!(d.next_value(), Ok(Some(Value::List(_)))));
+/// assert_eq!(d.next_value(), Ok(None));
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    framing: Framing,
+    limits: Limits,
+    /// Fed bytes; `buf[pos..]` is not yet decoded.
+    buf: Vec<u8>,
+    /// Start of the next item in `buf`.
+    pos: usize,
+    /// Stream offset of `buf[0]`, for error messages.
+    base: u64,
+    /// Set while the item starting at `pos` is known to be incomplete. Its offsets are
+    /// relative to `pos`, so compacting `buf` does not invalidate it.
+    scan: Option<Scan>,
+    /// The first error; returned forever after.
+    poisoned: Option<DecodeError>,
+}
+
+impl Decoder {
+    /// A decoder for `framing` enforcing `limits`.
+    pub fn new(framing: Framing, limits: Limits) -> Decoder {
+        Decoder {
+            framing,
+            limits,
+            buf: Vec::new(),
+            pos: 0,
+            base: 0,
+            scan: None,
+            poisoned: None,
+        }
+    }
+
+    /// The framing this decoder reads.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Appends received bytes. Bytes fed after an error are discarded.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        // Compact only when the consumed prefix is at least half the buffer, so every byte
+        // is moved O(1) times amortised (draining after each item would be quadratic when
+        // one read holds many small frames).
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Number of bytes fed but not yet returned as part of a value.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Decodes the next complete top-level item: `Ok(None)` when more bytes are needed.
+    /// After an error the decoder is poisoned and keeps returning that error.
+    pub fn next_value(&mut self) -> Result<Option<Value>, DecodeError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        match self.next_inner() {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.poisoned = Some(e.clone());
+                self.buf = Vec::new();
+                self.pos = 0;
+                self.scan = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Value>, DecodeError> {
+        if self.framing == Framing::Json && self.scan.is_none() {
+            // Whitespace between JSON texts belongs to no item.
+            while self
+                .buf
+                .get(self.pos)
+                .is_some_and(|&b| json::is_whitespace(b))
+            {
+                self.pos += 1;
+            }
+        }
+        if self.pos == self.buf.len() {
+            // Everything consumed: release the bytes cheaply.
+            self.base += self.pos as u64;
+            self.buf.clear();
+            self.pos = 0;
+            return Ok(None);
+        }
+        let base = self.base + self.pos as u64;
+        let avail = &self.buf[self.pos..];
+        if self.scan.is_none() {
+            match parse(self.framing, avail, base, &self.limits) {
+                Ok((v, used)) => return self.accept(v, used),
+                Err(Fail::Error(e)) => return Err(e),
+                Err(Fail::Incomplete) => {
+                    self.scan = Some(match self.framing {
+                        Framing::Json => Scan::Json(json::Scan::default()),
+                        Framing::Cbor => Scan::Cbor(cbor::Scan::default()),
+                    });
+                }
+            }
+        }
+        let done = match self.scan.as_mut() {
+            Some(Scan::Json(s)) => s.advance(avail, base, &self.limits)?,
+            Some(Scan::Cbor(s)) => s.advance(avail, base, &self.limits)?,
+            None => None,
+        };
+        if done.is_none() {
+            return Ok(None);
+        }
+        self.scan = None;
+        match parse(self.framing, avail, base, &self.limits) {
+            Ok((v, used)) => self.accept(v, used),
+            Err(Fail::Error(e)) => Err(e),
+            // The scan said complete but the parser disagrees: only malformed input can
+            // cause that, so report it as such.
+            Err(Fail::Incomplete) => Err(DecodeError::Syntax {
+                framing: self.framing,
+                offset: base,
+                reason: "malformed item",
+            }),
+        }
+    }
+
+    fn accept(&mut self, v: Value, used: usize) -> Result<Option<Value>, DecodeError> {
+        if used > self.limits.max_message {
+            return Err(DecodeError::TooLarge {
+                size: used as u64,
+                max_message: self.limits.max_message,
+            });
+        }
+        self.pos += used;
+        Ok(Some(v))
+    }
+}
+
+/// Parses one item from the start of `buf` (which may hold more): the value and the number
+/// of bytes it used.
+fn parse(framing: Framing, buf: &[u8], base: u64, limits: &Limits) -> Result<(Value, usize), Fail> {
+    match framing {
+        Framing::Json => json::parse(buf, base, limits),
+        Framing::Cbor => cbor::parse(buf, base, limits),
+    }
+}
+
+/// Why a decoded item is not a valid AEMP frame (PROTOCOL.md §3.2).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The item is not an array.
+    #[error("frame is a {0}, not an array")]
+    NotArray(&'static str),
+    /// Element 0 is neither a string nor an integer.
+    #[error("frame's port name is a {0}, not a string")]
+    BadPortName(&'static str),
+}
+
+/// Splits a decoded wire item into its destination port name and message.
+///
+/// `[]` yields `("", empty message)`, which Perl dispatches to the node port as a no-op. An
+/// integer port name is accepted as its decimal string (Perl does not tell them apart).
+pub fn decode_frame(v: Value) -> Result<(Str, Msg), FrameError> {
+    let mut items = match v {
+        Value::List(items) => items,
+        other => return Err(FrameError::NotArray(other.kind())),
+    };
+    if items.is_empty() {
+        return Ok((Str::default(), Msg(items)));
+    }
+    let port = match items.remove(0) {
+        Value::Str(s) => s,
+        Value::Int(i) => Str::from(itoa::Buffer::new().format(i)),
+        Value::UInt(u) => Str::from(itoa::Buffer::new().format(u)),
+        other => return Err(FrameError::BadPortName(other.kind())),
+    };
+    Ok((port, Msg(items)))
+}
+
+/// Appends the wire form of `[port_name, msg...]` to `out`, without building a [`Value`].
+pub fn encode_frame(framing: Framing, port_name: &str, msg: &[Value], out: &mut Vec<u8>) {
+    match framing {
+        Framing::Json => json::encode_frame(port_name, msg, out),
+        Framing::Cbor => cbor::encode_frame(port_name, msg, out),
+    }
+}
+
+/// Appends the wire form of one value to `out`.
+pub fn encode_value(framing: Framing, v: &Value, out: &mut Vec<u8>) {
+    match framing {
+        Framing::Json => json::encode_value(v, out),
+        Framing::Cbor => cbor::encode_value(v, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg;
+
+    #[test]
+    fn framing_names() {
+        for f in [Framing::Json, Framing::Cbor] {
+            assert_eq!(Framing::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Framing::from_name("storable"), None);
+        assert_eq!(Framing::from_name("JSON"), None);
+    }
+
+    #[test]
+    fn frames() {
+        let (p, m) = decode_frame(Value::List(vec![])).unwrap();
+        assert_eq!((p.as_str(), m.len()), ("", 0));
+        let (p, m) = decode_frame(msg!["port", "tag", 1].into()).unwrap();
+        assert_eq!(p, "port");
+        assert_eq!(m, msg!["tag", 1]);
+        let (p, _) = decode_frame(msg![42, "x"].into()).unwrap();
+        assert_eq!(p, "42");
+        let (p, _) = decode_frame(msg![u64::MAX].into()).unwrap();
+        assert_eq!(p, "18446744073709551615");
+        assert_eq!(
+            decode_frame(Value::from("x")),
+            Err(FrameError::NotArray("string"))
+        );
+        assert_eq!(
+            decode_frame(msg![Value::Null].into()),
+            Err(FrameError::BadPortName("null"))
+        );
+    }
+
+    #[test]
+    fn encode_frame_matches_encode_value() {
+        let m = msg!["tag", 1, -2, 2.5, "x", Value::Null, true];
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut a = Vec::new();
+            encode_frame(f, "port", m.as_slice(), &mut a);
+            let mut whole = vec![Value::from("port")];
+            whole.extend(m.0.iter().cloned());
+            let mut b = Vec::new();
+            encode_value(f, &Value::List(whole), &mut b);
+            assert_eq!(a, b, "{f}");
+        }
+    }
+
+    fn drain(d: &mut Decoder) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(v) = d.next_value().unwrap() {
+            out.push(v);
+        }
+        out
+    }
+
+    #[test]
+    fn streaming_many_per_feed_and_split() {
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            let msgs: Vec<Msg> = (0..50)
+                .map(|i| msg!["tag", i, "x".repeat(i as usize * 7)])
+                .collect();
+            for m in &msgs {
+                encode_frame(f, "p", m.as_slice(), &mut bytes);
+                if f == Framing::Json && m.len() % 2 == 0 {
+                    bytes.extend_from_slice(b" \n\t\r");
+                }
+            }
+            for step in [1, 2, 3, 7, 64, 1000, bytes.len()] {
+                let mut d = Decoder::new(f, Limits::default());
+                let mut got = Vec::new();
+                for c in bytes.chunks(step) {
+                    d.feed(c);
+                    got.extend(drain(&mut d));
+                }
+                assert_eq!(got.len(), msgs.len(), "{f} step {step}");
+                for (v, m) in got.into_iter().zip(&msgs) {
+                    let (p, dm) = decode_frame(v).unwrap();
+                    assert_eq!(p, "p");
+                    assert_eq!(&dm, m);
+                }
+                assert_eq!(d.buffered(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn poisoned_after_error() {
+        let mut d = Decoder::new(Framing::Json, Limits::default());
+        d.feed(b"[1]x[2]");
+        assert!(d.next_value().unwrap().is_some());
+        let e = d.next_value().unwrap_err();
+        assert!(matches!(e, DecodeError::Syntax { offset: 3, .. }), "{e}");
+        d.feed(b"[3]");
+        assert_eq!(d.next_value(), Err(e));
+    }
+
+    #[test]
+    fn error_offsets_are_stream_offsets() {
+        let mut d = Decoder::new(Framing::Json, Limits::default());
+        d.feed(b"[1][2]");
+        drain(&mut d);
+        d.feed(b"[\"a\xff\"]");
+        assert_eq!(d.next_value(), Err(DecodeError::InvalidUtf8 { offset: 9 }));
+    }
+
+    #[test]
+    fn max_message_on_complete_items() {
+        let limits = Limits {
+            max_depth: 64,
+            max_message: 10,
+        };
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            encode_frame(f, "p", &[Value::from("0123456789")], &mut bytes);
+            let mut d = Decoder::new(f, limits);
+            d.feed(&bytes);
+            assert!(
+                matches!(d.next_value(), Err(DecodeError::TooLarge { .. })),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn large_message_in_small_feeds_is_linear() {
+        // 16 MiB in 4 KiB feeds: a quadratic decoder would rescan ~32 GiB here and take
+        // minutes; the resumable scan keeps it to a few passes over the data.
+        let big = "y".repeat(16 << 20);
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            encode_frame(f, "p", &[Value::from(big.as_str())], &mut bytes);
+            let mut d = Decoder::new(f, Limits::default());
+            let start = std::time::Instant::now();
+            let mut got = None;
+            for c in bytes.chunks(4096) {
+                d.feed(c);
+                if let Some(v) = d.next_value().unwrap() {
+                    got = Some(v);
+                }
+            }
+            let (_, m) = decode_frame(got.expect("one value")).unwrap();
+            assert_eq!(m[0].as_str().map(str::len), Some(big.len()));
+            assert!(start.elapsed().as_secs() < 20, "{f} too slow");
+        }
+    }
+
+    fn first_error(d: &mut Decoder) -> Option<DecodeError> {
+        loop {
+            match d.next_value() {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let unlimited = Limits {
+            max_depth: usize::MAX,
+            ..Limits::default()
+        };
+        for (f, open) in [
+            (Framing::Json, b'['),
+            (Framing::Json, b'{'),
+            (Framing::Cbor, 0x81),
+            (Framing::Cbor, 0x9f),
+        ] {
+            let bytes = vec![open; 1_000_000];
+            for (limits, want) in [(Limits::default(), 64), (unlimited, MAX_DEPTH_CAP)] {
+                // Whole (direct parse) and in pieces (resumable scan).
+                for piece in [bytes.len(), 4096, 1] {
+                    let mut d = Decoder::new(f, limits);
+                    let mut err = None;
+                    for c in bytes.chunks(piece).take(2000) {
+                        d.feed(c);
+                        err = first_error(&mut d);
+                        if err.is_some() {
+                            break;
+                        }
+                    }
+                    match err {
+                        Some(DecodeError::TooDeep { max_depth, .. }) => {
+                            assert_eq!(max_depth, want, "{f} {open:02x}")
+                        }
+                        // `{` needs a key before the next `{`: a syntax error.
+                        Some(DecodeError::Syntax { .. }) if open == b'{' => {}
+                        other => panic!("{f} {open:02x} piece {piece}: {other:?}"),
+                    }
+                }
+            }
+        }
+        // Exactly at the limit is fine.
+        let mut d = Decoder::new(Framing::Json, Limits::default());
+        d.feed(&[b'['; 64]);
+        d.feed(&[b']'; 64]);
+        assert!(d.next_value().unwrap().is_some());
+        let mut d = Decoder::new(Framing::Cbor, Limits::default());
+        d.feed(&[0x81; 63]);
+        d.feed(&[0x80]);
+        assert!(d.next_value().unwrap().is_some());
+    }
+
+    #[test]
+    fn huge_declared_lengths_fail_without_allocating() {
+        let cases: [&[u8]; 5] = [
+            // byte string of 2^60 bytes, alone and inside an array
+            &[0x5b, 0x10, 0, 0, 0, 0, 0, 0, 0],
+            &[0x82, 0x40, 0x7b, 0x10, 0, 0, 0, 0, 0, 0, 0, b'a'],
+            // array and map of 2^60 elements
+            &[0x9b, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x01],
+            &[0xbb, 0x10, 0, 0, 0, 0, 0, 0, 0],
+            // chunk of an indefinite string
+            &[0x5f, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for bytes in cases {
+            for piece in [bytes.len(), 1] {
+                let mut d = Decoder::new(Framing::Cbor, Limits::default());
+                let mut err = None;
+                for c in bytes.chunks(piece) {
+                    d.feed(c);
+                    err = err.or(first_error(&mut d));
+                }
+                assert!(
+                    matches!(err, Some(DecodeError::TooLarge { .. })),
+                    "{bytes:02x?}: {err:?}"
+                );
+            }
+        }
+        // Below the limit a declared length just means "wait for more".
+        let limits = Limits {
+            max_depth: 64,
+            max_message: 1000,
+        };
+        let mut d = Decoder::new(Framing::Cbor, limits);
+        d.feed(&[0x82, 0x59, 0x01, 0xf4]); // 500-byte string
+        assert_eq!(d.next_value(), Ok(None));
+        let mut d = Decoder::new(Framing::Cbor, limits);
+        d.feed(&[0x82, 0x59, 0x07, 0xd0]); // 2000-byte string
+        assert!(matches!(d.next_value(), Err(DecodeError::TooLarge { .. })));
+        // JSON has no declared lengths: an unfinished text is cut off at the limit.
+        let mut d = Decoder::new(Framing::Json, limits);
+        d.feed(b"[\"");
+        for _ in 0..20 {
+            d.feed(&[b'a'; 100]);
+            if d.next_value().is_err() {
+                break;
+            }
+        }
+        assert!(matches!(d.next_value(), Err(DecodeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        for bad in [
+            &b"}"[..],
+            b"x",
+            b"\xff",
+            b"[1,2",
+            b"\"\\q\"",
+            b"[nan]",
+            b"[1,]",
+        ] {
+            let mut d = Decoder::new(Framing::Json, Limits::default());
+            d.feed(bad);
+            d.feed(b"]]]");
+            assert!(
+                first_error(&mut d).is_some(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &[0xff][..],
+            &[0x1c],
+            &[0xe0],
+            &[0x81, 0xff],
+            &[0x7f, 0x01, 0xff],
+        ] {
+            let mut d = Decoder::new(Framing::Cbor, Limits::default());
+            d.feed(bad);
+            assert!(first_error(&mut d).is_some(), "{bad:02x?}");
+        }
+    }
+
+    /// xorshift64*: a deterministic generator, enough to shake the decoders.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let json_alphabet = b"[]{}\",:0123456789-+.eEtrufalsn \\u\xc3\xa9\xff\x01dD";
+        let mut seed_frames = Vec::new();
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut b = Vec::new();
+            let m = msg![
+                "tag",
+                -7,
+                1.5,
+                "é\u{1f680}",
+                Value::Bytes(vec![0xff]),
+                u64::MAX
+            ];
+            encode_frame(f, "port", m.as_slice(), &mut b);
+            seed_frames.push((f, b));
+        }
+        let limits = Limits {
+            max_depth: 16,
+            max_message: 1 << 16,
+        };
+        for case in 0..10_000 {
+            let f = if case % 2 == 0 {
+                Framing::Json
+            } else {
+                Framing::Cbor
+            };
+            let len = rng.below(64);
+            let bytes: Vec<u8> = match case % 3 {
+                // Mutations of a valid frame.
+                0 => {
+                    let (_, seed) = &seed_frames[case % 2];
+                    let mut b = seed.clone();
+                    for _ in 0..1 + rng.below(4) {
+                        let i = rng.below(b.len());
+                        b[i] = rng.next() as u8;
+                    }
+                    b.truncate(rng.below(b.len() + 1));
+                    b
+                }
+                // Random bytes, biased to JSON structure for JSON.
+                1 if f == Framing::Json => (0..len)
+                    .map(|_| json_alphabet[rng.below(json_alphabet.len())])
+                    .collect(),
+                _ => (0..len).map(|_| rng.next() as u8).collect(),
+            };
+            let mut d = Decoder::new(f, limits);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (a, b) = rest.split_at(1 + rng.below(rest.len()));
+                rest = b;
+                d.feed(a);
+                if first_error(&mut d).is_some() {
+                    break;
+                }
+            }
+            assert!(d.buffered() <= bytes.len());
+        }
+    }
+}

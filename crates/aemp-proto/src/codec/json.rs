@@ -1,0 +1,822 @@
+//! JSON (RFC 8259) framing, as Perl `JSON::XS` writes and reads it.
+//!
+//! Decoding is strict RFC 8259 (no comments, no trailing commas, no raw control characters
+//! in strings, UTF-8 only). Integer literals become [`Value::Int`]/[`Value::UInt`] when
+//! they fit, anything with a fraction or exponent (or out of the 64-bit range) a
+//! [`Value::Float`].
+//!
+//! Encoding is compact with non-ASCII written as raw UTF-8. Floats use the shortest text
+//! that round-trips (ryu), which always contains a `.` or an exponent so they re-decode as
+//! floats; NaN and ±Infinity have no JSON form and are written as `null`.
+//! [`Value::Bytes`] is written as a string of Latin-1 code points, like a Perl byte string.
+
+use super::{DecodeError, Fail, Framing, Limits};
+use crate::value::{Str, Value};
+
+#[inline]
+pub(super) fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn syntax(offset: u64, reason: &'static str) -> DecodeError {
+    DecodeError::Syntax {
+        framing: Framing::Json,
+        offset,
+        reason,
+    }
+}
+
+/// Parses one JSON text at the start of `buf`; `base` is the stream offset of `buf[0]`.
+///
+/// A number that runs up to the end of `buf` is incomplete: more digits might follow.
+pub(super) fn parse(buf: &[u8], base: u64, limits: &Limits) -> Result<(Value, usize), Fail> {
+    let mut p = Parser {
+        buf,
+        pos: 0,
+        base,
+        max_depth: limits.depth(),
+    };
+    let v = p.value(0)?;
+    Ok((v, p.pos))
+}
+
+struct Parser<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    base: u64,
+    max_depth: usize,
+}
+
+impl Parser<'_> {
+    fn err(&self, at: usize, reason: &'static str) -> Fail {
+        Fail::Error(syntax(self.base + at as u64, reason))
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while self.buf.get(self.pos).is_some_and(|&b| is_whitespace(b)) {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Result<u8, Fail> {
+        self.buf.get(self.pos).copied().ok_or(Fail::Incomplete)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, Fail> {
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => self.string().map(Value::Str),
+            b'[' => self.array(depth),
+            b'{' => self.object(depth),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'n' => self.literal(b"null", Value::Null),
+            _ => Err(self.err(self.pos, "unexpected byte")),
+        }
+    }
+
+    fn enter(&self, depth: usize) -> Result<usize, Fail> {
+        if depth >= self.max_depth {
+            return Err(Fail::Error(DecodeError::TooDeep {
+                offset: self.base + self.pos as u64,
+                max_depth: self.max_depth,
+            }));
+        }
+        Ok(depth + 1)
+    }
+
+    // Containers stay out of line so `value`, which recurses per element, keeps a small
+    // stack frame and cheap prologue.
+    #[inline(never)]
+    fn array(&mut self, depth: usize) -> Result<Value, Fail> {
+        let depth = self.enter(depth)?;
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Ok(Value::List(items));
+        }
+        loop {
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Ok(Value::List(items));
+                }
+                _ => return Err(self.err(self.pos, "expected ',' or ']'")),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn object(&mut self, depth: usize) -> Result<Value, Fail> {
+        let depth = self.enter(depth)?;
+        self.pos += 1;
+        let mut entries = Vec::new();
+        self.skip_ws();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Ok(Value::Map(entries));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek()? != b'"' {
+                return Err(self.err(self.pos, "expected a string key"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek()? != b':' {
+                return Err(self.err(self.pos, "expected ':'"));
+            }
+            self.pos += 1;
+            entries.push((key, self.value(depth)?));
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Ok(Value::Map(entries));
+                }
+                _ => return Err(self.err(self.pos, "expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> Result<Value, Fail> {
+        let rest = &self.buf[self.pos..];
+        if rest.len() < word.len() {
+            return if word.starts_with(rest) {
+                Err(Fail::Incomplete)
+            } else {
+                Err(self.err(self.pos, "invalid literal"))
+            };
+        }
+        if &rest[..word.len()] != word {
+            return Err(self.err(self.pos, "invalid literal"));
+        }
+        self.pos += word.len();
+        Ok(v)
+    }
+
+    /// Validates `self.buf[start..end]` as UTF-8.
+    fn utf8(&self, start: usize, end: usize) -> Result<&str, Fail> {
+        std::str::from_utf8(&self.buf[start..end]).map_err(|e| {
+            Fail::Error(DecodeError::InvalidUtf8 {
+                offset: self.base + (start + e.valid_up_to()) as u64,
+            })
+        })
+    }
+
+    /// Index of the first `"`, `\` or control byte at or after `i`.
+    #[inline]
+    fn plain_run(&self, i: usize) -> Result<usize, Fail> {
+        let rest = self.buf.get(i..).unwrap_or_default();
+        let n = find_special(rest);
+        if n == rest.len() {
+            return Err(Fail::Incomplete);
+        }
+        Ok(i + n)
+    }
+
+    fn string(&mut self) -> Result<Str, Fail> {
+        let start = self.pos + 1;
+        let mut i = self.plain_run(start)?;
+        if self.buf[i] == b'"' {
+            // Fast path: no escape, borrow straight from the buffer.
+            let s = Str::from(self.utf8(start, i)?);
+            self.pos = i + 1;
+            return Ok(s);
+        }
+        let mut out = String::with_capacity(i - start + 16);
+        out.push_str(self.utf8(start, i)?);
+        loop {
+            match self.buf[i] {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Ok(Str::from(out));
+                }
+                b'\\' => {
+                    let e = *self.buf.get(i + 1).ok_or(Fail::Incomplete)?;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let (c, len) = self.unicode_escape(i)?;
+                            out.push(c);
+                            i += len;
+                            let run = self.plain_run(i)?;
+                            out.push_str(self.utf8(i, run)?);
+                            i = run;
+                            continue;
+                        }
+                        _ => return Err(self.err(i, "invalid escape")),
+                    };
+                    out.push(c);
+                    i += 2;
+                }
+                _ => return Err(self.err(i, "control character in string")),
+            }
+            let run = self.plain_run(i)?;
+            out.push_str(self.utf8(i, run)?);
+            i = run;
+        }
+    }
+
+    fn hex4(&self, at: usize) -> Result<u32, Fail> {
+        let digits = self.buf.get(at..at + 4);
+        let Some(digits) = digits else {
+            // Incomplete only if what is there could still become hex digits.
+            return if self.buf[at.min(self.buf.len())..]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+            {
+                Err(Fail::Incomplete)
+            } else {
+                Err(self.err(at, "invalid \\u escape"))
+            };
+        };
+        digits.iter().try_fold(0u32, |acc, &d| {
+            let v = char::from(d)
+                .to_digit(16)
+                .ok_or_else(|| self.err(at, "invalid \\u escape"))?;
+            Ok(acc * 16 + v)
+        })
+    }
+
+    /// Decodes `\uXXXX` (or a surrogate pair `\uD8xx\uDCxx`) at `i`: the char and the
+    /// number of bytes used.
+    fn unicode_escape(&self, i: usize) -> Result<(char, usize), Fail> {
+        let hi = self.hex4(i + 2)?;
+        match hi {
+            0xd800..=0xdbff => {
+                match self.buf.get(i + 6..i + 8) {
+                    Some(b"\\u") => {}
+                    Some(_) => return Err(self.err(i, "lone surrogate in \\u escape")),
+                    None => {
+                        let rest = &self.buf[(i + 6).min(self.buf.len())..];
+                        return if b"\\u".starts_with(rest) {
+                            Err(Fail::Incomplete)
+                        } else {
+                            Err(self.err(i, "lone surrogate in \\u escape"))
+                        };
+                    }
+                }
+                let lo = self.hex4(i + 8)?;
+                if !(0xdc00..=0xdfff).contains(&lo) {
+                    return Err(self.err(i, "lone surrogate in \\u escape"));
+                }
+                let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                char::from_u32(c)
+                    .map(|c| (c, 12))
+                    .ok_or_else(|| self.err(i, "invalid \\u escape"))
+            }
+            0xdc00..=0xdfff => Err(self.err(i, "lone surrogate in \\u escape")),
+            _ => char::from_u32(hi)
+                .map(|c| (c, 6))
+                .ok_or_else(|| self.err(i, "invalid \\u escape")),
+        }
+    }
+
+    fn digits(&self, mut i: usize) -> Result<usize, Fail> {
+        let first = i;
+        while self.buf.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == self.buf.len() {
+            return Err(Fail::Incomplete);
+        }
+        if i == first {
+            return Err(self.err(i, "expected a digit"));
+        }
+        Ok(i)
+    }
+
+    fn number(&mut self) -> Result<Value, Fail> {
+        let start = self.pos;
+        let neg = self.buf[start] == b'-';
+        let int_start = start + usize::from(neg);
+        let mut i = match self.buf.get(int_start) {
+            None => return Err(Fail::Incomplete),
+            Some(b'0') => int_start + 1,
+            Some(b'1'..=b'9') => self.digits(int_start)?,
+            Some(_) => return Err(self.err(int_start, "expected a digit")),
+        };
+        let int_end = i;
+        let mut is_float = false;
+        if self.buf.get(i) == Some(&b'.') {
+            i = self.digits(i + 1)?;
+            is_float = true;
+        }
+        if matches!(self.buf.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(self.buf.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            i = self.digits(i)?;
+            is_float = true;
+        }
+        // A number touching the end of the buffer may still grow.
+        if i >= self.buf.len() {
+            return Err(Fail::Incomplete);
+        }
+        self.pos = i;
+        if !is_float {
+            if let Some(v) = exact_integer(&self.buf[int_start..int_end], neg) {
+                return Ok(v);
+            }
+        }
+        // Invariant: the bytes are ASCII digits, sign, '.', 'e' (checked above).
+        std::str::from_utf8(&self.buf[start..i])
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(Value::Float)
+            .ok_or_else(|| self.err(start, "invalid number"))
+    }
+}
+
+/// The integer of a digit string if it fits `i64` (negative) or `u64` (positive).
+#[inline]
+fn exact_integer(digits: &[u8], neg: bool) -> Option<Value> {
+    if neg {
+        let mut acc: i64 = 0;
+        for &d in digits {
+            acc = acc.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+        }
+        Some(Value::Int(acc))
+    } else {
+        let mut acc: u64 = 0;
+        for &d in digits {
+            acc = acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        Some(Value::from(acc))
+    }
+}
+
+/// Index of the first `"`, `\` or control byte (< 0x20) in `s`, or `s.len()`.
+///
+/// Strings dominate message bytes, so this looks at 8 bytes per step: with the classic
+/// SWAR tests, `(v - 0x01..01) & !v & 0x80..80` is non-zero exactly when some byte of `v`
+/// is zero (and the same with 0x20..20 when some byte is below 0x20).
+#[inline]
+fn find_special(s: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for c in s.chunks_exact(8) {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let q = x ^ (LO * u64::from(b'"'));
+        let b = x ^ (LO * u64::from(b'\\'));
+        let hit = (q.wrapping_sub(LO) & !q)
+            | (b.wrapping_sub(LO) & !b)
+            | (x.wrapping_sub(LO * 0x20) & !x);
+        if hit & HI != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Resumable completeness scan of one JSON text that did not fit the buffered bytes.
+///
+/// Containers and strings are tracked by nesting depth, string and escape state only; the
+/// parser validates the text once it is complete. The scan remembers where it stopped, so
+/// each byte is looked at once however the text is split.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    /// Offset (from the text start) of the next byte to look at.
+    off: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Scan {
+    /// Scans on through `buf` (the buffered bytes of this text, from its first
+    /// non-whitespace byte). Returns the text's length once it is complete.
+    pub(super) fn advance(
+        &mut self,
+        buf: &[u8],
+        base: u64,
+        limits: &Limits,
+    ) -> Result<Option<usize>, DecodeError> {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let max_depth = limits.depth();
+        match first {
+            b'[' | b'{' | b'"' => {}
+            // Top-level scalars: literals have a fixed length, numbers end at the first
+            // byte that cannot belong to them.
+            b't' | b'n' | b'f' => {
+                let len = if first == b'f' { 5 } else { 4 };
+                return Ok((buf.len() >= len).then_some(len));
+            }
+            b'-' | b'0'..=b'9' => {
+                let mut i = self.off;
+                while buf
+                    .get(i)
+                    .is_some_and(|&b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                {
+                    i += 1;
+                }
+                self.off = i;
+                return if i < buf.len() {
+                    Ok(Some(i))
+                } else {
+                    self.need_more(buf, limits)
+                };
+            }
+            _ => return Err(syntax(base, "unexpected byte")),
+        }
+        let mut i = self.off;
+        while i < buf.len() {
+            if self.in_string {
+                // String contents: only quotes and backslashes matter; jump between them.
+                while i < buf.len() {
+                    if self.escaped {
+                        self.escaped = false;
+                        i += 1;
+                        continue;
+                    }
+                    i += find_special(&buf[i..]);
+                    let Some(&b) = buf.get(i) else { break };
+                    i += 1;
+                    if b == b'\\' {
+                        self.escaped = true;
+                    } else if b == b'"' {
+                        self.in_string = false;
+                        break;
+                    }
+                }
+                if !self.in_string && self.depth == 0 {
+                    return Ok(Some(i));
+                }
+                continue;
+            }
+            match buf[i] {
+                b'[' | b'{' => {
+                    if self.depth >= max_depth {
+                        return Err(DecodeError::TooDeep {
+                            offset: base + i as u64,
+                            max_depth,
+                        });
+                    }
+                    self.depth += 1;
+                }
+                b']' | b'}' => {
+                    // Invariant: depth >= 1 here, since the text started with '[' or '{'
+                    // and returns as soon as depth drops back to 0.
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Ok(Some(i + 1));
+                    }
+                }
+                b'"' => self.in_string = true,
+                _ => {}
+            }
+            i += 1;
+        }
+        self.off = i;
+        self.need_more(buf, limits)
+    }
+
+    fn need_more(&self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> {
+        if buf.len() > limits.max_message {
+            return Err(DecodeError::TooLarge {
+                size: buf.len() as u64,
+                max_message: limits.max_message,
+            });
+        }
+        Ok(None)
+    }
+}
+
+/// Escape table: 0 = copy the byte, otherwise the character after the backslash (`u` for
+/// the `\u00XX` form).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+#[inline]
+fn write_escape(b: u8, esc: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if esc == b'u' {
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]);
+    } else {
+        out.extend_from_slice(&[b'\\', esc]);
+    }
+}
+
+#[inline]
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[usize::from(b)];
+        if esc != 0 {
+            out.extend_from_slice(&bytes[run..i]);
+            write_escape(b, esc, out);
+            run = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+/// A byte string as Perl's JSON::XS writes it: one code point per byte.
+fn write_latin1(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in bytes {
+        let esc = ESCAPE[usize::from(b)];
+        if esc != 0 {
+            write_escape(b, esc, out);
+        } else if b < 0x80 {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[0xc0 | (b >> 6), 0x80 | (b & 0x3f)]);
+        }
+    }
+    out.push(b'"');
+}
+
+pub(super) fn encode_frame(port: &str, msg: &[Value], out: &mut Vec<u8>) {
+    out.push(b'[');
+    write_str(port, out);
+    for v in msg {
+        out.push(b',');
+        encode_value(v, out);
+    }
+    out.push(b']');
+}
+
+pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Value::UInt(u) => out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes()),
+        Value::Float(f) if f.is_finite() => {
+            // ryu always writes a '.' or an exponent ("3.0", "1e300"), so the text
+            // re-decodes as a float, and it is the shortest text that round-trips.
+            out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes());
+        }
+        // JSON has no NaN or Infinity.
+        Value::Float(_) => out.extend_from_slice(b"null"),
+        Value::Str(s) => write_str(s, out),
+        Value::Bytes(b) => write_latin1(b, out),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                encode_value(v, out);
+            }
+            out.push(b']');
+        }
+        Value::Map(entries) => {
+            out.push(b'{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                encode_value(v, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::list;
+
+    fn dec(text: &[u8]) -> Result<(Value, usize), Fail> {
+        parse(text, 0, &Limits::default())
+    }
+
+    /// Decodes a complete text (a trailing space terminates top-level numbers).
+    fn one(text: &str) -> Value {
+        let padded = format!("{text} ");
+        match dec(padded.as_bytes()) {
+            Ok((v, n)) if n == text.len() => v,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    fn enc(v: &Value) -> String {
+        let mut out = Vec::new();
+        encode_value(v, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn is_err(text: &[u8]) -> bool {
+        matches!(dec(text), Err(Fail::Error(_)))
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(one("0"), Value::Int(0));
+        assert_eq!(one("-0"), Value::Int(0));
+        assert_eq!(one("9223372036854775807"), Value::Int(i64::MAX));
+        assert_eq!(one("-9223372036854775808"), Value::Int(i64::MIN));
+        assert_eq!(one("9223372036854775808"), Value::UInt(1 << 63));
+        assert_eq!(one("18446744073709551615"), Value::UInt(u64::MAX));
+        assert_eq!(
+            one("18446744073709551616"),
+            Value::Float(18446744073709551616.0)
+        );
+        assert_eq!(
+            one("-9223372036854775809"),
+            Value::Float(-9223372036854775809.0)
+        );
+        assert_eq!(one("1.5"), Value::Float(1.5));
+        assert_eq!(one("1e+15"), Value::Float(1e15));
+        assert_eq!(one("1E-7"), Value::Float(1e-7));
+        assert_eq!(one("1795637756.24694"), Value::Float(1795637756.24694));
+        for bad in ["01", "-", "1.", "1.e5", "1e", "+1", ".5", "-a", "1e+"] {
+            let padded = format!("[{bad}]");
+            assert!(is_err(padded.as_bytes()), "{bad}");
+        }
+        // Top-level numbers wait for a delimiter.
+        assert!(matches!(dec(b"123"), Err(Fail::Incomplete)));
+    }
+
+    #[test]
+    fn float_encoding_round_trips_as_float() {
+        for f in [
+            0.0,
+            -0.0,
+            3.0,
+            1e300,
+            1e-7,
+            0.1,
+            1.0 / 3.0,
+            -2.5,
+            9007199254740993.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let text = enc(&Value::Float(f));
+            match one(&text) {
+                Value::Float(g) => assert_eq!(g.to_bits(), f.to_bits(), "{text}"),
+                other => panic!("{text} -> {other:?}"),
+            }
+        }
+        assert_eq!(enc(&Value::Float(f64::NAN)), "null");
+        assert_eq!(enc(&Value::Float(f64::INFINITY)), "null");
+        assert_eq!(enc(&Value::Int(i64::MIN)), "-9223372036854775808");
+        assert_eq!(enc(&Value::UInt(u64::MAX)), "18446744073709551615");
+    }
+
+    #[test]
+    fn strings() {
+        assert_eq!(
+            one(r#""a\"b\\c\/d\b\f\n\r\t""#),
+            Value::from("a\"b\\c/d\u{8}\u{c}\n\r\t")
+        );
+        assert_eq!(one(r#""\u00e9\u4e16\ud83d\ude80x""#), Value::from("é世🚀x"));
+        assert_eq!(one("\"Grüße 🚀\""), Value::from("Grüße 🚀"));
+        for bad in [
+            &br#"["\ud83d"]"#[..],
+            br#"["\ud83dx"]"#,
+            br#"["\ud83d\u0041"]"#,
+            br#"["\ude80"]"#,
+            br#"["\x"]"#,
+            br#"["\u12g4"]"#,
+            b"[\"\x01\"]",
+            b"[\"a\xff\"]",
+            b"[\"\xc3\x28\"]",
+        ] {
+            assert!(is_err(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(matches!(
+            dec(b"[\"\xff\"]"),
+            Err(Fail::Error(DecodeError::InvalidUtf8 { offset: 2 }))
+        ));
+        // Escaping: only what JSON requires; non-ASCII raw.
+        let s = "q\"b\\\n\u{1}\u{7f}é世";
+        assert_eq!(enc(&Value::from(s)), "\"q\\\"b\\\\\\n\\u0001\u{7f}é世\"");
+        assert_eq!(one(&enc(&Value::from(s))), Value::from(s));
+        // Bytes as Latin-1 code points, like Perl.
+        assert_eq!(
+            enc(&Value::Bytes(vec![0xe9, b't', 0, 0xff])),
+            "\"ét\\u0000ÿ\""
+        );
+    }
+
+    #[test]
+    fn structure() {
+        assert_eq!(
+            one(" [ 1 , { \"a\" : [ ] , \"b\" : null } , true , false , \"\" ]"),
+            list![
+                1,
+                Value::Map(vec![
+                    ("a".into(), Value::List(vec![])),
+                    ("b".into(), Value::Null)
+                ]),
+                true,
+                false,
+                ""
+            ]
+        );
+        for bad in [
+            &b"[1,]"[..],
+            b"[1 2]",
+            b"{\"a\" 1}",
+            b"{1:2}",
+            b"[1}",
+            b"]",
+            b"[tru]",
+            b"[nul1]",
+            b"{\"a\":1,}",
+        ] {
+            assert!(is_err(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn find_special_matches_bytewise_search() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for len in 0..40 {
+            for pos in 0..=len {
+                for (fill, hit) in [(b'a', b'"'), (0xe9, b'\\'), (0x7f, 0x1f), (0x80, 0x00)] {
+                    let mut v = vec![fill; len];
+                    if pos < len {
+                        v[pos] = hit;
+                    }
+                    let want = v.iter().position(|&b| special(b)).unwrap_or(len);
+                    assert_eq!(find_special(&v), want, "{v:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        let text =
+            "[\"p\\u00e9\\ud83d\\ude80\",-12.5e+3,{\"k\":[true,false,null]},\"\\\"\",0,\"é\"]"
+                .as_bytes();
+        assert!(dec(text).is_ok());
+        for cut in 0..text.len() {
+            assert!(
+                matches!(dec(&text[..cut]), Err(Fail::Incomplete)),
+                "cut {cut}"
+            );
+            let mut s = Scan::default();
+            if cut > 0 {
+                assert_eq!(
+                    s.advance(&text[..cut], 0, &Limits::default()),
+                    Ok(None),
+                    "cut {cut}"
+                );
+            }
+            assert_eq!(s.advance(text, 0, &Limits::default()), Ok(Some(text.len())));
+        }
+    }
+}
