@@ -1,32 +1,170 @@
-//! Messages for other nodes: the seam between the kernel and the transport.
+//! Messages for other nodes: the per-node connection state (PROTOCOL.md §6.1), owned by the
+//! kernel.
 //!
-//! Without a transport (a node that was never configured for the network) a message to
-//! another node cannot be delivered: it is dropped and every monitor of that node fires with
-//! `transport_error`, so that nothing is lost silently.
+//! * **Idle** (no entry): a send queues the message and starts connecting.
+//! * **Connecting**: sends are queued; the attempt reports success (`conn_up`) or failure
+//!   (`connect_failed`, after `connect_interval`).
+//! * **Up**: sends are encoded straight into the connection's write buffer.
+//!
+//! Invariant (no silent holes): whenever queued or in-flight messages to a node are lost
+//! (connect failure, connection loss), the same kernel step fires every monitor of that node
+//! with `transport_error` before anything later can be sent on a new connection.
 
-use super::{Cmd, Kernel};
-use aemp_proto::{Msg, Str};
+use super::Kernel;
+use crate::transport::connection::ConnTx;
+use crate::transport::{Network, NodeEvent};
+use aemp_proto::{Msg, NodeId, Str};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
-/// Per-remote-node connection state, owned by the kernel.
+pub(crate) enum Peer {
+    Connecting {
+        queue: Vec<(Str, Msg)>,
+        attempt: Option<tokio::task::AbortHandle>,
+    },
+    Up {
+        tx: Arc<ConnTx>,
+    },
+}
+
+/// Connection state of every remote node we talk to.
 #[derive(Default)]
-pub(crate) struct Remotes {}
+pub(crate) struct Remotes {
+    pub peers: FxHashMap<Str, Peer>,
+    pub net: Option<Arc<Network>>,
+}
 
 impl Remotes {
-    pub(crate) fn teardown(&mut self) {}
+    pub(crate) fn teardown(&mut self) {
+        for (_, p) in self.peers.drain() {
+            match p {
+                Peer::Up { tx } => tx.close(),
+                Peer::Connecting { attempt, .. } => {
+                    if let Some(a) = attempt {
+                        a.abort()
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Kernel {
     /// Sends `msg` to port `port` (a bare name; `""` = node port) of another node.
     pub(crate) fn send_remote(&mut self, node: &str, port: &str, msg: Msg) {
-        let _ = (port, msg);
-        let node = Str::from(node);
-        self.postpone(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-            k.fire_node_lost(&node, "no known address (node has no transport)")
-        })));
+        match self.remote.peers.get_mut(node) {
+            Some(Peer::Up { tx }) => tx.send(port, &msg.0),
+            Some(Peer::Connecting { queue, .. }) => queue.push((Str::from(port), msg)),
+            None => {
+                let node = Str::from(node);
+                let attempt = match &self.remote.net {
+                    Some(net) => Some(net.connect_node(node.clone())),
+                    None => {
+                        let n = node.clone();
+                        self.postpone(super::Cmd::Exec(Box::new(move |k: &mut Kernel| {
+                            k.connect_failed(&n, "no known address (node has no transport)")
+                        })));
+                        None
+                    }
+                };
+                self.remote.peers.insert(
+                    node,
+                    Peer::Connecting {
+                        queue: vec![(Str::from(port), msg)],
+                        attempt,
+                    },
+                );
+            }
+        }
     }
 
     /// Sends a node-port request (`msg` starts with the request tag) to another node.
     pub(crate) fn send_node_request(&mut self, node: &str, req: Msg) {
         self.send_remote(node, "", req);
+    }
+
+    /// Sends a node-port request only if the node is connected (death notices to remote
+    /// monitors: the reference sends them only to connected nodes, and they must not start
+    /// a connection).
+    pub(crate) fn send_node_request_if_up(&mut self, node: &str, req: Msg) {
+        if let Some(Peer::Up { tx }) = self.remote.peers.get(node) {
+            tx.send("", &req.0);
+        }
+    }
+
+    /// A connection to `node` authenticated.
+    pub(crate) fn conn_up(&mut self, node: &NodeId, tx: Arc<ConnTx>) {
+        let prev = self
+            .remote
+            .peers
+            .insert(Str::from(node.as_str()), Peer::Up { tx: tx.clone() });
+        match prev {
+            Some(Peer::Connecting { queue, attempt }) => {
+                if let Some(a) = attempt {
+                    a.abort();
+                }
+                // Queued messages first, in order; node-up hooks send after them (§6.1).
+                for (port, msg) in queue {
+                    tx.send(&port, &msg.0);
+                }
+            }
+            Some(Peer::Up { tx: old }) => {
+                // The registry allows one live connection per node, so this is a connection
+                // that replaced one whose loss we have not processed yet.
+                old.close();
+                self.fire_node_lost(node.as_str(), "switched connections");
+            }
+            None => {}
+        }
+        if let Some(net) = &self.remote.net {
+            let _ = net.events.send(NodeEvent::Up(node.clone()));
+        }
+        self.node_up_hooks(node);
+    }
+
+    /// The connection `conn` to `node` was lost.
+    pub(crate) fn conn_down(&mut self, node: &NodeId, conn: u64, text: &str) {
+        match self.remote.peers.get(node.as_str()) {
+            Some(Peer::Up { tx }) if tx.id == conn => {}
+            _ => return,
+        }
+        self.remote.peers.remove(node.as_str());
+        self.fire_node_lost(node.as_str(), text);
+        self.forget_remote_monitors_of(node.as_str());
+        if let Some(net) = &self.remote.net {
+            let _ = net.events.send(NodeEvent::Down(node.clone(), text.to_string()));
+        }
+        self.node_down_hooks(node);
+    }
+
+    /// Reaching `node` failed: drop what was queued for it and fire its monitors.
+    pub(crate) fn connect_failed(&mut self, node: &str, text: &str) {
+        if let Some(Peer::Connecting { queue, .. }) = self.remote.peers.get(node) {
+            if !queue.is_empty() {
+                tracing::info!(node, reason = text, dropped = queue.len(), "could not reach node, dropping queued messages");
+            }
+            self.remote.peers.remove(node);
+            self.fire_node_lost(node, text);
+        }
+    }
+
+    /// Node-up hooks of the layers above the transport (global service).
+    fn node_up_hooks(&mut self, node: &NodeId) {
+        let _ = node;
+    }
+
+    /// Node-down hooks of the layers above the transport (global service).
+    fn node_down_hooks(&mut self, node: &NodeId) {
+        let _ = node;
+    }
+
+    /// Nodes currently connected.
+    pub(crate) fn up_nodes(&self) -> Vec<NodeId> {
+        self.remote
+            .peers
+            .iter()
+            .filter(|(_, p)| matches!(p, Peer::Up { .. }))
+            .filter_map(|(n, _)| NodeId::new(n.as_str()).ok())
+            .collect()
     }
 }
