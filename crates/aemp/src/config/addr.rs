@@ -244,6 +244,24 @@ impl Endpoint {
     }
 }
 
+/// Resolves every entry (see [`Endpoint::resolve`]) into one list without duplicates, in
+/// order; e.g. all bind addresses, one listener each. Blocks (DNS, `/proc`).
+pub fn resolve_all(entries: &[Endpoint]) -> Result<Vec<SocketAddr>, super::ConfigError> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for e in entries {
+        let addrs = e.resolve().map_err(|source| super::ConfigError::Resolve {
+            entry: e.text.clone(),
+            source,
+        })?;
+        for a in addrs {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Formats a socket address like AnyEvent's `format_hostport`: `1.2.3.4:5`, `[::1]:5`; an
 /// IPv4-mapped IPv6 address is shown as IPv4 (as `format_address` does). Scope IDs are not
 /// shown (AnyEvent has none).
@@ -482,6 +500,21 @@ mod tests {
             .unwrap();
         assert!(!l.is_empty());
         assert!(l.iter().all(|a| a.ip().is_loopback() && a.port() == 7));
+    }
+
+    #[test]
+    fn resolve_all_merges_in_order() {
+        let eps = [
+            Endpoint::parse("127.0.0.1:1", "h").unwrap(),
+            Endpoint::parse("127.0.0.1:1,[::1]:2", "h").unwrap(),
+        ];
+        assert_eq!(
+            resolve_all(&eps).unwrap(),
+            vec![
+                "127.0.0.1:1".parse::<SocketAddr>().unwrap(),
+                "[::1]:2".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

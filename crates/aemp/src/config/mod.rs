@@ -26,12 +26,13 @@
 pub mod addr;
 pub mod rc;
 
-pub use addr::{format_hostport, AddrError, Endpoint, Host, HostPort};
+pub use addr::{format_hostport, resolve_all, AddrError, Endpoint, Host, HostPort};
 pub use rc::RcDoc;
 
 use aemp_proto::ids::{expand_node_id, IdError, NodeId};
 use aemp_proto::Value as MsgValue;
 use serde_json::{Map, Value};
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -105,6 +106,14 @@ pub enum ConfigError {
         entry: String,
         /// What is wrong.
         source: AddrError,
+    },
+    /// A bind or seed name cannot be resolved.
+    #[error("cannot resolve {entry:?}: {source}")]
+    Resolve {
+        /// The entry.
+        entry: String,
+        /// The resolver's error.
+        source: std::io::Error,
     },
     /// `framing_format` lists nothing this implementation speaks.
     #[error("framing_format lists no supported framing (supported: cbor, json)")]
@@ -238,7 +247,10 @@ pub fn json_to_value(v: &Value) -> MsgValue {
 }
 
 /// The effective, typed configuration of a node (the result of `configure`'s merge).
-#[derive(Debug, Clone)]
+///
+/// `Debug` output shows `secret` and `cert` (also inside `raw`) as `"<redacted>"`, so that
+/// logging a configuration never leaks them.
+#[derive(Clone)]
 pub struct Config {
     /// The profile name used for the rc lookup.
     pub profile: String,
@@ -370,6 +382,56 @@ impl Config {
     }
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hide = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("profile", &self.profile)
+            .field("nodeid", &self.nodeid)
+            .field("node_id", &self.node_id)
+            .field("randomised", &self.randomised)
+            .field("runiq", &self.runiq)
+            .field("nodename", &self.nodename)
+            .field("binds", &self.binds)
+            .field("seeds", &self.seeds)
+            .field("secret", &hide(&self.secret))
+            .field("cert", &hide(&self.cert))
+            .field("secure", &self.secure)
+            .field("services", &self.services)
+            .field("monitor_timeout", &self.monitor_timeout)
+            .field("connect_interval", &self.connect_interval)
+            .field("framing_format", &self.framing_format)
+            .field("auth_offer", &self.auth_offer)
+            .field("auth_accept", &self.auth_accept)
+            .field("nodelay", &self.nodelay)
+            .field("autocork", &self.autocork)
+            .field("raw", &redacted(&self.raw))
+            .finish()
+    }
+}
+
+/// A copy of `m` with the value of every `secret` and `cert` key, at any depth (profiles
+/// included), replaced by `"<redacted>"`: for `Debug` output and logs.
+pub fn redacted(m: &Map<String, Value>) -> Map<String, Value> {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(redacted(m)),
+            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
+            other => other.clone(),
+        }
+    }
+    m.iter()
+        .map(|(k, v)| {
+            let v = if k == "secret" || k == "cert" {
+                Value::from("<redacted>")
+            } else {
+                walk(v)
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// `key` as an array of strings; `None` when missing or null.
 fn str_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
     match m.get(key) {
@@ -446,7 +508,7 @@ fn services(m: &Map<String, Value>) -> Result<Vec<Service>, ConfigError> {
 }
 
 /// Where a [`ConfigBuilder`] gets the rc file from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 enum RcSource {
     /// The default location from the environment.
     #[default]
@@ -462,7 +524,9 @@ enum RcSource {
 ///
 /// By default the rc file comes from its default location (a missing file is fine, an
 /// unreadable or unparsable one is an error); [`ConfigBuilder::norc`] ignores it.
-#[derive(Debug, Clone, Default)]
+///
+/// `Debug` output redacts `secret` and `cert`.
+#[derive(Clone, Default)]
 pub struct ConfigBuilder {
     profile: Option<String>,
     args: Map<String, Value>,
@@ -471,6 +535,25 @@ pub struct ConfigBuilder {
     rc: RcSource,
     nodename: Option<String>,
     runiq: Option<String>,
+}
+
+impl fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rc = match &self.rc {
+            RcSource::Env => "default location".to_string(),
+            RcSource::File(p) => p.display().to_string(),
+            RcSource::Doc(d) => format!("{d:?}"),
+        };
+        f.debug_struct("ConfigBuilder")
+            .field("profile", &self.profile)
+            .field("args", &redacted(&self.args))
+            .field("norc", &self.norc)
+            .field("force", &self.force)
+            .field("rc", &rc)
+            .field("nodename", &self.nodename)
+            .field("runiq", &self.runiq)
+            .finish()
+    }
 }
 
 fn json_list<I, S>(items: I) -> Value

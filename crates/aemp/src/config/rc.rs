@@ -184,11 +184,23 @@ fn push_indent(out: &mut String, unit: &str, depth: usize) {
 /// Invariant: `root` is what the user sees and edits; `saved` is what the file held when it
 /// was loaded or last saved (after the implicit `"version": 1`), so "changed" is a plain
 /// comparison and an unchanged document is never written.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` output redacts every `secret` and `cert`.
+#[derive(Clone, PartialEq)]
 pub struct RcDoc {
     path: Option<PathBuf>,
     root: Map<String, Value>,
     saved: Map<String, Value>,
+}
+
+impl std::fmt::Debug for RcDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RcDoc")
+            .field("path", &self.path)
+            .field("root", &super::redacted(&self.root))
+            .field("changed", &self.is_changed())
+            .finish()
+    }
 }
 
 impl Default for RcDoc {

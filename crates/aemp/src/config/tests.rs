@@ -434,3 +434,17 @@ fn json_values_convert() {
         )])
     );
 }
+
+#[test]
+fn debug_output_redacts_secrets() {
+    let rc = doc(json!({"secret": "topsecret", "profile": {"p": {"cert": "PEMDATA"}}}));
+    let cfg = builder().profile("p").rc_doc(rc.clone()).build().unwrap();
+    let shown = format!("{cfg:?} {rc:?} {:?}", builder().secret("argsecret"));
+    assert!(
+        !shown.contains("topsecret") && !shown.contains("PEMDATA"),
+        "{shown}"
+    );
+    assert!(!shown.contains("argsecret"));
+    assert!(shown.contains("<redacted>"));
+    assert_eq!(cfg.secret.as_deref(), Some("topsecret"));
+}
