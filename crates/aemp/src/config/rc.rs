@@ -449,6 +449,12 @@ impl RcDoc {
             move |source| ConfigError::RcWrite { path: p, source }
         };
         let old_meta = fs::metadata(&path).ok();
+        // A leftover from an interrupted save would keep its own permissions when reopened.
+        match fs::remove_file(&new) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(werr(&new)(e)),
+        }
         {
             let mut opts = fs::OpenOptions::new();
             opts.write(true).create(true).truncate(true);

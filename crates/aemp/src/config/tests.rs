@@ -347,6 +347,8 @@ fn save_semantics() {
 
     let mut d = RcDoc::load(&path).unwrap();
     assert!(!d.save().unwrap(), "unchanged: no write");
+    // A stale temporary file from an interrupted save is replaced.
+    std::fs::write(&new, "stale").unwrap();
     assert!(!path.exists());
 
     d.root_mut().insert("secret".into(), json!("one"));
