@@ -278,7 +278,7 @@ impl Kernel {
             req.push("kil0");
             req.push(name);
             req.0.extend(reason.iter().cloned());
-            self.send_node_request(node.as_str(), req);
+            self.send_node_request_if_up(node.as_str(), req);
         }
         for (id, action) in monitors {
             self.mon_index.remove(&id);
@@ -428,6 +428,16 @@ impl Kernel {
     pub(crate) fn remove_remote_monitor(&mut self, node: &str, name: &str) {
         if let Some(p) = self.ports.get_mut(name) {
             p.remote_monitors.retain(|n| n.as_str() != node);
+        }
+    }
+
+    /// A node disconnected: its monitors on our ports are gone (it re-sends `mon1` when it
+    /// monitors again over a new connection).
+    pub(crate) fn forget_remote_monitors_of(&mut self, node: &str) {
+        for p in self.ports.values_mut() {
+            if !p.remote_monitors.is_empty() {
+                p.remote_monitors.retain(|n| n.as_str() != node);
+            }
         }
     }
 

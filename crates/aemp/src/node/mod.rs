@@ -5,6 +5,7 @@
 
 mod cal;
 mod inbox;
+mod network;
 mod timer;
 
 pub use cal::Cal;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Weak};
 /// Owner of a node's core; when the last [`Node`] handle goes, the dispatcher stops.
 pub(crate) struct NodeInner {
     pub(crate) core: Arc<Core>,
+    pub(crate) net: std::sync::OnceLock<Arc<crate::transport::Network>>,
 }
 
 impl Drop for NodeInner {
@@ -62,7 +64,7 @@ impl Node {
 
     pub(crate) fn start(id: NodeId, namer: PortNamer) -> Node {
         let core = Arc::new(Core::new(id, namer));
-        let inner = Arc::new(NodeInner { core: core.clone() });
+        let inner = Arc::new(NodeInner::new(core.clone()));
         let k = Kernel::new(core, Arc::downgrade(&inner));
         tokio::spawn(kernel::run(k));
         Node { inner }
@@ -80,7 +82,7 @@ impl Node {
                 ));
                 core.close();
                 Node {
-                    inner: Arc::new(NodeInner { core }),
+                    inner: Arc::new(NodeInner::new(core)),
                 }
             }
         }

@@ -318,6 +318,20 @@ impl Network {
         .abort_handle()
     }
 
+    /// Remembers where `node` was reached, for reconnecting later.
+    pub(crate) fn learn_address(&self, node: &NodeId, addr: SocketAddr) {
+        let mut book = self.addr_book.lock();
+        let list = book.entry(Str::from(node.as_str())).or_default();
+        if !list.contains(&addr) {
+            list.insert(0, addr);
+        }
+    }
+
+    /// Replaces the known listen addresses of `node` (from the global database).
+    pub(crate) fn set_addresses(&self, node: &str, addrs: Vec<SocketAddr>) {
+        self.addr_book.lock().insert(Str::from(node), addrs);
+    }
+
     /// The addresses this node actually listens on.
     pub(crate) fn bound(&self) -> Vec<SocketAddr> {
         self.bound.lock().clone()

@@ -1,0 +1,136 @@
+//! Configuring a node for the network, and the node's view of other nodes.
+
+use super::{Node, NodeInner};
+use crate::config::{addr::resolve_all, Config};
+use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::transport::{Counters, NetConfig, Network, NodeEvent};
+use aemp_proto::codec::Limits;
+use aemp_proto::ids::PortNamer;
+use aemp_proto::NodeId;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+impl Node {
+    /// Creates a node from a configuration (see [`Config::builder`]): binds its listeners and
+    /// connects it to the network. Bad configuration (unresolvable binds, unusable handshake
+    /// settings, bad certificate) is an error here.
+    pub async fn configure(cfg: Config) -> Result<Node, Error> {
+        Node::configure_with_limits(cfg, Limits::default()).await
+    }
+
+    /// [`Node::configure`] with explicit decoder limits (nesting depth, message size).
+    pub async fn configure_with_limits(cfg: Config, limits: Limits) -> Result<Node, Error> {
+        let bind_eps = cfg.binds.clone();
+        let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
+            .await
+            .map_err(|e| Error::Config(format!("resolving binds: {e}")))?
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let net_cfg = NetConfig {
+            binds,
+            secret: cfg.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            cert: cfg.cert.clone(),
+            auth_accept: cfg.auth_accept.clone(),
+            auth_offer: cfg.auth_offer.clone(),
+            framings: cfg.framing_format.clone(),
+            monitor_timeout: cfg.monitor_timeout,
+            connect_interval: cfg.connect_interval,
+            nodelay: cfg.nodelay,
+            limits,
+        };
+        let node = Node::start(cfg.node_id.clone(), PortNamer::new(cfg.randomised, &cfg.runiq));
+        node.core().secure.store(cfg.secure, Ordering::Relaxed);
+        let net = Network::new(node.core(), net_cfg)?;
+        net.listen().await?;
+        node.attach_network(net);
+        Ok(node)
+    }
+
+    fn attach_network(&self, net: Arc<Network>) {
+        let _ = self.inner.net.set(net.clone());
+        // Queued like everything else: any send made after configure returns is executed
+        // after this, so it sees the network.
+        self.exec(move |k: &mut Kernel| k.remote.net = Some(net));
+    }
+
+    pub(crate) fn net(&self) -> Option<&Arc<Network>> {
+        self.inner.net.get()
+    }
+
+    /// The addresses this node listens on (empty for a node without network).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.net().map(|n| n.bound()).unwrap_or_default()
+    }
+
+    /// Connects to a node at `addr` (its node ID is learned from the greeting). Returns at
+    /// once; watch [`Node::node_events`] for the result.
+    pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
+        let net = self.net().ok_or_else(|| Error::Config("node has no network".into()))?;
+        net.dial(addr);
+        Ok(())
+    }
+
+    /// Tells the node where `node` listens, so that sending to it can connect.
+    pub fn add_address(&self, node: &NodeId, addrs: Vec<SocketAddr>) -> Result<(), Error> {
+        let net = self.net().ok_or_else(|| Error::Config("node has no network".into()))?;
+        net.set_addresses(node.as_str(), addrs);
+        Ok(())
+    }
+
+    /// Node up/down notifications from now on.
+    pub fn node_events(&self) -> broadcast::Receiver<NodeEvent> {
+        match self.net() {
+            Some(n) => n.events.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// The nodes currently connected.
+    pub async fn up_nodes(&self) -> Vec<NodeId> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.exec(move |k: &mut Kernel| {
+            let _ = tx.send(k.up_nodes());
+        });
+        rx.await.unwrap_or_default()
+    }
+
+    /// Whether `node` is connected.
+    pub async fn is_up(&self, node: &NodeId) -> bool {
+        self.up_nodes().await.contains(node)
+    }
+
+    /// Waits until `node` is connected (or the timeout passes); returns whether it is.
+    pub async fn wait_up(&self, node: &NodeId, timeout: std::time::Duration) -> bool {
+        let mut ev = self.node_events();
+        if self.is_up(node).await {
+            return true;
+        }
+        tokio::time::timeout(timeout, async {
+            loop {
+                match ev.recv().await {
+                    Ok(NodeEvent::Up(n)) if &n == node => return true,
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Traffic counters (messages and bytes in/out), if the node has a network.
+    pub fn counters(&self) -> Option<&Counters> {
+        self.net().map(|n| &n.counters)
+    }
+}
+
+impl NodeInner {
+    pub(crate) fn new(core: Arc<crate::kernel::Core>) -> NodeInner {
+        NodeInner {
+            core,
+            net: std::sync::OnceLock::new(),
+        }
+    }
+}

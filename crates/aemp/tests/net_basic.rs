@@ -1,0 +1,50 @@
+//! Two nodes in one process talking over TCP on 127.0.0.1.
+
+mod net_common;
+use aemp::{msg, Monitor, PortId, Value};
+use net_common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_cal_both_framings() {
+    for (fa, fb) in [("cbor", "cbor"), ("json", "json"), ("cbor", "json")] {
+        let a = node_with(&format!("a-{fa}-{fb}"), "k", &[fa]).await;
+        let b = node_with(&format!("b-{fa}-{fb}"), "k", &[fb, fa]).await;
+        let echo = b
+            .port()
+            .on("echo", |cx, m| {
+                let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+                let src = cx.src_node().to_string();
+                cx.snd(&reply, msg!["echoed", m[0].clone(), src]);
+                Ok(())
+            })
+            .build();
+        link(&a, &b).await;
+        let r = tokio::time::timeout(T, a.cal(&echo, msg!["echo", "hi"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, msg!["echoed", "hi", a.id().as_str()]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_port_time_and_kill_with_monitor() {
+    let a = node("np-a").await;
+    let b = node("np-b").await;
+    link(&a, &b).await;
+    let t = tokio::time::timeout(T, a.cal(&b.node_port(), msg!["time"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(t[0].as_f64().unwrap() > 1.0e9);
+    let victim = b.port_with(|_, _| Ok(()));
+    let died = a.monitor(&victim);
+    a.kil(&victim, vec!["boom".into(), Value::Int(7)]).unwrap();
+    let reason = tokio::time::timeout(T, died).await.unwrap();
+    assert_eq!(reason, vec![Value::from("boom"), Value::Int(7)]);
+    // Monitoring a port that does not exist on the remote node.
+    let ghost = b.id().port("nope");
+    let reason = tokio::time::timeout(T, a.monitor(&ghost)).await.unwrap();
+    assert_eq!(reason[0], Value::from("no_such_port"));
+    let _ = Monitor::kill(&ghost);
+}
