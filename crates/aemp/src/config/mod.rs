@@ -222,6 +222,19 @@ pub enum Service {
     },
 }
 
+impl Service {
+    /// True for the reference's global service module (`AnyEvent::MP::Global::` or the
+    /// `AnyEvent::MP::Global` name), which makes a node global.
+    pub fn is_global_service(&self) -> bool {
+        match self {
+            Service::Module(m) | Service::Function(m) => {
+                m.trim_end_matches("::") == "AnyEvent::MP::Global"
+            }
+            Service::Call { .. } => false,
+        }
+    }
+}
+
 /// Converts JSON into a message value (integers to `Int`/`UInt`, other numbers to `Float`).
 pub fn json_to_value(v: &Value) -> MsgValue {
     match v {

@@ -32,7 +32,11 @@ impl Kernel {
                 }
                 self.snd(&port, msg)
             }
-            NodeReq::Can { tag, reply, mut extra } => {
+            NodeReq::Can {
+                tag,
+                reply,
+                mut extra,
+            } => {
                 let known = KNOWN_TAGS.contains(&tag.as_str())
                     || tag == node_req::SPAWN_FUNC
                     || self.core.registry.read().get(&tag).is_some();
@@ -81,12 +85,6 @@ impl Kernel {
                 self.run_named(&aemp_proto::Str::default(), &func, args, src);
             }
         }
-    }
-
-    /// Global-protocol requests: handled by the global service once it exists.
-    pub(crate) fn global_request(&mut self, from: &NodeId, tag: &str, args: Vec<Value>) {
-        let _ = args;
-        tracing::debug!(src = %from, tag, "global request ignored: node is not global");
     }
 }
 

@@ -57,23 +57,60 @@ impl Kernel {
             Some(Peer::Connecting { queue, .. }) => queue.push((Str::from(port), msg)),
             None => {
                 let node = Str::from(node);
-                let attempt = match &self.remote.net {
-                    Some(net) => Some(net.connect_node(node.clone())),
-                    None => {
-                        let n = node.clone();
-                        self.postpone(super::Cmd::Exec(Box::new(move |k: &mut Kernel| {
-                            k.connect_failed(&n, "no known address (node has no transport)")
-                        })));
-                        None
-                    }
-                };
-                self.remote.peers.insert(
-                    node,
-                    Peer::Connecting {
-                        queue: vec![(Str::from(port), msg)],
-                        attempt,
-                    },
-                );
+                self.start_connecting(&node, vec![(Str::from(port), msg)]);
+            }
+        }
+    }
+
+    /// Moves an idle node to Connecting with `queue` and starts reaching it.
+    fn start_connecting(&mut self, node: &Str, queue: Vec<(Str, Msg)>) {
+        let attempt = match self.remote.net.clone() {
+            Some(net) => {
+                let mut addrs = net.known_addresses(node);
+                if addrs.is_empty() {
+                    addrs = self.lookup_addresses(node);
+                }
+                if addrs.is_empty() && self.global.is_global() {
+                    self.postpone_connect_failed(node, "no known address");
+                    None
+                } else {
+                    Some(net.connect_node(node.clone(), addrs))
+                }
+            }
+            None => {
+                self.postpone_connect_failed(node, "no known address (node has no transport)");
+                None
+            }
+        };
+        self.remote
+            .peers
+            .insert(node.clone(), Peer::Connecting { queue, attempt });
+    }
+
+    fn postpone_connect_failed(&mut self, node: &Str, text: &'static str) {
+        let n = node.clone();
+        self.postpone(super::Cmd::Exec(Box::new(move |k: &mut Kernel| {
+            k.connect_failed(&n, text)
+        })));
+    }
+
+    /// Makes sure a connection to `node` exists or is being made (global keepalive).
+    pub(crate) fn ensure_connected(&mut self, node: &str) {
+        if !self.remote.peers.contains_key(node) && self.remote.net.is_some() {
+            self.start_connecting(&Str::from(node), Vec::new());
+        }
+    }
+
+    /// `g_found` brought addresses for `node`: remember them, and dial them if we are
+    /// trying to reach it.
+    pub(crate) fn found_addresses(&mut self, node: &str, addrs: Vec<std::net::SocketAddr>) {
+        let Some(net) = self.remote.net.clone() else {
+            return;
+        };
+        net.set_addresses(node, addrs.clone());
+        if matches!(self.remote.peers.get(node), Some(Peer::Connecting { .. })) {
+            for a in addrs {
+                net.dial(a);
             }
         }
     }
@@ -132,7 +169,9 @@ impl Kernel {
         self.fire_node_lost(node.as_str(), text);
         self.forget_remote_monitors_of(node.as_str());
         if let Some(net) = &self.remote.net {
-            let _ = net.events.send(NodeEvent::Down(node.clone(), text.to_string()));
+            let _ = net
+                .events
+                .send(NodeEvent::Down(node.clone(), text.to_string()));
         }
         self.node_down_hooks(node);
     }
@@ -141,7 +180,12 @@ impl Kernel {
     pub(crate) fn connect_failed(&mut self, node: &str, text: &str) {
         if let Some(Peer::Connecting { queue, .. }) = self.remote.peers.get(node) {
             if !queue.is_empty() {
-                tracing::info!(node, reason = text, dropped = queue.len(), "could not reach node, dropping queued messages");
+                tracing::info!(
+                    node,
+                    reason = text,
+                    dropped = queue.len(),
+                    "could not reach node, dropping queued messages"
+                );
             }
             self.remote.peers.remove(node);
             self.fire_node_lost(node, text);
@@ -150,12 +194,12 @@ impl Kernel {
 
     /// Node-up hooks of the layers above the transport (global service).
     fn node_up_hooks(&mut self, node: &NodeId) {
-        let _ = node;
+        self.global_node_up(node);
     }
 
     /// Node-down hooks of the layers above the transport (global service).
     fn node_down_hooks(&mut self, node: &NodeId) {
-        let _ = node;
+        self.global_node_down(node);
     }
 
     /// Nodes currently connected.

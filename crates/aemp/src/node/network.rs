@@ -40,19 +40,40 @@ impl Node {
             nodelay: cfg.nodelay,
             limits,
         };
-        let node = Node::start(cfg.node_id.clone(), PortNamer::new(cfg.randomised, &cfg.runiq));
+        let node = Node::start(
+            cfg.node_id.clone(),
+            PortNamer::new(cfg.randomised, &cfg.runiq),
+        );
         node.core().secure.store(cfg.secure, Ordering::Relaxed);
         let net = Network::new(node.core(), net_cfg)?;
-        net.listen().await?;
-        node.attach_network(net);
+        let bound = net.listen().await?;
+        let seed_eps = cfg.seeds.clone();
+        let seeds = tokio::task::spawn_blocking(move || resolve_all(&seed_eps))
+            .await
+            .map_err(|e| Error::Config(format!("resolving seeds: {e}")))?
+            .map_err(|e| Error::Config(e.to_string()))?;
+        // A node that finds itself among its seeds, has no seeds at all, or runs the global
+        // service as configured, is global from the start.
+        let own_seed = seeds.iter().any(|s| bound.contains(s));
+        let wants_global = cfg.services.iter().any(|s| s.is_global_service());
+        let global = seeds.is_empty() || own_seed || wants_global;
+        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| !bound.contains(s)).collect();
+        node.attach_network(net.clone(), bound, global);
+        crate::global::seeds::start(&net, seeds);
         Ok(node)
     }
 
-    fn attach_network(&self, net: Arc<Network>) {
+    fn attach_network(&self, net: Arc<Network>, bound: Vec<SocketAddr>, global: bool) {
         let _ = self.inner.net.set(net.clone());
         // Queued like everything else: any send made after configure returns is executed
         // after this, so it sees the network.
-        self.exec(move |k: &mut Kernel| k.remote.net = Some(net));
+        self.exec(move |k: &mut Kernel| {
+            k.remote.net = Some(net);
+            k.set_listen_addrs(&bound);
+            if global {
+                k.become_global();
+            }
+        });
     }
 
     pub(crate) fn net(&self) -> Option<&Arc<Network>> {
@@ -67,14 +88,18 @@ impl Node {
     /// Connects to a node at `addr` (its node ID is learned from the greeting). Returns at
     /// once; watch [`Node::node_events`] for the result.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
-        let net = self.net().ok_or_else(|| Error::Config("node has no network".into()))?;
+        let net = self
+            .net()
+            .ok_or_else(|| Error::Config("node has no network".into()))?;
         net.dial(addr);
         Ok(())
     }
 
     /// Tells the node where `node` listens, so that sending to it can connect.
     pub fn add_address(&self, node: &NodeId, addrs: Vec<SocketAddr>) -> Result<(), Error> {
-        let net = self.net().ok_or_else(|| Error::Config("node has no network".into()))?;
+        let net = self
+            .net()
+            .ok_or_else(|| Error::Config("node has no network".into()))?;
         net.set_addresses(node.as_str(), addrs);
         Ok(())
     }

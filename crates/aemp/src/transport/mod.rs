@@ -140,9 +140,22 @@ impl Registry {
         Ok(())
     }
 
-    /// Connection `id` authenticated: it becomes the connection to `peer`.
+    /// True when a connection to `peer` is up.
+    pub(crate) fn is_up(&self, peer: &str) -> bool {
+        self.up.contains_key(peer)
+    }
+
+    /// Connection `id` authenticated: it becomes the connection to `peer`, unless a
+    /// simultaneous connection won the arbitration meanwhile.
     fn established(&mut self, peer: &str, id: u64) -> Result<(), &'static str> {
+        let was_pending = self
+            .pending
+            .get(peer)
+            .is_some_and(|l| l.iter().any(|p| p.id == id));
         self.forget_pending(peer, id);
+        if !was_pending {
+            return Err("closed: a simultaneous connection to the same node is kept");
+        }
         if self.up.contains_key(peer) {
             return Err("already connected, not connecting again");
         }
@@ -198,9 +211,8 @@ pub(crate) struct Network {
     conn_ids: AtomicU64,
     pub events: broadcast::Sender<NodeEvent>,
     pub counters: Counters,
-    /// Called with the peer's node ID when a connection dialled to an address learns it
-    /// (the seed hook of the global layer); set once at configure time.
-    pub greeting_hook: Mutex<Option<Arc<dyn Fn(&NodeId, SocketAddr) + Send + Sync>>>,
+    /// Seed addresses and the node ID learned behind each (§6.2).
+    pub seeds: Mutex<FxHashMap<SocketAddr, Option<NodeId>>>,
 }
 
 impl Network {
@@ -212,7 +224,8 @@ impl Network {
             )),
             None => None,
         };
-        let mut hs = HandshakeConfig::new(id.as_str(), cfg.secret.clone().filter(|s| !s.is_empty()));
+        let mut hs =
+            HandshakeConfig::new(id.as_str(), cfg.secret.clone().filter(|s| !s.is_empty()));
         hs.auth_accept = cfg.auth_accept.clone();
         hs.auth_offer = cfg.auth_offer.clone();
         hs.framings = cfg
@@ -225,7 +238,9 @@ impl Network {
         hs.validate()
             .map_err(|e| crate::Error::Config(format!("handshake settings: {e}")))?;
         if hs.secret.is_none() && tls.is_none() {
-            tracing::warn!("no secret and no certificate configured: this node cannot connect to anything");
+            tracing::warn!(
+                "no secret and no certificate configured: this node cannot connect to anything"
+            );
         }
         let (events, _) = broadcast::channel(1024);
         Ok(Arc::new(Network {
@@ -240,7 +255,7 @@ impl Network {
             conn_ids: AtomicU64::new(1),
             events,
             counters: Counters::default(),
-            greeting_hook: Mutex::new(None),
+            seeds: Mutex::new(FxHashMap::default()),
         }))
     }
 
@@ -259,9 +274,9 @@ impl Network {
     pub(crate) async fn listen(self: &Arc<Self>) -> Result<Vec<SocketAddr>, crate::Error> {
         let mut bound = Vec::new();
         for addr in &self.cfg.binds {
-            let listener = TcpListener::bind(addr).await.map_err(|e| {
-                crate::Error::Config(format!("cannot bind {addr}: {e}"))
-            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| crate::Error::Config(format!("cannot bind {addr}: {e}")))?;
             let local = listener.local_addr()?;
             bound.push(local);
             tracing::info!(node = %self.id, addr = %local, "listening");
@@ -286,19 +301,18 @@ impl Network {
 
     /// Starts reaching node `node`: tries its known addresses one after another, and reports
     /// failure to the kernel after `connect_interval` unless the node came up.
-    pub(crate) fn connect_node(self: &Arc<Self>, node: Str) -> tokio::task::AbortHandle {
+    pub(crate) fn connect_node(
+        self: &Arc<Self>,
+        node: Str,
+        addrs: Vec<SocketAddr>,
+    ) -> tokio::task::AbortHandle {
         let net = self.clone();
         tokio::spawn(async move {
             let deadline = net.cfg.connect_interval;
-            let addrs = net.addr_book.lock().get(&node).cloned().unwrap_or_default();
-            if addrs.is_empty() {
-                net.to_kernel(move |k| k.connect_failed(&node, "no known address"));
-                return;
-            }
             // Spread the attempts over the interval as the reference does (§6.1), at least
             // 0.4 s apart.
             let step = {
-                let per = deadline.as_secs_f64() / addrs.len().max(1) as f64;
+                let per = deadline.as_secs_f64();
                 let alt = (net.cfg.monitor_timeout.as_secs_f64() - deadline.as_secs_f64())
                     / addrs.len().max(1) as f64;
                 Duration::from_secs_f64(per.min(alt.max(0.0)).max(0.4))
@@ -318,6 +332,31 @@ impl Network {
         .abort_handle()
     }
 
+    /// An outgoing connection to `addr` greeted us as `node`: if `addr` is a seed, the
+    /// global layer learns which node it is (§6.2).
+    pub(crate) fn outgoing_greeting(&self, node: &NodeId, addr: SocketAddr) {
+        self.learn_address(node, addr);
+        let is_seed = match self.seeds.lock().get_mut(&addr) {
+            Some(slot) => {
+                *slot = Some(node.clone());
+                true
+            }
+            None => false,
+        };
+        if is_seed {
+            let node = node.clone();
+            self.to_kernel(move |k| k.seed_greeting(&node));
+        }
+    }
+
+    /// A seed address turned out to be ourselves: drop it and become global (§6.2).
+    pub(crate) fn seed_is_self(&self, addr: SocketAddr) {
+        if self.seeds.lock().remove(&addr).is_some() {
+            tracing::info!(%addr, "found ourselves among our seeds");
+            self.to_kernel(|k| k.become_global());
+        }
+    }
+
     /// Remembers where `node` was reached, for reconnecting later.
     pub(crate) fn learn_address(&self, node: &NodeId, addr: SocketAddr) {
         let mut book = self.addr_book.lock();
@@ -325,6 +364,11 @@ impl Network {
         if !list.contains(&addr) {
             list.insert(0, addr);
         }
+    }
+
+    /// Known listen addresses of `node`.
+    pub(crate) fn known_addresses(&self, node: &str) -> Vec<SocketAddr> {
+        self.addr_book.lock().get(node).cloned().unwrap_or_default()
     }
 
     /// Replaces the known listen addresses of `node` (from the global database).

@@ -27,6 +27,16 @@ pub async fn node(name: &str) -> Node {
 /// Connects `a` to `b` and waits until both see each other up.
 pub async fn link(a: &Node, b: &Node) {
     a.connect(b.listen_addrs()[0]).unwrap();
-    assert!(a.wait_up(b.id(), T).await, "{} did not see {} up", a.id(), b.id());
-    assert!(b.wait_up(a.id(), T).await, "{} did not see {} up", b.id(), a.id());
+    assert!(
+        a.wait_up(b.id(), T).await,
+        "{} did not see {} up",
+        a.id(),
+        b.id()
+    );
+    assert!(
+        b.wait_up(a.id(), T).await,
+        "{} did not see {} up",
+        b.id(),
+        a.id()
+    );
 }
