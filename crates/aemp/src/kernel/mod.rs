@@ -18,6 +18,7 @@ pub(crate) mod node_port;
 pub mod port;
 pub(crate) mod registry;
 pub(crate) mod remote;
+mod table;
 
 use crate::error::Error;
 use crate::node::{Node, NodeInner};
@@ -126,7 +127,7 @@ pub struct Kernel {
     /// The public handle, weakly (a strong one would keep the node alive forever).
     pub(crate) handle: Weak<NodeInner>,
     pub(crate) weak: Weak<Core>,
-    ports: FxHashMap<Str, Port>,
+    ports: table::PortTable,
     run: VecDeque<Cmd>,
     mon_index: FxHashMap<u64, MonTarget>,
     pub(crate) remote_mons: RemoteMonitors,
@@ -145,7 +146,7 @@ impl Kernel {
             weak: Arc::downgrade(&core),
             core,
             handle,
-            ports: FxHashMap::default(),
+            ports: table::PortTable::default(),
             run: VecDeque::with_capacity(1024),
             mon_index: FxHashMap::default(),
             remote_mons: RemoteMonitors::default(),
@@ -171,7 +172,7 @@ impl Kernel {
     }
 
     pub(crate) fn port_exists(&self, name: &str) -> bool {
-        self.ports.contains_key(name)
+        self.ports.contains(name)
     }
 
     pub(crate) fn exec(&mut self, cmd: Cmd) {
@@ -193,22 +194,26 @@ impl Kernel {
             self.node_request(msg, src);
             return;
         }
-        let Some(port) = self.ports.get_mut(&name) else {
+        let Some((idx, uid)) = self.ports.lookup(&name) else {
             // Unknown ports drop messages silently (PROTOCOL.md §3.2); monitors are the only
             // failure signal.
             return;
         };
-        let Some(slot) = port.route(msg.tag()) else {
+        let Some(slot) = self.ports.slot_mut(idx, uid) else {
+            return;
+        };
+        let port = &mut slot.port;
+        let Some(route) = port.route(msg.tag()) else {
             let text = port::unhandled_text(msg.0.first());
             self.kill_local(&name, vec!["unhandled_message".into(), text.into()]);
             return;
         };
         let gen = port.gen;
-        let Some(mut h) = port.take(&slot) else {
+        let Some(mut h) = port.take(&route) else {
             // Cannot happen: handlers never run re-entrantly. Treat like no handler.
             return;
         };
-        if matches!(slot, port::Slot::Tag(_)) {
+        if matches!(route, port::Slot::Tag(_)) {
             msg.0.remove(0);
         }
         let result = {
@@ -219,8 +224,8 @@ impl Kernel {
             };
             catch_unwind(AssertUnwindSafe(|| h(&mut cx, msg)))
         };
-        match self.ports.get_mut(&name) {
-            Some(p) if p.gen == gen => p.restore(&slot, h),
+        match self.ports.slot_mut(idx, uid) {
+            Some(s) if s.port.gen == gen => s.port.restore(&route, h),
             _ => drop(h),
         }
         let failure = match result {
@@ -267,11 +272,10 @@ impl Kernel {
         let Some(port) = self.ports.remove(name) else {
             return;
         };
-        let Port {
+        let port::Watchers {
             monitors,
-            remote_monitors,
-            ..
-        } = port;
+            remote: remote_monitors,
+        } = port.watch.map(|w| *w).unwrap_or_default();
         if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
             let shown = Value::List(reason.clone());
             tracing::info!(port = %name, reason = %shown, "port killed");
@@ -346,7 +350,7 @@ impl Kernel {
             let name = port.name();
             match self.ports.get_mut(name) {
                 Some(p) => {
-                    p.monitors.push((id, action));
+                    p.watchers().monitors.push((id, action));
                     self.mon_index.insert(id, MonTarget::Local(Str::from(name)));
                 }
                 None => {
@@ -378,8 +382,8 @@ impl Kernel {
     pub(crate) fn unmon(&mut self, id: u64) {
         match self.mon_index.remove(&id) {
             Some(MonTarget::Local(name)) => {
-                if let Some(p) = self.ports.get_mut(&name) {
-                    p.monitors.retain(|(i, _)| *i != id);
+                if let Some(w) = self.ports.get_mut(&name).and_then(|p| p.watch.as_mut()) {
+                    w.monitors.retain(|(i, _)| *i != id);
                 }
             }
             Some(MonTarget::Remote(node, name)) => {
@@ -415,8 +419,9 @@ impl Kernel {
     pub(crate) fn add_remote_monitor(&mut self, node: &NodeId, name: &str) {
         match self.ports.get_mut(name) {
             Some(p) => {
-                if !p.remote_monitors.contains(node) {
-                    p.remote_monitors.push(node.clone());
+                let w = p.watchers();
+                if !w.remote.contains(node) {
+                    w.remote.push(node.clone());
                 }
             }
             None => {
@@ -430,18 +435,16 @@ impl Kernel {
 
     /// A remote node no longer monitors (`mon0`) one of our ports.
     pub(crate) fn remove_remote_monitor(&mut self, node: &str, name: &str) {
-        if let Some(p) = self.ports.get_mut(name) {
-            p.remote_monitors.retain(|n| n.as_str() != node);
+        if let Some(w) = self.ports.get_mut(name).and_then(|p| p.watch.as_mut()) {
+            w.remote.retain(|n| n.as_str() != node);
         }
     }
 
     /// A node disconnected: its monitors on our ports are gone (it re-sends `mon1` when it
     /// monitors again over a new connection).
     pub(crate) fn forget_remote_monitors_of(&mut self, node: &str) {
-        for p in self.ports.values_mut() {
-            if !p.remote_monitors.is_empty() {
-                p.remote_monitors.retain(|n| n.as_str() != node);
-            }
+        for w in self.ports.ports_mut().filter_map(|p| p.watch.as_mut()) {
+            w.remote.retain(|n| n.as_str() != node);
         }
     }
 

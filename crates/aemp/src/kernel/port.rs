@@ -30,15 +30,27 @@ pub(crate) struct Port {
     pub default: Option<Handler>,
     /// Per-tag handlers (string equality on element 0). `None` while that handler runs.
     pub tags: Vec<(Str, Option<Handler>)>,
-    /// Local monitors: guard id and action. Fired once, in registration order, on kill.
-    pub monitors: Vec<(u64, MonAction)>,
-    /// Remote nodes that monitor this port (sent `mon1`); each gets a `kil0` on kill.
-    pub remote_monitors: Vec<NodeId>,
+    /// Who watches this port; boxed because most ports have no monitor.
+    pub watch: Option<Box<Watchers>>,
     /// Bumped by every change of the handler slots (see module docs).
     pub gen: u32,
 }
 
+/// The monitors of one port.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    /// Local monitors: guard id and action. Fired once, in registration order, on kill.
+    pub monitors: Vec<(u64, MonAction)>,
+    /// Remote nodes that monitor this port (sent `mon1`); each gets a `kil0` on kill.
+    pub remote: Vec<NodeId>,
+}
+
 impl Port {
+    /// The watchers, created on first use.
+    pub(crate) fn watchers(&mut self) -> &mut Watchers {
+        self.watch.get_or_insert_with(Default::default)
+    }
+
     /// Which slot takes a message with this tag, if any handler could.
     pub(crate) fn route(&self, tag: Option<&str>) -> Option<Slot> {
         if let Some(tag) = tag {
