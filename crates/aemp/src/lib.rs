@@ -30,6 +30,8 @@
 pub mod error;
 pub mod kernel;
 pub mod node;
+/// Connections between nodes (TLS: [`transport::tls`]).
+pub mod transport;
 
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, value, Msg, NodeId, PortId, Str, Value};
