@@ -33,9 +33,21 @@
 //!
 //! # Versions
 //!
-//! TLS 1.3 and TLS 1.2 are enabled, with rustls' ring cipher suites. The reference's OpenSSL
-//! offers TLS 1.2 (and 1.3 with OpenSSL 1.1.1 or later), so the two stacks meet on one of
-//! them; interop with a live Perl node is untested (PROTOCOL.md §11).
+//! TLS 1.3 and TLS 1.2 are enabled, with rustls' ring cipher suites (ECDHE with AES-GCM or
+//! ChaCha20-Poly1305 only). The reference's OpenSSL offers TLS 1.2 (and 1.3 with OpenSSL
+//! 1.1.1 or later), so the two stacks meet on one of them. Checked by hand against OpenSSL
+//! 3.0's `s_server -Verify` and `s_client` (mutual authentication, both TLS versions, both
+//! roles, with an `openssl req -x509` certificate and with a [`gencert`] one); a live Perl node
+//! is still untested (PROTOCOL.md §11).
+//!
+//! # Limits
+//!
+//! * Rule 2 goes through webpki, which accepts only X.509 v3 certificates and refuses `CA:TRUE`
+//!   end-entity certificates. A certificate that is itself in the PEM (rule 1) may be of any
+//!   version and carry any extensions.
+//! * Encrypted private keys are not supported (the reference passes no password either).
+//! * Session resumption is off (see [`TlsIdentity::from_pem`]); no CRL or OCSP checks, like
+//!   the reference.
 
 use std::fmt;
 use std::io;
@@ -295,7 +307,8 @@ impl PeerVerifier {
             let anchor = webpki::anchor_from_trusted_cert(der)
                 .map_err(|e| bad(format!("not usable as trust anchor: {e}")))?
                 .to_owned();
-            subjects.push(DistinguishedName::from(anchor.subject.as_ref().to_vec()));
+            // The anchor keeps the Name without its outer SEQUENCE; the TLS message needs it whole.
+            subjects.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
             anchors.push(anchor);
             pinned.push(Pinned {
                 der: der.clone(),
@@ -637,6 +650,12 @@ mod tests {
             webpki::KeyUsage::client_auth(),
         )
         .expect("gencert certificate verifies against itself");
+        // The acceptable-issuer hints sent in CertificateRequest are whole DER Names
+        // (OpenSSL clients abort the handshake with decode_error otherwise).
+        let hints = ClientCertVerifier::root_hint_subjects(&v);
+        assert_eq!(hints.len(), 1);
+        let hint = x509_cert::name::Name::from_der(hints[0].as_ref()).expect("hint is a Name");
+        assert_eq!(hint, tbs.subject);
         // Two runs give different keys and serials.
         let (k2, c2) = other_self_signed("x", true);
         assert!(!pem.contains(&k2) && !pem.contains(&c2));
@@ -878,6 +897,74 @@ mod tests {
             .expect("an expired certificate still loads");
         let (c, s) = handshake(&id, &id).await;
         assert_cert_rejected(&c, "invalid peer certificate: Expired");
+        assert!(s.is_err());
+    }
+
+    /// A certificate made the reference's way (`openssl req -new -nodes -x509 -newkey
+    /// rsa:2048 -subj /CN=AnyEvent::MP`, OpenSSL 3.0: `CA:TRUE`, key identifiers), with the
+    /// key in the traditional PKCS#1 form older OpenSSL writes. Test-only key. Valid for
+    /// 36500 days instead of 3650 so that the test does not expire (this also exercises the
+    /// GeneralizedTime form of notAfter).
+    const OPENSSL_PEM: &str = "\
+-----BEGIN RSA PRIVATE KEY-----\n\
+MIIEowIBAAKCAQEA52I3p2VRogwUw7qYitlhRDVHeZof3S1Jf4srsJqPZUb35hTs\n\
+f+Y+o7Uf9gLBHlru0wqwsfjckLBfGvBG+mMJU78oBQ/fHf9v0bjajjbJaV+2yHDi\n\
+ueCGnqe79h9YYFjkgsdsxcApY3JBMsN9Oc2SNOMHJAZGTXw8KmukL79e6Z7uh7wG\n\
+dOSBboXcJ3o7ZSeR+86oS+rb2OSqmvLkLXBQJ6Rw2XrHKyaLYShur0UN2d+Kljr5\n\
+xSQIAtqZEz+x2/SRYQTCU3LwRBqrLi7F/C8quQYPZnu5Ngu1MRZomMAgM90rStR5\n\
+H/KDvPTSh9MzwXaIKTtWwu/jd++avgLpM0c7zQIDAQABAoIBAAjVYRaM8a7kEy7d\n\
+wtEaN3JpLk9gKPNCtVmfMI3PeMX/DZvFFLpVSfLqCUxVEpZcFl4MPG6u94y2jwry\n\
+PWN1wHdoBtkaoAP/Kn+xNPbU9J+HPe0tEhrSjZElCjH9RFx5SFAN2QM7sNjRFdgg\n\
+SnmYdYp7WFxxuOFgatObxGrmPXNhwVcQmgaobXW0lv67r3K6bnSlynojfT/C14Uj\n\
+eRHmmc+yjddOP3Edf1iZxMeGO3UOtSFKzIZM54PuuQceg7zWL4aAfMO2ACaSyagK\n\
+q8uysXp5uc/V3+lhG4pbHX2nZlSb54Qu4ofogsv7drO3OsM6FZ9JQQgq1ahx2k8H\n\
+A7ldwqkCgYEA+K9wAUXSfLhvybjFjpZ8Qf/zUMD2LcUYOONGewGC6jim+km8TtjR\n\
+I3pXwKiyz+QsGF9w3h7VI9E/Rgm+slGm0P1OqcvNcv6frvRS14GscbzrK3ftIDuU\n\
+oyxW2vCoFU8TXeFHbKmTEoxyH0hwmprE9fpz7uZCscrcD6zlZTjJbH8CgYEA7jCA\n\
+S6eOBBVxEEAvB2s6b8vyWc0Oht0mwyorDzIZoQr85X0c73wwHWdq1ZfCb43u+eNO\n\
+Hf4n0x+TCmhMHUdlP2X2BHSJd+RjBPDFO8sWWYEzNnH3MU3aOZF4j2tuMi7XtHAO\n\
+629O/8VBJYTDjAH6IUmzhgC0yJEXWq7BJc6MIbMCgYBK5MLtjzKR3xXDgYL1qzpm\n\
+wgdsBYDeTeI6l6/NMapUkZUwAW7VrBRoA9tTqTqYw1XITU33hv+XltfgZuToXRDJ\n\
+FdBP8JHCFQ7QKMKeJm5hnoyQfcCLGYZtEdhifWGRcUwa1NKm1fb1+hgQdcd7uCqj\n\
+DbdGdlAVrUtS6TX4ov5+TwKBgEZ9XgqFrLayrcI0bHaSmjmprrA6yjjJTAZn/VRC\n\
+7GjHeq5jx2NsakTZbTmG7wjahUW4qk6f/6MwbfCfix8DGQiZISSSZHhxw4gbxRL7\n\
++EJGxSQwuAoEUzfEQFyZW4RIbpe8rf2o9EUnWC9FSiWuFBsz14gpv1a38aRpoUmS\n\
+BdCXAoGBAIfQvIBbEvzxJwJ/rXsocvAgdelgrS9hbaZETLuJ83j9EOfqJXvDpxPv\n\
++a0YwKVUlLIjV2uOXP461CCqplGTBrNwNzDx3Li8JYrObm/MvhX7rF+2jNhywBVS\n\
+SEYO23fzOPBtq+UNxF+Ov6lb8+dooPqaecRQ55SPPGfPBr/mvt3H\n\
+-----END RSA PRIVATE KEY-----\n\
+-----BEGIN CERTIFICATE-----\n\
+MIIDETCCAfmgAwIBAgIUOxPecJ9+7T8fAo1OknrFZh9/5mkwDQYJKoZIhvcNAQEL\n\
+BQAwFzEVMBMGA1UEAwwMQW55RXZlbnQ6Ok1QMCAXDTI2MTEyNTIxMDgwNloYDzIx\n\
+MjYxMTAxMjEwODA2WjAXMRUwEwYDVQQDDAxBbnlFdmVudDo6TVAwggEiMA0GCSqG\n\
+SIb3DQEBAQUAA4IBDwAwggEKAoIBAQDnYjenZVGiDBTDupiK2WFENUd5mh/dLUl/\n\
+iyuwmo9lRvfmFOx/5j6jtR/2AsEeWu7TCrCx+NyQsF8a8Eb6YwlTvygFD98d/2/R\n\
+uNqONslpX7bIcOK54Iaep7v2H1hgWOSCx2zFwCljckEyw305zZI04wckBkZNfDwq\n\
+a6Qvv17pnu6HvAZ05IFuhdwnejtlJ5H7zqhL6tvY5Kqa8uQtcFAnpHDZescrJoth\n\
+KG6vRQ3Z34qWOvnFJAgC2pkTP7Hb9JFhBMJTcvBEGqsuLsX8Lyq5Bg9me7k2C7Ux\n\
+FmiYwCAz3StK1Hkf8oO89NKH0zPBdogpO1bC7+N375q+AukzRzvNAgMBAAGjUzBR\n\
+MB0GA1UdDgQWBBRqniMx6/Gf2gEKjghRNJgLngquYzAfBgNVHSMEGDAWgBRqniMx\n\
+6/Gf2gEKjghRNJgLngquYzAPBgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3DQEBCwUA\n\
+A4IBAQCoS+AAeVn15Ag88i7511iBN/OeoptbCpgcIa/0CuHJ6J3ZYIQksODTvUoK\n\
+9KmlHPJT7cyahyEqu3qsZAlTNKePqAjX3v+uYchZl+0RCgIf/b15PpxGMpUve1eE\n\
+vPNC0tRUVVJDWw7URU2GFxLjAmLzgEX9lN5KZylcrtAKAuEqM/PKTwGd5xJpe76+\n\
+kVg0u1liGJgDUGXXageIrxlVd/DJErlfw+E2MF6UkqSHyGjePruYszmd0YJuLkZj\n\
+9OwEtxkt4oL9fseuGVpTO4JEq/pD3nsxNWLylXI2HsXO1ySUBuZng/K8noH6pMP9\n\
+lvUqxdQhkrGYHe8quNTl6mVzB8xm\n\
+-----END CERTIFICATE-----\n\
+";
+
+    #[tokio::test]
+    async fn openssl_made_certificate_works_as_identity() {
+        let id = TlsIdentity::from_pem(OPENSSL_PEM).expect("OpenSSL PEM with PKCS#1 key");
+        let parsed = ParsedPem::parse(OPENSSL_PEM).expect("parse");
+        assert!(matches!(parsed.key, PrivateKeyDer::Pkcs1(_)));
+        let (c, s) = handshake(&id, &id).await;
+        exchange(&mut c.expect("client"), &mut s.expect("server")).await;
+        // It and the gencert certificate do not trust each other (same subject name,
+        // different keys).
+        let (c, s) = handshake(&id, &shared_id()).await;
+        assert_cert_rejected(&c, "invalid peer certificate");
         assert!(s.is_err());
     }
 
