@@ -196,6 +196,10 @@ impl TlsIdentity {
     /// verified (see the module documentation). Fails with [`TlsError::Pem`],
     /// [`TlsError::MissingKey`], [`TlsError::MissingCert`], [`TlsError::BadCert`] or
     /// [`TlsError::Config`].
+    ///
+    /// Session resumption is disabled in both roles: every peer is reached under the same
+    /// fixed server name, so a ticket from one peer would only be offered, uselessly, to the
+    /// next, and AEMP connections are long-lived anyway.
     pub fn from_pem(pem: &str) -> Result<TlsIdentity, TlsError> {
         let parsed = ParsedPem::parse(pem)?;
         let server_name = ServerName::try_from(SNI_NAME)
@@ -208,8 +212,7 @@ impl TlsIdentity {
             .with_custom_certificate_verifier(verifier.clone())
             .with_client_auth_cert(parsed.certs.clone(), parsed.key.clone_key())
             .map_err(TlsError::Config)?;
-        // All peers share one SNI name, so a session ticket from one peer would only be
-        // offered, uselessly, to the next; resumption buys nothing for long-lived links.
+        // No resumption: see the doc comment.
         client.resumption = rustls::client::Resumption::disabled();
 
         let mut server = ServerConfig::builder_with_provider(provider)
@@ -357,7 +360,8 @@ impl PeerVerifier {
     }
 }
 
-/// Reads a certificate's validity period as Unix seconds (times before 1970 become 0).
+/// Reads a certificate's validity period as Unix seconds. Dates before 1970 cannot be
+/// represented and make the certificate unusable (an error, reported as [`TlsError::BadCert`]).
 fn validity(der: &CertificateDer<'_>) -> Result<(u64, u64), String> {
     use x509_cert::der::Decode;
     let cert = x509_cert::Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
