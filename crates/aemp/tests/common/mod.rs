@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use aemp::{Msg, Node, PortId, Reason};
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
