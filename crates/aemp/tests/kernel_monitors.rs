@@ -274,7 +274,7 @@ async fn dropping_the_monitor_future_cancels() {
 /// A guard dropped before its monitor fired cancels it, also when the monitored port does
 /// not exist (the `no_such_port` firing is queued, so the guard is still in time).
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "BUG: the queued no_such_port firing of Kernel::mon is not cancellable: a guard dropped at once still fires"]
+
 async fn guard_dropped_at_once_cancels_no_such_port() {
     let node = node();
     let calls = Counter::default();

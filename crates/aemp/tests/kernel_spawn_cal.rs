@@ -79,7 +79,7 @@ async fn spawn_from_inside_a_handler_never_runs_init_before_returning() {
 /// The same promise on a multi-threaded runtime, where the dispatcher runs on another worker
 /// while `spawn` is still returning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG (design): on a multi-threaded runtime the dispatcher may run the init function on another worker before Node::spawn returns"]
+
 async fn spawn_never_runs_init_before_returning_multi_thread() {
     let node = node();
     let flag = Arc::new(AtomicBool::new(false));
@@ -377,7 +377,7 @@ async fn cal_nonexistent_target_is_target_died() {
 
 /// A panic in a `cal` callback must not take the node down (like a handler panic).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a panicking cal callback on the timeout path runs in a Cmd::Exec without catch_unwind and kills the dispatcher"]
+
 async fn cal_timeout_callback_panic_keeps_node_running() {
     let node = node();
     let target = swallow(&node, Arc::default());

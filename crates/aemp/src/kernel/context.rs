@@ -45,9 +45,15 @@ impl<'k> Cx<'k> {
         self.k.node()
     }
 
-    /// Sends a message (see [`Node::snd`]).
+    /// Sends a message (see [`Node::snd`]). An empty message is not a message: it is
+    /// dropped with a warning (`Node::snd` returns an error for it).
     pub fn snd(&mut self, port: &PortId, msg: impl Into<Msg>) {
-        self.k.snd(port, msg.into());
+        let msg = msg.into();
+        if msg.is_empty() {
+            tracing::warn!(port = %port, "empty message not sent");
+            return;
+        }
+        self.k.snd(port, msg);
     }
 
     /// Kills a port (see [`Node::kil`]).

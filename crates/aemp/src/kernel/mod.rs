@@ -30,11 +30,21 @@ use parking_lot::{Mutex, RwLock};
 use port::{Handler, Port};
 use registry::Registry;
 use rustc_hash::FxHashMap;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
+
+thread_local! {
+    /// The core whose dispatcher is running on this thread right now (null when none).
+    static ACTIVE: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+    /// That dispatcher's run queue, while it runs. Everything queued on this thread for this
+    /// node (by the kernel, by a handler's `Cx`, or by a `Node` handle used inside a handler)
+    /// goes here, so it all keeps one FIFO order.
+    static RUNQ: RefCell<VecDeque<Cmd>> = const { RefCell::new(VecDeque::new()) };
+}
 
 /// A unit of work for the dispatcher.
 pub(crate) enum Cmd {
@@ -80,6 +90,12 @@ impl Core {
 
     /// Queues a command for the dispatcher. Never blocks on anything but a short lock.
     pub(crate) fn push(&self, cmd: Cmd) {
+        if ACTIVE.get() == self as *const Core {
+            // Called from a handler of this very node: join its run queue, behind what the
+            // handler already queued through its Cx.
+            RUNQ.with_borrow_mut(|q| q.push_back(cmd));
+            return;
+        }
         let was_empty = {
             let mut q = self.queue.lock();
             let was_empty = q.is_empty();
@@ -95,6 +111,10 @@ impl Core {
 
     /// Queues many commands at once (one lock, one wake-up).
     pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>) {
+        if ACTIVE.get() == self as *const Core {
+            RUNQ.with_borrow_mut(|q| q.extend(cmds));
+            return;
+        }
         let was_empty = {
             let mut q = self.queue.lock();
             let was_empty = q.is_empty();
@@ -134,6 +154,8 @@ pub struct Kernel {
     /// Monitors on our own node port: they can never fire (the node port never dies) but are
     /// kept so their guards behave.
     self_node_mons: Vec<(u64, MonAction)>,
+    /// Monitors whose firing is queued (`no_such_port`), until it runs or is cancelled.
+    pending_fires: FxHashMap<u64, MonAction>,
     pub(crate) remote: remote::Remotes,
     pub(crate) global: crate::global::GlobalState,
 }
@@ -151,6 +173,7 @@ impl Kernel {
             mon_index: FxHashMap::default(),
             remote_mons: RemoteMonitors::default(),
             self_node_mons: Vec::new(),
+            pending_fires: FxHashMap::default(),
             remote: remote::Remotes::default(),
             global,
         }
@@ -179,13 +202,23 @@ impl Kernel {
         match cmd {
             Cmd::Deliver { port, msg, src } => self.deliver(port, msg, src.as_deref()),
             Cmd::Kill { port, reason } => self.kill_local(&port, reason),
-            Cmd::Exec(f) => f(self),
+            Cmd::Exec(f) => {
+                // Internal closures may call user callbacks; a panic there must not stop
+                // the node.
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+                    tracing::warn!(error = %panic_text(&panic), "callback panicked");
+                }
+            }
         }
     }
 
     /// Queues a command behind everything already queued in the kernel.
     pub(crate) fn postpone(&mut self, cmd: Cmd) {
-        self.run.push_back(cmd);
+        if ACTIVE.get() == Arc::as_ptr(&self.core) {
+            RUNQ.with_borrow_mut(|q| q.push_back(cmd));
+        } else {
+            self.run.push_back(cmd);
+        }
     }
 
     /// Runs a handler of a local port on a message.
@@ -208,12 +241,11 @@ impl Kernel {
             self.kill_local(&name, vec!["unhandled_message".into(), text.into()]);
             return;
         };
-        let gen = port.gen;
         let Some(mut h) = port.take(&route) else {
             // Cannot happen: handlers never run re-entrantly. Treat like no handler.
             return;
         };
-        if matches!(route, port::Slot::Tag(_)) {
+        if matches!(route, port::Route::Tag(_)) {
             msg.0.remove(0);
         }
         let result = {
@@ -224,9 +256,10 @@ impl Kernel {
             };
             catch_unwind(AssertUnwindSafe(|| h(&mut cx, msg)))
         };
+        // The uid check: a port killed and re-created by its handler is another port.
         match self.ports.slot_mut(idx, uid) {
-            Some(s) if s.port.gen == gen => s.port.restore(&route, h),
-            _ => drop(h),
+            Some(s) => s.port.restore(&route, h),
+            None => drop(h),
         }
         let failure = match result {
             Ok(Ok(())) => return,
@@ -240,7 +273,7 @@ impl Kernel {
     /// Sends a message to any port.
     pub(crate) fn snd(&mut self, port: &PortId, msg: Msg) {
         if port.node() == self.id.as_str() {
-            self.run.push_back(Cmd::Deliver {
+            self.postpone(Cmd::Deliver {
                 port: Str::from(port.name()),
                 msg,
                 src: None,
@@ -304,7 +337,7 @@ impl Kernel {
             Monitor::Kill(port) => {
                 if !reason.is_empty() {
                     if port.node() == self.id.as_str() {
-                        self.run.push_back(Cmd::Kill {
+                        self.postpone(Cmd::Kill {
                             port: Str::from(port.name()),
                             reason,
                         });
@@ -354,12 +387,17 @@ impl Kernel {
                     self.mon_index.insert(id, MonTarget::Local(Str::from(name)));
                 }
                 None => {
-                    // Fired asynchronously, like every other monitor.
+                    // Fired asynchronously, like every other monitor, and cancellable by its
+                    // guard until then.
                     let reason = no_such_port(port);
-                    self.run
-                        .push_back(Cmd::Exec(Box::new(move |k: &mut Kernel| {
+                    self.mon_index.insert(id, MonTarget::Pending);
+                    self.pending_fires.insert(id, action);
+                    self.postpone(Cmd::Exec(Box::new(move |k: &mut Kernel| {
+                        if let Some(action) = k.pending_fires.remove(&id) {
+                            k.mon_index.remove(&id);
                             k.fire(action, reason)
-                        })));
+                        }
+                    })));
                 }
             }
         } else {
@@ -392,6 +430,9 @@ impl Kernel {
                         self.send_node_request(&node, aemp_proto::msg!["mon0", name.as_str()]);
                     }
                 }
+            }
+            Some(MonTarget::Pending) => {
+                self.pending_fires.remove(&id);
             }
             None => self.self_node_mons.retain(|(i, _)| *i != id),
         }
@@ -530,21 +571,27 @@ pub(crate) async fn run(mut k: Kernel) {
             core.notify.notified().await;
             continue;
         }
-        // Commands from outside run in arrival order; what their handlers send locally is
-        // queued in `run` and runs after them, before the next batch is taken.
+        // Commands from outside run in arrival order; what their handlers queue goes to the
+        // run queue and runs after them, before the next batch is taken.
+        ACTIVE.set(Arc::as_ptr(&core));
+        RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
         for cmd in batch.drain(..) {
             k.exec(cmd);
         }
         let mut n = 0;
-        while let Some(cmd) = k.run.pop_front() {
+        while let Some(cmd) = RUNQ.with_borrow_mut(|q| q.pop_front()) {
             k.exec(cmd);
             n += 1;
             if n == BUDGET {
-                // A local ping-pong never empties `run`: let other tasks and the outside
-                // queue have their turn.
-                tokio::task::yield_now().await;
                 break;
             }
+        }
+        RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
+        ACTIVE.set(std::ptr::null());
+        if n == BUDGET {
+            // A local ping-pong never empties the run queue: let other tasks and the
+            // outside queue have their turn.
+            tokio::task::yield_now().await;
         }
         if core.is_closed() {
             break;

@@ -57,6 +57,8 @@ pub(crate) enum MonTarget {
     Local(Str),
     /// A port on another node (`name` empty = the node itself).
     Remote(Str, Str),
+    /// A local port that did not exist: the `no_such_port` firing is queued.
+    Pending,
 }
 
 /// Monitors on ports of other nodes, per node and port name (empty name = node monitor).

@@ -1,9 +1,10 @@
 //! One local port: its handlers and its monitors.
 //!
 //! Handlers are boxed closures run by the node's dispatcher. While a handler runs it is taken
-//! out of its slot (so that it can be given `&mut` access to the kernel); the port's `gen`
-//! counter tells afterwards whether `rcv` changed the slots meanwhile, in which case the
-//! running handler is not put back.
+//! out of its slot (so that it can be given `&mut` access to the kernel) and the slot is
+//! marked [`HandlerSlot::Running`]. Afterwards the handler goes back only if its slot is still
+//! `Running`: if `rcv` replaced or removed it meanwhile, that change stands. Changes to other
+//! slots of the same port do not affect it.
 
 use super::context::Cx;
 use super::monitor::MonAction;
@@ -14,10 +15,28 @@ use aemp_proto::{Msg, NodeId, Str};
 /// already been removed from the message.
 pub type Handler = Box<dyn FnMut(&mut Cx<'_>, Msg) -> HandlerResult + Send + 'static>;
 
+/// One handler position of a port.
+#[derive(Default)]
+pub(crate) enum HandlerSlot {
+    /// No handler.
+    #[default]
+    Empty,
+    /// A handler, ready to run.
+    Idle(Handler),
+    /// The handler is running right now (it was taken out).
+    Running,
+}
+
+impl HandlerSlot {
+    fn is_set(&self) -> bool {
+        !matches!(self, HandlerSlot::Empty)
+    }
+}
+
 /// Where a message goes inside a port.
-pub(crate) enum Slot {
+pub(crate) enum Route {
     Default,
-    Tag(usize),
+    Tag(Str),
 }
 
 /// A live local port.
@@ -27,13 +46,11 @@ pub(crate) enum Slot {
 #[derive(Default)]
 pub(crate) struct Port {
     /// Handler for messages whose tag has no handler of its own.
-    pub default: Option<Handler>,
-    /// Per-tag handlers (string equality on element 0). `None` while that handler runs.
-    pub tags: Vec<(Str, Option<Handler>)>,
+    pub default: HandlerSlot,
+    /// Per-tag handlers (string equality on element 0).
+    pub tags: Vec<(Str, HandlerSlot)>,
     /// Who watches this port; boxed because most ports have no monitor.
     pub watch: Option<Box<Watchers>>,
-    /// Bumped by every change of the handler slots (see module docs).
-    pub gen: u32,
 }
 
 /// The monitors of one port.
@@ -51,44 +68,57 @@ impl Port {
         self.watch.get_or_insert_with(Default::default)
     }
 
-    /// Which slot takes a message with this tag, if any handler could.
-    pub(crate) fn route(&self, tag: Option<&str>) -> Option<Slot> {
+    /// Which handler takes a message with this tag, if any.
+    pub(crate) fn route(&self, tag: Option<&str>) -> Option<Route> {
         if let Some(tag) = tag {
-            if let Some(i) = self.tags.iter().position(|(t, _)| t == tag) {
-                return Some(Slot::Tag(i));
+            if self.tags.iter().any(|(t, _)| t == tag) {
+                return Some(Route::Tag(Str::from(tag)));
             }
         }
-        self.default.as_ref().map(|_| Slot::Default)
+        self.default.is_set().then_some(Route::Default)
     }
 
-    pub(crate) fn take(&mut self, slot: &Slot) -> Option<Handler> {
-        match *slot {
-            Slot::Default => self.default.take(),
-            Slot::Tag(i) => self.tags.get_mut(i).and_then(|(_, h)| h.take()),
+    fn slot(&mut self, route: &Route) -> Option<&mut HandlerSlot> {
+        match route {
+            Route::Default => Some(&mut self.default),
+            Route::Tag(tag) => self.tags.iter_mut().find(|(t, _)| t == tag).map(|(_, h)| h),
         }
     }
 
-    pub(crate) fn restore(&mut self, slot: &Slot, h: Handler) {
-        match *slot {
-            Slot::Default => self.default = Some(h),
-            Slot::Tag(i) => {
-                if let Some((_, s)) = self.tags.get_mut(i) {
-                    *s = Some(h);
-                }
+    /// Takes the handler out to run it (its slot becomes `Running`).
+    pub(crate) fn take(&mut self, route: &Route) -> Option<Handler> {
+        let slot = self.slot(route)?;
+        match std::mem::replace(slot, HandlerSlot::Running) {
+            HandlerSlot::Idle(h) => Some(h),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Puts a handler back after it ran, unless its slot was changed meanwhile.
+    pub(crate) fn restore(&mut self, route: &Route, h: Handler) {
+        if let Some(slot) = self.slot(route) {
+            if matches!(slot, HandlerSlot::Running) {
+                *slot = HandlerSlot::Idle(h);
             }
         }
     }
 
     /// Sets or removes the default handler (`tag == None`) or a tag handler.
     pub(crate) fn set_handler(&mut self, tag: Option<&str>, h: Option<Handler>) {
-        self.gen = self.gen.wrapping_add(1);
-        match (tag, h) {
-            (None, h) => self.default = h,
-            (Some(tag), Some(h)) => match self.tags.iter_mut().find(|(t, _)| t == tag) {
-                Some((_, slot)) => *slot = Some(h),
-                None => self.tags.push((Str::from(tag), Some(h))),
+        let new = h.map_or(HandlerSlot::Empty, HandlerSlot::Idle);
+        match tag {
+            None => self.default = new,
+            Some(tag) => match self.tags.iter_mut().position(|(t, _)| t == tag) {
+                Some(i) if new.is_set() => self.tags[i].1 = new,
+                Some(i) => {
+                    self.tags.remove(i);
+                }
+                None if new.is_set() => self.tags.push((Str::from(tag), new)),
+                None => {}
             },
-            (Some(tag), None) => self.tags.retain(|(t, _)| t != tag),
         }
     }
 }

@@ -89,9 +89,15 @@ impl Kernel {
                 tokio::time::sleep(d).await;
                 if let Some(core) = core.upgrade() {
                     core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-                        if let Some(cb) = pending.lock().take() {
+                        let cb = pending.lock().take();
+                        if let Some(cb) = cb {
                             k.kill_local(&name, Vec::new());
-                            cb(Err(CalError::Timeout));
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                cb(Err(CalError::Timeout))
+                            }));
+                            if r.is_err() {
+                                tracing::warn!("cal callback panicked");
+                            }
                         }
                     })));
                 }

@@ -390,6 +390,15 @@ impl Node {
     pub fn spawn(&self, node: &NodeId, init: &str, args: Vec<Value>) -> Result<PortId, Error> {
         let name = self.inner.core.namer.next_spawn();
         let port = node.port(&name);
+        if node == self.id() {
+            // The dispatcher may run on another thread: the init function waits behind a gate
+            // that opens only when this call returns.
+            let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let init = Str::from(init);
+            spawn_when_open(self.core(), gate.clone(), name, init, args);
+            gate.store(true, std::sync::atomic::Ordering::Release);
+            return Ok(port);
+        }
         let mut req = Msg::with_capacity(3 + args.len());
         req.push(aemp_proto::node_req::SPAWN_FUNC);
         req.push(name);
@@ -462,6 +471,24 @@ impl Node {
     }
 }
 
+/// Queues a local spawn that runs only once `gate` is open (re-queued until then).
+fn spawn_when_open(
+    core: &Core,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+    name: Str,
+    init: Str,
+    args: Vec<Value>,
+) {
+    core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
+        if gate.load(std::sync::atomic::Ordering::Acquire) {
+            k.run_named(&name, &init, args, None);
+        } else {
+            let core = k.core.clone();
+            spawn_when_open(&core, gate, name, init, args);
+        }
+    })));
+}
+
 fn unreachable_id() -> NodeId {
     // "closed" is a valid node ID, so this is never reached; kept total without panicking.
     NodeId::new("x").unwrap_or_else(|_| unreachable_id())
@@ -516,10 +543,8 @@ impl Kernel {
         default: Option<Handler>,
         tags: Vec<(Str, Handler)>,
     ) {
-        let mut p = crate::kernel::port::Port {
-            default,
-            ..Default::default()
-        };
+        let mut p = crate::kernel::port::Port::default();
+        p.set_handler(None, default);
         for (t, h) in tags {
             p.set_handler(Some(&t), Some(h));
         }
