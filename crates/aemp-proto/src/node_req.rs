@@ -167,7 +167,7 @@ pub fn parse(msg: Msg) -> Result<NodeReq, ReqError> {
         "snd" => {
             let port = port_arg(t, it.next(), "port")?;
             let rest: Vec<Value> = it.collect();
-            NodeReq::Snd(port, Msg(rest))
+            NodeReq::Snd(port, Msg::from(rest))
         }
         "can" => {
             let tag = string_arg(t, it.next(), "tag")?;

@@ -248,7 +248,7 @@ impl From<()> for Value {
 
 impl From<Msg> for Value {
     fn from(m: Msg) -> Value {
-        Value::List(m.0)
+        Value::List(m.0.into_vec())
     }
 }
 
@@ -293,23 +293,31 @@ impl fmt::Display for Value {
     }
 }
 
+/// The element storage of a [`Msg`]: up to [`MSG_INLINE`] values are stored inline, so the
+/// typical small message (a tag and one or two arguments) costs no allocation between sender
+/// and handler.
+pub type MsgVec = smallvec::SmallVec<[Value; MSG_INLINE]>;
+
+/// How many elements a [`Msg`] holds without allocating.
+pub const MSG_INLINE: usize = 3;
+
 /// A message: the non-empty list of values sent to a port.
 ///
 /// Element 0 is by convention the tag string that `rcv` matches on. On the wire the
 /// destination port name is prepended (PROTOCOL.md §3.2); that happens in the framing layer,
 /// never here.
 #[derive(Clone, Debug, PartialEq, Default)]
-pub struct Msg(pub Vec<Value>);
+pub struct Msg(pub MsgVec);
 
 impl Msg {
     /// An empty message (only useful as a builder start; `snd` refuses empty messages).
     pub fn new() -> Msg {
-        Msg(Vec::new())
+        Msg(MsgVec::new())
     }
 
     /// Message with room for `n` elements.
     pub fn with_capacity(n: usize) -> Msg {
-        Msg(Vec::with_capacity(n))
+        Msg(MsgVec::with_capacity(n))
     }
 
     /// Appends one element (builder style).
@@ -344,13 +352,19 @@ impl Msg {
 
     /// Consumes the message and returns its elements.
     pub fn into_vec(self) -> Vec<Value> {
-        self.0
+        self.0.into_vec()
     }
 }
 
 impl From<Vec<Value>> for Msg {
     fn from(v: Vec<Value>) -> Msg {
-        Msg(v)
+        Msg(MsgVec::from_vec(v))
+    }
+}
+
+impl FromIterator<Value> for Msg {
+    fn from_iter<I: IntoIterator<Item = Value>>(it: I) -> Msg {
+        Msg(it.into_iter().collect())
     }
 }
 
@@ -363,7 +377,7 @@ impl std::ops::Index<usize> for Msg {
 
 impl IntoIterator for Msg {
     type Item = Value;
-    type IntoIter = std::vec::IntoIter<Value>;
+    type IntoIter = smallvec::IntoIter<[Value; MSG_INLINE]>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
@@ -371,9 +385,12 @@ impl IntoIterator for Msg {
 
 impl fmt::Display for Msg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&Value::List(self.0.clone()), f)
+        fmt::Display::fmt(&Value::List(self.0.to_vec()), f)
     }
 }
+
+#[doc(hidden)]
+pub use smallvec::smallvec as __smallvec;
 
 /// Builds a [`Msg`] from anything convertible into [`Value`]s, as short as Perl's list:
 ///
@@ -386,7 +403,7 @@ impl fmt::Display for Msg {
 #[macro_export]
 macro_rules! msg {
     ($($e:expr),* $(,)?) => {
-        $crate::value::Msg(::std::vec![$($crate::value::Value::from($e)),*])
+        $crate::value::Msg($crate::value::__smallvec![$($crate::value::Value::from($e)),*])
     };
 }
 

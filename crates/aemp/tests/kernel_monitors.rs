@@ -314,7 +314,11 @@ async fn monitoring_a_dead_port_fires_no_such_port() {
     node.mon(&p, Monitor::send(&rec.port, msg!["nsp"])).keep();
     assert_eq!(
         rec.next().await,
-        Msg(msg!["nsp"].0.into_iter().chain(expected.clone()).collect())
+        msg!["nsp"]
+            .0
+            .into_iter()
+            .chain(expected.clone())
+            .collect::<Msg>()
     );
 }
 

@@ -633,7 +633,8 @@ async fn unhandled_reason(first: Value) -> Vec<Value> {
     let node = node();
     let p = node.port().on("known", |_, _| Ok(())).build();
     let died = node.monitor(&p);
-    node.snd(&p, Msg(vec![first, Value::from(1)])).unwrap();
+    node.snd(&p, Msg::from(vec![first, Value::from(1)]))
+        .unwrap();
     within(died).await
 }
 

@@ -354,7 +354,7 @@ pub fn decode_frame(v: Value) -> Result<(Str, Msg), FrameError> {
         other => return Err(FrameError::NotArray(other.kind())),
     };
     if items.is_empty() {
-        return Ok((Str::default(), Msg(items)));
+        return Ok((Str::default(), Msg::from(items)));
     }
     let port = match items.remove(0) {
         Value::Str(s) => s,
@@ -362,7 +362,7 @@ pub fn decode_frame(v: Value) -> Result<(Str, Msg), FrameError> {
         Value::UInt(u) => Str::from(itoa::Buffer::new().format(u)),
         other => return Err(FrameError::BadPortName(other.kind())),
     };
-    Ok((port, Msg(items)))
+    Ok((port, Msg::from(items)))
 }
 
 /// Appends the wire form of `[port_name, msg...]` to `out`, without building a [`Value`].

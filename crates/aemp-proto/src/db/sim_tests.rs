@@ -379,7 +379,7 @@ fn replay_d_db_node_leaving() {
             };
             assert_eq!(v.first(), Some(&Value::from("")), "node-port request");
             v.remove(0);
-            ev(t0 + t, Event::Msg(peer.clone(), Msg(v)), &mut events);
+            ev(t0 + t, Event::Msg(peer.clone(), Msg::from(v)), &mut events);
         }
         ev(
             t0 + c2s["eof_at_s"].as_f64().unwrap(),
@@ -393,7 +393,7 @@ fn replay_d_db_node_leaving() {
                 other => panic!("not a list: {other}"),
             };
             v.remove(0);
-            replies.push_back(Msg(v));
+            replies.push_back(Msg::from(v));
         }
     }
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

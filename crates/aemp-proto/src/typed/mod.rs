@@ -113,7 +113,7 @@ pub fn from_value_ref<'de, T: Deserialize<'de>>(v: &'de Value) -> Result<T, Type
 /// a one-element message. Nested values follow [`to_value`]. An empty sequence gives an empty
 /// message, which the sending layer refuses.
 pub fn to_msg<T: Serialize + ?Sized>(v: &T) -> Result<Msg, TypedError> {
-    v.serialize(ser::MsgSerializer).map(Msg)
+    v.serialize(ser::MsgSerializer).map(Msg::from)
 }
 
 /// Converts a message to a serde type: the inverse of [`to_msg`].
@@ -605,7 +605,7 @@ impl<'de> Deserialize<'de> for Msg {
                 while let Some(v) = seq.next_element()? {
                     out.push(v);
                 }
-                Ok(Msg(out))
+                Ok(Msg::from(out))
             }
         }
         d.deserialize_seq(MsgVisitor)

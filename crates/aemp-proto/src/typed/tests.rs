@@ -334,7 +334,7 @@ fn other_messages() {
     assert_eq!(from_msg::<Wrapped>(m).unwrap(), w);
     // Whole messages decode into dynamic types.
     let m = msg!["x", 1.5, Value::Null];
-    assert_eq!(from_msg::<Vec<Value>>(m.clone()).unwrap(), m.0);
+    assert_eq!(from_msg::<Vec<Value>>(m.clone()).unwrap(), m.0.to_vec());
     assert_eq!(from_msg::<Msg>(m.clone()).unwrap(), m);
     let j: serde_json::Value = from_msg(m).unwrap();
     assert_eq!(j, serde_json::json!(["x", 1.5, null]));

@@ -41,17 +41,17 @@ impl Kernel {
                     || tag == node_req::SPAWN_FUNC
                     || self.core.registry.read().get(&tag).is_some();
                 extra.push(Value::Bool(known));
-                self.snd(&reply, Msg(extra));
+                self.snd(&reply, Msg::from(extra));
             }
             NodeReq::Time { reply, mut extra } => {
                 extra.push(Value::Float(unix_now()));
-                self.snd(&reply, Msg(extra));
+                self.snd(&reply, Msg::from(extra));
             }
             NodeReq::Eval { reply, mut extra } => {
                 tracing::warn!(src = %from, "refused eval request");
                 if let Some(reply) = reply {
                     extra.push(EVAL_REFUSED.into());
-                    self.snd(&reply, Msg(extra));
+                    self.snd(&reply, Msg::from(extra));
                 }
             }
             NodeReq::Spawn { port, init, args } => {
