@@ -1,0 +1,83 @@
+//! `aemp run [key value...]`: a node from the configuration, running until SIGINT or
+//! SIGTERM.
+//!
+//! Differences from the reference: there is no watchdog that restarts the node, and
+//! services cannot be started, because they name Perl modules and functions and this
+//! binary has no built-in init functions. Both are said in the log.
+
+use crate::{failed, Failure};
+use aemp::config::{format_hostport, ConfigBuilder, RcDoc, Service};
+use aemp::{Config, Node};
+
+/// Builds the configuration from `configure`-style arguments (an odd count: the first is
+/// the profile) merged with `rc`.
+pub(crate) fn config(args: &[serde_json::Value], rc: &RcDoc) -> Result<Config, Failure> {
+    ConfigBuilder::from_args(args)
+        .map_err(|e| Failure::Usage(format!("run: {e}")))?
+        .rc_doc(rc.clone())
+        .build()
+        .map_err(|e| failed(format!("configuration: {e}")))
+}
+
+/// Starts the node and runs it until a termination signal.
+pub(crate) async fn run(cfg: Config) -> Result<(), Failure> {
+    let profile = cfg.profile.clone();
+    let seeds: Vec<String> = cfg.seeds.iter().map(|s| s.text.clone()).collect();
+    let services = cfg.services.clone();
+    let secure = cfg.secure;
+    let node = Node::configure(cfg)
+        .await
+        .map_err(|e| failed(format!("cannot start the node: {e}")))?;
+    let addrs: Vec<String> = node.listen_addrs().iter().map(format_hostport).collect();
+    tracing::info!(
+        node = %node.id(),
+        profile = %profile,
+        listen = %addrs.join(" "),
+        secure,
+        "node running"
+    );
+    if addrs.is_empty() {
+        tracing::warn!("the node listens on no address (binds resolved to nothing); other nodes cannot connect to it");
+    }
+    if seeds.is_empty() {
+        tracing::info!("no seeds configured: the node waits for others to connect to it");
+    } else {
+        tracing::info!(seeds = %seeds.join(" "), "seeds");
+    }
+    for s in &services {
+        let name = match s {
+            Service::Module(m) => m.as_str(),
+            Service::Function(f) => f.as_str(),
+            Service::Call { func, .. } => func.as_str(),
+        };
+        tracing::warn!(
+            service = name,
+            "service not started: it names Perl code, which a Rust node cannot load; embed \
+             aemp in a Rust program and register an init function of that name instead"
+        );
+    }
+    let signal = wait_for_signal().await?;
+    tracing::info!(node = %node.id(), signal, "shutting down");
+    node.shutdown();
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix); returns its name.
+async fn wait_for_signal() -> Result<&'static str, Failure> {
+    let sig_err = |e: std::io::Error| failed(format!("cannot watch for signals: {e}"));
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(sig_err)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(sig_err)?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(sig_err)?;
+        Ok("Ctrl-C")
+    }
+}
