@@ -41,7 +41,8 @@ Getting started:
 Running a node:
   run [key value...]               configure a node as Perl's configure does (e.g.
                                    run profile seed nodeid %n binds '[\"*:4040\"]') and run
-                                   it until SIGINT/SIGTERM
+                                   it until SIGINT/SIGTERM; --connect host:port (before
+                                   the command) also connects it to the node there
 
 Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
   snd <port> <arg...>              send a message and confirm its delivery
@@ -188,11 +189,8 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             println!("aemp {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
-        "demo" => {
-            init_logging("warn,aemp_cli=info");
-            let demo_opts = demo::DemoOptions::parse(&args[1..])?;
-            return runtime(2)?.block_on(demo::run(demo_opts));
-        }
+        // Before the rc file is loaded: the demo must work whatever the rc file holds.
+        "demo" => return run_demo(&args[1..]),
         a if a.starts_with("--") => {
             return Err(Failure::Usage(format!("unknown option {a}")));
         }
@@ -213,8 +211,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     let Some(cmd) = outcome.rest_values.first() else {
         if !opts.connect.is_empty() || opts.timeout.is_some() {
             return Err(Failure::Usage(
-                "--connect and --timeout are only used by the protocol commands (snd, cal, mon)"
-                    .into(),
+                "--connect and --timeout are only used by run and the protocol commands".into(),
             ));
         }
         return Ok(());
@@ -228,7 +225,12 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         "run" => {
             init_logging("info");
             let cfg = run_node::config(cmd_args, &rc)?;
-            runtime(2)?.block_on(run_node::run(cfg))
+            runtime(2)?.block_on(run_node::run(cfg, &opts))
+        }
+        "demo" => run_demo(&outcome.rest[1..]),
+        "help" => {
+            print!("{USAGE}");
+            Ok(())
         }
         "snd" | "cal" | "mon" => {
             init_logging("warn");
@@ -254,6 +256,12 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         )),
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
+}
+
+fn run_demo(args: &[String]) -> Result<(), Failure> {
+    init_logging("warn,aemp_cli=info");
+    let demo_opts = demo::DemoOptions::parse(args)?;
+    runtime(2)?.block_on(demo::run(demo_opts))
 }
 
 /// A tokio runtime: current-thread for one worker, else multi-threaded.

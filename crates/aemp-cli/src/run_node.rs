@@ -5,9 +5,10 @@
 //! services cannot be started, because they name Perl modules and functions and this
 //! binary has no built-in init functions. Both are said in the log.
 
-use crate::{failed, Failure};
+use crate::{failed, resolve_hostport, Failure, Options};
 use aemp::config::{format_hostport, ConfigBuilder, RcDoc, Service};
-use aemp::{Config, Node};
+use aemp::{Config, Node, NodeEvent};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Builds the configuration from `configure`-style arguments (an odd count: the first is
 /// the profile) merged with `rc`.
@@ -20,7 +21,7 @@ pub(crate) fn config(args: &[serde_json::Value], rc: &RcDoc) -> Result<Config, F
 }
 
 /// Starts the node and runs it until a termination signal.
-pub(crate) async fn run(cfg: Config) -> Result<(), Failure> {
+pub(crate) async fn run(cfg: Config, opts: &Options) -> Result<(), Failure> {
     let profile = cfg.profile.clone();
     let seeds: Vec<String> = cfg.seeds.iter().map(|s| s.text.clone()).collect();
     let services = cfg.services.clone();
@@ -38,6 +39,9 @@ pub(crate) async fn run(cfg: Config) -> Result<(), Failure> {
     );
     if addrs.is_empty() {
         tracing::warn!("the node listens on no address (binds resolved to nothing); other nodes cannot connect to it");
+    }
+    for hp in &opts.connect {
+        connect(&node, hp, opts.timeout()).await?;
     }
     if seeds.is_empty() {
         tracing::info!("no seeds configured: the node waits for others to connect to it");
@@ -59,6 +63,40 @@ pub(crate) async fn run(cfg: Config) -> Result<(), Failure> {
     let signal = wait_for_signal().await?;
     tracing::info!(node = %node.id(), signal, "shutting down");
     node.shutdown();
+    Ok(())
+}
+
+/// Dials `hp` and reports in the log whether the node there comes up within `timeout`
+/// (without waiting for it: the node runs meanwhile).
+async fn connect(node: &Node, hp: &str, timeout: std::time::Duration) -> Result<(), Failure> {
+    let addrs = resolve_hostport(hp).await?;
+    let mut events = node.node_events();
+    for a in &addrs {
+        node.connect(*a).map_err(failed)?;
+    }
+    let hp = hp.to_string();
+    tokio::spawn(async move {
+        let up = tokio::time::timeout(timeout, async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::Up(id)) => return Some(id),
+                    Ok(NodeEvent::Down(..)) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await;
+        match up {
+            Ok(Some(id)) => tracing::info!(node = %id, addr = %hp, "connected (--connect)"),
+            Ok(None) => {}
+            Err(_) => tracing::warn!(
+                addr = %hp,
+                "--connect: no node came up within {} s (is one listening there, with the same \
+                 secret?)",
+                timeout.as_secs_f64()
+            ),
+        }
+    });
     Ok(())
 }
 

@@ -396,6 +396,24 @@ fn run_a_node_and_talk_to_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no_such_port"), "{}", stderr(&o));
 
+    // A second node joins the first one with --connect.
+    let mut second = RunningNode::start(
+        &dir,
+        &[
+            "--connect",
+            &addr,
+            "run",
+            "nodeid",
+            "clitest2",
+            "binds",
+            r#"["127.0.0.1:0"]"#,
+        ],
+    );
+    let log = second.wait_for("connected (--connect)");
+    assert!(log.last().unwrap().contains("node=clitest"), "{log:?}");
+    node.wait_for("connection up peer=clitest2");
+    assert!(second.terminate().success());
+
     let status = node.terminate();
     assert!(status.success(), "{status:?}");
     node.wait_for("shutting down");
