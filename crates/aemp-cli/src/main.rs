@@ -205,10 +205,21 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             | rc_commands::CmdError::Output(_) => failed(e),
             _ => Failure::Usage(e.to_string()),
         })?;
+    let name = match outcome.rest_values.first() {
+        None => None,
+        Some(serde_json::Value::String(s)) if COMMANDS.contains(&s.as_str()) => Some(s.as_str()),
+        // Refused before saving: a typo must not leave half a command line applied.
+        Some(other) => {
+            let shown = other
+                .as_str()
+                .map_or_else(|| other.to_string(), |s| format!("{s:?}"));
+            return Err(Failure::Usage(format!("unknown command {shown}")));
+        }
+    };
     if outcome.changed {
         rc.save().map_err(failed)?;
     }
-    let Some(cmd) = outcome.rest_values.first() else {
+    let Some(name) = name else {
         if !opts.connect.is_empty() || opts.timeout.is_some() {
             return Err(Failure::Usage(
                 "--connect and --timeout are only used by run and the protocol commands".into(),
@@ -217,10 +228,6 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         return Ok(());
     };
     let cmd_args = &outcome.rest_values[1..];
-    let name = match cmd {
-        serde_json::Value::String(s) => s.as_str(),
-        other => return Err(Failure::Usage(format!("unknown command {other}"))),
-    };
     match name {
         "run" => {
             init_logging("info");
@@ -257,6 +264,11 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
 }
+
+/// The commands [`dispatch`] runs after the configuration commands.
+const COMMANDS: [&str; 11] = [
+    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart", "gencert",
+];
 
 fn run_demo(args: &[String]) -> Result<(), Failure> {
     init_logging("warn,aemp_cli=info");

@@ -210,10 +210,14 @@ fn unknown_and_unsupported_commands_fail() {
         stderr(&o)
     );
 
-    // Configuration commands before an unknown command are still applied.
+    // Configuration commands before an unknown command are not applied.
     let o = run(&dir, &["setsecret", "x", "frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
-    assert_eq!(read_json(&dir.rc())["secret"], "x");
+    assert!(stderr(&o).contains("unknown command \"frobnicate\""));
+    assert!(!dir.rc().exists());
+    let o = run(&dir, &["setsecret", "x", "[1]"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown command [1]"), "{}", stderr(&o));
 
     let o = run(&dir, &["eval", "somenode", "1+1"]);
     assert_eq!(o.status.code(), Some(1));
