@@ -1,0 +1,256 @@
+//! The protocol commands `snd`, `cal` and `mon`: a short-lived node (profile `aemp`, node
+//! ID `aemp/%n/%u`) that does one thing and exits.
+//!
+//! How the target is reached: through the seeds of the effective configuration (handled by
+//! [`Node::configure`]), or, with `--connect host:port`, by connecting to that address
+//! first and waiting until the node there is up.
+
+use crate::{failed, json_body, resolve_hostport, Failure, Options};
+use aemp::config::{json_to_value, ConfigBuilder, RcDoc};
+use aemp::{msg, CalError, Config, Msg, Node, NodeEvent, NodeId, PortId};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// How often `--connect` dials again while the node there is not up yet.
+const REDIAL: Duration = Duration::from_secs(2);
+
+/// A parsed protocol command.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Request {
+    /// `snd <port> <arg...>`: send, then confirm delivery through the target's node port.
+    Snd {
+        /// The target.
+        port: PortId,
+        /// The message (non-empty).
+        msg: Msg,
+    },
+    /// `cal <port> <arg...>`: send with a reply port appended; print the first reply.
+    Cal {
+        /// The target.
+        port: PortId,
+        /// The message without the reply port.
+        msg: Msg,
+    },
+    /// `mon <port>`: wait until the port dies; print the reason.
+    Mon {
+        /// The port to watch.
+        port: PortId,
+    },
+}
+
+impl Request {
+    /// Parses the arguments (already JSON-decoded) of command `name`.
+    pub(crate) fn parse(name: &str, args: &[serde_json::Value]) -> Result<Request, Failure> {
+        let usage = |m: String| Failure::Usage(format!("{name}: {m}"));
+        let port = match args.first() {
+            None => return Err(usage("port ID missing".into())),
+            Some(serde_json::Value::String(s)) => {
+                PortId::parse(s).map_err(|e| usage(e.to_string()))?
+            }
+            Some(other) => return Err(usage(format!("the port ID must be a string, not {other}"))),
+        };
+        let msg = Msg(args[1..].iter().map(json_to_value).collect());
+        match name {
+            "snd" if msg.is_empty() => Err(usage("message missing (snd <port> <arg...>)".into())),
+            "snd" => Ok(Request::Snd { port, msg }),
+            "cal" => Ok(Request::Cal { port, msg }),
+            "mon" if !msg.is_empty() => Err(usage("takes only the port ID".into())),
+            "mon" => Ok(Request::Mon { port }),
+            _ => Err(Failure::Usage(format!("unknown command {name:?}"))),
+        }
+    }
+
+    fn target(&self) -> &PortId {
+        match self {
+            Request::Snd { port, .. } | Request::Cal { port, .. } | Request::Mon { port } => port,
+        }
+    }
+}
+
+/// The configuration of the short-lived node: profile `aemp`, node ID `aemp/%n/%u`.
+///
+/// Unlike the reference, the node ID wins over an rc file `nodeid` (`force`), so that the
+/// tool's node never takes the ID of a configured node (which would make that node refuse
+/// the connection as "talk to myself").
+pub(crate) fn config(rc: &RcDoc) -> Result<Config, Failure> {
+    ConfigBuilder::default()
+        .profile("aemp")
+        .nodeid("aemp/%n/%u")
+        .force(true)
+        .rc_doc(rc.clone())
+        .build()
+        .map_err(|e| failed(format!("configuration: {e}")))
+}
+
+/// Runs `req` on a fresh node from `cfg`.
+pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(), Failure> {
+    let node = Node::configure(cfg)
+        .await
+        .map_err(|e| failed(format!("cannot start the aemp node: {e}")))?;
+    tracing::debug!(node = %node.id(), "started");
+    let result = async {
+        for hp in &opts.connect {
+            connect(&node, hp, opts.timeout()).await?;
+        }
+        let target = req.target().node().to_string();
+        if !opts.connect.is_empty() && !node.up_nodes().await.iter().any(|n| n.as_str() == target) {
+            tracing::warn!(
+                node = %target,
+                "the target's node is not the one given with --connect; it can only be reached \
+                 if its address is known (seeds)"
+            );
+        }
+        match req {
+            Request::Snd { port, msg } => snd(&node, &port, msg, opts.timeout()).await,
+            Request::Cal { port, msg } => cal(&node, &port, msg, opts.timeout()).await,
+            Request::Mon { port } => mon(&node, &port).await,
+        }
+    }
+    .await;
+    node.shutdown();
+    result
+}
+
+/// Connects to `hp` and waits (at most `timeout`) until the node there is up.
+async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Failure> {
+    let addrs = resolve_hostport(hp).await?;
+    // Subscribed before dialling, so the Up event cannot be missed.
+    let mut events = node.node_events();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        for a in &addrs {
+            node.connect(*a).map_err(failed)?;
+        }
+        let next = (tokio::time::Instant::now() + REDIAL).min(deadline);
+        let up = tokio::time::timeout_at(next, async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::Up(id)) => return Some(id),
+                    Ok(NodeEvent::Down(..)) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await;
+        match up {
+            Ok(Some(id)) => {
+                tracing::info!(node = %id, addr = hp, "connected");
+                return Ok(id);
+            }
+            Ok(None) => return Err(failed("the node's network stopped")),
+            Err(_) if next >= deadline => {
+                return Err(failed(format!(
+                    "could not connect to {hp} within {} s (is a node listening there, and do \
+                     both sides share the secret? RUST_LOG=debug shows the attempts)",
+                    secs(timeout)
+                )))
+            }
+            Err(_) => tracing::debug!(addr = hp, "not connected yet, dialling again"),
+        }
+    }
+}
+
+/// Sends `msg`, then asks the target's node to relay a confirmation back: messages between
+/// two nodes stay in order, so the confirmation arrives after the message was delivered.
+async fn snd(node: &Node, port: &PortId, msg: Msg, timeout: Duration) -> Result<(), Failure> {
+    let target_node = PortId::from_parts(port.node(), "");
+    let mut confirm = node.inbox(4);
+    let lost = node.monitor(&target_node);
+    node.snd(port, msg).map_err(failed)?;
+    node.snd(
+        &target_node,
+        msg!["snd", confirm.port().as_str(), "delivered"],
+    )
+    .map_err(failed)?;
+    tokio::select! {
+        m = confirm.recv() => match m {
+            Some(_) => Ok(()),
+            None => Err(failed("the confirmation port died")),
+        },
+        reason = lost => Err(failed(format!(
+            "message to {port} not confirmed, node {} lost: {}",
+            port.node(),
+            reason_text(&reason)
+        ))),
+        _ = tokio::time::sleep(timeout) => Err(failed(format!(
+            "no delivery confirmation from node {} within {} s",
+            port.node(),
+            secs(timeout)
+        ))),
+    }
+}
+
+/// Sends `msg` with a reply port and prints the reply as JSON without the outer brackets.
+async fn cal(node: &Node, port: &PortId, msg: Msg, timeout: Duration) -> Result<(), Failure> {
+    // Without a cal timeout the target is monitored, so an unreachable node or a dead port
+    // fails at once instead of after the timeout.
+    match tokio::time::timeout(timeout, node.cal(port, msg)).await {
+        Ok(Ok(reply)) => {
+            println!("{}", json_body(reply.as_slice()));
+            Ok(())
+        }
+        Ok(Err(CalError::TargetDied(reason))) => Err(failed(format!(
+            "no reply: {port} died: {}",
+            reason_text(&reason)
+        ))),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(failed(format!(
+            "no reply from {port} within {} s",
+            secs(timeout)
+        ))),
+    }
+}
+
+/// Waits until `port` dies and prints the kill reason as a JSON array (`[]`: a normal kill).
+async fn mon(node: &Node, port: &PortId) -> Result<(), Failure> {
+    let reason = node.monitor(port).await;
+    println!("[{}]", json_body(&reason));
+    Ok(())
+}
+
+/// A duration in seconds for messages (`10`, `0.5`).
+fn secs(d: Duration) -> String {
+    format!("{}", d.as_secs_f64())
+}
+
+/// A kill reason for messages: the JSON array.
+fn reason_text(reason: &[aemp::Value]) -> String {
+    format!("[{}]", json_body(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_requests() {
+        let r =
+            Request::parse("cal", &[json!("n#p"), json!("ping"), json!([1, {"a": 2}])]).unwrap();
+        let Request::Cal { port, msg } = r else {
+            panic!("not a cal: {r:?}")
+        };
+        assert_eq!(port.as_str(), "n#p");
+        assert_eq!(json_body(msg.as_slice()), r#""ping",[1,{"a":2}]"#);
+        assert!(matches!(
+            Request::parse("cal", &[json!("node")]).unwrap(),
+            Request::Cal { .. }
+        ));
+        assert!(matches!(
+            Request::parse("mon", &[json!("n#p")]).unwrap(),
+            Request::Mon { .. }
+        ));
+        for bad in [
+            ("snd", vec![json!("n#p")]),
+            ("snd", vec![]),
+            ("cal", vec![json!(5)]),
+            ("cal", vec![json!("#p")]),
+            ("mon", vec![json!("n#p"), json!("x")]),
+        ] {
+            assert!(
+                matches!(Request::parse(bad.0, &bad.1), Err(Failure::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
