@@ -111,5 +111,4 @@ impl RemoteMonitors {
             .map(|ports| ports.into_values().flatten().collect())
             .unwrap_or_default()
     }
-
 }
