@@ -74,30 +74,9 @@ pub struct ReqError {
 /// Tags this implementation serves itself (what `can` answers true for, besides registered
 /// functions).
 pub const KNOWN_TAGS: &[&str] = &[
-    "",
-    "devnull",
-    "mon1",
-    "mon0",
-    "kil0",
-    "kil1",
-    "snd",
-    "can",
-    "time",
-    "eval",
-    "g_global",
-    "g_slave",
-    "g_reply",
-    "g_found",
-    "g_chg1",
-    "g_chg2",
-    "g_set",
-    "g_upd",
-    "g_find",
-    "g_db_family",
-    "g_db_keys",
-    "g_db_values",
-    "g_mon1",
-    "g_mon0",
+    "", "devnull", "mon1", "mon0", "kil0", "kil1", "snd", "can", "time", "eval", "g_global",
+    "g_slave", "g_reply", "g_found", "g_chg1", "g_chg2", "g_set", "g_upd", "g_find",
+    "g_db_family", "g_db_keys", "g_db_values", "g_mon1", "g_mon0",
 ];
 
 /// The name used by `spawn` on the wire.
@@ -116,10 +95,7 @@ fn string_arg(tag: &str, v: Option<Value>, what: &str) -> Result<Str, ReqError> 
         Some(Value::Str(s)) => Ok(s),
         Some(Value::Int(i)) => Ok(Str::from(i.to_string())),
         Some(Value::UInt(u)) => Ok(Str::from(u.to_string())),
-        Some(other) => Err(err(
-            tag,
-            format!("{what} must be a string, got {}", other.kind()),
-        )),
+        Some(other) => Err(err(tag, format!("{what} must be a string, got {}", other.kind()))),
         None => Err(err(tag, format!("{what} is missing"))),
     }
 }
@@ -144,12 +120,7 @@ pub fn parse(msg: Msg) -> Result<NodeReq, ReqError> {
     let tag = match it.next() {
         None | Some(Value::Null) => return Ok(NodeReq::Noop),
         Some(Value::Str(s)) => s,
-        Some(other) => {
-            return Err(err(
-                "?",
-                format!("tag must be a string, got {}", other.kind()),
-            ))
-        }
+        Some(other) => return Err(err("?", format!("tag must be a string, got {}", other.kind()))),
     };
     let t = tag.as_str();
     Ok(match t {
@@ -231,22 +202,13 @@ mod tests {
                 extra: vec![7.into()]
             }
         );
-        assert!(matches!(
-            parse(msg!["snd", "n#p", "a"]).unwrap(),
-            NodeReq::Snd(_, _)
-        ));
+        assert!(matches!(parse(msg!["snd", "n#p", "a"]).unwrap(), NodeReq::Snd(_, _)));
         assert!(matches!(
             parse(msg![SPAWN_FUNC, "pn", "Pkg::init", 1]).unwrap(),
             NodeReq::Spawn { .. }
         ));
-        assert!(matches!(
-            parse(msg!["g_find", "x"]).unwrap(),
-            NodeReq::Global(_, _)
-        ));
-        assert!(matches!(
-            parse(msg!["My::func", 1]).unwrap(),
-            NodeReq::Call(_, _)
-        ));
+        assert!(matches!(parse(msg!["g_find", "x"]).unwrap(), NodeReq::Global(_, _)));
+        assert!(matches!(parse(msg!["My::func", 1]).unwrap(), NodeReq::Call(_, _)));
         assert!(matches!(
             parse(msg!["eval", "1+1"]).unwrap(),
             NodeReq::Eval { reply: None, .. }
@@ -256,10 +218,7 @@ mod tests {
     #[test]
     fn refuses_malformed_requests() {
         assert!(parse(msg!["kil1"]).is_err());
-        assert!(
-            parse(msg!["kil1", ""]).is_err(),
-            "empty port name must be refused"
-        );
+        assert!(parse(msg!["kil1", ""]).is_err(), "empty port name must be refused");
         assert!(parse(msg!["mon1", Value::List(vec![])]).is_err());
         assert!(parse(msg!["time"]).is_err());
         assert!(parse(msg!["time", ""]).is_err());

@@ -35,9 +35,9 @@ pub mod transport;
 
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, value, Msg, NodeId, PortId, Str, Value};
-pub use config::Config;
 pub use error::{CalError, Error, HandlerError, HandlerResult};
 pub use kernel::context::Cx;
 pub use kernel::monitor::{Monitor, Reason};
-pub use node::{Cal, Inbox, InboxClosed, MonGuard, Node, PortBuilder, TimerGuard};
+pub use config::Config;
 pub use transport::NodeEvent;
+pub use node::{Cal, Inbox, InboxClosed, MonGuard, Node, PortBuilder, TimerGuard};

@@ -349,10 +349,9 @@ impl Kernel {
                 None => {
                     // Fired asynchronously, like every other monitor.
                     let reason = no_such_port(port);
-                    self.run
-                        .push_back(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-                            k.fire(action, reason)
-                        })));
+                    self.run.push_back(Cmd::Exec(Box::new(move |k: &mut Kernel| {
+                        k.fire(action, reason)
+                    })));
                 }
             }
         } else {
@@ -443,31 +442,15 @@ impl Kernel {
     }
 
     /// Runs a named function in the context of port `name` (spawn), or of the node port.
-    pub(crate) fn run_named(
-        &mut self,
-        name: &Str,
-        func: &str,
-        args: Vec<Value>,
-        src: Option<&NodeId>,
-    ) {
+    pub(crate) fn run_named(&mut self, name: &Str, func: &str, args: Vec<Value>, src: Option<&NodeId>) {
         let f = self.core.registry.read().get(func);
         let Some(f) = f else {
             tracing::warn!(function = func, "unable to resolve function");
-            self.kill_local(
-                name,
-                vec![
-                    "die".into(),
-                    format!("unable to resolve function '{func}'").into(),
-                ],
-            );
+            self.kill_local(name, vec!["die".into(), format!("unable to resolve function '{func}'").into()]);
             return;
         };
         let result = {
-            let mut cx = Cx {
-                k: self,
-                port: name,
-                src,
-            };
+            let mut cx = Cx { k: self, port: name, src };
             catch_unwind(AssertUnwindSafe(|| f(&mut cx, args)))
         };
         let failure = match result {

@@ -111,4 +111,5 @@ impl RemoteMonitors {
             .map(|ports| ports.into_values().flatten().collect())
             .unwrap_or_default()
     }
+
 }

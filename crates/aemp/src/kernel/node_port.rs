@@ -32,11 +32,7 @@ impl Kernel {
                 }
                 self.snd(&port, msg)
             }
-            NodeReq::Can {
-                tag,
-                reply,
-                mut extra,
-            } => {
+            NodeReq::Can { tag, reply, mut extra } => {
                 let known = KNOWN_TAGS.contains(&tag.as_str())
                     || tag == node_req::SPAWN_FUNC
                     || self.core.registry.read().get(&tag).is_some();

@@ -79,6 +79,7 @@ impl Port {
             (Some(tag), None) => self.tags.retain(|(t, _)| t != tag),
         }
     }
+
 }
 
 /// Perl's text for an unhandled message: the tag shortened to 30 characters, with

@@ -132,9 +132,7 @@ impl Kernel {
         self.fire_node_lost(node.as_str(), text);
         self.forget_remote_monitors_of(node.as_str());
         if let Some(net) = &self.remote.net {
-            let _ = net
-                .events
-                .send(NodeEvent::Down(node.clone(), text.to_string()));
+            let _ = net.events.send(NodeEvent::Down(node.clone(), text.to_string()));
         }
         self.node_down_hooks(node);
     }
@@ -143,12 +141,7 @@ impl Kernel {
     pub(crate) fn connect_failed(&mut self, node: &str, text: &str) {
         if let Some(Peer::Connecting { queue, .. }) = self.remote.peers.get(node) {
             if !queue.is_empty() {
-                tracing::info!(
-                    node,
-                    reason = text,
-                    dropped = queue.len(),
-                    "could not reach node, dropping queued messages"
-                );
+                tracing::info!(node, reason = text, dropped = queue.len(), "could not reach node, dropping queued messages");
             }
             self.remote.peers.remove(node);
             self.fire_node_lost(node, text);

@@ -59,10 +59,7 @@ impl Node {
     pub fn new(nodeid: &str) -> Result<Node, Error> {
         let runiq = ids::new_runiq();
         let expanded = ids::expand_node_id(nodeid, &ids::nodename(), &runiq)?;
-        Ok(Node::start(
-            expanded.id,
-            PortNamer::new(expanded.randomised, &runiq),
-        ))
+        Ok(Node::start(expanded.id, PortNamer::new(expanded.randomised, &runiq)))
     }
 
     pub(crate) fn start(id: NodeId, namer: PortNamer) -> Node {
@@ -203,24 +200,14 @@ impl Node {
     }
 
     /// Sends a batch of messages to one local or remote port with a single queue operation.
-    pub fn snd_many(
-        &self,
-        port: &PortId,
-        msgs: impl IntoIterator<Item = Msg>,
-    ) -> Result<(), Error> {
+    pub fn snd_many(&self, port: &PortId, msgs: impl IntoIterator<Item = Msg>) -> Result<(), Error> {
         if port.node() == self.id().as_str() {
             let name = Str::from(port.name());
-            self.inner
-                .core
-                .push_many(
-                    msgs.into_iter()
-                        .filter(|m| !m.is_empty())
-                        .map(|msg| Cmd::Deliver {
-                            port: name.clone(),
-                            msg,
-                            src: None,
-                        }),
-                );
+            self.inner.core.push_many(msgs.into_iter().filter(|m| !m.is_empty()).map(|msg| Cmd::Deliver {
+                port: name.clone(),
+                msg,
+                src: None,
+            }));
         } else {
             let port = port.clone();
             let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
@@ -234,11 +221,7 @@ impl Node {
     }
 
     /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
-    pub fn snd_typed<T: serde::Serialize + ?Sized>(
-        &self,
-        port: &PortId,
-        msg: &T,
-    ) -> Result<(), Error> {
+    pub fn snd_typed<T: serde::Serialize + ?Sized>(&self, port: &PortId, msg: &T) -> Result<(), Error> {
         let msg = aemp_proto::typed::to_msg(msg)?;
         self.snd(port, msg)
     }
@@ -401,12 +384,7 @@ impl Node {
 
     /// Sends `msg` to `port` after `delay`. Dropping the guard cancels it;
     /// [`TimerGuard::keep`] lets it run.
-    pub fn after_snd(
-        &self,
-        delay: std::time::Duration,
-        port: &PortId,
-        msg: impl Into<Msg>,
-    ) -> TimerGuard {
+    pub fn after_snd(&self, delay: std::time::Duration, port: &PortId, msg: impl Into<Msg>) -> TimerGuard {
         let node = self.clone();
         let port = port.clone();
         let msg = msg.into();
@@ -416,11 +394,7 @@ impl Node {
     }
 
     /// Runs `f` after `delay`. Dropping the guard cancels it.
-    pub fn after(
-        &self,
-        delay: std::time::Duration,
-        f: impl FnOnce() + Send + 'static,
-    ) -> TimerGuard {
+    pub fn after(&self, delay: std::time::Duration, f: impl FnOnce() + Send + 'static) -> TimerGuard {
         timer::after(delay, f)
     }
 
@@ -502,12 +476,7 @@ impl PortBuilder<'_> {
 }
 
 impl Kernel {
-    pub(crate) fn create_port(
-        &mut self,
-        name: Str,
-        default: Option<Handler>,
-        tags: Vec<(Str, Handler)>,
-    ) {
+    pub(crate) fn create_port(&mut self, name: Str, default: Option<Handler>, tags: Vec<(Str, Handler)>) {
         let mut p = crate::kernel::port::Port {
             default,
             ..Default::default()

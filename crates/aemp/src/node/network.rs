@@ -40,10 +40,7 @@ impl Node {
             nodelay: cfg.nodelay,
             limits,
         };
-        let node = Node::start(
-            cfg.node_id.clone(),
-            PortNamer::new(cfg.randomised, &cfg.runiq),
-        );
+        let node = Node::start(cfg.node_id.clone(), PortNamer::new(cfg.randomised, &cfg.runiq));
         node.core().secure.store(cfg.secure, Ordering::Relaxed);
         let net = Network::new(node.core(), net_cfg)?;
         net.listen().await?;
@@ -70,18 +67,14 @@ impl Node {
     /// Connects to a node at `addr` (its node ID is learned from the greeting). Returns at
     /// once; watch [`Node::node_events`] for the result.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
-        let net = self
-            .net()
-            .ok_or_else(|| Error::Config("node has no network".into()))?;
+        let net = self.net().ok_or_else(|| Error::Config("node has no network".into()))?;
         net.dial(addr);
         Ok(())
     }
 
     /// Tells the node where `node` listens, so that sending to it can connect.
     pub fn add_address(&self, node: &NodeId, addrs: Vec<SocketAddr>) -> Result<(), Error> {
-        let net = self
-            .net()
-            .ok_or_else(|| Error::Config("node has no network".into()))?;
+        let net = self.net().ok_or_else(|| Error::Config("node has no network".into()))?;
         net.set_addresses(node.as_str(), addrs);
         Ok(())
     }

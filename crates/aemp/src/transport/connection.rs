@@ -135,19 +135,7 @@ async fn drive(
         return Err(format!("handshake: {e}"));
     }
     write(&mut stream, &hs.initial_bytes()).await?;
-    match handshake(
-        net,
-        &mut stream,
-        &mut hs,
-        Vec::new(),
-        addr,
-        outgoing,
-        id,
-        cancel,
-        peer,
-    )
-    .await?
-    {
+    match handshake(net, &mut stream, &mut hs, Vec::new(), addr, outgoing, id, cancel, peer).await? {
         Phase::Done(est, rest) => data_phase(net, stream, est, rest, id, peer).await,
         Phase::Tls { client, leftover } => {
             let identity = net
@@ -163,18 +151,8 @@ async fn drive(
             .map_err(|_| "TLS handshake timeout".to_string())?
             .map_err(|e| format!("TLS: {e}"))?;
             hs.tls_started().map_err(|e| e.to_string())?;
-            match handshake(
-                net,
-                &mut tls,
-                &mut hs,
-                Vec::new(),
-                addr,
-                outgoing,
-                id,
-                cancel,
-                peer,
-            )
-            .await?
+            match handshake(net, &mut tls, &mut hs, Vec::new(), addr, outgoing, id, cancel, peer)
+                .await?
             {
                 Phase::Done(est, rest) => data_phase(net, tls, est, rest, id, peer).await,
                 Phase::Tls { .. } => Err("TLS requested twice".to_string()),
@@ -210,18 +188,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 progressed = true;
                 match ev {
                     Event::PeerGreeting(g) => {
-                        let node =
-                            NodeId::new(&g.node_id).map_err(|e| format!("peer greeting: {e}"))?;
+                        let node = NodeId::new(&g.node_id)
+                            .map_err(|e| format!("peer greeting: {e}"))?;
                         if g.protocol == "aemp" {
                             net.registry
                                 .lock()
-                                .arbitrate(
-                                    net.id.as_str(),
-                                    node.as_str(),
-                                    id,
-                                    outgoing,
-                                    cancel.clone(),
-                                )
+                                .arbitrate(net.id.as_str(), node.as_str(), id, outgoing, cancel.clone())
                                 .map_err(|e| e.to_string())?;
                             if outgoing {
                                 net.learn_address(&node, addr);
@@ -240,9 +212,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             if off < input.len() {
-                let used = hs
-                    .feed(&input[off..])
-                    .map_err(|e| format!("handshake: {e}"))?;
+                let used = hs.feed(&input[off..]).map_err(|e| format!("handshake: {e}"))?;
                 off += used;
                 progressed |= used > 0;
             }

@@ -212,8 +212,7 @@ impl Network {
             )),
             None => None,
         };
-        let mut hs =
-            HandshakeConfig::new(id.as_str(), cfg.secret.clone().filter(|s| !s.is_empty()));
+        let mut hs = HandshakeConfig::new(id.as_str(), cfg.secret.clone().filter(|s| !s.is_empty()));
         hs.auth_accept = cfg.auth_accept.clone();
         hs.auth_offer = cfg.auth_offer.clone();
         hs.framings = cfg
@@ -226,9 +225,7 @@ impl Network {
         hs.validate()
             .map_err(|e| crate::Error::Config(format!("handshake settings: {e}")))?;
         if hs.secret.is_none() && tls.is_none() {
-            tracing::warn!(
-                "no secret and no certificate configured: this node cannot connect to anything"
-            );
+            tracing::warn!("no secret and no certificate configured: this node cannot connect to anything");
         }
         let (events, _) = broadcast::channel(1024);
         Ok(Arc::new(Network {
@@ -262,9 +259,9 @@ impl Network {
     pub(crate) async fn listen(self: &Arc<Self>) -> Result<Vec<SocketAddr>, crate::Error> {
         let mut bound = Vec::new();
         for addr in &self.cfg.binds {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| crate::Error::Config(format!("cannot bind {addr}: {e}")))?;
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                crate::Error::Config(format!("cannot bind {addr}: {e}"))
+            })?;
             let local = listener.local_addr()?;
             bound.push(local);
             tracing::info!(node = %self.id, addr = %local, "listening");
