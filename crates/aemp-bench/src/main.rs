@@ -38,11 +38,7 @@ pub fn result(workload: &str, figure: &str, value: f64, unit: &str) {
 }
 
 /// Fails if `fut` takes longer than `limit`.
-pub async fn within<T>(
-    limit: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, String> {
+pub async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| format!("{what}: timed out after {limit:?}"))
@@ -51,10 +47,7 @@ pub async fn within<T>(
 const ALL: &[&str] = &["L1", "L2", "L3"];
 
 fn usage() -> ExitCode {
-    eprintln!(
-        "usage: aemp-bench [{}] [--count N] [--framing json|cbor]",
-        ALL.join(" ")
-    );
+    eprintln!("usage: aemp-bench [{}] [--count N] [--framing json|cbor]", ALL.join(" "));
     ExitCode::from(2)
 }
 
