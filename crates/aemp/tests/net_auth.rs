@@ -7,7 +7,7 @@ use net_common::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,22 +70,6 @@ async fn wrong_secret_refused_on_both_sides() {
     assert_cal_works(&c, &b).await;
 }
 
-/// Reads from `s` until `n` LF-terminated lines are in `buf`; returns the lines.
-async fn read_lines(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Vec<Vec<u8>> {
-    let mut tmp = [0u8; 4096];
-    while buf.iter().filter(|&&c| c == b'\n').count() < n {
-        let k = within("greeting lines", s.read(&mut tmp)).await.unwrap();
-        assert!(k > 0, "EOF before {n} lines: {buf:?}");
-        buf.extend_from_slice(&tmp[..k]);
-    }
-    let mut lines = Vec::new();
-    for _ in 0..n {
-        let pos = buf.iter().position(|&c| c == b'\n').unwrap();
-        lines.push(buf.drain(..=pos).collect());
-    }
-    lines
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_peer_with_wrong_token_gets_nothing_after_auth_line() {
     let b = node("wt-b").await;
@@ -96,7 +80,7 @@ async fn scripted_peer_with_wrong_token_gets_nothing_after_auth_line() {
     let mut h = Handshake::new(&hs, "127.0.0.1:1", aemp_proto::handshake::new_nonce());
     s.write_all(&h.initial_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    let lines = read_lines(&mut s, &mut buf, 2).await;
+    let lines = read_lines(&mut s, &mut buf, 2).await.expect("greeting");
     for l in &lines {
         assert_eq!(h.feed(l).unwrap(), l.len());
     }

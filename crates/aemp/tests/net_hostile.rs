@@ -177,7 +177,7 @@ async fn too_deep_nesting_is_refused() {
     // CBOR: 0x81 = array of one element.
     let mut cbor = vec![0x83, 0x60, 0x67];
     cbor.extend_from_slice(b"devnull");
-    cbor.extend(std::iter::repeat(0x81).take(depth));
+    cbor.extend(std::iter::repeat_n(0x81, depth));
     cbor.push(0x01);
     closes_on(&a, &b, "deep", "cbor", &cbor, 2).await;
 }
@@ -278,4 +278,37 @@ async fn mistyped_node_requests_are_refused_one_by_one() {
         assert_eq!(got, msg!["relayed", i as i64]);
     }
     assert_healthy(&a, &b, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_connection_with_a_connected_node_id_is_refused() {
+    let (a, b) = pair("dup").await;
+    let mut ev = b.node_events();
+    // Someone with the secret claims to be A while A is connected: refused before auth,
+    // and A's connection is left alone (no switch, no spurious transport_error).
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let on_a = a.port_with(|_, _| Ok(()));
+    let f = fired.clone();
+    b.mon_cb(&on_a, move |_| {
+        f.fetch_add(1, Ordering::SeqCst);
+    })
+    .keep();
+    assert_cal_works(&b, &a).await;
+    let r = Peer::connect(
+        b.listen_addrs()[0],
+        &peer_hs(a.id().as_str(), SECRET, &["cbor"]),
+    )
+    .await;
+    assert!(r.is_err(), "duplicate connection was accepted");
+    assert_healthy(&a, &b, 1).await;
+    assert_cal_works(&b, &a).await;
+    // (The fresh peer of assert_healthy comes and goes; only A's events matter.)
+    let about_a: Vec<_> = drain_events(&mut ev)
+        .into_iter()
+        .filter(
+            |e| matches!(e, aemp::NodeEvent::Up(n) | aemp::NodeEvent::Down(n, _) if n == a.id()),
+        )
+        .collect();
+    assert!(about_a.is_empty(), "{about_a:?}");
+    assert_eq!(fired.load(Ordering::SeqCst), 0);
 }

@@ -167,6 +167,26 @@ impl Peer {
         }
     }
 
+    /// A peer whose handshake was driven by the test itself; `leftover` are data-phase bytes
+    /// already read.
+    pub fn from_parts(
+        stream: TcpStream,
+        id: &str,
+        send: Framing,
+        recv: Framing,
+        leftover: &[u8],
+    ) -> Peer {
+        let mut dec = Decoder::new(recv, Limits::default());
+        dec.feed(leftover);
+        Peer {
+            stream,
+            id: id.to_string(),
+            send,
+            recv,
+            dec,
+        }
+    }
+
     /// Sends one frame `[port, msg…]` in our framing.
     pub async fn send(&mut self, port: &str, msg: Msg) {
         let mut out = Vec::new();
@@ -305,4 +325,22 @@ pub fn normalize(v: &Value) -> Value {
         }
         other => other.clone(),
     }
+}
+
+/// Reads from `s` until `n` LF-terminated lines are in `buf` and takes them out of it
+/// (with their LF); `None` if the connection closes first.
+pub async fn read_lines(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<Vec<Vec<u8>>> {
+    let mut tmp = [0u8; 4096];
+    while buf.iter().filter(|&&c| c == b'\n').count() < n {
+        match within("handshake lines", s.read(&mut tmp)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+        }
+    }
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let pos = buf.iter().position(|&c| c == b'\n')?;
+        lines.push(buf.drain(..=pos).collect());
+    }
+    Some(lines)
 }
