@@ -128,7 +128,7 @@ async fn replay_spawn_mon_kil_session() {
             panic!("recorded frame is not an array: {frame:?}")
         };
         let port = l[0].as_str().unwrap().to_string();
-        p.send(&port, Msg(l[1..].to_vec())).await;
+        p.send(&port, Msg::from(l[1..].to_vec())).await;
     }
     let mut got = Vec::new();
     for _ in 0..s2c.len() {
