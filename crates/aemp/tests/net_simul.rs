@@ -38,8 +38,6 @@ async fn one_round(i: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: transport/mod.rs Registry::arbitrate cancels a pending connection that already \
-            sent its auth line and may be up on the peer: both connections die, no node up"]
 async fn simultaneous_connect_gives_one_connection() {
     // Four rounds at a time keep the suite fast; each round is independent.
     for batch in 0..5 {
@@ -77,8 +75,6 @@ async fn connecting_to_itself_is_refused() {
 /// 3. B verifies A's auth line on conn2 and sends its own: conn2 is authenticated in both
 ///    directions, so B (a real node) now considers it up. A must not drop it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: transport/mod.rs Registry::arbitrate closes conn2 after A sent its auth line \\
-            on it, when the greeting of A's own dial arrives: B sees the node up, then down"]
 async fn authenticated_connection_is_not_dropped_for_a_simultaneous_one() {
     use aemp_proto::codec::Framing;
     use aemp_proto::handshake::{new_nonce, Event, Handshake};

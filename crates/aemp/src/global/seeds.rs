@@ -44,7 +44,7 @@ pub(crate) fn start(net: &Arc<Network>, seeds: Vec<SocketAddr>) {
                     .collect()
             };
             for addr in &todo {
-                net.dial(*addr);
+                net.dial(*addr, None);
             }
             drop(net);
             wait = (wait * 2).min(max);

@@ -110,7 +110,7 @@ impl Kernel {
         net.set_addresses(node, addrs.clone());
         if matches!(self.remote.peers.get(node), Some(Peer::Connecting { .. })) {
             for a in addrs {
-                net.dial(a);
+                net.dial(a, Some(Str::from(node)));
             }
         }
     }

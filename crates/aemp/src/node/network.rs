@@ -91,7 +91,7 @@ impl Node {
         let net = self
             .net()
             .ok_or_else(|| Error::Config("node has no network".into()))?;
-        net.dial(addr);
+        net.dial(addr, None);
         Ok(())
     }
 

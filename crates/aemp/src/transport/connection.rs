@@ -10,6 +10,7 @@
 //! * Any error (bad frame, oversized message, I/O) closes this connection only, with a logged
 //!   reason; the kernel then fires the monitors of that node.
 
+use super::registry::Verdict;
 use super::{format_hostport, Network};
 use crate::kernel::{Cmd, Kernel};
 use aemp_proto::codec::{self, Decoder, Framing};
@@ -21,9 +22,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
 /// Buffers above this size are not kept for reuse after a write (a 1 MiB message should not
@@ -86,38 +88,44 @@ enum Phase {
     Done(Established, Vec<u8>),
 }
 
-/// Runs one connection from TCP up to close.
-pub(crate) async fn run(net: Arc<Network>, stream: TcpStream, addr: SocketAddr, outgoing: bool) {
+/// Runs one connection from TCP up to close. The connection was registered as `id` and
+/// learns from `verdict` whether it may send its auth line.
+pub(crate) async fn run(
+    net: Arc<Network>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    outgoing: bool,
+    id: u64,
+    verdict: watch::Receiver<Verdict>,
+) {
     let _ = stream.set_nodelay(net.cfg.nodelay);
     let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-    let id = net.next_conn_id();
     let span = tracing::info_span!("conn", id, addr = %addr, outgoing);
-    let cancel = Arc::new(Notify::new());
     let mut peer: Option<NodeId> = None;
-    let result = async {
-        tokio::select! {
-            r = drive(&net, stream, addr, outgoing, id, &cancel, &mut peer) => r,
-            _ = cancel.notified() => Err("closed: a simultaneous connection to the same node is kept".to_string()),
-        }
-    }
-    .instrument(span.clone())
-    .await;
+    let result = drive(&net, stream, addr, outgoing, id, verdict, &mut peer)
+        .instrument(span.clone())
+        .await;
     let text = match result {
         Ok(()) => "connection closed".to_string(),
         Err(e) => e,
     };
     let _enter = span.enter();
-    if let Some(peer) = peer {
-        let was_up = net.registry.lock().closed(peer.as_str(), id);
-        if was_up {
+    let closed = net.registry.lock().closed(id);
+    match peer {
+        Some(peer) if closed.was_up => {
             tracing::info!(peer = %peer, reason = %text, "connection lost");
             let node = peer.clone();
             net.to_kernel(move |k: &mut Kernel| k.conn_down(&node, id, &text));
-        } else {
-            tracing::debug!(peer = %peer, reason = %text, "connection attempt ended");
         }
-    } else {
-        tracing::debug!(reason = %text, "connection ended before greeting");
+        Some(peer) => {
+            tracing::debug!(peer = %peer, reason = %text, "connection attempt ended");
+            // A dial that lost a race against another connection to the same node: if that
+            // one did not come up either, try again.
+            if outgoing && closed.contested {
+                net.redial_later(addr, peer);
+            }
+        }
+        None => tracing::debug!(reason = %text, "connection ended before greeting"),
     }
 }
 
@@ -127,7 +135,7 @@ async fn drive(
     addr: SocketAddr,
     outgoing: bool,
     id: u64,
-    cancel: &Arc<Notify>,
+    mut verdict: watch::Receiver<Verdict>,
     peer: &mut Option<NodeId>,
 ) -> Result<(), String> {
     let mut hs = Handshake::new(&net.hs, &format_hostport(&addr), new_nonce());
@@ -135,20 +143,16 @@ async fn drive(
         return Err(format!("handshake: {e}"));
     }
     write(&mut stream, &hs.initial_bytes()).await?;
-    match handshake(
+    let mut ctx = HsCtx {
         net,
-        &mut stream,
-        &mut hs,
-        Vec::new(),
         addr,
         outgoing,
         id,
-        cancel,
+        verdict: &mut verdict,
         peer,
-    )
-    .await?
-    {
-        Phase::Done(est, rest) => data_phase(net, stream, est, rest, id, peer).await,
+    };
+    match handshake(&mut ctx, &mut stream, &mut hs, Vec::new()).await? {
+        Phase::Done(est, rest) => data_phase(net, stream, est, rest, id, ctx.peer).await,
         Phase::Tls { client, leftover } => {
             let identity = net
                 .tls
@@ -163,24 +167,22 @@ async fn drive(
             .map_err(|_| "TLS handshake timeout".to_string())?
             .map_err(|e| format!("TLS: {e}"))?;
             hs.tls_started().map_err(|e| e.to_string())?;
-            match handshake(
-                net,
-                &mut tls,
-                &mut hs,
-                Vec::new(),
-                addr,
-                outgoing,
-                id,
-                cancel,
-                peer,
-            )
-            .await?
-            {
-                Phase::Done(est, rest) => data_phase(net, tls, est, rest, id, peer).await,
+            match handshake(&mut ctx, &mut tls, &mut hs, Vec::new()).await? {
+                Phase::Done(est, rest) => data_phase(net, tls, est, rest, id, ctx.peer).await,
                 Phase::Tls { .. } => Err("TLS requested twice".to_string()),
             }
         }
     }
+}
+
+/// What the handshake loop needs to know about its connection.
+struct HsCtx<'a> {
+    net: &'a Arc<Network>,
+    addr: SocketAddr,
+    outgoing: bool,
+    id: u64,
+    verdict: &'a mut watch::Receiver<Verdict>,
+    peer: &'a mut Option<NodeId>,
 }
 
 async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), String> {
@@ -189,19 +191,19 @@ async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), String>
 }
 
 /// Feeds the handshake until it asks for TLS or is established.
-#[allow(clippy::too_many_arguments)]
+///
+/// Our auth line is held back until the registry lets this connection commit (see
+/// [`super::registry`]); meanwhile the peer's auth line is still read and verified, so the
+/// registry learns when the peer has committed to this connection.
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    net: &Arc<Network>,
+    ctx: &mut HsCtx<'_>,
     stream: &mut S,
     hs: &mut Handshake,
     mut input: Vec<u8>,
-    addr: SocketAddr,
-    outgoing: bool,
-    id: u64,
-    cancel: &Arc<Notify>,
-    peer: &mut Option<NodeId>,
 ) -> Result<Phase, String> {
     let mut buf = [0u8; 4096];
+    let mut held: Option<Vec<u8>> = None;
+    let mut est: Option<Established> = None;
     loop {
         let mut off = 0;
         loop {
@@ -213,38 +215,32 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                         let node =
                             NodeId::new(&g.node_id).map_err(|e| format!("peer greeting: {e}"))?;
                         if g.protocol == "aemp" {
-                            net.registry
-                                .lock()
-                                .arbitrate(
-                                    net.id.as_str(),
-                                    node.as_str(),
-                                    id,
-                                    outgoing,
-                                    cancel.clone(),
-                                )
-                                .map_err(|e| e.to_string())?;
-                            if outgoing {
-                                net.outgoing_greeting(&node, addr);
+                            if ctx.outgoing {
+                                ctx.net.outgoing_greeting(&node, ctx.addr);
                             }
-                            *peer = Some(node);
+                            ctx.net.registry.lock().greeted(ctx.id, node.as_str());
+                            *ctx.peer = Some(node);
                         }
                     }
-                    Event::Send(b) => write(stream, &b).await?,
+                    Event::Send(b) => held = Some(b),
                     Event::StartTls { client } => {
                         return Ok(Phase::Tls {
                             client,
                             leftover: input.split_off(off),
                         })
                     }
-                    Event::Established(e) => return Ok(Phase::Done(e, input.split_off(off))),
+                    Event::Established(e) => {
+                        ctx.net.registry.lock().peer_committed(ctx.id);
+                        est = Some(e);
+                    }
                 }
             }
-            if off < input.len() {
+            if est.is_none() && off < input.len() {
                 let used = match hs.feed(&input[off..]) {
                     Ok(n) => n,
                     Err(e) => {
-                        if outgoing && e == HandshakeError::TalkToMyself {
-                            net.seed_is_self(addr);
+                        if ctx.outgoing && e == HandshakeError::TalkToMyself {
+                            ctx.net.seed_is_self(ctx.addr);
                         }
                         return Err(format!("handshake: {e}"));
                     }
@@ -257,14 +253,50 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         input.drain(..off);
-        let n = tokio::time::timeout(net.cfg.monitor_timeout, stream.read(&mut buf))
-            .await
-            .map_err(|_| "handshake timeout".to_string())?
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed during handshake".to_string());
+        if let Some(b) = &held {
+            let verdict = if ctx.peer.is_some() {
+                *ctx.verdict.borrow_and_update()
+            } else {
+                Verdict::Commit // sub-protocol connections are not node connections
+            };
+            match verdict {
+                Verdict::Commit => {
+                    write(stream, b).await?;
+                    ctx.net.registry.lock().committed(ctx.id);
+                    held = None;
+                }
+                Verdict::Close(why) => return Err(why.to_string()),
+                Verdict::Pending => {}
+            }
         }
-        input.extend_from_slice(&buf[..n]);
+        if held.is_none() {
+            if let Some(e) = est.take() {
+                return Ok(Phase::Done(e, input));
+            }
+        }
+        let waiting = held.is_some();
+        tokio::select! {
+            r = tokio::time::timeout(ctx.net.cfg.monitor_timeout, stream.read(&mut buf)) => {
+                let n = r
+                    .map_err(|_| "handshake timeout".to_string())?
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("connection closed during handshake".to_string());
+                }
+                input.extend_from_slice(&buf[..n]);
+            }
+            _ = ctx.verdict.changed(), if waiting => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)), if waiting => {
+                // Undetermined connections hold back decisions only for a while (registry
+                // rule 2): look again.
+                let peer = ctx.peer.as_ref().map(|p| p.as_str().to_string());
+                let mut reg = ctx.net.registry.lock();
+                match peer {
+                    Some(p) => reg.evaluate(&p),
+                    None => reg.evaluate_all(),
+                }
+            }
+        }
     }
 }
 
@@ -286,9 +318,10 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .ok_or_else(|| format!("unusable remote framing {}", est.recv_framing))?;
     net.registry
         .lock()
-        .established(node.as_str(), id)
+        .established(id)
         .map_err(|e| e.to_string())?;
     tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
+    net.redials.lock().remove(node.as_str());
     let tx = Arc::new(ConnTx::new(id, send));
     {
         let tx = tx.clone();

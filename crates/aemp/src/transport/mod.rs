@@ -7,15 +7,13 @@
 //!
 //! # One connection per node pair
 //!
-//! When both nodes dial each other at the same time, each side sees two connections to the
-//! same peer reach greeting line 1 before either is authenticated. Both sides then keep the
-//! connection **dialled by the node with the smaller node ID** and close the other one before
-//! sending an auth line on it (see [`Registry::arbitrate`]). Since the rule depends only on
-//! the two node IDs, both sides keep the same connection, and the closed one never came up,
-//! so no spurious `transport_error` fires. A connection arriving when one is already up is
-//! refused, as the reference does (PROTOCOL.md §10.13).
+//! See [`registry`]: every connection asks the registry before it sends its auth line, and
+//! both nodes keep the same connection when they dial each other at once, without a spurious
+//! `transport_error`. A connection arriving when one is already up is refused, as the
+//! reference does (PROTOCOL.md §10.13).
 
 pub(crate) mod connection;
+pub(crate) mod registry;
 pub mod tls;
 
 use crate::kernel::{Cmd, Core, Kernel};
@@ -23,6 +21,7 @@ use aemp_proto::codec::{Framing, Limits};
 use aemp_proto::handshake::HandshakeConfig;
 use aemp_proto::{NodeId, Str};
 use parking_lot::Mutex;
+use registry::Registry;
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,99 +90,6 @@ pub enum NodeEvent {
     Down(NodeId, String),
 }
 
-/// Connections that reached greeting line 1 but are not authenticated yet, and connections
-/// that are up. See the module docs for the arbitration rule.
-#[derive(Default)]
-pub(crate) struct Registry {
-    up: FxHashMap<Str, u64>,
-    pending: FxHashMap<Str, Vec<Pending>>,
-}
-
-struct Pending {
-    id: u64,
-    outgoing: bool,
-    cancel: Arc<tokio::sync::Notify>,
-}
-
-impl Registry {
-    /// Decides whether connection `id` to `peer` may proceed past greeting line 1.
-    fn arbitrate(
-        &mut self,
-        me: &str,
-        peer: &str,
-        id: u64,
-        outgoing: bool,
-        cancel: Arc<tokio::sync::Notify>,
-    ) -> Result<(), &'static str> {
-        if self.up.contains_key(peer) {
-            return Err("already connected, not connecting again");
-        }
-        let pending = self.pending.entry(Str::from(peer)).or_default();
-        let dialer = |outgoing: bool| if outgoing { me } else { peer };
-        for other in pending.iter() {
-            if other.outgoing == outgoing {
-                return Err("a connection in that direction is already being set up");
-            }
-            if dialer(outgoing) > dialer(other.outgoing) {
-                return Err("simultaneous connect: the other connection is kept");
-            }
-        }
-        // We win: the other connection is closed before it can authenticate.
-        for other in pending.drain(..) {
-            other.cancel.notify_one();
-        }
-        pending.push(Pending {
-            id,
-            outgoing,
-            cancel,
-        });
-        Ok(())
-    }
-
-    /// True when a connection to `peer` is up.
-    pub(crate) fn is_up(&self, peer: &str) -> bool {
-        self.up.contains_key(peer)
-    }
-
-    /// Connection `id` authenticated: it becomes the connection to `peer`, unless a
-    /// simultaneous connection won the arbitration meanwhile.
-    fn established(&mut self, peer: &str, id: u64) -> Result<(), &'static str> {
-        let was_pending = self
-            .pending
-            .get(peer)
-            .is_some_and(|l| l.iter().any(|p| p.id == id));
-        self.forget_pending(peer, id);
-        if !was_pending {
-            return Err("closed: a simultaneous connection to the same node is kept");
-        }
-        if self.up.contains_key(peer) {
-            return Err("already connected, not connecting again");
-        }
-        self.up.insert(Str::from(peer), id);
-        Ok(())
-    }
-
-    fn forget_pending(&mut self, peer: &str, id: u64) {
-        if let Some(list) = self.pending.get_mut(peer) {
-            list.retain(|p| p.id != id);
-            if list.is_empty() {
-                self.pending.remove(peer);
-            }
-        }
-    }
-
-    /// Connection `id` ended; returns true when it was the live connection of `peer`.
-    fn closed(&mut self, peer: &str, id: u64) -> bool {
-        self.forget_pending(peer, id);
-        if self.up.get(peer) == Some(&id) {
-            self.up.remove(peer);
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Traffic counters of the node (all connections).
 #[derive(Default, Debug)]
 pub struct Counters {
@@ -211,6 +117,8 @@ pub(crate) struct Network {
     conn_ids: AtomicU64,
     pub events: broadcast::Sender<NodeEvent>,
     pub counters: Counters,
+    /// Re-dials left per node after lost simultaneous connects (reset when it comes up).
+    pub redials: Mutex<FxHashMap<Str, u8>>,
     /// Seed addresses and the node ID learned behind each (§6.2).
     pub seeds: Mutex<FxHashMap<SocketAddr, Option<NodeId>>>,
 }
@@ -218,6 +126,7 @@ pub(crate) struct Network {
 impl Network {
     pub(crate) fn new(core: &Arc<Core>, cfg: NetConfig) -> Result<Arc<Network>, crate::Error> {
         let id = core.id.clone();
+        let id_str = id.clone();
         let tls = match &cfg.cert {
             Some(pem) => Some(Arc::new(
                 tls::TlsIdentity::from_pem(pem).map_err(|e| crate::Error::Config(e.to_string()))?,
@@ -250,12 +159,13 @@ impl Network {
             hs,
             tls,
             bound: Mutex::new(Vec::new()),
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::new(id_str.as_str())),
             addr_book: Mutex::new(FxHashMap::default()),
             conn_ids: AtomicU64::new(1),
             events,
             counters: Counters::default(),
             seeds: Mutex::new(FxHashMap::default()),
+            redials: Mutex::new(FxHashMap::default()),
         }))
     }
 
@@ -287,16 +197,65 @@ impl Network {
         Ok(bound)
     }
 
-    /// Dials `addr` (a seed or an explicit address); the node ID is learned from the
-    /// greeting.
-    pub(crate) fn dial(self: &Arc<Self>, addr: SocketAddr) {
+    /// Dials `addr`, meant for node `target` if known (else the node ID is learned from the
+    /// greeting). A dial to a node that is connected or being connected is not started.
+    pub(crate) fn dial(self: &Arc<Self>, addr: SocketAddr, target: Option<Str>) {
+        let target = target.or_else(|| self.node_at(addr));
+        let id = self.next_conn_id();
+        let verdict = {
+            let mut reg = self.registry.lock();
+            if let Some(t) = &target {
+                if reg.is_connected_or_connecting(t) {
+                    return;
+                }
+            }
+            reg.open(id, true, target, self.cfg.connect_interval)
+        };
         let net = self.clone();
         tokio::spawn(async move {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => connection::run(net, stream, addr, true).await,
-                Err(e) => tracing::debug!(%addr, error = %e, "connect failed"),
+            let connect = tokio::time::timeout(net.cfg.connect_interval, TcpStream::connect(addr));
+            match connect.await {
+                Ok(Ok(stream)) => connection::run(net, stream, addr, true, id, verdict).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "connect failed");
+                    let _ = net.registry.lock().closed(id);
+                }
+                Err(_) => {
+                    tracing::debug!(%addr, "connect timed out");
+                    let _ = net.registry.lock().closed(id);
+                }
             }
         });
+    }
+
+    /// A dial of ours lost against a simultaneous connection: if that one does not come up
+    /// either (the one race the registry cannot settle, see [`registry`]), dial again after
+    /// a random pause, a few times at most.
+    pub(crate) fn redial_later(self: &Arc<Self>, addr: SocketAddr, peer: NodeId) {
+        const MAX_REDIALS: u8 = 5;
+        {
+            let mut budget = self.redials.lock();
+            let n = budget.entry(Str::from(peer.as_str())).or_insert(0);
+            if *n >= MAX_REDIALS {
+                return;
+            }
+            *n += 1;
+        }
+        let net = self.clone();
+        tokio::spawn(async move {
+            let pause = Duration::from_millis(rand::random::<u64>() % 300 + 50);
+            tokio::time::sleep(pause).await;
+            net.dial(addr, Some(Str::from(peer.as_str())));
+        });
+    }
+
+    /// The node known to listen at `addr`, if any.
+    fn node_at(&self, addr: SocketAddr) -> Option<Str> {
+        self.addr_book
+            .lock()
+            .iter()
+            .find(|(_, addrs)| addrs.contains(&addr))
+            .map(|(n, _)| n.clone())
     }
 
     /// Starts reaching node `node`: tries its known addresses one after another, and reports
@@ -319,7 +278,7 @@ impl Network {
             };
             let start = tokio::time::Instant::now();
             for addr in addrs {
-                net.dial(addr);
+                net.dial(addr, Some(node.clone()));
                 let next = tokio::time::Instant::now() + step;
                 if next >= start + deadline {
                     break;
@@ -388,7 +347,9 @@ async fn accept_loop(net: Weak<Network>, listener: TcpListener) {
         let Some(net) = net.upgrade() else { return };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(connection::run(net, stream, peer, false));
+                let id = net.next_conn_id();
+                let verdict = net.registry.lock().open(id, false, None, Duration::ZERO);
+                tokio::spawn(connection::run(net, stream, peer, false, id, verdict));
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off a little, go on.
