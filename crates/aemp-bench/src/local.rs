@@ -38,7 +38,8 @@ pub async fn l1(o: &Opts) -> BenchResult {
     node.port_count().await;
     let t0 = Instant::now();
     for i in 0..n {
-        node.snd(&counter, msg!["msg", i]).map_err(|e| e.to_string())?;
+        node.snd(&counter, msg!["msg", i])
+            .map_err(|e| e.to_string())?;
     }
     within(LIMIT, "L1", rx)
         .await?
@@ -84,7 +85,9 @@ pub async fn l2(o: &Opts) -> BenchResult {
     node.port_count().await;
     let t0 = Instant::now();
     node.snd(&b, msg!["ping", 0]).map_err(|e| e.to_string())?;
-    let done = within(LIMIT, "L2", rx).await?.map_err(|_| "L2 port vanished")?;
+    let done = within(LIMIT, "L2", rx)
+        .await?
+        .map_err(|_| "L2 port vanished")?;
     let dt = t0.elapsed().as_secs_f64();
     if done != n {
         return Err(format!("L2 completed {done} of {n} round trips"));
