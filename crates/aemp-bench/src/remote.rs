@@ -27,11 +27,9 @@ const START: Duration = Duration::from_secs(30);
 const PAYLOAD48: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL";
 /// R1: `snd`s between two `yield_now` of the sending task (see [`r1`] for the measurement
 /// behind the choice).
-const R1_CHUNK: u64 = 4096;
+const R1_CHUNK: u64 = 256;
 /// R3: requests kept outstanding.
 const R3_OUTSTANDING: u64 = 64;
-/// R3: timeout given to every `cal` (it never expires in a working run).
-const R3_CAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// R4: size of the string carried by each bulk message.
 const BULK_BYTES: usize = 1 << 20;
 /// R4: bulk messages A lets be in flight (sent but not yet acknowledged by B). Two are
@@ -375,9 +373,10 @@ fn done_port(a: &Node, tag: &'static str) -> (PortId, oneshot::Receiver<Result<u
 /// R1: A snds `["msg", i, payload48]` to B's counter port; time until `["done", n]`.
 ///
 /// The sender is the `block_on` task on the main thread; A's dispatcher and connection
-/// writer run on the two runtime workers. Measured on the 2-core machine, yielding every
-/// [`R1_CHUNK`] messages was no slower than a plain loop and keeps the kernel's queue from
-/// growing to the whole run when the OS schedules the sender alone for a while.
+/// writer run on the two runtime workers. Measured on the (loaded) 2-core machine, 3 runs
+/// each: yielding every 256 or 4096 messages gave 2.25-2.43M msg/s, a plain loop
+/// 0.96-2.33M (the sender can run alone for a while and the queue then holds most of the
+/// run); 1 instead of 2 workers in A or B made no reliable difference.
 pub async fn r1(o: &Opts) -> BenchResult {
     let n = o.count.unwrap_or(1_000_000);
     let p = pair(o).await?;
@@ -389,7 +388,7 @@ pub async fn r1(o: &Opts) -> BenchResult {
     for i in 0..n {
         p.a.snd(&p.b.counter, msg!["msg", i, PAYLOAD48])
             .map_err(|e| e.to_string())?;
-        if R1_CHUNK != 0 && i % R1_CHUNK == R1_CHUNK - 1 {
+        if i % R1_CHUNK == R1_CHUNK - 1 {
             tokio::task::yield_now().await;
         }
     }
@@ -504,9 +503,8 @@ struct R3State {
 fn r3_issue(a: &Node, echo: &PortId, st: &Arc<Mutex<R3State>>, i: u64) {
     let (a2, echo2, st2) = (a.clone(), echo.clone(), st.clone());
     let t = Instant::now();
-    a.cal(echo, msg!["echo", i])
-        .timeout(R3_CAL_TIMEOUT)
-        .then(move |r| {
+    // No timeout: the cal monitors the echo port instead (see `r3`).
+    a.cal(echo, msg!["echo", i]).then(move |r| {
             let lat = t.elapsed().as_secs_f64() * 1e6;
             let Ok(mut s) = st2.lock() else { return };
             let ok = matches!(&r, Ok(m) if m.tag() == Some("echo") && m.get(1).and_then(Value::as_u64) == Some(i));
@@ -530,10 +528,13 @@ fn r3_issue(a: &Node, echo: &PortId, st: &Arc<Mutex<R3State>>, i: u64) {
 
 /// R3: 64 outstanding `cal`s `["echo", i, reply]` against B's echo port.
 ///
-/// Uses the callback form of `cal` with a timeout: the callback runs on A's dispatcher
+/// Uses the callback form of `cal` without a timeout. The callback runs on A's dispatcher
 /// inside the reply port's handler and issues the next request right there, so no task is
-/// woken per request (the future form costs a oneshot and a task wake-up on each side).
-/// See the report for the timeout-vs-monitor measurement.
+/// woken per request; 64 tasks awaiting `cal` futures measured about 40 % slower (a oneshot
+/// and a task wake-up per request). Without a timeout the `cal` monitors the echo port, but
+/// remote monitors are counted per port, so `mon1` goes out once when the first request
+/// starts and `mon0` once after the last (the counters printed on stderr show it); with a
+/// timeout, each `cal` spawns a timer task instead, which measured 10-40 % slower.
 pub async fn r3(o: &Opts) -> BenchResult {
     let n = o.count.unwrap_or(200_000).max(1);
     let p = pair(o).await?;
@@ -557,6 +558,14 @@ pub async fn r3(o: &Opts) -> BenchResult {
         .await?
         .map_err(|_| "R3 state vanished".to_string())??;
     let dt = t0.elapsed().as_secs_f64();
+    if let Some(c) = p.a.counters() {
+        use std::sync::atomic::Ordering::Relaxed;
+        eprintln!(
+            "R3: A received {} messages, wrote {} bytes for {n} requests",
+            c.msgs_in.load(Relaxed),
+            c.bytes_out.load(Relaxed)
+        );
+    }
     let s = sorted(lat);
     result("R3", "rate", n as f64 / dt, "req/s");
     result("R3", "p99", pct(&s, 0.99), "us");
