@@ -91,7 +91,7 @@ fn main() -> ExitCode {
                 _ => return usage(),
             },
             "-h" | "--help" => return usage(),
-            w if ALL.contains(&w) => workloads.push(w.to_string()),
+            w if ALL.contains(&w) || w == "Rmem" => workloads.push(w.to_string()),
             _ => return usage(),
         }
     }
@@ -120,6 +120,7 @@ fn main() -> ExitCode {
                 "R2" => remote::r2(&opts).await,
                 "R3" => remote::r3(&opts).await,
                 "R4" => remote::r4(&opts).await,
+                "Rmem" => remote::rmem(&opts).await,
                 _ => Err(format!("unknown workload {w}")),
             }
         });

@@ -248,7 +248,7 @@ impl Drop for ChildGuard {
 /// Node B as seen from A: its process, ID and the ports it announced.
 struct Remote {
     /// Kept so that B is killed when the workload ends.
-    _child: ChildGuard,
+    child: ChildGuard,
     id: NodeId,
     addr: std::net::SocketAddr,
     counter: PortId,
@@ -296,7 +296,7 @@ async fn start_b(framing: &str, secret: &str) -> Result<Remote, String> {
     }
     let port = |s: &str| PortId::parse(s).map_err(|e| format!("node B port {s}: {e}"));
     Ok(Remote {
-        _child: child,
+        child,
         id: NodeId::new(id).map_err(|e| format!("node B id {id}: {e}"))?,
         addr: addr
             .parse()
@@ -647,4 +647,102 @@ pub async fn r4(o: &Opts) -> BenchResult {
     );
     result("R4", "rtt_p99", pct(&s, 0.99), "us");
     Ok(())
+}
+
+/// Resident set size of process `pid` ("self" for this one), from `/proc/<pid>/statm`.
+fn rss_of(pid: &str) -> Result<i64, String> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .map_err(|e| format!("/proc/{pid}/statm: {e}"))?;
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("/proc/{pid}/statm: unexpected {statm:?}"))?;
+    Ok(pages * 4096)
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to process `pid` with kill(1) (no libc binding needed).
+fn signal(pid: u32, signal: &str) -> BenchResult {
+    let st = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .map_err(|e| format!("kill -{signal}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{signal} {pid}: {st}"))
+    }
+}
+
+/// `Rmem` (not a BENCHMARKS.md workload, opt-in): memory per idle connection and per message
+/// queued for a node that does not read. Prints on stderr only.
+///
+/// * Idle connection: RSS of A and of B before and after 50 extra nodes in A connect to B
+///   (the nodes are created before the first measurement, so only the connections count).
+/// * Queued message: B is stopped (SIGSTOP), A snds 1,000,000 `["msg", i, payload48]` to
+///   it; once A's dispatcher has run them all (they are then encoded in the connection's
+///   write buffer, apart from the few MB the socket takes), RSS growth / 1,000,000.
+pub async fn rmem(o: &Opts) -> BenchResult {
+    const CONNS: usize = 50;
+    let p = pair(o).await?;
+    let bpid = p.b.child.0.id();
+    let idle_id = |i: usize| format!("bench-idle{i}/%u");
+    // The extra nodes need B's secret: B was started with a secret only `pair` knows, so
+    // start a dedicated B for this part.
+    let secret = aemp::config::generate_secret();
+    let b2 = start_b(&o.framing, &secret).await?;
+    let b2pid = b2.child.0.id().to_string();
+    let mut nodes = Vec::with_capacity(CONNS);
+    for i in 0..CONNS {
+        nodes.push(networked_node(&idle_id(i), &o.framing, &secret).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (a0, b0) = (rss_of("self")?, rss_of(&b2pid)?);
+    for n in &nodes {
+        n.connect(b2.addr).map_err(|e| e.to_string())?;
+    }
+    for n in &nodes {
+        if !n.wait_up(&b2.id, START).await {
+            return Err(format!("{} did not connect to B", n.id()));
+        }
+        sync(n, &b2).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (a1, b1) = (rss_of("self")?, rss_of(&b2pid)?);
+    eprintln!(
+        "MEMORY per idle connection ({CONNS} connections, framing {}): dialling side {} bytes, accepting side {} bytes",
+        o.framing,
+        (a1 - a0) / CONNS as i64,
+        (b1 - b0) / CONNS as i64
+    );
+    drop(nodes);
+    drop(b2);
+
+    let n = o.count.unwrap_or(1_000_000);
+    signal(bpid, "STOP")?;
+    let r = async {
+        let before = rss_of("self")?;
+        for i in 0..n {
+            p.a.snd(&p.b.counter, msg!["msg", i, PAYLOAD48])
+                .map_err(|e| e.to_string())?;
+        }
+        // Answers once the dispatcher has run every snd above.
+        p.a.port_count().await;
+        let after = rss_of("self")?;
+        let written = p
+            .a
+            .counters()
+            .map(|c| c.bytes_out.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(0);
+        eprintln!(
+            "MEMORY per queued message ({n} messages for a stopped node, framing {}): {:.1} bytes of RSS \
+             ({written} bytes had left through the socket)",
+            o.framing,
+            (after - before) as f64 / n as f64
+        );
+        Ok::<(), String>(())
+    }
+    .await;
+    let _ = signal(bpid, "CONT");
+    r
 }
