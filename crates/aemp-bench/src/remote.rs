@@ -401,8 +401,11 @@ pub async fn r1(o: &Opts) -> BenchResult {
         return Err(format!("R1: B reports {got} of {n} messages"));
     }
     eprintln!(
-        "R1: {n} snds took {:.3} s, done after {dt:.3} s (framing {})",
-        t_sent, o.framing
+        "R1: {n} snds took {:.3} s, done after {dt:.3} s (framing {}); peak RSS: A {} MiB, B {} MiB",
+        t_sent,
+        o.framing,
+        peak_rss_mib("self"),
+        peak_rss_mib(&p.b.child.0.id().to_string())
     );
     result("R1", "throughput", n as f64 / dt, "msg/s");
     Ok(())
@@ -659,6 +662,16 @@ fn rss_of(pid: &str) -> Result<i64, String> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("/proc/{pid}/statm: unexpected {statm:?}"))?;
     Ok(pages * 4096)
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid` in MiB, or -1 if unknown.
+fn peak_rss_mib(pid: &str) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or(-1, |kb| kb / 1024)
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to process `pid` with kill(1) (no libc binding needed).
