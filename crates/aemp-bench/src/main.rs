@@ -6,6 +6,7 @@
 //! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
 
 mod local;
+mod remote;
 
 // The benchmark uses mimalloc: messages are allocated by one thread and freed by another,
 // which glibc malloc handles poorly. Erlang brings its own allocators too.
@@ -48,7 +49,7 @@ pub async fn within<T>(
         .map_err(|_| format!("{what}: timed out after {limit:?}"))
 }
 
-const ALL: &[&str] = &["L1", "L2", "L3"];
+const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4"];
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -59,6 +60,20 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Hidden mode: this process is node B of a remote workload (see remote.rs).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--serve-b") {
+        let (Some(framing), Some(secret)) = (argv.get(2), argv.get(3)) else {
+            return usage();
+        };
+        return match remote::serve_b(framing, secret) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("node B: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut args = std::env::args().skip(1);
     let mut workloads = Vec::new();
     let mut opts = Opts {
@@ -76,7 +91,7 @@ fn main() -> ExitCode {
                 _ => return usage(),
             },
             "-h" | "--help" => return usage(),
-            w if ALL.contains(&w) => workloads.push(w.to_string()),
+            w if ALL.contains(&w) || w == "Rmem" => workloads.push(w.to_string()),
             _ => return usage(),
         }
     }
@@ -101,6 +116,11 @@ fn main() -> ExitCode {
                 "L1" => local::l1(&opts).await,
                 "L2" => local::l2(&opts).await,
                 "L3" => local::l3(&opts).await,
+                "R1" => remote::r1(&opts).await,
+                "R2" => remote::r2(&opts).await,
+                "R3" => remote::r3(&opts).await,
+                "R4" => remote::r4(&opts).await,
+                "Rmem" => remote::rmem(&opts).await,
                 _ => Err(format!("unknown workload {w}")),
             }
         });
