@@ -299,7 +299,7 @@ impl fmt::Display for Value {
 pub type MsgVec = smallvec::SmallVec<[Value; MSG_INLINE]>;
 
 /// How many elements a [`Msg`] holds without allocating.
-pub const MSG_INLINE: usize = 3;
+pub const MSG_INLINE: usize = 2;
 
 /// A message: the non-empty list of values sent to a port.
 ///

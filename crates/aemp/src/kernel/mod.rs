@@ -245,9 +245,13 @@ impl Kernel {
             // Cannot happen: handlers never run re-entrantly. Treat like no handler.
             return;
         };
-        if matches!(route, port::Route::Tag(_)) {
-            msg.0.remove(0);
-        }
+        let tag = match route {
+            port::Route::Tag(_) => match msg.0.remove(0) {
+                Value::Str(t) => t,
+                _ => Str::default(),
+            },
+            port::Route::Default => Str::default(),
+        };
         let result = {
             let mut cx = Cx {
                 k: self,
@@ -258,7 +262,7 @@ impl Kernel {
         };
         // The uid check: a port killed and re-created by its handler is another port.
         match self.ports.slot_mut(idx, uid) {
-            Some(s) => s.port.restore(&route, h),
+            Some(s) => s.port.restore(&route, &tag, h),
             None => drop(h),
         }
         let failure = match result {
@@ -272,7 +276,7 @@ impl Kernel {
 
     /// Sends a message to any port.
     pub(crate) fn snd(&mut self, port: &PortId, msg: Msg) {
-        if port.node() == self.id.as_str() {
+        if port::short_eq(port.node(), self.id.as_str()) {
             self.postpone(Cmd::Deliver {
                 port: Str::from(port.name()),
                 msg,

@@ -33,10 +33,41 @@ impl HandlerSlot {
     }
 }
 
-/// Where a message goes inside a port.
+/// Where a message goes inside a port: the default handler, or the tag handler at an index
+/// (checked against the tag again before use, since `rcv` may reorder the list meanwhile).
 pub(crate) enum Route {
     Default,
-    Tag(Str),
+    Tag(usize),
+}
+
+/// String equality for the short strings of tags, port names and node IDs, without a
+/// `memcmp` call: two overlapping word loads from each string cover lengths up to 16.
+#[inline]
+pub(crate) fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    #[inline(always)]
+    fn w8(s: &[u8], at: usize) -> u64 {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(x)
+    }
+    #[inline(always)]
+    fn w4(s: &[u8], at: usize) -> u32 {
+        let mut x = [0u8; 4];
+        x.copy_from_slice(&s[at..at + 4]);
+        u32::from_ne_bytes(x)
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// A live local port.
@@ -69,25 +100,23 @@ impl Port {
     }
 
     /// Which handler takes a message with this tag, if any.
+    #[inline]
     pub(crate) fn route(&self, tag: Option<&str>) -> Option<Route> {
         if let Some(tag) = tag {
-            if self.tags.iter().any(|(t, _)| t == tag) {
-                return Some(Route::Tag(Str::from(tag)));
+            if let Some(i) = self.tags.iter().position(|(t, _)| short_eq(t, tag)) {
+                return Some(Route::Tag(i));
             }
         }
         self.default.is_set().then_some(Route::Default)
     }
 
-    fn slot(&mut self, route: &Route) -> Option<&mut HandlerSlot> {
-        match route {
-            Route::Default => Some(&mut self.default),
-            Route::Tag(tag) => self.tags.iter_mut().find(|(t, _)| t == tag).map(|(_, h)| h),
-        }
-    }
-
     /// Takes the handler out to run it (its slot becomes `Running`).
+    #[inline]
     pub(crate) fn take(&mut self, route: &Route) -> Option<Handler> {
-        let slot = self.slot(route)?;
+        let slot = match *route {
+            Route::Default => &mut self.default,
+            Route::Tag(i) => &mut self.tags.get_mut(i)?.1,
+        };
         match std::mem::replace(slot, HandlerSlot::Running) {
             HandlerSlot::Idle(h) => Some(h),
             other => {
@@ -97,9 +126,22 @@ impl Port {
         }
     }
 
-    /// Puts a handler back after it ran, unless its slot was changed meanwhile.
-    pub(crate) fn restore(&mut self, route: &Route, h: Handler) {
-        if let Some(slot) = self.slot(route) {
+    /// Puts a handler back after it ran, unless its slot was changed meanwhile. `tag` is
+    /// the tag it ran for (the list may have been reordered by `rcv` while it ran).
+    #[inline]
+    pub(crate) fn restore(&mut self, route: &Route, tag: &str, h: Handler) {
+        let slot = match *route {
+            Route::Default => Some(&mut self.default),
+            Route::Tag(i) => match self.tags.get(i) {
+                Some((t, _)) if short_eq(t, tag) => self.tags.get_mut(i).map(|(_, h)| h),
+                _ => self
+                    .tags
+                    .iter_mut()
+                    .find(|(t, _)| short_eq(t, tag))
+                    .map(|(_, h)| h),
+            },
+        };
+        if let Some(slot) = slot {
             if matches!(slot, HandlerSlot::Running) {
                 *slot = HandlerSlot::Idle(h);
             }
@@ -137,4 +179,43 @@ pub(crate) fn unhandled_text(tag: Option<&aemp_proto::Value>) -> String {
         .map(|c| if c.is_control() { '.' } else { c })
         .collect();
     format!("no callback found for message '{short}'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_eq;
+
+    #[test]
+    fn short_eq_matches_str_eq() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "abd",
+            "xbc",
+            "abcd",
+            "abce",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "bbcdefgh",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "msg",
+            "msh",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
+        // 1..=3 bytes: every position must matter.
+        assert!(!short_eq("abc", "aXc"));
+    }
 }

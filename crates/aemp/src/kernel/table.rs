@@ -43,7 +43,7 @@ impl PortTable {
     pub fn lookup(&mut self, name: &str) -> Option<(u32, u64)> {
         if let Some((i, uid)) = self.last {
             if let Some(Some(s)) = self.slots.get(i as usize) {
-                if s.uid == uid && s.name == name {
+                if s.uid == uid && super::port::short_eq(&s.name, name) {
                     return Some((i, uid));
                 }
             }
