@@ -76,36 +76,6 @@ async fn spawn_from_inside_a_handler_never_runs_init_before_returning() {
     assert!(flag.load(Ordering::SeqCst));
 }
 
-/// The same promise on a multi-threaded runtime, where the dispatcher runs on another worker
-/// while `spawn` is still returning.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
-async fn spawn_never_runs_init_before_returning_multi_thread() {
-    let node = node();
-    let flag = Arc::new(AtomicBool::new(false));
-    let f2 = flag.clone();
-    node.register("flag", move |cx, _| {
-        f2.store(true, Ordering::SeqCst);
-        cx.rcv_default(|_, _| Ok(()));
-        Ok(())
-    });
-    let mut early = 0;
-    for _ in 0..2_000 {
-        flag.store(false, Ordering::SeqCst);
-        let p = node.spawn(node.id(), "flag", vec![]).unwrap();
-        // The dispatcher, idle on the other worker, races with this load.
-        if flag.load(Ordering::SeqCst) {
-            early += 1;
-        }
-        node.kil(&p, Vec::new()).unwrap();
-        settle(&node).await;
-    }
-    assert_eq!(
-        early, 0,
-        "init ran before spawn returned {early} times out of 2000"
-    );
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn spawn_init_runs_in_the_new_port_context() {
     let node = node();

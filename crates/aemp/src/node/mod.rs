@@ -385,8 +385,9 @@ impl Node {
     }
 
     /// Creates a port on `node` and runs the init function registered there under `init` in
-    /// its context, with `args`. Returns the new port's ID at once; on the local node the
-    /// init function never runs before this returns.
+    /// its context, with `args`. Returns the new port's ID at once. On the local node the init
+    /// function never runs before this returns: it waits behind a gate that `spawn` opens as
+    /// its last step (on a multi-threaded runtime it may then run at once, on another worker).
     pub fn spawn(&self, node: &NodeId, init: &str, args: Vec<Value>) -> Result<PortId, Error> {
         let name = self.inner.core.namer.next_spawn();
         let port = node.port(&name);
