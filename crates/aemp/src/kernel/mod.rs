@@ -33,7 +33,7 @@ use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
@@ -72,6 +72,13 @@ pub(crate) struct Core {
     guard_ids: AtomicU64,
     pub registry: RwLock<Registry>,
     pub secure: AtomicBool,
+    /// Closures queued by node handles and not yet run. While any is pending, a handle's
+    /// remote `snd` goes through the kernel too, behind them, so that one sender's messages
+    /// to a node stay in order (see `Node::snd`).
+    pub pending_execs: AtomicUsize,
+    /// Signalled when the dispatcher takes a long queue, for readers that wait for it to
+    /// drain (back-pressure on the network, see `transport::connection`).
+    pub drained: Notify,
 }
 
 impl Core {
@@ -85,6 +92,8 @@ impl Core {
             guard_ids: AtomicU64::new(1),
             registry: RwLock::new(Registry::default()),
             secure: AtomicBool::new(false),
+            pending_execs: AtomicUsize::new(0),
+            drained: Notify::new(),
         }
     }
 
@@ -124,6 +133,11 @@ impl Core {
         if was_empty {
             self.notify.notify_one();
         }
+    }
+
+    /// Commands waiting for the dispatcher (not counting what it is working on).
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.lock().len()
     }
 
     pub(crate) fn next_guard(&self) -> u64 {
@@ -559,6 +573,9 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Taking a batch at least this long wakes readers waiting for the queue to drain.
+const DRAIN_SIGNAL: usize = 1024;
+
 /// How many commands the dispatcher runs before it yields to other tasks.
 const BUDGET: usize = 8192;
 
@@ -568,6 +585,9 @@ pub(crate) async fn run(mut k: Kernel) {
     let mut batch: Vec<Cmd> = Vec::with_capacity(1024);
     loop {
         std::mem::swap(&mut *core.queue.lock(), &mut batch);
+        if batch.len() >= DRAIN_SIGNAL {
+            core.drained.notify_waiters();
+        }
         if batch.is_empty() && k.run.is_empty() {
             if core.is_closed() {
                 break;

@@ -154,6 +154,9 @@ impl Kernel {
             None => {}
         }
         if let Some(net) = &self.remote.net {
+            net.links
+                .write()
+                .insert(Str::from(node.as_str()), tx.clone());
             let _ = net.events.send(NodeEvent::Up(node.clone()));
         }
         self.node_up_hooks(node);
@@ -166,6 +169,9 @@ impl Kernel {
             _ => return,
         }
         self.remote.peers.remove(node.as_str());
+        if let Some(net) = &self.remote.net {
+            net.links.write().remove(node.as_str());
+        }
         self.fire_node_lost(node.as_str(), text);
         self.forget_remote_monitors_of(node.as_str());
         if let Some(net) = &self.remote.net {

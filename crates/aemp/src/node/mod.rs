@@ -109,7 +109,21 @@ impl Node {
 
     /// Runs a closure on the dispatcher with the kernel.
     pub(crate) fn exec(&self, f: impl FnOnce(&mut Kernel) + Send + 'static) {
-        self.inner.core.push(Cmd::Exec(Box::new(f)));
+        let core = &self.inner.core;
+        core.pending_execs
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
+            // Decrements even if `f` panics (the kernel contains the panic).
+            struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
+            }
+            let core = k.core.clone();
+            let _done = Done(&core.pending_execs);
+            f(k);
+        })));
     }
 
     /// This node's ID.
@@ -204,6 +218,23 @@ impl Node {
                 src: None,
             });
         } else {
+            // Fast path: a node that is up gets the frame encoded straight into its
+            // connection's write buffer, without a trip through the dispatcher. Only when no
+            // command of a handle is still waiting in the kernel (one might be an earlier
+            // message of this very sender, which must go first).
+            if self
+                .inner
+                .core
+                .pending_execs
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 0
+            {
+                if let Some(net) = self.net() {
+                    if net.send_if_up(port, &msg) {
+                        return Ok(());
+                    }
+                }
+            }
             let port = port.clone();
             self.exec(move |k| k.snd(&port, msg));
         }

@@ -28,9 +28,18 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
-/// Buffers above this size are not kept for reuse after a write (a 1 MiB message should not
-/// pin megabytes per idle connection).
-const KEEP_BUFFER: usize = 256 * 1024;
+/// Write buffers above this size are not kept for reuse after a write (a burst of large
+/// messages should not pin its peak size per connection forever; below this, reuse avoids
+/// re-growing the buffer for every large frame).
+const KEEP_BUFFER: usize = 4 * 1024 * 1024;
+
+/// First and largest read buffer of a connection: small while idle, grown when reads fill it.
+const READ_MIN: usize = 16 * 1024;
+const READ_MAX: usize = 256 * 1024;
+
+/// A reader stops reading while the node's command queue is longer than this, so that a fast
+/// sender is slowed by TCP flow control instead of growing the receiver's memory.
+const QUEUE_HIGH: usize = 64 * 1024;
 
 /// The sending side of an established connection, shared by the kernel and the writer.
 pub(crate) struct ConnTx {
@@ -350,7 +359,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     };
     let mut dec = Decoder::new(framing, net.cfg.limits);
     dec.feed(&leftover);
-    let mut buf = vec![0u8; 128 * 1024];
+    let mut buf = vec![0u8; READ_MIN];
     let mut cmds: Vec<Cmd> = Vec::with_capacity(256);
     loop {
         loop {
@@ -378,10 +387,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 .msgs_in
                 .fetch_add(cmds.len() as u64, Ordering::Relaxed);
             core.push_many(cmds.drain(..));
+            while core.queue_len() > QUEUE_HIGH {
+                let drained = core.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if core.queue_len() <= QUEUE_HIGH {
+                    break;
+                }
+                drained.await;
+            }
         }
         let n = rd.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("EOF from peer".to_string());
+        }
+        if n == buf.len() && buf.len() < READ_MAX {
+            buf.resize(buf.len() * 2, 0);
         }
         net.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         dec.feed(&buf[..n]);

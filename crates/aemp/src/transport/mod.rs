@@ -117,6 +117,10 @@ pub(crate) struct Network {
     conn_ids: AtomicU64,
     pub events: broadcast::Sender<NodeEvent>,
     pub counters: Counters,
+    /// The live connections by node, for sends that bypass the kernel (`Node::snd`).
+    /// Invariant: an entry exists only between the kernel's `conn_up` (after it flushed what
+    /// was queued for the node) and its `conn_down` for the same connection.
+    pub links: parking_lot::RwLock<FxHashMap<Str, Arc<connection::ConnTx>>>,
     /// Re-dials left per node after lost simultaneous connects (reset when it comes up).
     pub redials: Mutex<FxHashMap<Str, u8>>,
     /// Seed addresses and the node ID learned behind each (§6.2).
@@ -166,6 +170,7 @@ impl Network {
             counters: Counters::default(),
             seeds: Mutex::new(FxHashMap::default()),
             redials: Mutex::new(FxHashMap::default()),
+            links: parking_lot::RwLock::new(FxHashMap::default()),
         }))
     }
 
@@ -247,6 +252,17 @@ impl Network {
             tokio::time::sleep(pause).await;
             net.dial(addr, Some(Str::from(peer.as_str())));
         });
+    }
+
+    /// Sends `msg` to `port` if its node has a live connection; false otherwise.
+    pub(crate) fn send_if_up(&self, port: &aemp_proto::PortId, msg: &aemp_proto::Msg) -> bool {
+        match self.links.read().get(port.node()) {
+            Some(tx) => {
+                tx.send(port.name(), &msg.0);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The node known to listen at `addr`, if any.
