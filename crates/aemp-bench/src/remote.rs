@@ -372,11 +372,10 @@ fn done_port(a: &Node, tag: &'static str) -> (PortId, oneshot::Receiver<Result<u
 
 /// R1: A snds `["msg", i, payload48]` to B's counter port; time until `["done", n]`.
 ///
-/// The sender is the `block_on` task on the main thread; A's dispatcher and connection
-/// writer run on the two runtime workers. Measured on the (loaded) 2-core machine, 3 runs
-/// each: yielding every 256 or 4096 messages gave 2.25-2.43M msg/s, a plain loop
-/// 0.96-2.33M (the sender can run alone for a while and the queue then holds most of the
-/// run); 1 instead of 2 workers in A or B made no reliable difference.
+/// The sender is the `block_on` task on the main thread; A's connection writer runs on a
+/// runtime worker. Every 256 messages the sender awaits `Node::writable` (fewer than 1 MiB
+/// queued for B), the counterpart of Erlang suspending a sender on a busy distribution
+/// buffer: without it the sender races ahead and the queue's fresh memory dominates.
 pub async fn r1(o: &Opts) -> BenchResult {
     let n = o.count.unwrap_or(1_000_000);
     let p = pair(o).await?;
@@ -389,7 +388,9 @@ pub async fn r1(o: &Opts) -> BenchResult {
         p.a.snd(&p.b.counter, msg!["msg", i, PAYLOAD48])
             .map_err(|e| e.to_string())?;
         if i % R1_CHUNK == R1_CHUNK - 1 {
-            tokio::task::yield_now().await;
+            // Like a sending Erlang process on a busy distribution buffer: wait while more
+            // than 1 MiB is queued for B, so memory stays warm instead of growing.
+            p.a.writable(&p.b.id).await;
         }
     }
     let t_sent = t0.elapsed().as_secs_f64();

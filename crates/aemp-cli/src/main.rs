@@ -49,7 +49,8 @@ Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
   cal <port> <arg...>              send with a reply port appended, print the reply as JSON
   mon <port>                       wait until the port dies, print the kill reason
   eval <node> <expr...>            not supported (this implementation runs no Perl code)
-  trace <node>                     not supported yet (needs a native request)
+  trace <node>                     print the nodes reachable from <node> and their links
+                                   (native aemp_nodes request; Perl nodes do not answer it)
   The node reaches other nodes through its seeds; --connect host:port (before the
   command) connects to a node directly first. Connecting and replies are awaited for
   at most 10 s (--timeout S before the command changes that).
@@ -239,7 +240,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             print!("{USAGE}");
             Ok(())
         }
-        "snd" | "cal" | "mon" => {
+        "snd" | "cal" | "mon" | "trace" => {
             init_logging("warn");
             let req = proto::Request::parse(name, cmd_args)?;
             let cfg = proto::config(&rc)?;
@@ -249,10 +250,6 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             "{name} is not supported by this implementation: it runs no Perl code, and a \
              Rust node cannot evaluate Perl expressions"
         ))),
-        "trace" => Err(failed(
-            "trace is not supported yet: there is no native request that asks a node for its \
-             connected nodes (the reference uses eval, which non-Perl nodes cannot serve)",
-        )),
         "restart" => Err(failed(
             "restart is not supported: aemp run has no watchdog to restart it; stop the node \
              with SIGTERM and start it again",

@@ -36,6 +36,11 @@ pub(crate) enum Request {
         /// The port to watch.
         port: PortId,
     },
+    /// `trace <node>`: the topology reachable from a node, asked node by node.
+    Trace {
+        /// The node port of the first node.
+        port: PortId,
+    },
 }
 
 impl Request {
@@ -56,13 +61,20 @@ impl Request {
             "cal" => Ok(Request::Cal { port, msg }),
             "mon" if !msg.is_empty() => Err(usage("takes only the port ID".into())),
             "mon" => Ok(Request::Mon { port }),
+            "trace" if !msg.is_empty() || !port.is_node_port() => {
+                Err(usage("takes only a node ID".into()))
+            }
+            "trace" => Ok(Request::Trace { port }),
             _ => Err(Failure::Usage(format!("unknown command {name:?}"))),
         }
     }
 
     fn target(&self) -> &PortId {
         match self {
-            Request::Snd { port, .. } | Request::Cal { port, .. } | Request::Mon { port } => port,
+            Request::Snd { port, .. }
+            | Request::Cal { port, .. }
+            | Request::Mon { port }
+            | Request::Trace { port } => port,
         }
     }
 }
@@ -104,6 +116,7 @@ pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(),
             Request::Snd { port, msg } => snd(&node, &port, msg, opts.timeout()).await,
             Request::Cal { port, msg } => cal(&node, &port, msg, opts.timeout()).await,
             Request::Mon { port } => mon(&node, &port).await,
+            Request::Trace { port } => trace(&node, &port, opts.timeout()).await,
         }
     }
     .await;
@@ -202,6 +215,51 @@ async fn cal(node: &Node, port: &PortId, msg: Msg, timeout: Duration) -> Result<
 }
 
 /// Waits until `port` dies and prints the kill reason as a JSON array (`[]`: a normal kill).
+/// Asks every node reachable from `start` for its connected nodes (the native `aemp_nodes`
+/// request; the reference does this with `eval`, which only Perl nodes serve) and prints one
+/// line per node: `node -> peer, peer, …`. Nodes that do not answer (Perl nodes, unreachable
+/// ones) are listed as such.
+async fn trace(node: &Node, start: &PortId, timeout: Duration) -> Result<(), Failure> {
+    let me = node.id().as_str().to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = std::collections::VecDeque::from([start.node().to_string()]);
+    seen.insert(start.node().to_string());
+    let mut answered = 0;
+    while let Some(n) = todo.pop_front() {
+        let Ok(id) = NodeId::new(&n) else { continue };
+        let reply = node
+            .cal(&id.node_port(), aemp::msg![aemp::node_req::UP_NODES])
+            .timeout(timeout)
+            .await;
+        match reply {
+            Ok(m) => {
+                answered += 1;
+                let peers: Vec<String> = m
+                    .get(0)
+                    .and_then(|v| v.as_list())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .filter(|p| *p != me)
+                    .collect();
+                println!("{n} -> {}", peers.join(", "));
+                for p in peers {
+                    if seen.insert(p.clone()) {
+                        todo.push_back(p);
+                    }
+                }
+            }
+            Err(e) => println!("{n} -> (no answer: {e})"),
+        }
+    }
+    if answered == 0 {
+        return Err(failed(format!(
+            "no node answered the trace request from {start}"
+        )));
+    }
+    Ok(())
+}
+
 async fn mon(node: &Node, port: &PortId) -> Result<(), Failure> {
     let reason = node.monitor(port).await;
     println!("[{}]", json_body(&reason));

@@ -226,10 +226,10 @@ fn unknown_and_unsupported_commands_fail() {
         "{}",
         stderr(&o)
     );
-    let o = run(&dir, &["trace", "somenode"]);
-    assert_eq!(o.status.code(), Some(1));
+    let o = run(&dir, &["trace", "somenode#port"]);
+    assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("trace is not supported yet"),
+        stderr(&o).contains("takes only a node ID"),
         "{}",
         stderr(&o)
     );
@@ -416,6 +416,17 @@ fn run_a_node_and_talk_to_it() {
     let log = second.wait_for("connected (--connect)");
     assert!(log.last().unwrap().contains("node=clitest"), "{log:?}");
     node.wait_for("connection up peer=clitest2");
+    // trace asks clitest for its links (the second node and the tool's own node), then
+    // clitest2 (reachable through clitest, the global seed here).
+    let o = client(&["trace", "clitest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("clitest -> ") && l.contains("clitest2")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("clitest2 -> ")), "{out}");
     assert!(second.terminate().success());
 
     let status = node.terminate();

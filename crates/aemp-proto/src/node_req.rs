@@ -55,6 +55,14 @@ pub enum NodeReq {
         /// Arguments for it.
         args: Vec<Value>,
     },
+    /// `aemp_nodes replyport extra…`: which nodes are we connected to? (An extension of
+    /// this implementation, used by `aemp trace`; Perl nodes answer nothing.)
+    UpNodes {
+        /// Where the answer goes.
+        reply: PortId,
+        /// Echoed before the answer.
+        extra: Vec<Value>,
+    },
     /// A global-protocol request (`g_…`): tag and arguments.
     Global(Str, Vec<Value>),
     /// Any other tag: a function call by name.
@@ -99,6 +107,9 @@ pub const KNOWN_TAGS: &[&str] = &[
     "g_mon1",
     "g_mon0",
 ];
+
+/// The tag of the [`NodeReq::UpNodes`] request.
+pub const UP_NODES: &str = "aemp_nodes";
 
 /// The name used by `spawn` on the wire.
 pub const SPAWN_FUNC: &str = "AnyEvent::MP::_spawn";
@@ -192,6 +203,13 @@ pub fn parse(msg: Msg) -> Result<NodeReq, ReqError> {
                 v => Some(port_arg(t, v, "reply port")?),
             };
             NodeReq::Eval {
+                reply,
+                extra: it.collect(),
+            }
+        }
+        UP_NODES => {
+            let reply = port_arg(t, it.next(), "reply port")?;
+            NodeReq::UpNodes {
                 reply,
                 extra: it.collect(),
             }

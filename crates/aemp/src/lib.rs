@@ -35,7 +35,7 @@ pub mod node;
 pub mod transport;
 
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
-pub use aemp_proto::{ids, list, msg, value, Msg, NodeId, PortId, Str, Value};
+pub use aemp_proto::{ids, list, msg, node_req, value, Msg, NodeId, PortId, Str, Value};
 pub use config::Config;
 pub use error::{CalError, Error, HandlerError, HandlerResult};
 pub use kernel::context::Cx;

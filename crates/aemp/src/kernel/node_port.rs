@@ -47,6 +47,11 @@ impl Kernel {
                 extra.push(Value::Float(unix_now()));
                 self.snd(&reply, Msg::from(extra));
             }
+            NodeReq::UpNodes { reply, mut extra } => {
+                let nodes = self.up_nodes().into_iter().map(Value::from).collect();
+                extra.push(Value::List(nodes));
+                self.snd(&reply, Msg::from(extra));
+            }
             NodeReq::Eval { reply, mut extra } => {
                 tracing::warn!(src = %from, "refused eval request");
                 if let Some(reply) = reply {

@@ -145,6 +145,27 @@ impl Node {
         .unwrap_or(false)
     }
 
+    /// Waits until the connection to `node` can take more data without growing its queue
+    /// further (fewer than 1 MiB waiting to be written), or resolves at once when the node is
+    /// not connected. `snd` never blocks; a sender that produces faster than the network
+    /// carries can await this between batches, which is what Erlang's busy distribution
+    /// buffer does implicitly.
+    pub async fn writable(&self, node: &NodeId) {
+        let tx = self
+            .net()
+            .and_then(|n| n.links.read().get(node.as_str()).cloned());
+        if let Some(tx) = tx {
+            tx.writable().await;
+        }
+    }
+
+    /// Bytes queued for writing to `node` (0 when not connected).
+    pub fn queued_bytes(&self, node: &NodeId) -> usize {
+        self.net()
+            .and_then(|n| n.links.read().get(node.as_str()).map(|t| t.queued_bytes()))
+            .unwrap_or(0)
+    }
+
     /// Traffic counters (messages and bytes in/out), if the node has a network.
     pub fn counters(&self) -> Option<&Counters> {
         self.net().map(|n| &n.counters)

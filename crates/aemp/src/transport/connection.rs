@@ -49,7 +49,14 @@ pub(crate) struct ConnTx {
     notify: Notify,
     closed: AtomicBool,
     pub msgs_out: AtomicU64,
+    /// Signalled when the writer takes the queued bytes, for senders waiting for the queue to
+    /// shrink.
+    written: Notify,
 }
+
+/// Above this many queued bytes a connection counts as busy (see `Node::writable`), like
+/// Erlang's distribution buffer busy limit.
+pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
 
 impl ConnTx {
     fn new(id: u64, framing: Framing) -> ConnTx {
@@ -60,6 +67,7 @@ impl ConnTx {
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             msgs_out: AtomicU64::new(0),
+            written: Notify::new(),
         }
     }
 
@@ -85,10 +93,24 @@ impl ConnTx {
         self.buf.lock().len()
     }
 
+    /// Waits until fewer than [`BUSY_LIMIT`] bytes are queued (or the connection closed).
+    pub(crate) async fn writable(&self) {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.queued_bytes() < BUSY_LIMIT || self.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            written.await;
+        }
+    }
+
     /// Makes the writer stop (and with it the connection).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.notify.notify_one();
+        self.written.notify_waiters();
     }
 }
 
@@ -108,7 +130,7 @@ pub(crate) async fn run(
     verdict: watch::Receiver<Verdict>,
 ) {
     let _ = stream.set_nodelay(net.cfg.nodelay);
-    let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+    set_liveness(&stream, net.cfg.monitor_timeout);
     let span = tracing::info_span!("conn", id, addr = %addr, outgoing);
     let mut peer: Option<NodeId> = None;
     let result = drive(&net, stream, addr, outgoing, id, verdict, &mut peer)
@@ -136,6 +158,23 @@ pub(crate) async fn run(
         }
         None => tracing::debug!(reason = %text, "connection ended before greeting"),
     }
+}
+
+/// After the handshake AEMP has no read timeout and the reference sends no keepalives, so a
+/// peer that vanishes (power loss, partition) is only noticed by TCP. Make TCP notice in
+/// bounded time instead of hours: keepalive probes after `monitor_timeout` of silence (every
+/// 5 s, 3 tries), and `TCP_USER_TIMEOUT` so that data unacknowledged for that long fails the
+/// connection too. Both are invisible to the peer, so this stays compatible with Perl nodes.
+fn set_liveness(stream: &TcpStream, monitor_timeout: Duration) {
+    let sock = socket2::SockRef::from(stream);
+    let idle = monitor_timeout.max(Duration::from_secs(1));
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(Duration::from_secs(5).min(idle))
+        .with_retries(3);
+    let _ = sock.set_tcp_keepalive(&ka);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = sock.set_tcp_user_timeout(Some(idle + Duration::from_secs(15)));
 }
 
 async fn drive(
@@ -424,6 +463,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             tx.notify.notified().await;
             continue;
         }
+        // The queue is empty again: waiting senders may refill it while this write runs.
+        tx.written.notify_waiters();
         wr.write_all(&out).await.map_err(|e| e.to_string())?;
         net.counters
             .bytes_out
