@@ -40,5 +40,5 @@ pub use config::Config;
 pub use error::{CalError, Error, HandlerError, HandlerResult};
 pub use kernel::context::Cx;
 pub use kernel::monitor::{Monitor, Reason};
-pub use node::{Cal, Inbox, InboxClosed, MonGuard, Node, PortBuilder, TimerGuard};
+pub use node::{Cal, Inbox, InboxClosed, MonGuard, Node, PeerStats, PortBuilder, TimerGuard};
 pub use transport::NodeEvent;

@@ -48,3 +48,22 @@ async fn node_port_time_and_kill_with_monitor() {
     assert_eq!(reason[0], Value::from("no_such_port"));
     let _ = Monitor::kill(&ghost);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_peer_counters() {
+    let a = node("stats-a").await;
+    let b = node("stats-b").await;
+    link(&a, &b).await;
+    for _ in 0..10 {
+        tokio::time::timeout(T, a.cal(&b.node_port(), msg!["time"]))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let stats = a.peer_stats();
+    assert_eq!(stats.len(), 1);
+    let s = &stats[0];
+    assert_eq!(&s.node, b.id());
+    assert!(s.msgs_out >= 10 && s.msgs_in >= 10, "{s:?}");
+    assert!(s.bytes_out > 0 && s.bytes_in > 0, "{s:?}");
+}

@@ -289,7 +289,7 @@ impl Kernel {
         let req = msg![tag, family, id.clone()];
         self.global.queries.insert(id, (req.clone(), cb));
         if let Some(master) = self.global.master().map(Str::from) {
-            self.to_master(&master, req);
+            self.request_master(&master, req);
         }
     }
 

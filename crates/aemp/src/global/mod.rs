@@ -271,11 +271,11 @@ impl Kernel {
             .collect();
         reqs.extend(self.global.finds.iter().map(|n| msg!["g_find", n.clone()]));
         for r in reqs {
-            self.to_master(&master, r);
+            self.request_master(&master, r);
         }
     }
 
-    fn to_master(&mut self, master: &str, req: Msg) {
+    fn request_master(&mut self, master: &str, req: Msg) {
         if master == self.id.as_str() {
             let me = self.id.clone();
             self.global_db_handle(&me, &req);

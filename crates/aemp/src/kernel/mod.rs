@@ -99,7 +99,7 @@ impl Core {
 
     /// Queues a command for the dispatcher. Never blocks on anything but a short lock.
     pub(crate) fn push(&self, cmd: Cmd) {
-        if ACTIVE.get() == self as *const Core {
+        if std::ptr::eq(ACTIVE.get(), self) {
             // Called from a handler of this very node: join its run queue, behind what the
             // handler already queued through its Cx.
             RUNQ.with_borrow_mut(|q| q.push_back(cmd));
@@ -120,7 +120,7 @@ impl Core {
 
     /// Queues many commands at once (one lock, one wake-up).
     pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>) {
-        if ACTIVE.get() == self as *const Core {
+        if std::ptr::eq(ACTIVE.get(), self) {
             RUNQ.with_borrow_mut(|q| q.extend(cmds));
             return;
         }

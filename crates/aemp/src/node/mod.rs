@@ -10,6 +10,7 @@ mod timer;
 
 pub use cal::Cal;
 pub use inbox::{Inbox, InboxClosed};
+pub use network::PeerStats;
 pub use timer::TimerGuard;
 
 use crate::error::{Error, HandlerResult};

@@ -166,10 +166,51 @@ impl Node {
             .unwrap_or(0)
     }
 
+    /// Traffic of every live connection: messages and bytes in and out, and bytes waiting to
+    /// be written.
+    pub fn peer_stats(&self) -> Vec<PeerStats> {
+        let Some(net) = self.net() else {
+            return Vec::new();
+        };
+        let links = net.links.read();
+        let mut v: Vec<PeerStats> = links
+            .iter()
+            .filter_map(|(node, tx)| {
+                Some(PeerStats {
+                    node: NodeId::new(node.as_str()).ok()?,
+                    msgs_out: tx.msgs_out.load(Ordering::Relaxed),
+                    bytes_out: tx.bytes_out.load(Ordering::Relaxed),
+                    msgs_in: tx.msgs_in.load(Ordering::Relaxed),
+                    bytes_in: tx.bytes_in.load(Ordering::Relaxed),
+                    queued_bytes: tx.queued_bytes(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+
     /// Traffic counters (messages and bytes in/out), if the node has a network.
     pub fn counters(&self) -> Option<&Counters> {
         self.net().map(|n| &n.counters)
     }
+}
+
+/// Traffic of one connection (see [`Node::peer_stats`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer.
+    pub node: NodeId,
+    /// Messages sent.
+    pub msgs_out: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Messages received.
+    pub msgs_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes queued, not yet written.
+    pub queued_bytes: usize,
 }
 
 impl NodeInner {

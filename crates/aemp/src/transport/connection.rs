@@ -49,6 +49,12 @@ pub(crate) struct ConnTx {
     notify: Notify,
     closed: AtomicBool,
     pub msgs_out: AtomicU64,
+    /// Bytes written to the socket (data phase).
+    pub bytes_out: AtomicU64,
+    /// Messages received on this connection.
+    pub msgs_in: AtomicU64,
+    /// Bytes received (data phase).
+    pub bytes_in: AtomicU64,
     /// Signalled when the writer takes the queued bytes, for senders waiting for the queue to
     /// shrink.
     written: Notify,
@@ -67,6 +73,9 @@ impl ConnTx {
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             msgs_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            msgs_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
             written: Notify::new(),
         }
     }
@@ -116,7 +125,7 @@ impl ConnTx {
 
 enum Phase {
     Tls { client: bool, leftover: Vec<u8> },
-    Done(Established, Vec<u8>),
+    Done(Box<Established>, Vec<u8>),
 }
 
 /// Runs one connection from TCP up to close. The connection was registered as `id` and
@@ -319,7 +328,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if held.is_none() {
             if let Some(e) = est.take() {
-                return Ok(Phase::Done(e, input));
+                return Ok(Phase::Done(Box::new(e), input));
             }
         }
         let waiting = held.is_some();
@@ -351,7 +360,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     net: &Arc<Network>,
     stream: S,
-    est: Established,
+    est: Box<Established>,
     leftover: Vec<u8>,
     id: u64,
     peer: &mut Option<NodeId>,
@@ -379,7 +388,7 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let (rd, wr) = tokio::io::split(stream);
     let src = Arc::new(node);
     let r = tokio::select! {
-        r = read_loop(net, rd, recv, leftover, src) => r,
+        r = read_loop(net, rd, recv, leftover, src, &tx) => r,
         r = write_loop(net, wr, tx.clone()) => r,
     };
     tx.close();
@@ -392,6 +401,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     framing: Framing,
     leftover: Vec<u8>,
     src: Arc<NodeId>,
+    tx: &ConnTx,
 ) -> Result<(), String> {
     let Some(core) = net.core.upgrade() else {
         return Err("node is gone".to_string());
@@ -425,6 +435,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             net.counters
                 .msgs_in
                 .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+            tx.msgs_in.fetch_add(cmds.len() as u64, Ordering::Relaxed);
             core.push_many(cmds.drain(..));
             while core.queue_len() > QUEUE_HIGH {
                 let drained = core.drained.notified();
@@ -444,6 +455,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             buf.resize(buf.len() * 2, 0);
         }
         net.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        tx.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         dec.feed(&buf[..n]);
     }
 }
@@ -469,6 +481,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         net.counters
             .bytes_out
             .fetch_add(out.len() as u64, Ordering::Relaxed);
+        tx.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
         out.clear();
         if out.capacity() > KEEP_BUFFER {
             out = Vec::new();
