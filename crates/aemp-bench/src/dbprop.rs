@@ -39,6 +39,8 @@ const WARM_TRIES: u32 = 50;
 const WARM_WAIT: Duration = Duration::from_millis(200);
 /// Upper bound for the timed loop.
 const LIMIT: Duration = Duration::from_secs(300);
+/// How often A checks, during the timed loop, that G and B are still running.
+const CHILD_POLL: Duration = Duration::from_millis(100);
 /// How long a child may take to start and come up.
 const START: Duration = Duration::from_secs(30);
 
@@ -272,6 +274,27 @@ fn seen_port(
     (port, done)
 }
 
+/// Waits for the timed loop's result, failing early if node G or B exits (an update would
+/// then never be seen). The children are looked at every [`CHILD_POLL`].
+async fn until_done(
+    mut done: oneshot::Receiver<Result<Vec<f64>, String>>,
+    mut children: [(&str, &mut ChildGuard); 2],
+) -> Result<Vec<f64>, String> {
+    let mut poll = tokio::time::interval(CHILD_POLL);
+    loop {
+        tokio::select! {
+            r = &mut done => return r.map_err(|_| "D1 seen port vanished".to_string())?,
+            _ = poll.tick() => {
+                for (what, child) in &mut children {
+                    if let Ok(Some(status)) = child.0.try_wait() {
+                        return Err(format!("D1: {what} exited ({status})"));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Nearest-rank percentile of sorted samples.
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -294,7 +317,7 @@ pub async fn d1(o: &Opts) -> BenchResult {
     let n = o.count.unwrap_or(1_000).max(1);
     let secret = aemp::config::generate_secret();
     let seed = format!("127.0.0.1:{}", free_port()?);
-    let (_g, g_id) = start_child(
+    let (mut g, g_id) = start_child(
         "node G",
         &["--serve-d1g", &o.framing, &secret, seed.as_str()],
     )
@@ -302,7 +325,7 @@ pub async fn d1(o: &Opts) -> BenchResult {
     let a = seeded_node("bench-d1a/%u", "127.0.0.1:0", &seed, &o.framing, &secret).await?;
     let (warm_tx, mut warm_rx) = mpsc::unbounded_channel();
     let (seen, done) = seen_port(&a, n, warm_tx);
-    let (_b, b_id) = start_child(
+    let (mut b, b_id) = start_child(
         "node B",
         &[
             "--serve-d1b",
@@ -343,9 +366,12 @@ pub async fn d1(o: &Opts) -> BenchResult {
 
     let t0 = Instant::now();
     a.snd(&seen, msg!["start"]).map_err(|e| e.to_string())?;
-    let lat = within(LIMIT, "D1", done)
-        .await?
-        .map_err(|_| "D1 seen port vanished".to_string())??;
+    let lat = within(
+        LIMIT,
+        "D1",
+        until_done(done, [("node G", &mut g), ("node B", &mut b)]),
+    )
+    .await??;
     let dt = t0.elapsed().as_secs_f64();
     if lat.len() as u64 != n {
         return Err(format!("D1: {} of {n} updates", lat.len()));

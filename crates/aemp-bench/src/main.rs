@@ -61,7 +61,6 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    // Hidden mode: this process is node B of a remote workload (see remote.rs).
     let argv: Vec<String> = std::env::args().collect();
     // Hidden modes: this process is node G or node B of D1 (see dbprop.rs).
     let child = match (argv.get(1).map(String::as_str), &argv.get(2..)) {
@@ -83,6 +82,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Hidden mode: this process is node B of a remote workload (see remote.rs).
     if argv.get(1).map(String::as_str) == Some("--serve-b") {
         let (Some(framing), Some(secret)) = (argv.get(2), argv.get(3)) else {
             return usage();
