@@ -5,6 +5,7 @@
 //!
 //! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
 
+mod dbprop;
 mod local;
 mod remote;
 
@@ -49,7 +50,7 @@ pub async fn within<T>(
         .map_err(|_| format!("{what}: timed out after {limit:?}"))
 }
 
-const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4"];
+const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4", "D1"];
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -60,8 +61,28 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    // Hidden mode: this process is node B of a remote workload (see remote.rs).
     let argv: Vec<String> = std::env::args().collect();
+    // Hidden modes: this process is node G or node B of D1 (see dbprop.rs).
+    let child = match (argv.get(1).map(String::as_str), &argv.get(2..)) {
+        (Some("--serve-d1g"), Some([framing, secret, addr])) => {
+            Some(("node G", dbprop::serve_g(framing, secret, addr)))
+        }
+        (Some("--serve-d1b"), Some([framing, secret, seed, seen])) => {
+            Some(("node B", dbprop::serve_b(framing, secret, seed, seen)))
+        }
+        (Some("--serve-d1g" | "--serve-d1b"), _) => return usage(),
+        _ => None,
+    };
+    if let Some((what, r)) = child {
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{what}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Hidden mode: this process is node B of a remote workload (see remote.rs).
     if argv.get(1).map(String::as_str) == Some("--serve-b") {
         let (Some(framing), Some(secret)) = (argv.get(2), argv.get(3)) else {
             return usage();
@@ -121,6 +142,7 @@ fn main() -> ExitCode {
                 "R3" => remote::r3(&opts).await,
                 "R4" => remote::r4(&opts).await,
                 "Rmem" => remote::rmem(&opts).await,
+                "D1" => dbprop::d1(&opts).await,
                 _ => Err(format!("unknown workload {w}")),
             }
         });
