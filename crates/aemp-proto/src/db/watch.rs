@@ -18,6 +18,7 @@ use super::{arg_str, parse_keys, parse_map, values_equal, DbError, DbMap, Family
 use crate::msg;
 use crate::value::{Msg, Str};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The watched families of one node and the master they come from.
 ///
@@ -26,7 +27,9 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Watches {
     master: Option<Str>,
-    mirrors: BTreeMap<Str, DbMap>,
+    /// Shared with `db_mon` subscribers as snapshots; changed copy-on-write, so handing a
+    /// snapshot to every change costs nothing unless a subscriber still holds an old one.
+    mirrors: BTreeMap<Str, Arc<DbMap>>,
 }
 
 impl Watches {
@@ -66,7 +69,7 @@ impl Watches {
         if self.mirrors.contains_key(family.as_str()) {
             return Vec::new();
         }
-        self.mirrors.insert(family.to_str(), DbMap::new());
+        self.mirrors.insert(family.to_str(), Arc::new(DbMap::new()));
         self.to_master(msg!["g_mon1", family.to_str()])
     }
 
@@ -96,7 +99,12 @@ impl Watches {
 
     /// The current contents of a watched family, as far as the master has told us.
     pub fn mirror(&self, family: &str) -> Option<&DbMap> {
-        self.mirrors.get(family)
+        self.mirrors.get(family).map(|m| &**m)
+    }
+
+    /// A shared snapshot of the mirror of `family` (cheap: see `mirrors`).
+    pub fn snapshot(&self, family: &str) -> Option<Arc<DbMap>> {
+        self.mirrors.get(family).cloned()
     }
 
     /// The watched families.
@@ -167,7 +175,7 @@ impl Watches {
             .filter(|k| !snapshot.contains_key(*k))
             .cloned()
             .collect();
-        *mirror = snapshot;
+        *mirror = Arc::new(snapshot);
         Some(Out::FamilyChanged(change))
     }
 
@@ -175,7 +183,7 @@ impl Watches {
         if !self.accepts(from) {
             return None;
         }
-        let mirror = self.mirrors.get_mut(&family)?;
+        let mirror = Arc::make_mut(self.mirrors.get_mut(&family)?);
         let mut change = FamilyChange {
             family,
             ..FamilyChange::default()

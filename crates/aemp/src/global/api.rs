@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 pub struct DbChange {
     /// The family.
     pub family: Str,
-    /// The family's contents after the change.
-    pub contents: DbMap,
+    /// The family's contents after the change (a shared snapshot).
+    pub contents: std::sync::Arc<DbMap>,
     /// Keys that appeared.
     pub added: Vec<Str>,
     /// Keys whose value changed.

@@ -22,6 +22,7 @@ use aemp_proto::{msg, Msg, NodeId, Str, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::SocketAddr;
 
+pub use aemp_proto::db::DbMap;
 pub use api::{DbChange, DbEntry, DbWatch};
 
 /// Which database role the node plays.
@@ -390,14 +391,14 @@ impl Kernel {
         subs.retain(|s| s.tx.send(change.clone()).is_ok());
     }
 
-    /// The mirror of a watched family (empty if unknown).
-    pub(crate) fn family_mirror(&self, family: &str) -> db::DbMap {
+    /// A shared snapshot of the mirror of a watched family (empty if unknown).
+    pub(crate) fn family_mirror(&self, family: &str) -> std::sync::Arc<db::DbMap> {
         let m = match &self.global.role {
-            Role::Slave { watches, .. } => watches.mirror(family),
-            Role::Global(g) => g.watches().mirror(family),
+            Role::Slave { watches, .. } => watches.snapshot(family),
+            Role::Global(g) => g.watches().snapshot(family),
             Role::Switching => None,
         };
-        m.cloned().unwrap_or_default()
+        m.unwrap_or_default()
     }
 
     /// Global nodes keep a connection to every global node listed in `'g` (§6.4).
