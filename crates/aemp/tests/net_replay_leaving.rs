@@ -11,6 +11,7 @@
 mod net_common;
 use aemp::Value;
 use net_common::*;
+use std::time::Duration;
 
 const SESSION: &str = "sessions/d_db_node_leaving/session.json";
 
@@ -30,8 +31,26 @@ fn by_family(frames: &[Value]) -> Vec<Value> {
     v
 }
 
+/// How the leaver's connection ends.
+#[derive(Clone, Copy, Debug)]
+enum Gone {
+    /// An orderly FIN without any goodbye message, as after POSIX::_exit (the recording).
+    Fin,
+    /// A reset (SO_LINGER 0), as when the leaver's host drops the connection.
+    Reset,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_db_node_leaving() {
+    replay(Gone::Fin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_db_node_leaving_by_reset() {
+    replay(Gone::Reset).await;
+}
+
+async fn replay(gone: Gone) {
     let session = load_vectors(SESSION);
     let conns = &session["connections"];
     assert_eq!(conns[0]["connecting_node"], "watcher");
@@ -98,9 +117,18 @@ async fn replay_db_node_leaving() {
     w.expect_nothing_more("changed").await;
 
     // 4. The leaver vanishes (POSIX::_exit in the recording: the socket just closes).
+    if let Gone::Reset = gone {
+        // Zero linger: close() sends RST at once and does not block.
+        socket2::SockRef::from(&l.stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
     drop(l);
-    w.expect_frames("leaver's entries deleted", &by_family(&w_s2c[9..12]))
-        .await;
+    w.expect_frames(
+        &format!("leaver's entries deleted ({gone:?})"),
+        &by_family(&w_s2c[9..12]),
+    )
+    .await;
 
     // 5. The watcher deletes a1 and stops its monitors.
     for f in &w_c2s[8..] {
