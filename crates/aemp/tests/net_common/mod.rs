@@ -344,3 +344,207 @@ pub async fn read_lines(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Optio
     }
     Some(lines)
 }
+
+// ---------------------------------------------------------------------------------------
+// Replays of captured Perl sessions (net_replay_*.rs): an aemp node plays the recorded
+// seed, scripted peers play the recorded clients.
+
+/// Where the captured Perl sessions live (see its README.md).
+pub const VECTORS: &str = "/work/shared/vectors";
+
+/// Reads a JSON file of the vectors folder (`sessions/<name>/session.json`,
+/// `frames-cbor.json`, …).
+pub fn load_vectors(rel: &str) -> serde_json::Value {
+    let path = format!("{VECTORS}/{rel}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The recorded messages of connection `conn` (0-based) of a `session.json`, direction
+/// `"c2s"` or `"s2c"`, each as the wire array `[port, msg…]`. Asserts the recorded framing,
+/// so that a replay cannot silently use the wrong one.
+pub fn recorded_frames(
+    session: &serde_json::Value,
+    conn: usize,
+    dir: &str,
+    framing: &str,
+) -> Vec<Value> {
+    let d = &session["connections"][conn]["directions"][dir];
+    assert_eq!(
+        d["framing"],
+        framing,
+        "recorded framing of conn{} {dir}",
+        conn + 1
+    );
+    let msgs = d["messages"].as_array().expect("recorded messages");
+    assert_eq!(Some(msgs.len() as u64), d["message_count"].as_u64());
+    msgs.iter()
+        .map(|m| aemp::config::json_to_value(&m["decoded"]))
+        .collect()
+}
+
+/// Renames recorded identifiers to the live ones: node IDs, port names and `host:port`
+/// addresses. A string is renamed when it equals a recorded name, and a port ID
+/// `node#port` has its node part and its port name renamed separately. Map keys are
+/// renamed too (`'l` and `db_reg` families are keyed by node and port IDs).
+#[derive(Default)]
+pub struct Rename(Vec<(String, String)>);
+
+impl Rename {
+    pub fn new() -> Rename {
+        Rename::default()
+    }
+
+    /// Adds one rule `from → to`.
+    pub fn with(mut self, from: impl Into<String>, to: impl Into<String>) -> Rename {
+        self.0.push((from.into(), to.into()));
+        self
+    }
+
+    fn name<'a>(&'a self, s: &'a str) -> &'a str {
+        self.0
+            .iter()
+            .find(|(from, _)| from == s)
+            .map_or(s, |(_, to)| to.as_str())
+    }
+
+    fn string(&self, s: &str) -> String {
+        match s.split_once('#') {
+            Some((node, port)) => format!("{}#{}", self.name(node), self.name(port)),
+            None => self.name(s).to_string(),
+        }
+    }
+
+    /// Applies the rules to every string and map key of `v`.
+    pub fn apply(&self, v: &Value) -> Value {
+        match v {
+            Value::Str(s) => Value::from(self.string(s)),
+            Value::List(l) => Value::List(l.iter().map(|x| self.apply(x)).collect()),
+            Value::Map(m) => Value::Map(
+                m.iter()
+                    .map(|(k, x)| (self.string(k).into(), self.apply(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+/// A recorded frame made comparable with a live one: map keys sorted (Perl's hash order is
+/// random) and, in `g_chg2`/`g_upd`, the delete list sorted as well (also hash order in
+/// Perl). The live side is only key-sorted ([`normalize`]): our database lists keys in
+/// sorted order by design (`aemp_proto::db` module docs, "Data layout"), so comparing it
+/// with a sorted recording also checks that documented order.
+pub fn canonical_recorded(frame: &Value) -> Value {
+    let mut v = normalize(frame);
+    if let Value::List(l) = &mut v {
+        let tag = l.get(1).and_then(Value::as_str).unwrap_or_default();
+        if l.first().and_then(Value::as_str) == Some("") && matches!(tag, "g_chg2" | "g_upd") {
+            if let Some(Value::List(del)) = l.get_mut(4) {
+                del.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    v
+}
+
+/// A global node on 127.0.0.1 that lists its own listen address among its seeds, like
+/// `aemp-seed.pl` of the captures; returns once it serves as its own master (its `'g`
+/// family names itself), so that a peer connecting afterwards sees a global node.
+pub async fn global_seed(name: &str, secret: &str, framings: &[&str]) -> Node {
+    // The seed address must be known before configure: take a free port (the tiny window
+    // until the node binds it again is accepted, as in tests/global_db.rs).
+    let addr = dead_addr().to_string();
+    let cfg = cfg(name, secret)
+        .binds([addr.as_str()])
+        .seeds([addr.as_str()])
+        .framing_format(framings.iter().copied())
+        .build()
+        .expect("config");
+    let node = Node::configure(cfg).await.expect("configure");
+    // A query waits for a master; a node that found itself among its seeds is its own.
+    let globals = within("the seed's 'g family", node.db_family("'g"))
+        .await
+        .expect("db_family");
+    assert!(
+        globals.contains_key(node.id().as_str()),
+        "seed is not global: 'g = {globals:?}"
+    );
+    node
+}
+
+/// The `host:port` string a node advertises in `'l` for its first listen address.
+pub fn advertised(node: &Node) -> String {
+    node.listen_addrs()[0].to_string()
+}
+
+impl Peer {
+    /// Sends one wire array `[port, msg…]` (as recorded) in our framing.
+    pub async fn send_frame(&mut self, frame: &Value) {
+        let Some([port, rest @ ..]) = frame.as_list() else {
+            panic!("not a frame: {frame:?}")
+        };
+        let port = port.as_str().expect("frame port").to_string();
+        self.send(&port, Msg::from(rest.to_vec())).await;
+    }
+
+    /// The next frame from the node as the wire array `[port, msg…]`; panics on EOF.
+    pub async fn recv_frame(&mut self) -> Value {
+        let (port, msg) = self.recv().await.expect("connection closed by the node");
+        let mut l = vec![Value::from(port)];
+        l.extend(msg.0);
+        Value::List(l)
+    }
+
+    /// Receives `want.len()` frames and compares them, in order, with the recorded (and
+    /// renamed) ones: live frames modulo map key order, recorded ones via
+    /// [`canonical_recorded`].
+    pub async fn expect_frames(&mut self, what: &str, want: &[Value]) {
+        for (i, w) in want.iter().enumerate() {
+            let got = self.recv_frame().await;
+            assert_eq!(
+                normalize(&got),
+                canonical_recorded(w),
+                "{what}: frame {i} differs from the Perl seed's"
+            );
+        }
+    }
+
+    /// Asserts that the node sent nothing more: a `time` request sent now must be answered
+    /// by the very next frame (the node port handles requests of one connection in order).
+    pub async fn expect_nothing_more(&mut self, tag: &str) {
+        let reply = format!("{}#{tag}", self.id);
+        self.send("", msg!["time", reply]).await;
+        let got = self.recv_frame().await;
+        let Some([port, t]) = got.as_list() else {
+            panic!("{}: unexpected frame {got:?}", self.id)
+        };
+        assert_eq!(
+            port.as_str(),
+            Some(tag),
+            "{}: unexpected frame {got:?}",
+            self.id
+        );
+        assert!(t.as_f64().unwrap_or(0.0) > 1.0e9, "bad time reply {got:?}");
+    }
+}
+
+/// The echo port of the reference setup (`aemp-seed.pl --echo-family`): answers
+/// `["ping", reply-port, data…]` with `["pong", data…]` sent to `reply-port`, and ignores
+/// everything else.
+pub fn echo_port(node: &Node) -> aemp::PortId {
+    node.port_with(|cx, m| {
+        if m.tag() != Some("ping") {
+            return Ok(());
+        }
+        let reply: aemp::PortId = m
+            .get(1)
+            .and_then(Value::as_str)
+            .ok_or("ping needs a reply port")?
+            .parse()?;
+        let mut pong = msg!["pong"];
+        pong.0.extend(m.0.iter().skip(2).cloned());
+        cx.snd(&reply, pong);
+        Ok(())
+    })
+}
