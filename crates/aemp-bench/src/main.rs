@@ -6,6 +6,7 @@
 //! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
 
 mod dbprop;
+mod bigfam;
 mod local;
 mod remote;
 
@@ -112,7 +113,7 @@ fn main() -> ExitCode {
                 _ => return usage(),
             },
             "-h" | "--help" => return usage(),
-            w if ALL.contains(&w) || w == "Rmem" => workloads.push(w.to_string()),
+            w if ALL.contains(&w) || w == "Rmem" || w == "Dbig" => workloads.push(w.to_string()),
             _ => return usage(),
         }
     }
@@ -143,6 +144,7 @@ fn main() -> ExitCode {
                 "R4" => remote::r4(&opts).await,
                 "Rmem" => remote::rmem(&opts).await,
                 "D1" => dbprop::d1(&opts).await,
+                "Dbig" => bigfam::dbig(&opts).await,
                 _ => Err(format!("unknown workload {w}")),
             }
         });

@@ -109,3 +109,30 @@ async fn seed_and_two_slaves_share_the_database() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(within(seed.db_family("svc")).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_callback_forms() {
+    let node = Node::new("dbcb/%u").unwrap();
+    node.db_set("cbfam", "x", 7).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.db_family_then("cbfam", move |r| {
+        let _ = tx.send(r);
+    });
+    let fam = within(rx).await.unwrap().unwrap();
+    assert_eq!(fam.get("x"), Some(&Value::Int(7)));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.db_keys_then("cbfam", move |r| {
+        let _ = tx.send(r);
+    });
+    assert_eq!(within(rx).await.unwrap().unwrap(), vec!["x"]);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.db_values_then("cbfam", move |r| {
+        let _ = tx.send(r);
+    });
+    assert_eq!(within(rx).await.unwrap().unwrap(), vec![Value::Int(7)]);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.db_keys_then("9bad", move |r| {
+        let _ = tx.send(r);
+    });
+    assert!(within(rx).await.unwrap().is_err());
+}

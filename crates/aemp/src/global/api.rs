@@ -230,6 +230,66 @@ impl Node {
         Ok(v.as_list().map(|l| l.to_vec()).unwrap_or_default())
     }
 
+    /// Callback form of [`Node::db_family`]: `cb` runs on the node's dispatcher with the
+    /// result (keep it short; it must not block).
+    pub fn db_family_then(
+        &self,
+        family_name: &str,
+        cb: impl FnOnce(Result<DbMap, Error>) + Send + 'static,
+    ) {
+        self.db_query_then("g_db_family", family_name, move |v| {
+            cb(v.map(|v| {
+                v.as_map()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }))
+        });
+    }
+
+    /// Callback form of [`Node::db_keys`].
+    pub fn db_keys_then(
+        &self,
+        family_name: &str,
+        cb: impl FnOnce(Result<Vec<Str>, Error>) + Send + 'static,
+    ) {
+        self.db_query_then("g_db_keys", family_name, move |v| {
+            cb(v.map(|v| {
+                v.as_list()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|k| k.as_str().map(Str::from))
+                    .collect()
+            }))
+        });
+    }
+
+    /// Callback form of [`Node::db_values`].
+    pub fn db_values_then(
+        &self,
+        family_name: &str,
+        cb: impl FnOnce(Result<Vec<Value>, Error>) + Send + 'static,
+    ) {
+        self.db_query_then("g_db_values", family_name, move |v| {
+            cb(v.map(|v| v.as_list().map(|l| l.to_vec()).unwrap_or_default()))
+        });
+    }
+
+    fn db_query_then(
+        &self,
+        tag: &'static str,
+        family_name: &str,
+        cb: impl FnOnce(Result<Value, Error>) + Send + 'static,
+    ) {
+        match readable_family(family_name) {
+            Ok(fam) => self.exec(move |k| {
+                k.db_query(tag, fam.as_str(), Box::new(move |v| cb(Ok(v))))
+            }),
+            Err(e) => cb(Err(e)),
+        }
+    }
+
     /// Watches a family: the first change lists the full current contents (even if empty),
     /// then one change per update. Keeps working across a change of master.
     pub fn db_mon(&self, family_name: &str) -> Result<DbWatch, Error> {
