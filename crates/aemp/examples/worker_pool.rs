@@ -125,7 +125,8 @@ async fn configure(nodeid: &str, seeds: &[&str], secret: &str) -> Result<Node, B
 }
 
 /// A worker node: one port that answers `["job", n, reply_port]` with
-/// `["done", n, collatz_steps(n), worker_name]`, registered under `workers`.
+/// `["done", n, collatz_steps(n), worker_name]` (steps `null` on overflow), registered under
+/// `workers`.
 async fn start_worker(i: usize, seed: &str, secret: &str) -> Result<Node, Box<dyn Error>> {
     let name = format!("worker{i}");
     let node = configure(&format!("{name}/"), &[seed], secret).await?;
@@ -152,18 +153,20 @@ async fn start_worker(i: usize, seed: &str, secret: &str) -> Result<Node, Box<dy
 }
 
 /// The number of Collatz steps from `n` down to 1: a little work with a checkable answer.
-fn collatz_steps(mut n: u64) -> u64 {
+/// `None` when the trajectory leaves `u64` (the input comes from the network: a worker must
+/// not loop or panic on it).
+fn collatz_steps(mut n: u64) -> Option<u64> {
     let mut steps = 0;
     while n > 1 {
         // `n & 1` rather than `is_multiple_of`, which is newer than the crate's rust-version.
         n = if n & 1 == 0 {
             n / 2
         } else {
-            n.saturating_mul(3).saturating_add(1)
+            n.checked_mul(3)?.checked_add(1)?
         };
         steps += 1;
     }
-    steps
+    Some(steps)
 }
 
 /// The next db_mon notification (with a time limit), printed.
