@@ -83,7 +83,13 @@ async fn start_receiver(bind: &str, seeds: &[&str], secret: &str) -> Result<Node
         // arrive in order, so when the sender gets this reply, everything it sent before has
         // been handled.
         .on("ping", |cx, m| {
-            let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+            // A ping without a reply port is an error, and an error kills the port.
+            let reply: PortId = m
+                .as_slice()
+                .last()
+                .and_then(Value::as_str)
+                .ok_or("no reply port")?
+                .parse()?;
             cx.snd(&reply, msg!["pong"]);
             Ok(())
         })

@@ -140,7 +140,12 @@ async fn start_worker(i: usize, seed: &str, secret: &str) -> Result<Node, Box<dy
                 .get(0)
                 .and_then(Value::as_u64)
                 .ok_or("job needs a number")?;
-            let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+            let reply: PortId = m
+                .as_slice()
+                .last()
+                .and_then(Value::as_str)
+                .ok_or("no reply port")?
+                .parse()?;
             cx.snd(&reply, msg!["done", n, collatz_steps(n), me.as_str()]);
             Ok(())
         })
