@@ -42,7 +42,18 @@ struct Address {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> std::process::ExitCode {
+    // Errors are printed with Display (returning them from main would print Debug).
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("typed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     // The shop has no seeds (so it is global); the customer uses it as its seed.
     let shop = configure("shop/", &[]).await?;
     let seed = shop
