@@ -5,8 +5,8 @@
 //!
 //! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
 
-mod dbprop;
 mod bigfam;
+mod dbprop;
 mod local;
 mod remote;
 

@@ -427,3 +427,51 @@ mod tests {
         );
     }
 }
+
+/// Port and node IDs travel as plain strings, so typed messages can carry them directly.
+mod serde_impls {
+    use super::{NodeId, PortId};
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    impl Serialize for PortId {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for PortId {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PortId, D::Error> {
+            let s = String::deserialize(d)?;
+            PortId::parse(&s).map_err(D::Error::custom)
+        }
+    }
+
+    impl Serialize for NodeId {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for NodeId {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+            let s = String::deserialize(d)?;
+            NodeId::new(&s).map_err(D::Error::custom)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::typed::{from_msg, to_msg};
+        use crate::{msg, PortId};
+
+        #[test]
+        fn port_ids_in_typed_messages() {
+            let p = PortId::parse("n#p").unwrap();
+            let m = to_msg(&("reply", p.clone())).unwrap();
+            assert_eq!(m, msg!["reply", "n#p"]);
+            let (tag, back): (String, PortId) = from_msg(m).unwrap();
+            assert_eq!((tag.as_str(), back), ("reply", p));
+            assert!(from_msg::<(String, PortId)>(msg!["x", "#bad"]).is_err());
+        }
+    }
+}

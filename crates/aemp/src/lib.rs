@@ -26,6 +26,7 @@
 //! handshake, database) is the `aemp-proto` crate, re-exported here.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod error;
@@ -38,6 +39,7 @@ pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, node_req, value, Msg, NodeId, PortId, Str, Value};
 pub use config::Config;
 pub use error::{CalError, Error, HandlerError, HandlerResult};
+pub use global::{DbChange, DbEntry, DbMap, DbWatch};
 pub use kernel::context::Cx;
 pub use kernel::monitor::{Monitor, Reason};
 pub use node::{Cal, Inbox, InboxClosed, MonGuard, Node, PeerStats, PortBuilder, TimerGuard};

@@ -283,9 +283,9 @@ impl Node {
         cb: impl FnOnce(Result<Value, Error>) + Send + 'static,
     ) {
         match readable_family(family_name) {
-            Ok(fam) => self.exec(move |k| {
-                k.db_query(tag, fam.as_str(), Box::new(move |v| cb(Ok(v))))
-            }),
+            Ok(fam) => {
+                self.exec(move |k| k.db_query(tag, fam.as_str(), Box::new(move |v| cb(Ok(v)))))
+            }
             Err(e) => cb(Err(e)),
         }
     }

@@ -2,7 +2,7 @@
 //! distributed database, as the kernel runs them.
 //!
 //! The database rules themselves are the sans-IO state machines of `aemp_proto::db`; this
-//! module decides which one is active ([`Role`]), routes their outputs to connections and to
+//! module decides which one is active (`Role`), routes their outputs to connections and to
 //! local `db_mon` subscribers, keeps the requests that wait for a master (`g_find`,
 //! `g_db_*`, re-sent on every master change), and reacts to nodes coming and going.
 //!

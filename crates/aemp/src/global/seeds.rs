@@ -4,7 +4,7 @@
 //! once; then a base of (1 + rand) · 0.6 s is doubled before every wait, up to
 //! `monitor_timeout`; the back-off restarts whenever a seed connection is lost. A seed
 //! connection is a plain dial of the address; the node ID behind it is learned from the
-//! greeting (see [`crate::transport::Network::seed_greeting`]).
+//! greeting (see `Network::outgoing_greeting`).
 
 use crate::transport::{Network, NodeEvent};
 use rand::Rng;

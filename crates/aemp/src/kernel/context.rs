@@ -56,6 +56,17 @@ impl<'k> Cx<'k> {
         self.k.snd(port, msg);
     }
 
+    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
+    pub fn snd_typed<T: serde::Serialize + ?Sized>(
+        &mut self,
+        port: &PortId,
+        msg: &T,
+    ) -> Result<(), Error> {
+        let msg = aemp_proto::typed::to_msg(msg)?;
+        self.snd(port, msg);
+        Ok(())
+    }
+
     /// Kills a port (see [`Node::kil`]).
     pub fn kil(&mut self, port: &PortId, reason: Reason) -> Result<(), Error> {
         self.k.kil(port, reason)

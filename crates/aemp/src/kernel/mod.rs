@@ -1,9 +1,9 @@
 //! The kernel: a node's ports, the dispatch of messages to their handlers, kills and
 //! monitors.
 //!
-//! All kernel state is owned by one dispatcher task per node (see [`run`]); nothing in it is
-//! locked. Everything else talks to it through the node's command queue ([`Core::push`]):
-//! `snd`, `kil`, `rcv`, `mon` from any thread become [`Cmd`]s that the dispatcher executes in
+//! All kernel state is owned by one dispatcher task per node (see `run`); nothing in it is
+//! locked. Everything else talks to it through the node's command queue (`Core::push`):
+//! `snd`, `kil`, `rcv`, `mon` from any thread become `Cmd`s that the dispatcher executes in
 //! order. Handlers get `&mut Kernel` through their [`Cx`], so what they do takes effect at
 //! once, and their sends are queued behind what is already waiting. This gives:
 //!

@@ -1,7 +1,7 @@
 //! Monitors: what happens when a watched port dies, and the guards that cancel them.
 //!
 //! Invariant (exactly once): a monitor lives in exactly one list (a local port's `monitors`,
-//! a remote port's list in [`RemoteMonitors`], or a node's list) plus the kernel's
+//! a remote port's list in `RemoteMonitors`, or a node's list) plus the kernel's
 //! `mon_index`; firing or cancelling removes it from both, so it can neither fire twice nor
 //! fire after cancellation.
 

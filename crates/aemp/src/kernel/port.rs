@@ -2,7 +2,7 @@
 //!
 //! Handlers are boxed closures run by the node's dispatcher. While a handler runs it is taken
 //! out of its slot (so that it can be given `&mut` access to the kernel) and the slot is
-//! marked [`HandlerSlot::Running`]. Afterwards the handler goes back only if its slot is still
+//! marked `HandlerSlot::Running`. Afterwards the handler goes back only if its slot is still
 //! `Running`: if `rcv` replaced or removed it meanwhile, that change stands. Changes to other
 //! slots of the same port do not affect it.
 

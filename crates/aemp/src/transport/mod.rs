@@ -7,7 +7,7 @@
 //!
 //! # One connection per node pair
 //!
-//! See [`registry`]: every connection asks the registry before it sends its auth line, and
+//! See the `registry` module: every connection asks the registry before it sends its auth line, and
 //! both nodes keep the same connection when they dial each other at once, without a spurious
 //! `transport_error`. A connection arriving when one is already up is refused, as the
 //! reference does (PROTOCOL.md §10.13).
