@@ -83,6 +83,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Hidden mode: the fresh process that measures L3's memory per port (see local.rs).
+    if argv.get(1).map(String::as_str) == Some("--l3-rss") {
+        return match local::l3_rss_child() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("L3-RSS: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Hidden mode: this process is node B of a remote workload (see remote.rs).
     if argv.get(1).map(String::as_str) == Some("--serve-b") {
         let (Some(framing), Some(secret)) = (argv.get(2), argv.get(3)) else {

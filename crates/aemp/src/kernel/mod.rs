@@ -320,13 +320,13 @@ impl Kernel {
 
     /// Kills a local port: removes it, fires its local monitors and notifies remote ones.
     pub(crate) fn kill_local(&mut self, name: &str, reason: Reason) {
-        let Some(port) = self.ports.remove(name) else {
+        let Some(mut port) = self.ports.remove(name) else {
             return;
         };
         let port::Watchers {
             monitors,
             remote: remote_monitors,
-        } = port.watch.map(|w| *w).unwrap_or_default();
+        } = port.take_watchers();
         if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
             let shown = Value::List(reason.clone());
             tracing::info!(port = %name, reason = %shown, "port killed");
@@ -438,7 +438,7 @@ impl Kernel {
     pub(crate) fn unmon(&mut self, id: u64) {
         match self.mon_index.remove(&id) {
             Some(MonTarget::Local(name)) => {
-                if let Some(w) = self.ports.get_mut(&name).and_then(|p| p.watch.as_mut()) {
+                if let Some(w) = self.ports.get_mut(&name).and_then(|p| p.watchers_mut()) {
                     w.monitors.retain(|(i, _)| *i != id);
                 }
             }
@@ -494,7 +494,7 @@ impl Kernel {
 
     /// A remote node no longer monitors (`mon0`) one of our ports.
     pub(crate) fn remove_remote_monitor(&mut self, node: &str, name: &str) {
-        if let Some(w) = self.ports.get_mut(name).and_then(|p| p.watch.as_mut()) {
+        if let Some(w) = self.ports.get_mut(name).and_then(|p| p.watchers_mut()) {
             w.remote.retain(|n| n.as_str() != node);
         }
     }
@@ -502,7 +502,7 @@ impl Kernel {
     /// A node disconnected: its monitors on our ports are gone (it re-sends `mon1` when it
     /// monitors again over a new connection).
     pub(crate) fn forget_remote_monitors_of(&mut self, node: &str) {
-        for w in self.ports.ports_mut().filter_map(|p| p.watch.as_mut()) {
+        for w in self.ports.ports_mut().filter_map(|p| p.watchers_mut()) {
             w.remote.retain(|n| n.as_str() != node);
         }
     }
@@ -573,6 +573,9 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Queue buffers larger than this (in commands) are released once empty.
+const KEEP_QUEUE: usize = 64 * 1024;
+
 /// Taking a batch at least this long wakes readers waiting for the queue to drain.
 const DRAIN_SIGNAL: usize = 1024;
 
@@ -602,6 +605,11 @@ pub(crate) async fn run(mut k: Kernel) {
         for cmd in batch.drain(..) {
             k.exec(cmd);
         }
+        if batch.capacity() > KEEP_QUEUE {
+            // A burst is over: do not keep its peak size (this vector goes back to the
+            // queue at the next swap).
+            batch = Vec::with_capacity(1024);
+        }
         let mut n = 0;
         while let Some(cmd) = RUNQ.with_borrow_mut(|q| q.pop_front()) {
             k.exec(cmd);
@@ -612,6 +620,9 @@ pub(crate) async fn run(mut k: Kernel) {
         }
         RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
         ACTIVE.set(std::ptr::null());
+        if k.run.is_empty() && k.run.capacity() > KEEP_QUEUE {
+            k.run = VecDeque::with_capacity(1024);
+        }
         if n == BUDGET {
             // A local ping-pong never empties the run queue: let other tasks and the
             // outside queue have their turn.

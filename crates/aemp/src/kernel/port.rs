@@ -78,10 +78,18 @@ pub(crate) fn short_eq(a: &str, b: &str) -> bool {
 pub(crate) struct Port {
     /// Handler for messages whose tag has no handler of its own.
     pub default: HandlerSlot,
+    /// Tag handlers and monitors, boxed together: many ports have neither, and an idle port
+    /// should cost as little as possible.
+    pub extra: Option<Box<PortExtra>>,
+}
+
+/// The less common parts of a port.
+#[derive(Default)]
+pub(crate) struct PortExtra {
     /// Per-tag handlers (string equality on element 0).
     pub tags: Vec<(Str, HandlerSlot)>,
-    /// Who watches this port; boxed because most ports have no monitor.
-    pub watch: Option<Box<Watchers>>,
+    /// Who watches this port.
+    pub watch: Watchers,
 }
 
 /// The monitors of one port.
@@ -96,14 +104,35 @@ pub(crate) struct Watchers {
 impl Port {
     /// The watchers, created on first use.
     pub(crate) fn watchers(&mut self) -> &mut Watchers {
-        self.watch.get_or_insert_with(Default::default)
+        &mut self.extra.get_or_insert_with(Default::default).watch
+    }
+
+    /// The watchers, if any were ever added.
+    pub(crate) fn watchers_mut(&mut self) -> Option<&mut Watchers> {
+        self.extra.as_mut().map(|e| &mut e.watch)
+    }
+
+    /// Takes the watchers out (on kill).
+    pub(crate) fn take_watchers(&mut self) -> Watchers {
+        self.extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.watch))
+            .unwrap_or_default()
+    }
+
+    fn tags(&self) -> &[(Str, HandlerSlot)] {
+        self.extra.as_ref().map_or(&[], |e| &e.tags[..])
+    }
+
+    fn tags_mut(&mut self) -> &mut Vec<(Str, HandlerSlot)> {
+        &mut self.extra.get_or_insert_with(Default::default).tags
     }
 
     /// Which handler takes a message with this tag, if any.
     #[inline]
     pub(crate) fn route(&self, tag: Option<&str>) -> Option<Route> {
         if let Some(tag) = tag {
-            if let Some(i) = self.tags.iter().position(|(t, _)| short_eq(t, tag)) {
+            if let Some(i) = self.tags().iter().position(|(t, _)| short_eq(t, tag)) {
                 return Some(Route::Tag(i));
             }
         }
@@ -115,7 +144,7 @@ impl Port {
     pub(crate) fn take(&mut self, route: &Route) -> Option<Handler> {
         let slot = match *route {
             Route::Default => &mut self.default,
-            Route::Tag(i) => &mut self.tags.get_mut(i)?.1,
+            Route::Tag(i) => &mut self.extra.as_mut()?.tags.get_mut(i)?.1,
         };
         match std::mem::replace(slot, HandlerSlot::Running) {
             HandlerSlot::Idle(h) => Some(h),
@@ -132,14 +161,13 @@ impl Port {
     pub(crate) fn restore(&mut self, route: &Route, tag: &str, h: Handler) {
         let slot = match *route {
             Route::Default => Some(&mut self.default),
-            Route::Tag(i) => match self.tags.get(i) {
-                Some((t, _)) if short_eq(t, tag) => self.tags.get_mut(i).map(|(_, h)| h),
-                _ => self
-                    .tags
-                    .iter_mut()
-                    .find(|(t, _)| short_eq(t, tag))
-                    .map(|(_, h)| h),
-            },
+            Route::Tag(i) => self.extra.as_mut().and_then(|e| {
+                let at = match e.tags.get(i) {
+                    Some((t, _)) if short_eq(t, tag) => Some(i),
+                    _ => e.tags.iter().position(|(t, _)| short_eq(t, tag)),
+                };
+                at.map(|i| &mut e.tags[i].1)
+            }),
         };
         if let Some(slot) = slot {
             if matches!(slot, HandlerSlot::Running) {
@@ -153,12 +181,12 @@ impl Port {
         let new = h.map_or(HandlerSlot::Empty, HandlerSlot::Idle);
         match tag {
             None => self.default = new,
-            Some(tag) => match self.tags.iter_mut().position(|(t, _)| t == tag) {
-                Some(i) if new.is_set() => self.tags[i].1 = new,
+            Some(tag) => match self.tags().iter().position(|(t, _)| t == tag) {
+                Some(i) if new.is_set() => self.tags_mut()[i].1 = new,
                 Some(i) => {
-                    self.tags.remove(i);
+                    self.tags_mut().remove(i);
                 }
-                None if new.is_set() => self.tags.push((Str::from(tag), new)),
+                None if new.is_set() => self.tags_mut().push((Str::from(tag), new)),
                 None => {}
             },
         }

@@ -5,7 +5,10 @@
 //! looked up skips hashing for streams of messages to one port (the common case).
 //!
 //! Invariants:
-//! * `index[name] == i` exactly when `slots[i]` is `Some` and holds the port named `name`;
+//! * `index[name] == i` exactly when `slots[i]` is `Some` and holds the port named `name`
+//!   (the name is kept only in the index);
+//! * `last`, if set, names a port that was at that slot with that uid; it is trusted only
+//!   after checking the slot's uid, so a stale entry is harmless;
 //! * every `None` slot is in `free`, and no index is in `free` twice;
 //! * `uid`s are never reused, so a slot index plus uid names one port forever.
 
@@ -14,7 +17,6 @@ use aemp_proto::Str;
 use rustc_hash::FxHashMap;
 
 pub(crate) struct Slot {
-    pub name: Str,
     pub uid: u64,
     pub port: Port,
 }
@@ -25,8 +27,8 @@ pub(crate) struct PortTable {
     free: Vec<u32>,
     index: FxHashMap<Str, u32>,
     next_uid: u64,
-    /// (slot index, uid) of the last successful lookup.
-    last: Option<(u32, u64)>,
+    /// Name, slot index and uid of the last successful lookup.
+    last: Option<(Str, u32, u64)>,
 }
 
 impl PortTable {
@@ -41,16 +43,18 @@ impl PortTable {
     /// Slot index and uid of the port named `name`.
     #[inline]
     pub fn lookup(&mut self, name: &str) -> Option<(u32, u64)> {
-        if let Some((i, uid)) = self.last {
-            if let Some(Some(s)) = self.slots.get(i as usize) {
-                if s.uid == uid && super::port::short_eq(&s.name, name) {
-                    return Some((i, uid));
+        if let Some((last, i, uid)) = &self.last {
+            if super::port::short_eq(last, name) {
+                if let Some(Some(s)) = self.slots.get(*i as usize) {
+                    if s.uid == *uid {
+                        return Some((*i, *uid));
+                    }
                 }
             }
         }
-        let i = *self.index.get(name)?;
+        let (key, &i) = self.index.get_key_value(name)?;
         let uid = self.slots[i as usize].as_ref()?.uid;
-        self.last = Some((i, uid));
+        self.last = Some((key.clone(), i, uid));
         Some((i, uid))
     }
 
@@ -78,7 +82,6 @@ impl PortTable {
         }
         self.next_uid += 1;
         let slot = Slot {
-            name: name.clone(),
             uid: self.next_uid,
             port,
         };
