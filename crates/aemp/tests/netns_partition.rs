@@ -100,22 +100,17 @@ fn slave_partition_is_detected_and_heals() {
     slave_partition_and_heal(1, Mode::Keepalive);
 }
 
-/// The same with the kernel's default keepalive settings: the dead idle connection is not
-/// noticed within the wait, so the partition does not show in the database.
+/// The same with the kernel's default keepalive settings in the namespaces: the node sets
+/// its own per-socket keepalive timing (from `monitor_timeout`), so the dead idle connection
+/// is still noticed.
 #[test]
-#[ignore = "FINDING: with default kernel keepalive settings a silently dead idle connection \
-            is not detected for over 2 hours (no application-level keepalive, no \
-            per-socket TCP_KEEPIDLE/TCP_USER_TIMEOUT), see the report"]
 fn slave_partition_with_default_keepalive() {
     slave_partition_and_heal(3, Mode::DefaultKeepalive);
 }
 
 /// The same with data in flight from G to A when the link dies: keepalive does not run on a
-/// connection with unacknowledged data, so only the retransmission timeout can end it.
+/// connection with unacknowledged data; the node's `TCP_USER_TIMEOUT` ends it.
 #[test]
-#[ignore = "FINDING: a dead connection with unacknowledged data is only detected by the \
-            kernel's retransmission timeout (tcp_retries2, about 15 min by default) even with \
-            short keepalive settings; no TCP_USER_TIMEOUT is set, see the report"]
 fn slave_partition_with_data_in_flight() {
     slave_partition_and_heal(4, Mode::InFlight);
 }
