@@ -187,8 +187,11 @@ enum Scan {
 pub struct Decoder {
     framing: Framing,
     limits: Limits,
-    /// Fed bytes; `buf[pos..]` is not yet decoded.
+    /// Fed bytes; `buf[pos..end]` is not yet decoded, `buf[end..]` is spare room that
+    /// [`Decoder::spare`] lends out to be read into (so a socket read lands here directly).
     buf: Vec<u8>,
+    /// End of the fed bytes in `buf`.
+    end: usize,
     /// Start of the next item in `buf`.
     pos: usize,
     /// Stream offset of `buf[0]`, for error messages.
@@ -207,6 +210,7 @@ impl Decoder {
             framing,
             limits,
             buf: Vec::new(),
+            end: 0,
             pos: 0,
             base: 0,
             scan: None,
@@ -224,20 +228,41 @@ impl Decoder {
         if self.poisoned.is_some() {
             return;
         }
-        // Compact only when the consumed prefix is at least half the buffer, so every byte
-        // is moved O(1) times amortised (draining after each item would be quadratic when
-        // one read holds many small frames).
-        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
-            self.buf.drain(..self.pos);
+        let room = self.spare(data.len());
+        room[..data.len()].copy_from_slice(data);
+        self.commit(data.len());
+    }
+
+    /// Room for at least `min` more bytes at the end of the buffer, to read into directly;
+    /// then call [`Decoder::commit`] with the number of bytes written. Saves the copy that
+    /// [`Decoder::feed`] makes.
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        // Compact only when the consumed prefix is at least half the data, so every byte is
+        // moved O(1) times amortised (draining after each item would be quadratic when one
+        // read holds many small frames).
+        if self.pos > 0 && self.pos >= self.end / 2 {
+            self.buf.copy_within(self.pos..self.end, 0);
             self.base += self.pos as u64;
+            self.end -= self.pos;
             self.pos = 0;
         }
-        self.buf.extend_from_slice(data);
+        if self.buf.len() < self.end + min {
+            self.buf.resize(self.end + min, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `n` bytes of the room returned by [`Decoder::spare`] as fed.
+    pub fn commit(&mut self, n: usize) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        self.end = (self.end + n).min(self.buf.len());
     }
 
     /// Number of bytes fed but not yet returned as part of a value.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.pos
     }
 
     /// Decodes the next complete top-level item: `Ok(None)` when more bytes are needed.
@@ -251,6 +276,7 @@ impl Decoder {
             Err(e) => {
                 self.poisoned = Some(e.clone());
                 self.buf = Vec::new();
+                self.end = 0;
                 self.pos = 0;
                 self.scan = None;
                 Err(e)
@@ -269,15 +295,15 @@ impl Decoder {
                 self.pos += 1;
             }
         }
-        if self.pos == self.buf.len() {
-            // Everything consumed: release the bytes cheaply.
+        if self.pos == self.end {
+            // Everything consumed: start over at the front of the buffer.
             self.base += self.pos as u64;
-            self.buf.clear();
+            self.end = 0;
             self.pos = 0;
             return Ok(None);
         }
         let base = self.base + self.pos as u64;
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.pos..self.end];
         if self.scan.is_none() {
             match parse(self.framing, avail, base, &self.limits) {
                 Ok((v, used)) => return self.accept(v, used),

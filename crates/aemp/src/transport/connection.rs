@@ -408,7 +408,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     };
     let mut dec = Decoder::new(framing, net.cfg.limits);
     dec.feed(&leftover);
-    let mut buf = vec![0u8; READ_MIN];
+    // Reads go straight into the decoder's buffer; the read size grows while reads fill it.
+    let mut chunk = READ_MIN;
     let mut cmds: Vec<Cmd> = Vec::with_capacity(256);
     loop {
         loop {
@@ -447,16 +448,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 drained.await;
             }
         }
-        let n = rd.read(&mut buf).await.map_err(|e| e.to_string())?;
+        let room = dec.spare(chunk);
+        let room_len = room.len();
+        let n = rd.read(room).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("EOF from peer".to_string());
         }
-        if n == buf.len() && buf.len() < READ_MAX {
-            buf.resize(buf.len() * 2, 0);
+        dec.commit(n);
+        if n == room_len && chunk < READ_MAX {
+            chunk *= 2;
         }
         net.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         tx.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        dec.feed(&buf[..n]);
     }
 }
 
