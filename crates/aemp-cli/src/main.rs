@@ -195,14 +195,14 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     };
     // `<command> --help` (only right after the first command: later, --help may be a value).
     if args.get(1).is_some_and(|a| help::is_help_flag(a)) {
-        return print_help(Some(first));
+        return print_help(Some(first.as_str()));
     }
     match first.as_str() {
         "help" | "--help" | "-h" => {
             if args.len() > 2 {
                 return Err(Failure::Usage("help takes at most one command name".into()));
             }
-            return print_help(args.get(1));
+            return print_help(args.get(1).map(String::as_str));
         }
         "--version" | "-V" | "version" => {
             println!("aemp {}", env!("CARGO_PKG_VERSION"));
@@ -242,7 +242,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     // `... <command> --help` after configuration commands: help only, nothing is saved.
     if let (Some(name), Some(serde_json::Value::String(flag))) = (name, cmd_args.first()) {
         if help::is_help_flag(flag) {
-            return print_help(Some(&name.to_string()));
+            return print_help(Some(name));
         }
     }
     if outcome.changed {
@@ -265,7 +265,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         "demo" => run_demo(&outcome.rest[1..]),
         "help" => match cmd_args {
             [] => print_help(None),
-            [serde_json::Value::String(c)] => print_help(Some(c)),
+            [serde_json::Value::String(c)] => print_help(Some(c.as_str())),
             _ => Err(Failure::Usage("help takes at most one command name".into())),
         },
         "shell" => {
@@ -305,7 +305,7 @@ const COMMANDS: [&str; 10] = [
 
 /// Prints the overview (`None`) or the usage of one command; an unknown command is a usage
 /// error.
-fn print_help(command: Option<&String>) -> Result<(), Failure> {
+fn print_help(command: Option<&str>) -> Result<(), Failure> {
     match command {
         None => {
             print!("{USAGE}");

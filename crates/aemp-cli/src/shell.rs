@@ -69,7 +69,13 @@ pub(crate) async fn run(
             let _ = std::io::stdout().flush();
         }
         let line = match rx.recv().await {
-            None | Some(Ok(None)) => break,
+            None | Some(Ok(None)) => {
+                if interactive {
+                    // End of input (Ctrl-D) leaves the cursor after the prompt.
+                    println!();
+                }
+                break;
+            }
             Some(Ok(Some(l))) => l,
             Some(Err(e)) => {
                 eprintln!("aemp: {e}");
