@@ -5,7 +5,10 @@
 //! * configuration commands on the rc file, chained on one command line
 //!   ([`rc_commands`]);
 //! * `run`: a node from the configuration, until SIGINT/SIGTERM ([`run_node`]);
-//! * protocol commands (`snd`, `cal`, `mon`, ...) with a short-lived node ([`proto`]).
+//! * protocol commands (`snd`, `cal`, `mon`, ...) with a short-lived node ([`proto`]), also
+//!   line by line from stdin ([`shell`]).
+//!
+//! `aemp help <command>` and `aemp <command> --help` print a command's usage ([`help`]).
 //!
 //! Exit status: 0 on success, 1 when a command failed, 2 for a usage error.
 
@@ -13,9 +16,11 @@
 #![warn(missing_docs)]
 
 mod demo;
+mod help;
 mod proto;
 mod rc_commands;
 mod run_node;
+mod shell;
 
 use aemp::config::RcDoc;
 use std::io::IsTerminal;
@@ -42,7 +47,8 @@ Running a node:
   run [key value...]               configure a node as Perl's configure does (e.g.
                                    run profile seed nodeid %n binds '[\"*:4040\"]') and run
                                    it until SIGINT/SIGTERM; --connect host:port (before
-                                   the command) also connects it to the node there
+                                   the command) also connects it to the node there;
+                                   built-in services: aemp::echo, AnyEvent::MP::Global
 
 Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
   snd <port> <arg...>              send a message and confirm its delivery
@@ -51,6 +57,8 @@ Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
   eval <node> <expr...>            not supported (this implementation runs no Perl code)
   trace <node>                     print the nodes reachable from <node> and their links
                                    (native aemp_nodes request; Perl nodes do not answer it)
+  shell [<node>]                   read such commands (and nodes, db <family>) from stdin,
+                                   one per line, on one node
   The node reaches other nodes through its seeds; --connect host:port (before the
   command) connects to a node directly first. Connecting and replies are awaited for
   at most 10 s (--timeout S before the command changes that).
@@ -59,7 +67,7 @@ Configuration commands (act on the rc file; they chain on one command line):
   profile <name>                   following commands act on this profile
   setnodeid <id> | delnodeid       node ID (%n: host name, %u or trailing /: random)
   gensecret | setsecret <s> | delsecret
-  setcert <pemfile> | delcert
+  gencert | setcert <pemfile> | delcert   (gencert: a new self-signed key+certificate)
   setseeds <a,b> | delseeds | addseed <hp> | delseed <hp>
   setbinds <a,b> | delbinds | addbind <hp> | delbind <hp>
   setservices <a,b> | delservices | addservice <s> | delservice <s>
@@ -75,7 +83,11 @@ is the whole command line as one JSON array.
 
 Other:
   help | --help | -h               this text
+  help <command> | <command> --help   the usage of one command
   --version | -V                   the version
+
+Exit status: 0 success, 1 a command failed (including a broken rc file), 2 usage error
+(unknown command or option, missing or malformed argument).
 
 Environment: PERL_ANYEVENT_MP_RC (rc file; default ~/.perl-anyevent-mp), RUST_LOG or
 AE_VERBOSE (0-9, AnyEvent levels) for the log level.
@@ -181,10 +193,16 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         eprint!("{USAGE}");
         return Err(Failure::Usage("no command given".into()));
     };
+    // `<command> --help` (only right after the first command: later, --help may be a value).
+    if args.get(1).is_some_and(|a| help::is_help_flag(a)) {
+        return print_help(Some(first.as_str()));
+    }
     match first.as_str() {
         "help" | "--help" | "-h" => {
-            print!("{USAGE}");
-            return Ok(());
+            if args.len() > 2 {
+                return Err(Failure::Usage("help takes at most one command name".into()));
+            }
+            return print_help(args.get(1).map(String::as_str));
         }
         "--version" | "-V" | "version" => {
             println!("aemp {}", env!("CARGO_PKG_VERSION"));
@@ -198,12 +216,15 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         _ => {}
     }
 
-    let mut rc = RcDoc::load_default().map_err(failed)?;
+    // A broken rc file stops everything before any command runs, so it is never rewritten.
+    let mut rc = RcDoc::load_default()
+        .map_err(|e| failed(format!("{e} (nothing was done; fix or remove the file)")))?;
     let outcome =
         rc_commands::run(&args, &mut rc, &mut std::io::stdout().lock()).map_err(|e| match e {
             rc_commands::CmdError::Config(_)
             | rc_commands::CmdError::ReadFile { .. }
-            | rc_commands::CmdError::Output(_) => failed(e),
+            | rc_commands::CmdError::Output(_)
+            | rc_commands::CmdError::Generate(_) => failed(e),
             _ => Failure::Usage(e.to_string()),
         })?;
     let name = match outcome.rest_values.first() {
@@ -217,6 +238,13 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             return Err(Failure::Usage(format!("unknown command {shown}")));
         }
     };
+    let cmd_args = outcome.rest_values.get(1..).unwrap_or_default();
+    // `... <command> --help` after configuration commands: help only, nothing is saved.
+    if let (Some(name), Some(serde_json::Value::String(flag))) = (name, cmd_args.first()) {
+        if help::is_help_flag(flag) {
+            return print_help(Some(name));
+        }
+    }
     if outcome.changed {
         rc.save().map_err(failed)?;
     }
@@ -228,7 +256,6 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
         }
         return Ok(());
     };
-    let cmd_args = &outcome.rest_values[1..];
     match name {
         "run" => {
             init_logging("info");
@@ -236,9 +263,22 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             runtime(2)?.block_on(run_node::run(cfg, &opts))
         }
         "demo" => run_demo(&outcome.rest[1..]),
-        "help" => {
-            print!("{USAGE}");
-            Ok(())
+        "help" => match cmd_args {
+            [] => print_help(None),
+            [serde_json::Value::String(c)] => print_help(Some(c.as_str())),
+            _ => Err(Failure::Usage("help takes at most one command name".into())),
+        },
+        "shell" => {
+            init_logging("warn");
+            let default = match cmd_args {
+                [] => None,
+                [serde_json::Value::String(n)] => {
+                    Some(aemp::NodeId::new(n).map_err(|e| Failure::Usage(format!("shell: {e}")))?)
+                }
+                _ => return Err(Failure::Usage("shell takes at most one node ID".into())),
+            };
+            let cfg = proto::config(&rc)?;
+            runtime(1)?.block_on(shell::run(cfg, &opts, default))
         }
         "snd" | "cal" | "mon" | "trace" => {
             init_logging("warn");
@@ -246,26 +286,40 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             let cfg = proto::config(&rc)?;
             runtime(1)?.block_on(proto::run(cfg, &opts, req))
         }
-        "eval" | "shell" => Err(failed(format!(
-            "{name} is not supported by this implementation: it runs no Perl code, and a \
-             Rust node cannot evaluate Perl expressions"
-        ))),
+        "eval" => Err(failed(
+            "eval is not supported by this implementation: it runs no Perl code, and a Rust \
+             node cannot evaluate Perl expressions (aemp shell offers snd/cal/mon instead)",
+        )),
         "restart" => Err(failed(
             "restart is not supported: aemp run has no watchdog to restart it; stop the node \
              with SIGTERM and start it again",
-        )),
-        "gencert" => Err(failed(
-            "gencert is not supported by this implementation; create a key and self-signed \
-             certificate with openssl and load it with setcert <pemfile>",
         )),
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
 }
 
 /// The commands [`dispatch`] runs after the configuration commands.
-const COMMANDS: [&str; 11] = [
-    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart", "gencert",
+const COMMANDS: [&str; 10] = [
+    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart",
 ];
+
+/// Prints the overview (`None`) or the usage of one command; an unknown command is a usage
+/// error.
+fn print_help(command: Option<&str>) -> Result<(), Failure> {
+    match command {
+        None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(c) => match help::topic(c) {
+            Some(text) => {
+                print!("{text}");
+                Ok(())
+            }
+            None => Err(Failure::Usage(format!("no help for unknown command {c:?}"))),
+        },
+    }
+}
 
 fn run_demo(args: &[String]) -> Result<(), Failure> {
     init_logging("warn,aemp_cli=info");

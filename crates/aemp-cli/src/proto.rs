@@ -96,14 +96,8 @@ pub(crate) fn config(rc: &RcDoc) -> Result<Config, Failure> {
 
 /// Runs `req` on a fresh node from `cfg`.
 pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(), Failure> {
-    let node = Node::configure(cfg)
-        .await
-        .map_err(|e| failed(format!("cannot start the aemp node: {e}")))?;
-    tracing::debug!(node = %node.id(), "started");
+    let node = start(cfg, opts).await?;
     let result = async {
-        for hp in &opts.connect {
-            connect(&node, hp, opts.timeout()).await?;
-        }
         let target = req.target().node().to_string();
         if !opts.connect.is_empty() && !node.up_nodes().await.iter().any(|n| n.as_str() == target) {
             tracing::warn!(
@@ -112,16 +106,37 @@ pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(),
                  if its address is known (seeds)"
             );
         }
-        match req {
-            Request::Snd { port, msg } => snd(&node, &port, msg, opts.timeout()).await,
-            Request::Cal { port, msg } => cal(&node, &port, msg, opts.timeout()).await,
-            Request::Mon { port } => mon(&node, &port).await,
-            Request::Trace { port } => trace(&node, &port, opts.timeout()).await,
-        }
+        exec(&node, opts, req).await
     }
     .await;
     node.shutdown();
     result
+}
+
+/// Starts the short-lived node from `cfg` and connects it to every `--connect` address
+/// (waiting until each is up). On failure the node is shut down again.
+pub(crate) async fn start(cfg: Config, opts: &Options) -> Result<Node, Failure> {
+    let node = Node::configure(cfg)
+        .await
+        .map_err(|e| failed(format!("cannot start the aemp node: {e}")))?;
+    tracing::debug!(node = %node.id(), "started");
+    for hp in &opts.connect {
+        if let Err(e) = connect(&node, hp, opts.timeout()).await {
+            node.shutdown();
+            return Err(e);
+        }
+    }
+    Ok(node)
+}
+
+/// Executes one request on a running node (`run` and the shell share this).
+pub(crate) async fn exec(node: &Node, opts: &Options, req: Request) -> Result<(), Failure> {
+    match req {
+        Request::Snd { port, msg } => snd(node, &port, msg, opts.timeout()).await,
+        Request::Cal { port, msg } => cal(node, &port, msg, opts.timeout()).await,
+        Request::Mon { port } => mon(node, &port).await,
+        Request::Trace { port } => trace(node, &port, opts.timeout()).await,
+    }
 }
 
 /// Connects to `hp` and waits (at most `timeout`) until the node there is up.
@@ -214,7 +229,6 @@ async fn cal(node: &Node, port: &PortId, msg: Msg, timeout: Duration) -> Result<
     }
 }
 
-/// Waits until `port` dies and prints the kill reason as a JSON array (`[]`: a normal kill).
 /// Asks every node reachable from `start` for its connected nodes (the native `aemp_nodes`
 /// request; the reference does this with `eval`, which only Perl nodes serve) and prints one
 /// line per node: `node -> peer, peer, …`. Nodes that do not answer (Perl nodes, unreachable
@@ -260,6 +274,7 @@ async fn trace(node: &Node, start: &PortId, timeout: Duration) -> Result<(), Fai
     Ok(())
 }
 
+/// Waits until `port` dies and prints the kill reason as a JSON array (`[]`: a normal kill).
 async fn mon(node: &Node, port: &PortId) -> Result<(), Failure> {
     let reason = node.monitor(port).await;
     println!("[{}]", json_body(&reason));

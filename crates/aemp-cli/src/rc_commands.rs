@@ -88,6 +88,8 @@ pub enum CmdError {
     },
     /// Writing output failed.
     Output(io::Error),
+    /// `gencert` could not make a certificate.
+    Generate(String),
 }
 
 impl fmt::Display for CmdError {
@@ -101,6 +103,7 @@ impl fmt::Display for CmdError {
             CmdError::Config(e) => write!(f, "{e}"),
             CmdError::ReadFile { path, source } => write!(f, "{path}: {source}"),
             CmdError::Output(e) => write!(f, "cannot write output: {e}"),
+            CmdError::Generate(m) => write!(f, "gencert: {m}"),
         }
     }
 }
@@ -312,6 +315,14 @@ impl Session {
             "gensecret" => {
                 self.target(rc)?
                     .insert("secret".into(), Value::String(generate_secret()));
+                return Ok(true);
+            }
+            "gencert" => {
+                // Checked first, so a key is not generated for a document that cannot take it.
+                self.target(rc)?;
+                let pem = aemp::transport::tls::gencert()
+                    .map_err(|e| CmdError::Generate(e.to_string()))?;
+                self.target(rc)?.insert("cert".into(), Value::String(pem));
                 return Ok(true);
             }
             _ => {}
@@ -623,6 +634,17 @@ mod tests {
             json!("-----BEGIN X-----\nabc\n-----END X-----\n")
         );
         go(&mut rc, &["delcert"]).unwrap();
+        assert!(!rc.root().contains_key("cert"));
+        // gencert: a fresh key and self-signed certificate that the TLS layer accepts, in
+        // the profile it follows.
+        go(&mut rc, &["profile", "p", "gencert"]).unwrap();
+        let pem = rc.root()["profile"]["p"]["cert"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(pem.contains("-----BEGIN PRIVATE KEY-----"), "{pem}");
+        assert!(pem.contains("-----BEGIN CERTIFICATE-----"), "{pem}");
+        aemp::transport::tls::TlsIdentity::from_pem(&pem).unwrap();
         assert!(!rc.root().contains_key("cert"));
         let missing = dir.0.join("nope.pem");
         assert!(matches!(

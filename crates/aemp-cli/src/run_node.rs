@@ -1,13 +1,18 @@
 //! `aemp run [key value...]`: a node from the configuration, running until SIGINT or
 //! SIGTERM.
 //!
-//! Differences from the reference: there is no watchdog that restarts the node, and
-//! services cannot be started, because they name Perl modules and functions and this
-//! binary has no built-in init functions. Both are said in the log.
+//! Services: the reference loads Perl modules and calls Perl functions named in `services`.
+//! A Rust binary cannot, so services are looked up by name among the init functions this
+//! tool registers on its node ([`BUILTIN_SERVICES`]); `AnyEvent::MP::Global` (with or
+//! without `::`) makes the node global, which the library does by itself. Any other name is
+//! logged as not started.
+//!
+//! Difference from the reference: there is no watchdog that restarts the node (said in
+//! the log by `restart`).
 
 use crate::{failed, resolve_hostport, Failure, Options};
 use aemp::config::{format_hostport, ConfigBuilder, RcDoc, Service};
-use aemp::{Config, Node, NodeEvent};
+use aemp::{Config, Cx, HandlerResult, Msg, Node, NodeEvent, PortId, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Builds the configuration from `configure`-style arguments (an odd count: the first is
@@ -48,22 +53,92 @@ pub(crate) async fn run(cfg: Config, opts: &Options) -> Result<(), Failure> {
     } else {
         tracing::info!(seeds = %seeds.join(" "), "seeds");
     }
+    register_builtins(&node);
     for s in &services {
-        let name = match s {
-            Service::Module(m) => m.as_str(),
-            Service::Function(f) => f.as_str(),
-            Service::Call { func, .. } => func.as_str(),
-        };
-        tracing::warn!(
-            service = name,
-            "service not started: it names Perl code, which a Rust node cannot load; embed \
-             aemp in a Rust program and register an init function of that name instead"
-        );
+        start_service(&node, s);
     }
     let signal = wait_for_signal().await?;
     tracing::info!(node = %node.id(), signal, "shutting down");
     node.shutdown();
     Ok(())
+}
+
+/// The built-in echo service: a port answering `["ping", args..., reply]` with
+/// `["pong", args...]`, registered in the global database family `echo`.
+pub(crate) const ECHO: &str = "aemp::echo";
+
+/// The family the echo service registers its port in.
+pub(crate) const ECHO_FAMILY: &str = "echo";
+
+/// Service names `run` can start (besides `AnyEvent::MP::Global`, which the library handles).
+pub(crate) const BUILTIN_SERVICES: [&str; 1] = [ECHO];
+
+/// Registers the init functions of [`BUILTIN_SERVICES`] on `node` (so other nodes can also
+/// spawn them there by name).
+pub(crate) fn register_builtins(node: &Node) {
+    node.register(ECHO, echo_init);
+}
+
+/// Init function of [`ECHO`]: runs in the new port's context. The optional first argument
+/// is the value of the database entry (default null).
+fn echo_init(cx: &mut Cx<'_>, args: Vec<Value>) -> HandlerResult {
+    let value = args.into_iter().next().unwrap_or(Value::Null);
+    cx.rcv("ping", |cx, msg| {
+        let mut parts = msg.into_vec();
+        // The reply port is the last element; a ping without one is ignored rather than
+        // killing the service for everyone.
+        let reply = match parts
+            .pop()
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(PortId::parse)
+        {
+            Some(Ok(p)) => p,
+            _ => {
+                tracing::debug!("echo: ping without a reply port ignored");
+                return Ok(());
+            }
+        };
+        let mut pong = Msg::with_capacity(parts.len() + 1);
+        pong.push("pong");
+        pong.0.extend(parts);
+        cx.snd(&reply, pong);
+        Ok(())
+    });
+    // Anything else is ignored: a stray message must not kill the service.
+    cx.rcv_default(|_cx, msg| {
+        tracing::debug!(tag = ?msg.tag(), "echo: message ignored");
+        Ok(())
+    });
+    cx.node().db_reg(ECHO_FAMILY, &cx.self_port(), value)?;
+    Ok(())
+}
+
+/// Starts one configured service, or logs why it is not started.
+fn start_service(node: &Node, s: &Service) {
+    if s.is_global_service() {
+        tracing::info!("service AnyEvent::MP::Global: the node is a global node");
+        return;
+    }
+    let (given, args) = match s {
+        Service::Module(m) => (m.as_str(), Vec::new()),
+        Service::Function(f) => (f.as_str(), Vec::new()),
+        Service::Call { func, args } => (func.as_str(), args.clone()),
+    };
+    let name = given.trim_end_matches("::");
+    if !BUILTIN_SERVICES.contains(&name) {
+        tracing::warn!(
+            service = given,
+            "service not started: no built-in service of that name (a Rust node cannot load \
+             Perl modules or call Perl functions; built-in: {}, AnyEvent::MP::Global)",
+            BUILTIN_SERVICES.join(", ")
+        );
+        return;
+    }
+    match node.spawn(node.id(), name, args) {
+        Ok(port) => tracing::info!(service = name, port = %port, "service started"),
+        Err(e) => tracing::warn!(service = name, "service not started: {e}"),
+    }
 }
 
 /// Dials `hp` and reports in the log whether the node there comes up within `timeout`

@@ -82,6 +82,8 @@ fn version_and_help() {
         "mon",
         "eval",
         "trace",
+        "shell",
+        "gencert",
         "setsecret",
         "addseed",
         "showconfig",
@@ -89,6 +91,11 @@ fn version_and_help() {
     ] {
         assert!(text.contains(cmd), "usage lacks {cmd}:\n{text}");
     }
+    assert!(
+        text.contains("Exit status: 0 success, 1 a command failed")
+            && text.contains("2 usage error"),
+        "{text}"
+    );
     // No command at all: usage on stderr, a usage error.
     let o = run(&dir, &[]);
     assert_eq!(o.status.code(), Some(2));
@@ -219,6 +226,22 @@ fn unknown_and_unsupported_commands_fail() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown command [1]"), "{}", stderr(&o));
 
+    let o = run(&dir, &["restart", "somenode"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("restart is not supported"));
+    let o = run(&dir, &["shell", "a", "b"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at most one node ID"), "{}", stderr(&o));
+    let o = run(&dir, &["shell", "bad,node"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&dir, &["setcert", "/nonexistent/aemp-cert.pem"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/aemp-cert.pem"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.rc().exists());
     let o = run(&dir, &["eval", "somenode", "1+1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -345,7 +368,8 @@ fn run_a_node_and_talk_to_it() {
     let dir = TempDir::new("run");
     std::fs::write(
         dir.rc(),
-        r#"{"secret": "t0p", "services": ["My::Service::"]}"#,
+        r#"{"secret": "t0p", "services": ["AnyEvent::MP::Global", "aemp::echo",
+            "My::Service::", ["aemp::echo", {"v": 1}]]}"#,
     )
     .unwrap();
     let port = free_port();
@@ -358,8 +382,30 @@ fn run_a_node_and_talk_to_it() {
         running.contains(&format!("listen=127.0.0.1:{port}")),
         "{running}"
     );
-    let log = node.wait_for("service not started");
-    assert!(log.last().unwrap().contains("My::Service::"));
+    // Built-in services start (the echo port is logged), unknown ones are only named, and
+    // the global service is no warning.
+    let log = node.wait_for("service started");
+    let echo = log
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("port="))
+        .expect("the echo port in the log")
+        .to_string();
+    assert!(echo.starts_with("clitest#"), "{echo}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("INFO service AnyEvent::MP::Global: the node is a global node")),
+        "{log:?}"
+    );
+    let mut log = node.wait_for("service not started");
+    assert!(log.last().unwrap().contains("service=\"My::Service::\""));
+    log.extend(node.wait_for("service started"));
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("WARN") && l.contains("service=\"AnyEvent::MP::Global")),
+        "{log:?}"
+    );
 
     let addr = format!("127.0.0.1:{port}");
     let client = |args: &[&str]| {
@@ -400,6 +446,70 @@ fn run_a_node_and_talk_to_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no_such_port"), "{}", stderr(&o));
 
+    // The shell: commands from a pipe on one node; `#` and `#name` are relative to the node
+    // given to shell. A failed command does not stop it, but makes the exit status 1.
+    let script = format!(
+        "# a comment\n\
+         cal # time\n\
+         cal {echo} ping 1 [2, \"a b\"]\n\
+         cal {echo} ping\n\
+         nodes\n\
+         db echo\n\
+         mon #nosuchport\n\
+         snd #nosuchport hello\n\
+         eval 1+1\n\
+         cal #x\n\
+         frobnicate\n\
+         help\n\
+         quit\n\
+         cal # never-run\n"
+    );
+    let o = shell(&dir, &addr, &["shell", "clitest"], &script);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() > 7, "{out}");
+    let t: f64 = lines[0].parse().expect("a time");
+    assert!(t > 1e9, "{t}");
+    assert_eq!(lines[1], r#""pong","1",[2,"a b"]"#);
+    assert_eq!(lines[2], r#""pong""#);
+    assert_eq!(lines[3], "clitest");
+    let db: serde_json::Value = serde_json::from_str(lines[4]).expect("db echo as JSON");
+    let db = db.as_object().unwrap();
+    assert_eq!(db.len(), 2, "{db:?}");
+    assert_eq!(db[&echo], serde_json::Value::Null);
+    assert!(
+        db.values().any(|v| *v == serde_json::json!({"v": 1})),
+        "{db:?}"
+    );
+    assert_eq!(
+        lines[5],
+        r#"["no_such_port","cannot monitor nonexistent port","clitest#nosuchport"]"#
+    );
+    assert!(lines[6].starts_with("Shell commands"), "{out}");
+    assert!(!out.contains("never-run"));
+    let err = stderr(&o);
+    assert!(
+        err.contains("eval: Perl code cannot be evaluated here"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"no reply: clitest#x died: ["no_such_port""#),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown shell command \"frobnicate\""),
+        "{err}"
+    );
+    assert!(err.contains("shell: 3 command(s) failed"), "{err}");
+    // Without a node, relative ports are refused; a clean script exits 0.
+    let o = shell(&dir, &addr, &["shell"], "cal #p x\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("relative to the shell's node"));
+    let o = shell(&dir, &addr, &["shell"], "cal clitest can \"time\"\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "true\n");
+
     // A second node joins the first one with --connect.
     let mut second = RunningNode::start(
         &dir,
@@ -432,6 +542,201 @@ fn run_a_node_and_talk_to_it() {
     let status = node.terminate();
     assert!(status.success(), "{status:?}");
     node.wait_for("shutting down");
+}
+
+/// Runs `aemp --timeout 2 --connect <addr> <args>` with `input` on stdin.
+fn shell(dir: &TempDir, addr: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut all = vec!["--timeout", "2", "--connect", addr];
+    all.extend_from_slice(args);
+    let mut child = aemp(dir, &all)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("aemp shell starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn help_for_every_command() {
+    let dir = TempDir::new("help");
+    for cmd in [
+        "demo",
+        "run",
+        "snd",
+        "cal",
+        "mon",
+        "trace",
+        "shell",
+        "eval",
+        "restart",
+        "help",
+        "profile",
+        "delprofile",
+        "showprofile",
+        "showconfig",
+        "setparent",
+        "delparent",
+        "setnodeid",
+        "nodeid",
+        "delnodeid",
+        "gensecret",
+        "setsecret",
+        "secret",
+        "delsecret",
+        "gencert",
+        "setcert",
+        "cert",
+        "delcert",
+        "setseeds",
+        "seeds",
+        "delseeds",
+        "addseed",
+        "delseed",
+        "setbinds",
+        "addbind",
+        "delbind",
+        "setservices",
+        "addservice",
+        "delservice",
+        "seteval",
+        "deleval",
+        "setsecure",
+        "secure",
+        "delsecure",
+        "monitor_timeout",
+        "connect_interval",
+        "framing_format",
+        "auth_offer",
+        "setauth_accept",
+        "autocork",
+        "delnodelay",
+    ] {
+        let o = run(&dir, &["help", cmd]);
+        assert_eq!(o.status.code(), Some(0), "help {cmd}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.starts_with("usage: aemp"), "help {cmd}:\n{text}");
+        let bare = ["set", "del", "add"]
+            .iter()
+            .find_map(|p| cmd.strip_prefix(p))
+            .unwrap_or(cmd);
+        assert!(text.contains(bare), "help {cmd}:\n{text}");
+        let o = run(&dir, &[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help: {}", stderr(&o));
+        assert_eq!(stdout(&o), text, "{cmd} --help");
+    }
+    let o = run(&dir, &["shell", "-h"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("db <family>"));
+    let o = run(&dir, &["help", "run"]);
+    assert!(stdout(&o).contains("aemp::echo"));
+
+    // Unknown commands have no help; help takes one name.
+    for bad in [
+        &["help", "nope"][..],
+        &["nope", "--help"],
+        &["help", "a", "b"],
+    ] {
+        let o = run(&dir, bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+    }
+    // --help after configuration commands shows help and saves nothing.
+    let o = run(&dir, &["setsecret", "x", "run", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("usage: aemp [--connect host:port]... run"));
+    assert!(!dir.rc().exists(), "nothing was written");
+}
+
+#[test]
+fn broken_rc_file_is_reported_and_left_alone() {
+    let dir = TempDir::new("broken");
+    let text = "{\n  \"secret\": \"x\",,\n}\n";
+    std::fs::write(dir.rc(), text).unwrap();
+    for args in [
+        &["setsecret", "y"][..],
+        &["gencert"],
+        &["showconfig"],
+        &["cal", "n", "time"],
+        &["shell"],
+        &["run"],
+    ] {
+        let o = run(&dir, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("cannot parse rc file {}", dir.rc().display())),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("line 2 column"), "{args:?}: {err}");
+        assert!(err.contains("nothing was done"), "{args:?}: {err}");
+        assert_eq!(std::fs::read_to_string(dir.rc()).unwrap(), text);
+        assert!(!dir.0.join("rc~").exists());
+    }
+    std::fs::write(dir.rc(), "[1]").unwrap();
+    let o = run(&dir, &["setsecret", "y"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("must be a JSON object"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(dir.rc()).unwrap(), "[1]");
+}
+
+#[test]
+fn gencert_and_setcert_store_the_certificate() {
+    let dir = TempDir::new("gencert");
+    let o = run(&dir, &["gencert", "profile", "p", "gencert"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rc = read_json(&dir.rc());
+    let top = rc["cert"].as_str().expect("a top-level cert");
+    let prof = rc["profile"]["p"]["cert"].as_str().expect("a profile cert");
+    for pem in [top, prof] {
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        assert!(pem.contains("-----BEGIN CERTIFICATE-----\n"), "{pem}");
+    }
+    assert_ne!(top, prof, "every gencert makes a new key");
+
+    // A typo after gencert: nothing saved.
+    let before = std::fs::read_to_string(dir.rc()).unwrap();
+    let o = run(&dir, &["gencert", "extra"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(dir.rc()).unwrap(), before);
+
+    // setcert reads a PEM file; delcert removes the profile's certificate only.
+    let pem = dir.0.join("c.pem");
+    std::fs::write(&pem, "-----BEGIN X-----\nabc\n-----END X-----\n").unwrap();
+    let o = run(
+        &dir,
+        &["setcert", pem.to_str().unwrap(), "profile", "p", "delcert"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rc = read_json(&dir.rc());
+    assert_eq!(rc["cert"], "-----BEGIN X-----\nabc\n-----END X-----\n");
+    assert!(rc["profile"]["p"].get("cert").is_none(), "{rc}");
+}
+
+#[test]
+fn nodes_talk_tls_with_a_generated_certificate() {
+    let dir = TempDir::new("tls");
+    std::fs::write(dir.rc(), r#"{"secret": "k"}"#).unwrap();
+    let o = run(&dir, &["gencert"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let port = free_port();
+    let bind = format!(r#"["127.0.0.1:{port}"]"#);
+    let mut node = RunningNode::start(&dir, &["run", "nodeid", "tlsnode", "binds", &bind]);
+    node.wait_for("node running");
+    let addr = format!("127.0.0.1:{port}");
+    let o = run(&dir, &["--connect", &addr, "cal", "tlsnode", "can", "time"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "true\n");
+    let log = node.wait_for("connection up");
+    assert!(log.last().unwrap().contains("auth=tls_sha3_512"), "{log:?}");
+    assert!(node.terminate().success());
 }
 
 #[test]
