@@ -53,6 +53,31 @@ pub async fn within<T>(
 
 const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4", "D1"];
 
+/// Runtime threads per process in the two-process workloads (`AEMP_BENCH_WORKERS`,
+/// default 1: both processes share the machine's cores, and one thread per process keeps
+/// reader, dispatcher and writer of a node from waking each other across threads).
+pub fn remote_workers() -> usize {
+    std::env::var("AEMP_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// A tokio runtime with `workers` threads (current-thread for one).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: aemp-bench [{}] [--count N] [--framing json|cbor]",
@@ -132,11 +157,17 @@ fn main() -> ExitCode {
     }
     let mut failed = false;
     for w in workloads {
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
+        let workers = match w.as_str() {
+            // Bulk copying (R4) gains from a second thread; the message-rate workloads lose
+            // more to cross-thread wake-ups than they gain.
+            "R4" => std::env::var("AEMP_BENCH_WORKERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
+            w if w.starts_with('R') => remote_workers(),
+            _ => 2,
+        };
+        let rt = match runtime(workers) {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("cannot start runtime: {e}");

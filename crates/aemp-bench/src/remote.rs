@@ -49,10 +49,7 @@ pub fn serve_b(framing: &str, secret: &str) -> Result<(), String> {
         while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
         std::process::exit(0);
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let rt = crate::runtime(crate::remote_workers())
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     rt.block_on(async {
         let node = networked_node("bench-b/%u", framing, secret).await?;
@@ -268,6 +265,14 @@ async fn start_b(framing: &str, secret: &str) -> Result<Remote, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = Command::new(exe)
         .args(["--serve-b", framing, secret])
+        // B runs with as many runtime threads as A.
+        .env(
+            "AEMP_BENCH_WORKERS",
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_workers()
+                .to_string(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
