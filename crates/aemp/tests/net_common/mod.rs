@@ -548,3 +548,188 @@ pub fn echo_port(node: &Node) -> aemp::PortId {
         Ok(())
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Networks formed through seeds (global_mesh.rs, global_process.rs).
+
+/// A node on 127.0.0.1 (ephemeral port) with the given seeds. `monitor_timeout` is lowered to
+/// 3 s so that the seed back-off (capped by it) stays short when a seed comes back.
+pub async fn seeded(name: &str, secret: &str, seeds: &[String]) -> Node {
+    let cfg = cfg(name, secret)
+        .seeds(seeds.iter().map(String::as_str))
+        .monitor_timeout(Duration::from_secs(3))
+        .build()
+        .expect("config");
+    Node::configure(cfg).await.expect("configure")
+}
+
+/// A node listening on `addr` with the given seeds (which include `addr` for a global seed).
+/// Binding is retried for a while: `addr` may still be held by a listener that is going away.
+pub async fn node_at(name: &str, secret: &str, addr: &str, seeds: &[String]) -> Node {
+    within("binding the seed address", async {
+        loop {
+            let cfg = cfg(name, secret)
+                .binds([addr])
+                .seeds(seeds.iter().map(String::as_str))
+                .monitor_timeout(Duration::from_secs(3))
+                .build()
+                .expect("config");
+            match Node::configure(cfg).await {
+                Ok(n) => return n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "configure failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// `n` free addresses on 127.0.0.1 (bound, then closed: see [`global_seed`] for the window).
+pub fn free_addrs(n: usize) -> Vec<String> {
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// Two global seeds, each listing both addresses as its seeds (so each finds itself among
+/// them and becomes global, and they connect to each other); returns once the `'g` family
+/// of each names both.
+pub async fn global_pair(n1: &str, n2: &str, secret: &str) -> (Node, Node, Vec<String>) {
+    let addrs = free_addrs(2);
+    let g1 = node_at(n1, secret, &addrs[0], &addrs).await;
+    let g2 = node_at(n2, secret, &addrs[1], &addrs).await;
+    let both = [g1.id().to_string(), g2.id().to_string()];
+    for g in [&g1, &g2] {
+        wait_family(g, "'g", |f| both.iter().all(|n| f.contains_key(n.as_str()))).await;
+    }
+    (g1, g2, addrs)
+}
+
+/// Polls `db_family(family)` on `node` until `pred` holds; returns that contents. Panics
+/// after [`T`] with the last contents seen.
+pub async fn wait_family(
+    node: &Node,
+    family: &str,
+    pred: impl Fn(&aemp::global::DbMap) -> bool,
+) -> aemp::global::DbMap {
+    let last = parking_lot::Mutex::new(None);
+    let r = tokio::time::timeout(T, async {
+        loop {
+            let f = node.db_family(family).await.expect("db_family");
+            if pred(&f) {
+                return f;
+            }
+            *last.lock() = Some(f);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    match r {
+        Ok(f) => f,
+        Err(_) => panic!(
+            "{}: family {family} never matched; last seen {:?}",
+            node.id(),
+            last.lock()
+        ),
+    }
+}
+
+/// The keys of a family map, sorted (`DbMap` is ordered).
+pub fn keys_of(m: &aemp::global::DbMap) -> Vec<String> {
+    m.keys().map(|k| k.to_string()).collect()
+}
+
+/// Receives `db_mon` changes until the contents satisfy `pred`; returns every change seen
+/// (the last one satisfies `pred`). Panics after [`T`] with the changes seen so far.
+pub async fn watch_until(
+    w: &mut aemp::global::DbWatch,
+    what: &str,
+    pred: impl Fn(&aemp::global::DbMap) -> bool,
+) -> Vec<aemp::global::DbChange> {
+    let seen = parking_lot::Mutex::new(Vec::new());
+    let r = tokio::time::timeout(T, async {
+        loop {
+            let c = w.next().await.expect("db_mon ended");
+            let done = pred(&c.contents);
+            seen.lock().push(c);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    let seen = seen.into_inner();
+    if r.is_err() {
+        panic!("timed out: {what}; changes seen: {seen:#?}");
+    }
+    seen
+}
+
+/// A map of string keys to values, for comparisons with a family's contents.
+pub fn family_of(entries: &[(&str, Value)]) -> aemp::global::DbMap {
+    entries
+        .iter()
+        .map(|(k, v)| (aemp::Str::from(*k), v.clone()))
+        .collect()
+}
+
+/// A TCP relay like [`Relay`] whose target can be changed: new connections go to the current
+/// target (a node restarted elsewhere stays reachable at the relay's address).
+pub struct SwitchRelay {
+    pub addr: SocketAddr,
+    target: Arc<parking_lot::Mutex<SocketAddr>>,
+    conns: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::AbortHandle,
+}
+
+impl SwitchRelay {
+    pub async fn start(target: SocketAddr) -> SwitchRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = Arc::new(parking_lot::Mutex::new(target));
+        let conns: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (t2, c2) = (target.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *t2.lock();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                c2.lock().push(h.abort_handle());
+            }
+        })
+        .abort_handle();
+        SwitchRelay {
+            addr,
+            target,
+            conns,
+            accept,
+        }
+    }
+
+    /// Sends later connections to `to`.
+    pub fn retarget(&self, to: SocketAddr) {
+        *self.target.lock() = to;
+    }
+
+    /// Drops every relayed connection.
+    pub fn cut(&self) {
+        for h in self.conns.lock().drain(..) {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for SwitchRelay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
