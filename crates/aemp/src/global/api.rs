@@ -143,6 +143,9 @@ impl Node {
     /// Deletes keys of `family` that this node set.
     pub fn db_del(&self, family_name: &str, keys: &[&str]) -> Result<(), Error> {
         let fam = family(family_name)?;
+        for k in keys {
+            subkey(k)?;
+        }
         let keys: Vec<Str> = keys.iter().map(|k| Str::from(*k)).collect();
         self.exec(move |k| k.db_del(&fam, &keys));
         Ok(())

@@ -167,9 +167,9 @@ impl Kernel {
                 if from == &self.id {
                     return;
                 }
+                // The global role answers it (drop stale state, `'g` entry, one `g_set`).
                 if let Role::Global(g) = &mut self.global.role {
-                    let mut outs = g.handle(from.as_str(), &msg).unwrap_or_default();
-                    outs.extend(g.global_connect(from.as_str()));
+                    let outs = g.handle(from.as_str(), &msg).unwrap_or_default();
                     self.route_db(outs);
                 }
             }

@@ -33,6 +33,9 @@ pub(crate) struct NodeInner {
 impl Drop for NodeInner {
     fn drop(&mut self) {
         self.core.close();
+        if let Some(net) = self.net.get() {
+            net.shutdown();
+        }
     }
 }
 
@@ -142,9 +145,13 @@ impl Node {
         self.inner.core.is_closed()
     }
 
-    /// Stops the dispatcher and drops every port. Handles stay valid but do nothing.
+    /// Stops the dispatcher and drops every port, stops listening and closes every
+    /// connection. Handles stay valid but do nothing.
     pub fn shutdown(&self) {
         self.inner.core.close();
+        if let Some(net) = self.inner.net.get() {
+            net.shutdown();
+        }
     }
 
     fn local_name<'a>(&self, port: &'a PortId) -> Result<&'a str, Error> {

@@ -121,6 +121,8 @@ pub(crate) struct Network {
     /// Invariant: an entry exists only between the kernel's `conn_up` (after it flushed what
     /// was queued for the node) and its `conn_down` for the same connection.
     pub links: parking_lot::RwLock<FxHashMap<Str, Arc<connection::ConnTx>>>,
+    /// The accept tasks, stopped (and their sockets closed) when the node shuts down.
+    pub listeners: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Re-dials left per node after lost simultaneous connects (reset when it comes up).
     pub redials: Mutex<FxHashMap<Str, u8>>,
     /// Seed addresses and the node ID learned behind each (§6.2).
@@ -170,8 +172,19 @@ impl Network {
             counters: Counters::default(),
             seeds: Mutex::new(FxHashMap::default()),
             redials: Mutex::new(FxHashMap::default()),
+            listeners: Mutex::new(Vec::new()),
             links: parking_lot::RwLock::new(FxHashMap::default()),
         }))
+    }
+
+    /// Stops listening and closes every connection (the node shuts down).
+    pub(crate) fn shutdown(&self) {
+        for l in self.listeners.lock().drain(..) {
+            l.abort();
+        }
+        for (_, tx) in self.links.write().drain() {
+            tx.close();
+        }
     }
 
     /// Queues a closure for the kernel, if the node still exists.
@@ -196,7 +209,8 @@ impl Network {
             bound.push(local);
             tracing::info!(node = %self.id, addr = %local, "listening");
             let net = Arc::downgrade(self);
-            tokio::spawn(accept_loop(net, listener));
+            let task = tokio::spawn(accept_loop(net, listener));
+            self.listeners.lock().push(task.abort_handle());
         }
         self.bound.lock().extend(bound.iter().copied());
         Ok(bound)
@@ -361,6 +375,9 @@ async fn accept_loop(net: Weak<Network>, listener: TcpListener) {
     loop {
         let accepted = listener.accept().await;
         let Some(net) = net.upgrade() else { return };
+        if net.core.upgrade().is_none_or(|c| c.is_closed()) {
+            return;
+        }
         match accepted {
             Ok((stream, peer)) => {
                 let id = net.next_conn_id();
