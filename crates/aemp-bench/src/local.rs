@@ -37,7 +37,7 @@ pub async fn l1(o: &Opts) -> BenchResult {
     // The sender is a port of the same node, like the sending process of the Erlang
     // workload: it sends a chunk, then queues a "go" to itself, so the counter's handler runs
     // interleaved with it instead of after two million queued messages.
-    const CHUNK: u64 = 256;
+    const CHUNK: u64 = 128;
     let slot = Arc::new(parking_lot_free::Slot::default());
     let me = slot.clone();
     let target = counter.clone();

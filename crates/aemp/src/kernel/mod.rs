@@ -172,6 +172,8 @@ pub struct Kernel {
     pending_fires: FxHashMap<u64, MonAction>,
     pub(crate) remote: remote::Remotes,
     pub(crate) global: crate::global::GlobalState,
+    /// True while the dispatcher runs commands, i.e. while its run queue lives in `RUNQ`.
+    dispatching: bool,
 }
 
 impl Kernel {
@@ -190,6 +192,7 @@ impl Kernel {
             pending_fires: FxHashMap::default(),
             remote: remote::Remotes::default(),
             global,
+            dispatching: false,
         }
     }
 
@@ -227,8 +230,9 @@ impl Kernel {
     }
 
     /// Queues a command behind everything already queued in the kernel.
+    #[inline]
     pub(crate) fn postpone(&mut self, cmd: Cmd) {
-        if ACTIVE.get() == Arc::as_ptr(&self.core) {
+        if self.dispatching {
             RUNQ.with_borrow_mut(|q| q.push_back(cmd));
         } else {
             self.run.push_back(cmd);
@@ -586,6 +590,7 @@ const BUDGET: usize = 8192;
 pub(crate) async fn run(mut k: Kernel) {
     let core = k.core.clone();
     let mut batch: Vec<Cmd> = Vec::with_capacity(1024);
+    let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(1024);
     loop {
         std::mem::swap(&mut *core.queue.lock(), &mut batch);
         if batch.len() >= DRAIN_SIGNAL {
@@ -602,6 +607,7 @@ pub(crate) async fn run(mut k: Kernel) {
         // run queue and runs after them, before the next batch is taken.
         ACTIVE.set(Arc::as_ptr(&core));
         RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
+        k.dispatching = true;
         for cmd in batch.drain(..) {
             k.exec(cmd);
         }
@@ -610,14 +616,33 @@ pub(crate) async fn run(mut k: Kernel) {
             // queue at the next swap).
             batch = Vec::with_capacity(1024);
         }
+        // The run queue is taken a generation at a time: what runs now may queue more (into
+        // the emptied RUNQ), which runs in the next generation, so FIFO order holds and the
+        // thread-local is touched once per generation instead of once per command.
         let mut n = 0;
-        while let Some(cmd) = RUNQ.with_borrow_mut(|q| q.pop_front()) {
-            k.exec(cmd);
-            n += 1;
+        loop {
+            RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut gen));
+            if gen.is_empty() {
+                break;
+            }
+            while let Some(cmd) = gen.pop_front() {
+                k.exec(cmd);
+                n += 1;
+                if n == BUDGET {
+                    break;
+                }
+            }
             if n == BUDGET {
+                // Unfinished commands of this generation go before the newer ones.
+                RUNQ.with_borrow_mut(|q| {
+                    while let Some(c) = gen.pop_back() {
+                        q.push_front(c);
+                    }
+                });
                 break;
             }
         }
+        k.dispatching = false;
         RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
         ACTIVE.set(std::ptr::null());
         if k.run.is_empty() && k.run.capacity() > KEEP_QUEUE {
