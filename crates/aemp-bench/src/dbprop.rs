@@ -21,11 +21,11 @@
 //! third hop: about one and a half round trips of messaging, plus the database work at G
 //! and B.
 
+use crate::child::{pct, spawn_self, ChildGuard};
 use crate::{result, within, BenchResult, Opts};
 use aemp::global::DbChange;
 use aemp::{msg, Config, Msg, Node, PortId, Str};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -148,45 +148,15 @@ fn report(node: &Node, seen: &PortId, keys: &[Str], c: &DbChange) -> Result<(), 
 
 // ---- process A ------------------------------------------------------------------------
 
-/// Kills the child process when dropped (end of workload, failure, panic).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts this binary with `args` and returns it with the node ID of its `READY <nodeid>`
 /// line.
 async fn start_child(what: &str, args: &[&str]) -> Result<(ChildGuard, String), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start {what}: {e}"))?;
-    let stdout = child.stdout.take();
-    // From here on the child is killed on every way out.
-    let child = ChildGuard(child);
-    let stdout = stdout.ok_or_else(|| format!("no stdout of {what}"))?;
-    let line = within(
-        START,
-        &format!("waiting for {what}"),
-        tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        }),
-    )
-    .await?
-    .map_err(|e| format!("reading {what}: {e}"))?
-    .map_err(|e| format!("reading {what}: {e}"))?;
-    match line.split_whitespace().collect::<Vec<_>>()[..] {
-        ["READY", id] => Ok((child, id.to_string())),
-        _ => Err(format!("{what} said {line:?} instead of READY")),
+    let (child, fields) = spawn_self(what, args, &[]).await?;
+    match &fields[..] {
+        [id] => Ok((child, id.clone())),
+        _ => Err(format!(
+            "{what} said READY {fields:?}, expected one node ID"
+        )),
     }
 }
 
@@ -293,15 +263,6 @@ async fn until_done(
             }
         }
     }
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Median of a slice of samples (unsorted).

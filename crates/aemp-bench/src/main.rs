@@ -6,6 +6,7 @@
 //! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
 
 mod bigfam;
+mod child;
 mod dbprop;
 mod local;
 mod remote;

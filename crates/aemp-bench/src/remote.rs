@@ -11,10 +11,11 @@
 //! previous reply), so no cross-thread wake-up sits inside the measured loop; timestamps come
 //! from the monotonic clock ([`Instant`]).
 
+use crate::child::{pct, spawn_self, ChildGuard};
 use crate::{result, within, BenchResult, Opts};
 use aemp::{msg, Config, Cx, Msg, Node, NodeId, PortId, Value};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -232,16 +233,6 @@ async fn networked_node(nodeid: &str, framing: &str, secret: &str) -> Result<Nod
         .map_err(|e| format!("configure: {e}"))
 }
 
-/// Kills the child process when dropped (end of workload, failure, panic).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Node B as seen from A: its process, ID and the ports it announced.
 struct Remote {
     /// Kept so that B is killed when the workload ends.
@@ -262,43 +253,20 @@ struct Pair {
 
 /// Starts process B and reads its READY line.
 async fn start_b(framing: &str, secret: &str) -> Result<Remote, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut child = Command::new(exe)
-        .args(["--serve-b", framing, secret])
-        // B runs with as many runtime threads as A.
-        .env(
-            "AEMP_BENCH_WORKERS",
-            tokio::runtime::Handle::current()
-                .metrics()
-                .num_workers()
-                .to_string(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start node B: {e}"))?;
-    let stdout = child.stdout.take();
-    let child = ChildGuard(child);
-    let stdout = stdout.ok_or("no stdout of node B")?;
-    let line = within(
-        START,
-        "waiting for node B",
-        tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        }),
+    // B runs with as many runtime threads as A.
+    let workers = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .to_string();
+    let (child, f) = spawn_self(
+        "node B",
+        &["--serve-b", framing, secret],
+        &[("AEMP_BENCH_WORKERS", workers)],
     )
-    .await?
-    .map_err(|e| format!("reading node B: {e}"))?
-    .map_err(|e| format!("reading node B: {e}"))?;
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let [ready, id, addr, counter, pong, echo, bulk] = f[..] else {
-        return Err(format!("node B said {line:?} instead of READY"));
+    .await?;
+    let [id, addr, counter, pong, echo, bulk] = &f[..] else {
+        return Err(format!("node B said READY {f:?}"));
     };
-    if ready != "READY" {
-        return Err(format!("node B said {line:?} instead of READY"));
-    }
     let port = |s: &str| PortId::parse(s).map_err(|e| format!("node B port {s}: {e}"));
     Ok(Remote {
         child,
@@ -454,15 +422,6 @@ fn pinger(a: &Node, pong: PortId, n: u64) -> (PortId, oneshot::Receiver<Result<V
         })
         .build();
     (port, rx)
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
