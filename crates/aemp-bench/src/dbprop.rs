@@ -57,16 +57,13 @@ fn exit_with_parent() {
     });
 }
 
-/// Runs `body` on a fresh two-worker runtime (the same shape as A's).
+/// Runs `body` on a fresh runtime of the same shape as A's (`AEMP_BENCH_WORKERS`).
 fn run_child<F>(body: F) -> Result<(), String>
 where
     F: std::future::Future<Output = Result<(), String>>,
 {
     exit_with_parent();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let rt = crate::runtime(crate::remote_workers())
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     rt.block_on(body)
 }
@@ -98,9 +95,11 @@ async fn seeded_node(
         .framing_format([framing])
         .build()
         .map_err(|e| format!("config: {e}"))?;
-    Node::configure(cfg)
+    let node = Node::configure(cfg)
         .await
-        .map_err(|e| format!("configure: {e}"))
+        .map_err(|e| format!("configure: {e}"))?;
+    node.set_spin(crate::spin());
+    Ok(node)
 }
 
 /// Entry point of the hidden `--serve-d1g <framing> <secret> <addr>` mode: node G, the
@@ -151,7 +150,16 @@ fn report(node: &Node, seen: &PortId, keys: &[Str], c: &DbChange) -> Result<(), 
 /// Starts this binary with `args` and returns it with the node ID of its `READY <nodeid>`
 /// line.
 async fn start_child(what: &str, args: &[&str]) -> Result<(ChildGuard, String), String> {
-    let (child, fields) = spawn_self(what, args, &[]).await?;
+    // The children run like A: same runtime shape, same busy-poll setting.
+    let workers = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .to_string();
+    let env = [
+        ("AEMP_BENCH_WORKERS", workers),
+        ("AEMP_BENCH_SPIN_US", crate::spin().as_micros().to_string()),
+    ];
+    let (child, fields) = spawn_self(what, args, &env).await?;
     match &fields[..] {
         [id] => Ok((child, id.clone())),
         _ => Err(format!(

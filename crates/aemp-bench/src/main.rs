@@ -65,6 +65,40 @@ pub fn remote_workers() -> usize {
         .unwrap_or(1)
 }
 
+/// The busy-poll time of the current workload in microseconds (`u64::MAX` = not chosen yet).
+static SPIN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// How long node dispatchers busy-poll before sleeping (see `Node::set_spin`): the
+/// `AEMP_BENCH_SPIN_US` environment variable (microseconds), default 0 (the library default).
+/// Erlang's schedulers busy-wait before sleeping by default; without it, every message to an
+/// idle process pays for waking an idle CPU, which costs tens of microseconds on this kind of
+/// VM (rawtcp's R2-limit shows it). `AEMP_BENCH_SPIN_US=1000` measures aemp configured like
+/// that for R1–R3 and D1 (R4 stays without: it runs more threads than there are cores).
+pub fn spin() -> Duration {
+    let chosen = SPIN_US.load(std::sync::atomic::Ordering::Relaxed);
+    let us = if chosen != u64::MAX {
+        chosen
+    } else {
+        std::env::var("AEMP_BENCH_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_micros(us)
+}
+
+fn choose_spin(workload: &str) {
+    let us = if matches!(workload, "R1" | "R2" | "R3" | "D1") {
+        std::env::var("AEMP_BENCH_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    SPIN_US.store(us, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A tokio runtime with `workers` threads (current-thread for one).
 pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers <= 1 {
@@ -158,6 +192,7 @@ fn main() -> ExitCode {
     }
     let mut failed = false;
     for w in workloads {
+        choose_spin(&w);
         let workers = match w.as_str() {
             // Bulk copying (R4) gains from a second thread; the message-rate workloads lose
             // more to cross-thread wake-ups than they gain.
@@ -165,7 +200,7 @@ fn main() -> ExitCode {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(2),
-            w if w.starts_with('R') => remote_workers(),
+            w if w.starts_with('R') || w == "D1" => remote_workers(),
             _ => 2,
         };
         let rt = match runtime(workers) {

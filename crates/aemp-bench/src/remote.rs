@@ -228,9 +228,11 @@ async fn networked_node(nodeid: &str, framing: &str, secret: &str) -> Result<Nod
         .framing_format([framing])
         .build()
         .map_err(|e| format!("config: {e}"))?;
-    Node::configure(cfg)
+    let node = Node::configure(cfg)
         .await
-        .map_err(|e| format!("configure: {e}"))
+        .map_err(|e| format!("configure: {e}"))?;
+    node.set_spin(crate::spin());
+    Ok(node)
 }
 
 /// Node B as seen from A: its process, ID and the ports it announced.
@@ -261,7 +263,10 @@ async fn start_b(framing: &str, secret: &str) -> Result<Remote, String> {
     let (child, f) = spawn_self(
         "node B",
         &["--serve-b", framing, secret],
-        &[("AEMP_BENCH_WORKERS", workers)],
+        &[
+            ("AEMP_BENCH_WORKERS", workers),
+            ("AEMP_BENCH_SPIN_US", crate::spin().as_micros().to_string()),
+        ],
     )
     .await?;
     let [id, addr, counter, pong, echo, bulk] = &f[..] else {

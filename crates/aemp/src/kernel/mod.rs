@@ -76,6 +76,8 @@ pub(crate) struct Core {
     /// remote `snd` goes through the kernel too, behind them, so that one sender's messages
     /// to a node stay in order (see `Node::snd`).
     pub pending_execs: AtomicUsize,
+    /// How long the dispatcher busy-polls before it sleeps (0 = never); see `Node::set_spin`.
+    pub spin_nanos: AtomicU64,
     /// Signalled when the dispatcher takes a long queue, for readers that wait for it to
     /// drain (back-pressure on the network, see `transport::connection`).
     pub drained: Notify,
@@ -94,6 +96,7 @@ impl Core {
             secure: AtomicBool::new(false),
             pending_execs: AtomicUsize::new(0),
             drained: Notify::new(),
+            spin_nanos: AtomicU64::new(0),
         }
     }
 
@@ -599,6 +602,22 @@ pub(crate) async fn run(mut k: Kernel) {
         if batch.is_empty() && k.run.is_empty() {
             if core.is_closed() {
                 break;
+            }
+            // Busy-poll for a while before sleeping, if configured (like the busy wait of
+            // Erlang's schedulers): yielding keeps the runtime thread awake, polling sockets
+            // and timers, so the next message does not pay for waking an idle CPU.
+            let spin = core.spin_nanos.load(Ordering::Relaxed);
+            if spin > 0 {
+                let until = std::time::Instant::now() + std::time::Duration::from_nanos(spin);
+                while core.queue_len() == 0 && std::time::Instant::now() < until {
+                    tokio::task::yield_now().await;
+                    // Also offer the CPU to other processes: spinners must not starve the
+                    // process that has the work.
+                    std::thread::yield_now();
+                }
+                if core.queue_len() > 0 {
+                    continue;
+                }
             }
             core.notify.notified().await;
             continue;
