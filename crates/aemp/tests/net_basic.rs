@@ -67,3 +67,23 @@ async fn per_peer_counters() {
     assert!(s.msgs_out >= 10 && s.msgs_in >= 10, "{s:?}");
     assert!(s.bytes_out > 0 && s.bytes_in > 0, "{s:?}");
 }
+
+/// With busy-polling switched on, nodes on a current-thread runtime still deliver (the spin
+/// loop must keep polling the sockets) and go back to sleep afterwards.
+#[tokio::test(flavor = "current_thread")]
+async fn busy_polling_nodes_still_talk() {
+    let a = node("spin-a").await;
+    let b = node("spin-b").await;
+    a.set_spin(std::time::Duration::from_millis(2));
+    b.set_spin(std::time::Duration::from_millis(2));
+    link(&a, &b).await;
+    for _ in 0..20 {
+        let t = tokio::time::timeout(T, a.cal(&b.node_port(), msg!["time"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(t[0].as_f64().unwrap() > 1.0e9);
+        // Let both dispatchers run out of work and spin (and stop spinning) in between.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+}
