@@ -206,7 +206,7 @@ impl Kernel {
     /// A public handle of this node. Panics never: the dispatcher only runs while a handle
     /// exists (it stops when the last one is dropped).
     pub(crate) fn node(&self) -> Node {
-        Node::from_inner(self.handle.upgrade())
+        Node::from_inner(self.handle.upgrade(), &self.id)
     }
 
     /// Number of live local ports.

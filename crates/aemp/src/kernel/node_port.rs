@@ -25,13 +25,9 @@ impl Kernel {
             NodeReq::Mon0(name) => self.remove_remote_monitor(from.as_str(), &name),
             NodeReq::Kil0(name, reason) => self.remote_port_died(from.as_str(), &name, reason),
             NodeReq::Kil1(name, reason) => self.kill_local(&name, reason),
-            NodeReq::Snd(port, msg) => {
-                if msg.is_empty() {
-                    // The reference delivers an empty message (the `aemp snd` confirmation
-                    // echo); only a callback port can take it.
-                }
-                self.snd(&port, msg)
-            }
+            // Relayed as is, even empty: the reference echoes an empty message to confirm
+            // delivery (`aemp snd`); only a default handler can take it.
+            NodeReq::Snd(port, msg) => self.snd(&port, msg),
             NodeReq::Can {
                 tag,
                 reply,

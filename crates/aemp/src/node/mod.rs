@@ -86,15 +86,12 @@ impl Node {
     }
 
     /// Used by the kernel to hand out handles; the dispatcher only runs while one exists.
-    pub(crate) fn from_inner(inner: Option<Arc<NodeInner>>) -> Node {
+    pub(crate) fn from_inner(inner: Option<Arc<NodeInner>>, id: &NodeId) -> Node {
         match inner {
             Some(inner) => Node { inner },
             None => {
                 // The node is being torn down; give a handle that refuses everything.
-                let core = Arc::new(Core::new(
-                    NodeId::new("closed").unwrap_or_else(|_| unreachable_id()),
-                    PortNamer::new(true, "closed"),
-                ));
+                let core = Arc::new(Core::new(id.clone(), PortNamer::new(true, "closed")));
                 core.close();
                 Node {
                     inner: Arc::new(NodeInner::new(core)),
@@ -539,11 +536,6 @@ fn spawn_when_open(
             spawn_when_open(&core, gate, name, init, args);
         }
     })));
-}
-
-fn unreachable_id() -> NodeId {
-    // "closed" is a valid node ID, so this is never reached; kept total without panicking.
-    NodeId::new("x").unwrap_or_else(|_| unreachable_id())
 }
 
 /// Builder for a port with handlers, returned by [`Node::port`].
