@@ -21,9 +21,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A networked node comes from a [`Config`] (the same rc file and profiles as the Perl
+//! `aemp` tool, or built in code) through [`Node::configure`]; it listens, keeps its seeds
+//! connected, joins the global mesh and serves the replicated database (`db_set`, `db_reg`,
+//! `db_mon`, ...).
+//!
 //! Layout: [`kernel`] (ports, dispatch, monitors), [`node`] (the public handle: snd, kil,
-//! mon, spawn, cal, after, inbox). The sans-IO protocol core (ids, values, codecs,
-//! handshake, database) is the `aemp-proto` crate, re-exported here.
+//! mon, spawn, cal, after, inbox, network), [`transport`] (listeners, connections, the
+//! one-connection-per-pair registry, TLS), [`global`] (seeds, master, mesh, database API),
+//! [`config`] (rc file, profiles, binds). The sans-IO protocol core (ids, values, codecs,
+//! handshake, node-port requests, database rules) is the `aemp-proto` crate, re-exported
+//! here.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
