@@ -3,10 +3,11 @@
 //! in the recorded TCP chunks, and one byte at a time.
 
 use aemp_proto::codec::{decode_frame, Decoder, Framing, Limits};
-use aemp_proto::{Str, Value};
-use serde_json::Value as J;
+mod common;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors");
+use aemp_proto::Value;
+use common::{expected, has_special, same, VECTORS};
+use serde_json::Value as J;
 
 const SESSIONS: [&str; 5] = [
     "a_join_ping_cbor",
@@ -15,57 +16,6 @@ const SESSIONS: [&str; 5] = [
     "d_db_node_leaving",
     "e_direct_connect_after_g_find",
 ];
-
-/// The vectors' JSON notation of a decoded value (see vectors_frames.rs).
-fn expected(j: &J) -> Value {
-    match j {
-        J::Null => Value::Null,
-        J::Bool(b) => Value::Bool(*b),
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::UInt(u)
-            } else {
-                Value::Float(n.as_f64().unwrap())
-            }
-        }
-        J::String(s) => Value::from(s.as_str()),
-        J::Array(a) => Value::List(a.iter().map(expected).collect()),
-        J::Object(o) => {
-            assert!(
-                !o.contains_key("$bytes_hex") && !o.contains_key("$float"),
-                "sessions hold no special values"
-            );
-            Value::Map(
-                o.iter()
-                    .map(|(k, v)| (Str::from(k.as_str()), expected(v)))
-                    .collect(),
-            )
-        }
-    }
-}
-
-/// Exact equality except that map entries are compared unordered (Perl's hash order is
-/// random, and the vector files do not keep it).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Value::Map(x), Value::Map(y)) => {
-            let mut x: Vec<_> = x.iter().collect();
-            let mut y: Vec<_> = y.iter().collect();
-            x.sort_by(|a, b| a.0.cmp(&b.0));
-            y.sort_by(|a, b| a.0.cmp(&b.0));
-            x.len() == y.len()
-                && x.iter()
-                    .zip(&y)
-                    .all(|(a, b)| a.0 == b.0 && same(&a.1, &b.1))
-        }
-        _ => a == b,
-    }
-}
 
 struct Direction {
     name: String,
@@ -128,7 +78,13 @@ fn directions() -> Vec<Direction> {
                     .map(|m| {
                         let end = (m["offset"].as_u64().unwrap() + m["length"].as_u64().unwrap())
                             as usize;
-                        (expected(&m["decoded"]), end - hs)
+                        {
+                            assert!(
+                                !has_special(&m["decoded"]),
+                                "sessions hold no special values"
+                            );
+                            (expected(&m["decoded"]), end - hs)
+                        }
                     })
                     .collect();
                 assert_eq!(

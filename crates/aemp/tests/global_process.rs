@@ -6,8 +6,6 @@
 mod net_common;
 use aemp::{PortId, Value};
 use net_common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const CHILD_SECRET: &str = "AEMP_GLOBALTEST_CHILD_SECRET";
@@ -30,16 +28,6 @@ async fn child_slave() {
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
-/// Kills the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_slave_process_removes_its_entries() {
     let secret = "global-process-secret";
@@ -47,32 +35,11 @@ async fn kill_9_of_a_slave_process_removes_its_entries() {
     let watcher = seeded("gp-watcher", secret, &addrs[1..]).await;
     let mut w = watcher.db_mon("proc").unwrap();
 
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_slave", "--nocapture", "--ignored"])
-            .env(CHILD_SECRET, secret)
-            .env(CHILD_SEED, &addrs[0])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let ready = within(
-        "child READY line",
-        tokio::task::spawn_blocking(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.ok()?;
-                if let Some(rest) = line.strip_prefix("READY ") {
-                    return Some(rest.to_string());
-                }
-            }
-            None
-        }),
+    let (mut child, ready) = spawn_child_test(
+        "child_slave",
+        &[(CHILD_SECRET, secret), (CHILD_SEED, addrs[0].as_str())],
     )
-    .await
-    .unwrap()
-    .expect("child exited without READY");
+    .await;
     let mut parts = ready.split_whitespace();
     let child_id = parts.next().unwrap().to_string();
     let worker: PortId = parts.next().unwrap().parse().unwrap();

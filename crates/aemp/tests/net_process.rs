@@ -4,8 +4,6 @@
 mod net_common;
 use aemp::{msg, Node, PortId, Reason, Value};
 use net_common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const CHILD_ENV: &str = "AEMP_NETTEST_CHILD_SECRET";
@@ -34,44 +32,10 @@ async fn child_peer() {
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
-/// Kills the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_peer_process_fires_monitors() {
     let secret = "process-secret";
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_peer", "--nocapture", "--ignored"])
-            .env(CHILD_ENV, secret)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let ready = within(
-        "child READY line",
-        tokio::task::spawn_blocking(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.ok()?;
-                if let Some(rest) = line.strip_prefix("READY ") {
-                    return Some(rest.to_string());
-                }
-            }
-            None
-        }),
-    )
-    .await
-    .unwrap()
-    .expect("child exited without READY");
+    let (mut child, ready) = spawn_child_test("child_peer", &[(CHILD_ENV, secret)]).await;
     let mut parts = ready.split_whitespace();
     let addr: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
     let echo: PortId = parts.next().unwrap().parse().unwrap();

@@ -733,3 +733,46 @@ impl Drop for SwitchRelay {
         self.accept.abort();
     }
 }
+
+/// A child process running one `#[ignore]`d test of this test binary as a peer; killed when
+/// dropped, however the test ends.
+pub struct ChildTest(pub std::process::Child);
+
+impl Drop for ChildTest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Re-executes this test binary to run the ignored test `name` with `env`, and waits for its
+/// `READY <rest>` line on stdout; returns the child and `<rest>`.
+pub async fn spawn_child_test(name: &str, env: &[(&str, &str)]) -> (ChildTest, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--ignored"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = ChildTest(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let ready = within(
+        "child READY line",
+        tokio::task::spawn_blocking(move || {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.ok()?;
+                if let Some(rest) = line.strip_prefix("READY ") {
+                    return Some(rest.to_string());
+                }
+            }
+            None
+        }),
+    )
+    .await
+    .unwrap()
+    .expect("child exited without READY");
+    (child, ready)
+}
