@@ -103,6 +103,36 @@ fn readable_family(name: &str) -> Result<Family, Error> {
     }
 }
 
+/// `g_reply` of `g_db_family`: a map (anything else, such as `null`, counts as empty).
+fn family_reply(v: Value) -> DbMap {
+    match v {
+        Value::Map(m) => m.into_iter().collect(),
+        _ => DbMap::new(),
+    }
+}
+
+/// `g_reply` of `g_db_keys`: the string keys of a list.
+fn keys_reply(v: Value) -> Vec<Str> {
+    match v {
+        Value::List(l) => l
+            .into_iter()
+            .filter_map(|k| match k {
+                Value::Str(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `g_reply` of `g_db_values`: a list.
+fn values_reply(v: Value) -> Vec<Value> {
+    match v {
+        Value::List(l) => l,
+        _ => Vec::new(),
+    }
+}
+
 fn subkey(key: &str) -> Result<(), Error> {
     aemp_proto::db::names::validate_subkey(key).map_err(|e| Error::Db(e.to_string()))
 }
@@ -199,38 +229,24 @@ impl Node {
         })
     }
 
-    async fn db_query(&self, tag: &'static str, family_name: &str) -> Result<Value, Error> {
-        let fam = readable_family(family_name)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.exec(move |k| k.db_query(tag, fam.as_str(), Box::new(move |v| drop(tx.send(v)))));
-        rx.await.map_err(|_| Error::Shutdown)
-    }
-
     /// The whole family as seen by the global nodes (an empty map for an unknown family).
     /// Waits for a master if there is none yet.
     pub async fn db_family(&self, family_name: &str) -> Result<DbMap, Error> {
-        let v = self.db_query("g_db_family", family_name).await?;
-        Ok(v.as_map()
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(family_reply(
+            self.db_query("g_db_family", family_name).await?,
+        ))
     }
 
     /// The keys of a family as seen by the global nodes.
     pub async fn db_keys(&self, family_name: &str) -> Result<Vec<Str>, Error> {
-        let v = self.db_query("g_db_keys", family_name).await?;
-        Ok(v.as_list()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|k| k.as_str().map(Str::from))
-            .collect())
+        Ok(keys_reply(self.db_query("g_db_keys", family_name).await?))
     }
 
     /// The values of a family as seen by the global nodes.
     pub async fn db_values(&self, family_name: &str) -> Result<Vec<Value>, Error> {
-        let v = self.db_query("g_db_values", family_name).await?;
-        Ok(v.as_list().map(|l| l.to_vec()).unwrap_or_default())
+        Ok(values_reply(
+            self.db_query("g_db_values", family_name).await?,
+        ))
     }
 
     /// Callback form of [`Node::db_family`]: `cb` runs on the node's dispatcher with the
@@ -240,15 +256,7 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<DbMap, Error>) + Send + 'static,
     ) {
-        self.db_query_then("g_db_family", family_name, move |v| {
-            cb(v.map(|v| {
-                v.as_map()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            }))
-        });
+        self.db_query_then("g_db_family", family_name, move |v| cb(v.map(family_reply)));
     }
 
     /// Callback form of [`Node::db_keys`].
@@ -257,15 +265,7 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<Vec<Str>, Error>) + Send + 'static,
     ) {
-        self.db_query_then("g_db_keys", family_name, move |v| {
-            cb(v.map(|v| {
-                v.as_list()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|k| k.as_str().map(Str::from))
-                    .collect()
-            }))
-        });
+        self.db_query_then("g_db_keys", family_name, move |v| cb(v.map(keys_reply)));
     }
 
     /// Callback form of [`Node::db_values`].
@@ -274,9 +274,14 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<Vec<Value>, Error>) + Send + 'static,
     ) {
-        self.db_query_then("g_db_values", family_name, move |v| {
-            cb(v.map(|v| v.as_list().map(|l| l.to_vec()).unwrap_or_default()))
-        });
+        self.db_query_then("g_db_values", family_name, move |v| cb(v.map(values_reply)));
+    }
+
+    /// Future form of `db_query_then`.
+    async fn db_query(&self, tag: &'static str, family_name: &str) -> Result<Value, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.db_query_then(tag, family_name, move |v| drop(tx.send(v)));
+        rx.await.map_err(|_| Error::Shutdown)?
     }
 
     fn db_query_then(
