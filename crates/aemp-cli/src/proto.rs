@@ -7,9 +7,8 @@
 
 use crate::{failed, json_body, resolve_hostport, Failure, Options};
 use aemp::config::{json_to_value, ConfigBuilder, RcDoc};
-use aemp::{msg, CalError, Config, Msg, Node, NodeEvent, NodeId, PortId};
+use aemp::{msg, CalError, Config, Msg, Node, NodeId, PortId};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 
 /// How often `--connect` dials again while the node there is not up yet.
 const REDIAL: Duration = Duration::from_secs(2);
@@ -150,16 +149,7 @@ async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Fai
             node.connect(*a).map_err(failed)?;
         }
         let next = (tokio::time::Instant::now() + REDIAL).min(deadline);
-        let up = tokio::time::timeout_at(next, async {
-            loop {
-                match events.recv().await {
-                    Ok(NodeEvent::Up(id)) => return Some(id),
-                    Ok(NodeEvent::Down(..)) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
-        .await;
+        let up = tokio::time::timeout_at(next, aemp::transport::next_up(&mut events)).await;
         match up {
             Ok(Some(id)) => {
                 tracing::info!(node = %id, addr = hp, "connected");

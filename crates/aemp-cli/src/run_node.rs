@@ -12,8 +12,7 @@
 
 use crate::{failed, resolve_hostport, Failure, Options};
 use aemp::config::{format_hostport, ConfigBuilder, RcDoc, Service};
-use aemp::{Config, Cx, HandlerResult, Msg, Node, NodeEvent, PortId, Value};
-use tokio::sync::broadcast::error::RecvError;
+use aemp::{Config, Cx, HandlerResult, Msg, Node, PortId, Value};
 
 /// Builds the configuration from `configure`-style arguments (an odd count: the first is
 /// the profile) merged with `rc`.
@@ -151,16 +150,7 @@ async fn connect(node: &Node, hp: &str, timeout: std::time::Duration) -> Result<
     }
     let hp = hp.to_string();
     tokio::spawn(async move {
-        let up = tokio::time::timeout(timeout, async {
-            loop {
-                match events.recv().await {
-                    Ok(NodeEvent::Up(id)) => return Some(id),
-                    Ok(NodeEvent::Down(..)) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
-        .await;
+        let up = tokio::time::timeout(timeout, aemp::transport::next_up(&mut events)).await;
         match up {
             Ok(Some(id)) => tracing::info!(node = %id, addr = %hp, "connected (--connect)"),
             Ok(None) => {}

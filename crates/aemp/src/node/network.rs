@@ -133,13 +133,12 @@ impl Node {
             return true;
         }
         tokio::time::timeout(timeout, async {
-            loop {
-                match ev.recv().await {
-                    Ok(NodeEvent::Up(n)) if &n == node => return true,
-                    Err(broadcast::error::RecvError::Closed) => return false,
-                    _ => {}
+            while let Some(n) = crate::transport::next_up(&mut ev).await {
+                if &n == node {
+                    return true;
                 }
             }
+            false
         })
         .await
         .unwrap_or(false)

@@ -81,6 +81,18 @@ impl Default for NetConfig {
     }
 }
 
+/// Waits for the next node that comes up on an event stream from [`crate::Node::node_events`]
+/// (missed events, if the stream lagged, are skipped); `None` when the node is gone.
+pub async fn next_up(events: &mut broadcast::Receiver<NodeEvent>) -> Option<NodeId> {
+    loop {
+        match events.recv().await {
+            Ok(NodeEvent::Up(id)) => return Some(id),
+            Ok(NodeEvent::Down(..)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
 /// A node coming up or going down.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeEvent {
