@@ -11,7 +11,7 @@
 //! [`Value::Bytes`] is written as a string of Latin-1 code points, like a Perl byte string.
 
 use super::{DecodeError, Fail, Framing, Limits};
-use crate::value::{Str, Value};
+use crate::value::{Msg, MsgVec, Str, Value};
 
 #[inline]
 pub(super) fn is_whitespace(b: u8) -> bool {
@@ -40,6 +40,56 @@ pub(super) fn parse(buf: &[u8], base: u64, limits: &Limits) -> Result<(Value, us
     Ok((v, p.pos))
 }
 
+/// Parses one frame `[port, msg...]` at the start of `buf` straight into its parts and
+/// appends them to `out` (see `cbor::parse_frame`); `None` (nothing appended) sends the
+/// caller to the general path (a port name that is not a string, not an array).
+pub(super) fn parse_frame(
+    buf: &[u8],
+    base: u64,
+    limits: &Limits,
+    out: &mut Vec<(Str, Msg)>,
+) -> Result<Option<usize>, Fail> {
+    let mut p = Parser {
+        buf,
+        pos: 0,
+        base,
+        max_depth: limits.depth(),
+    };
+    p.skip_ws();
+    if p.peek()? != b'[' {
+        return Ok(None);
+    }
+    let depth = p.enter(0)?;
+    p.pos += 1;
+    p.skip_ws();
+    match p.peek()? {
+        b']' => {
+            p.pos += 1;
+            out.push((Str::default(), Msg::new()));
+            return Ok(Some(p.pos));
+        }
+        b'"' => {}
+        _ => return Ok(None),
+    }
+    let port = p.string()?;
+    let mut items = MsgVec::new();
+    loop {
+        p.skip_ws();
+        match p.peek()? {
+            b',' => {
+                p.pos += 1;
+                p.element(depth, &mut items)?;
+            }
+            b']' => {
+                p.pos += 1;
+                out.push((port, Msg(items)));
+                return Ok(Some(p.pos));
+            }
+            _ => return Err(p.err(p.pos, "expected ',' or ']'")),
+        }
+    }
+}
+
 struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -62,6 +112,20 @@ impl Parser<'_> {
     #[inline]
     fn peek(&self) -> Result<u8, Fail> {
         self.buf.get(self.pos).copied().ok_or(Fail::Incomplete)
+    }
+
+    /// Appends the next value to `out`, strings inline (see `cbor::Parser::element`).
+    #[inline(always)]
+    fn element(&mut self, depth: usize, out: &mut MsgVec) -> Result<(), Fail> {
+        self.skip_ws();
+        if self.peek()? == b'"' {
+            let s = self.string()?;
+            out.push(Value::Str(s));
+            return Ok(());
+        }
+        let v = self.value(depth)?;
+        out.push(v);
+        Ok(())
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, Fail> {

@@ -139,6 +139,15 @@ pub enum DecodeError {
         /// The limit.
         max_message: usize,
     },
+    /// A well-formed item that is not an AEMP frame (not an array, or a port name that is
+    /// not a string).
+    #[error("not an AEMP frame at byte {offset}: {error}")]
+    BadFrame {
+        /// Stream offset of the item.
+        offset: u64,
+        /// What was wrong with it.
+        error: FrameError,
+    },
     /// A well-formed CBOR item that AEMP has no use for (simple values, reserved
     /// additional-information values, map keys that are neither strings nor integers).
     #[error("unsupported CBOR item at byte {offset}: {what}")]
@@ -268,10 +277,49 @@ impl Decoder {
     /// Decodes the next complete top-level item: `Ok(None)` when more bytes are needed.
     /// After an error the decoder is poisoned and keeps returning that error.
     pub fn next_value(&mut self) -> Result<Option<Value>, DecodeError> {
+        let mut got = None;
+        let framing = self.framing;
+        self.next_with(|buf, base, limits| {
+            let (v, used) = parse(framing, buf, base, limits)?;
+            got = Some(v);
+            Ok(used)
+        })?;
+        Ok(got)
+    }
+
+    /// Decodes every complete frame `[port, msg...]` buffered so far straight into its
+    /// destination port name and message, appended to `out` in order; returns how many.
+    /// This is what [`Decoder::next_value`] followed by [`decode_frame`] gives, in one pass
+    /// and without building the outer list. An item that is not a valid frame is a
+    /// [`DecodeError::BadFrame`], and poisons the decoder like any other error; the good
+    /// frames before it stay in `out`, so a receiver can still deliver them.
+    pub fn frames_into(&mut self, out: &mut Vec<(Str, Msg)>) -> Result<usize, DecodeError> {
+        let framing = self.framing;
+        let start = out.len();
+        loop {
+            let before = out.len();
+            match self.next_with(|buf, base, limits| parse_frame(framing, buf, base, limits, out)) {
+                Ok(Some(())) => {}
+                Ok(None) => return Ok(out.len() - start),
+                Err(e) => {
+                    // An oversized item may have been parsed before it was refused.
+                    out.truncate(before);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Finds the next complete item and hands its bytes to `parse`, which returns how many
+    /// bytes the item took (and keeps the result itself). `None` when more bytes are needed.
+    fn next_with(
+        &mut self,
+        parse: impl FnMut(&[u8], u64, &Limits) -> Result<usize, Fail>,
+    ) -> Result<Option<()>, DecodeError> {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        match self.next_inner() {
+        match self.next_inner(parse) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.poisoned = Some(e.clone());
@@ -284,7 +332,10 @@ impl Decoder {
         }
     }
 
-    fn next_inner(&mut self) -> Result<Option<Value>, DecodeError> {
+    fn next_inner(
+        &mut self,
+        mut parse: impl FnMut(&[u8], u64, &Limits) -> Result<usize, Fail>,
+    ) -> Result<Option<()>, DecodeError> {
         if self.framing == Framing::Json && self.scan.is_none() {
             // Whitespace between JSON texts belongs to no item.
             while self
@@ -305,8 +356,8 @@ impl Decoder {
         let base = self.base + self.pos as u64;
         let avail = &self.buf[self.pos..self.end];
         if self.scan.is_none() {
-            match parse(self.framing, avail, base, &self.limits) {
-                Ok((v, used)) => return self.accept(v, used),
+            match parse(avail, base, &self.limits) {
+                Ok(used) => return self.accept(used),
                 Err(Fail::Error(e)) => return Err(e),
                 Err(Fail::Incomplete) => {
                     self.scan = Some(match self.framing {
@@ -325,8 +376,8 @@ impl Decoder {
             return Ok(None);
         }
         self.scan = None;
-        match parse(self.framing, avail, base, &self.limits) {
-            Ok((v, used)) => self.accept(v, used),
+        match parse(avail, base, &self.limits) {
+            Ok(used) => self.accept(used),
             Err(Fail::Error(e)) => Err(e),
             // The scan said complete but the parser disagrees: only malformed input can
             // cause that, so report it as such.
@@ -338,7 +389,10 @@ impl Decoder {
         }
     }
 
-    fn accept(&mut self, v: Value, used: usize) -> Result<Option<Value>, DecodeError> {
+    /// Consumes an item of `used` bytes. An item over the size limit is an error even when
+    /// it arrived whole (its result, already kept by the parse closure, is then dropped
+    /// with the connection).
+    fn accept(&mut self, used: usize) -> Result<Option<()>, DecodeError> {
         if used > self.limits.max_message {
             return Err(DecodeError::TooLarge {
                 size: used as u64,
@@ -346,8 +400,34 @@ impl Decoder {
             });
         }
         self.pos += used;
-        Ok(Some(v))
+        Ok(Some(()))
     }
+}
+
+/// Parses one frame from the start of `buf` into `out`: the codec's direct path for the
+/// common shape, else the general parse and [`decode_frame`] (same result, or the precise
+/// frame error).
+fn parse_frame(
+    framing: Framing,
+    buf: &[u8],
+    base: u64,
+    limits: &Limits,
+    out: &mut Vec<(Str, Msg)>,
+) -> Result<usize, Fail> {
+    let direct = match framing {
+        Framing::Json => json::parse_frame(buf, base, limits, out)?,
+        Framing::Cbor => cbor::parse_frame(buf, base, limits, out)?,
+    };
+    if let Some(used) = direct {
+        return Ok(used);
+    }
+    let (v, used) = parse(framing, buf, base, limits)?;
+    let frame = decode_frame(v).map_err(|error| DecodeError::BadFrame {
+        offset: base,
+        error,
+    })?;
+    out.push(frame);
+    Ok(used)
 }
 
 /// Parses one item from the start of `buf` (which may hold more): the value and the number
@@ -492,6 +572,106 @@ mod tests {
                 }
                 assert_eq!(d.buffered(), 0);
             }
+        }
+    }
+
+    #[test]
+    fn frames_into_matches_next_value_and_decode_frame() {
+        let msgs = [
+            msg!["tag", 1, "x".repeat(100), -5, 2.5, Value::Null],
+            msg!["t"],
+            msg!["a", "b"],
+            msg![
+                "nested",
+                msg![1, msg![2, "deep"]],
+                Value::Map(vec![("k".into(), 1.into())])
+            ],
+            msg![u64::MAX, Value::Bytes(vec![0xff, 0])],
+        ];
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            for (i, m) in msgs.iter().enumerate() {
+                encode_frame(f, &format!("port{i}"), m.as_slice(), &mut bytes);
+            }
+            // The general path: an empty frame, an integer port name.
+            encode_value(f, &Value::List(vec![]), &mut bytes);
+            encode_value(f, &msg![42, "int"].into(), &mut bytes);
+            let mut want = Vec::new();
+            let mut d = Decoder::new(f, Limits::default());
+            d.feed(&bytes);
+            while let Some(v) = d.next_value().unwrap() {
+                want.push(decode_frame(v).unwrap());
+            }
+            assert_eq!(want.len(), msgs.len() + 2);
+            for step in [1, 5, 64, bytes.len()] {
+                let mut d = Decoder::new(f, Limits::default());
+                let mut got = Vec::new();
+                for c in bytes.chunks(step) {
+                    d.feed(c);
+                    d.frames_into(&mut got).unwrap();
+                }
+                assert_eq!(got, want, "{f} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn frames_into_keeps_good_frames_before_a_bad_one() {
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            encode_frame(f, "p", msg!["ok"].as_slice(), &mut bytes);
+            encode_value(f, &Value::from("not an array"), &mut bytes);
+            encode_frame(f, "p", msg!["after"].as_slice(), &mut bytes);
+            let mut d = Decoder::new(f, Limits::default());
+            d.feed(&bytes);
+            let mut got = Vec::new();
+            let e = d.frames_into(&mut got).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    DecodeError::BadFrame {
+                        error: FrameError::NotArray("string"),
+                        ..
+                    }
+                ),
+                "{f}: {e}"
+            );
+            assert_eq!(got, vec![(Str::from("p"), msg!["ok"])]);
+            // Poisoned: nothing more comes out.
+            assert_eq!(d.frames_into(&mut got), Err(e));
+            assert_eq!(got.len(), 1);
+            // A bad port name.
+            let mut bytes = Vec::new();
+            encode_value(f, &msg![Value::Null, "x"].into(), &mut bytes);
+            let mut d = Decoder::new(f, Limits::default());
+            d.feed(&bytes);
+            assert!(matches!(
+                d.frames_into(&mut got),
+                Err(DecodeError::BadFrame {
+                    error: FrameError::BadPortName("null"),
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn frames_into_refuses_oversized_frames_whole() {
+        let limits = Limits {
+            max_depth: 64,
+            max_message: 10,
+        };
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            encode_frame(f, "p", &[Value::from("0123456789")], &mut bytes);
+            let mut d = Decoder::new(f, limits);
+            d.feed(&bytes);
+            let mut got = Vec::new();
+            assert!(matches!(
+                d.frames_into(&mut got),
+                Err(DecodeError::TooLarge { .. })
+            ));
+            assert!(got.is_empty(), "{f}");
         }
     }
 

@@ -55,6 +55,12 @@ pub(crate) enum Cmd {
         /// The node it came from; `None` = this node.
         src: Option<Arc<NodeId>>,
     },
+    /// Deliver what one read of a connection brought: frames from node `src`, in order.
+    /// One command per read instead of one per message (the receive hot path).
+    DeliverFrom {
+        src: Arc<NodeId>,
+        frames: Vec<(Str, Msg)>,
+    },
     /// Kill a local port.
     Kill { port: Str, reason: Reason },
     /// Anything else: a closure run with the kernel.
@@ -78,10 +84,18 @@ pub(crate) struct Core {
     pub pending_execs: AtomicUsize,
     /// How long the dispatcher busy-polls before it sleeps (0 = never); see `Node::set_spin`.
     pub spin_nanos: AtomicU64,
-    /// Signalled when the dispatcher takes a long queue, for readers that wait for it to
-    /// drain (back-pressure on the network, see `transport::connection`).
+    /// Frames queued by connection readers (`Cmd::DeliverFrom`) and not yet delivered.
+    /// Readers stop reading while it is above [`INBOUND_HIGH`], so a fast sender is slowed
+    /// by TCP flow control instead of growing this node's memory (and the working set stays
+    /// small enough for the caches).
+    pub inbound: AtomicUsize,
+    /// Signalled when `inbound` falls to [`INBOUND_HIGH`] or below, for the readers waiting
+    /// for that (see `transport::connection`).
     pub drained: Notify,
 }
+
+/// Received frames a node lets wait for its dispatcher before its readers pause.
+pub(crate) const INBOUND_HIGH: usize = 16 * 1024;
 
 impl Core {
     pub(crate) fn new(id: NodeId, namer: PortNamer) -> Core {
@@ -95,6 +109,7 @@ impl Core {
             registry: RwLock::new(Registry::default()),
             secure: AtomicBool::new(false),
             pending_execs: AtomicUsize::new(0),
+            inbound: AtomicUsize::new(0),
             drained: Notify::new(),
             spin_nanos: AtomicU64::new(0),
         }
@@ -221,6 +236,16 @@ impl Kernel {
     pub(crate) fn exec(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Deliver { port, msg, src } => self.deliver(port, msg, src.as_deref()),
+            Cmd::DeliverFrom { src, frames } => {
+                let n = frames.len();
+                for (port, msg) in frames {
+                    self.deliver(port, msg, Some(&src));
+                }
+                let before = self.core.inbound.fetch_sub(n, Ordering::AcqRel);
+                if before > INBOUND_HIGH && before - n <= INBOUND_HIGH {
+                    self.core.drained.notify_waiters();
+                }
+            }
             Cmd::Kill { port, reason } => self.kill_local(&port, reason),
             Cmd::Exec(f) => {
                 // Internal closures may call user callbacks; a panic there must not stop
@@ -583,9 +608,6 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// Queue buffers larger than this (in commands) are released once empty.
 const KEEP_QUEUE: usize = 64 * 1024;
 
-/// Taking a batch at least this long wakes readers waiting for the queue to drain.
-const DRAIN_SIGNAL: usize = 1024;
-
 /// How many commands the dispatcher runs before it yields to other tasks.
 const BUDGET: usize = 8192;
 
@@ -596,9 +618,6 @@ pub(crate) async fn run(mut k: Kernel) {
     let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(1024);
     loop {
         std::mem::swap(&mut *core.queue.lock(), &mut batch);
-        if batch.len() >= DRAIN_SIGNAL {
-            core.drained.notify_waiters();
-        }
         if batch.is_empty() && k.run.is_empty() {
             if core.is_closed() {
                 break;

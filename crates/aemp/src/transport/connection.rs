@@ -12,10 +12,10 @@
 
 use super::registry::Verdict;
 use super::{format_hostport, Network};
-use crate::kernel::{Cmd, Kernel};
+use crate::kernel::{Cmd, Kernel, INBOUND_HIGH};
 use aemp_proto::codec::{self, Decoder, Framing};
 use aemp_proto::handshake::{new_nonce, Established, Event, Handshake, HandshakeError};
-use aemp_proto::{NodeId, Value};
+use aemp_proto::{Msg, NodeId, Str, Value};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -36,10 +36,6 @@ const KEEP_BUFFER: usize = 4 * 1024 * 1024;
 /// First and largest read buffer of a connection: small while idle, grown when reads fill it.
 const READ_MIN: usize = 16 * 1024;
 const READ_MAX: usize = 256 * 1024;
-
-/// A reader stops reading while the node's command queue is longer than this, so that a fast
-/// sender is slowed by TCP flow control instead of growing the receiver's memory.
-const QUEUE_HIGH: usize = 64 * 1024;
 
 /// The sending side of an established connection, shared by the kernel and the writer.
 pub(crate) struct ConnTx {
@@ -410,43 +406,32 @@ async fn read_loop<R: AsyncRead + Unpin>(
     dec.feed(&leftover);
     // Reads go straight into the decoder's buffer; the read size grows while reads fill it.
     let mut chunk = READ_MIN;
-    let mut cmds: Vec<Cmd> = Vec::with_capacity(256);
     loop {
-        loop {
-            match dec.next_value() {
-                Ok(Some(v)) => match codec::decode_frame(v) {
-                    Ok((port, msg)) => cmds.push(Cmd::Deliver {
-                        port,
-                        msg,
-                        src: Some(src.clone()),
-                    }),
-                    Err(e) => {
-                        net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                        return Err(format!("protocol error: {e}"));
-                    }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(format!("protocol error: {e}"));
-                }
-            }
-        }
-        if !cmds.is_empty() {
-            net.counters
-                .msgs_in
-                .fetch_add(cmds.len() as u64, Ordering::Relaxed);
-            tx.msgs_in.fetch_add(cmds.len() as u64, Ordering::Relaxed);
-            core.push_many(cmds.drain(..));
-            while core.queue_len() > QUEUE_HIGH {
+        let mut frames: Vec<(Str, Msg)> = Vec::new();
+        // Frames before a bad one are still delivered; then the connection closes.
+        let decoded = dec.frames_into(&mut frames);
+        if !frames.is_empty() {
+            let n = frames.len();
+            net.counters.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
+            tx.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
+            core.inbound.fetch_add(n, Ordering::AcqRel);
+            core.push(Cmd::DeliverFrom {
+                src: src.clone(),
+                frames,
+            });
+            while core.inbound.load(Ordering::Acquire) > INBOUND_HIGH {
                 let drained = core.drained.notified();
                 tokio::pin!(drained);
                 drained.as_mut().enable();
-                if core.queue_len() <= QUEUE_HIGH {
+                if core.inbound.load(Ordering::Acquire) <= INBOUND_HIGH {
                     break;
                 }
                 drained.await;
             }
+        }
+        if let Err(e) = decoded {
+            net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("protocol error: {e}"));
         }
         let room = dec.spare(chunk);
         let room_len = room.len();
