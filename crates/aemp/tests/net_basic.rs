@@ -87,3 +87,48 @@ async fn busy_polling_nodes_still_talk() {
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
 }
+
+/// Large strings leave without being copied into the write buffer (vectored writes of the
+/// message's own buffer); they must arrive intact and in order with the small messages
+/// around them, in both framings, also when JSON needs to escape the large string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_strings_arrive_intact_and_in_order() {
+    let big = |i: usize| -> String {
+        (0..200_000 + i * 1000)
+            .map(|j| char::from(b'a' + ((i + j) % 26) as u8))
+            .collect()
+    };
+    for framing in ["cbor", "json"] {
+        let a = node_with(&format!("big-a-{framing}"), "k", &[framing]).await;
+        let b = node_with(&format!("big-b-{framing}"), "k", &[framing]).await;
+        let mut inbox = b.inbox(1000);
+        let to = inbox.port().clone();
+        link(&a, &b).await;
+        let escaped = format!("{}\"\n\\é", big(99));
+        for i in 0..20usize {
+            a.snd(&to, msg!["small", i]).unwrap();
+            if i % 3 == 0 {
+                a.snd(&to, msg!["big", i, big(i), "tail", big(i + 1)]).unwrap();
+            }
+            if i == 10 {
+                a.snd(&to, msg!["escaped", escaped.as_str()]).unwrap();
+            }
+        }
+        for i in 0..20usize {
+            let m = within("small", inbox.recv()).await.unwrap();
+            assert_eq!(m, msg!["small", i], "{framing}");
+            if i % 3 == 0 {
+                let m = within("big", inbox.recv()).await.unwrap();
+                assert_eq!(m.tag(), Some("big"), "{framing}");
+                assert_eq!(m[1], Value::from(i as u64), "{framing}");
+                assert!(m[2].as_str() == Some(big(i).as_str()), "{framing} big {i}");
+                assert_eq!(m[3], Value::from("tail"));
+                assert!(m[4].as_str() == Some(big(i + 1).as_str()), "{framing}");
+            }
+            if i == 10 {
+                let m = within("escaped", inbox.recv()).await.unwrap();
+                assert!(m[1].as_str() == Some(escaped.as_str()), "{framing}");
+            }
+        }
+    }
+}

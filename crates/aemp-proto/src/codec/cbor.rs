@@ -604,6 +604,16 @@ fn text(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// Writes the head of a text string of `len` bytes (its bytes follow).
+pub(super) fn text_head(len: usize, out: &mut Vec<u8>) {
+    head(3, len as u64, out);
+}
+
+/// Writes the head of an array of `n` items.
+pub(super) fn array_head(n: usize, out: &mut Vec<u8>) {
+    head(4, n as u64, out);
+}
+
 pub(super) fn encode_frame(port: &str, msg: &[Value], out: &mut Vec<u8>) {
     head(4, msg.len() as u64 + 1, out);
     text(port, out);

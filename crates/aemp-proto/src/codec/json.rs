@@ -612,20 +612,24 @@ fn write_escape(b: u8, esc: u8, out: &mut Vec<u8>) {
 
 #[inline]
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    let mut rest = s.as_bytes();
+    out.reserve(rest.len() + 2);
     out.push(b'"');
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[usize::from(b)];
-        if esc != 0 {
-            out.extend_from_slice(&bytes[run..i]);
-            write_escape(b, esc, out);
-            run = i + 1;
-        }
+    // Runs without anything to escape are copied whole (`find_special` looks for exactly
+    // the bytes that ESCAPE marks).
+    loop {
+        let n = find_special(rest);
+        out.extend_from_slice(&rest[..n]);
+        let Some(&b) = rest.get(n) else { break };
+        write_escape(b, ESCAPE[usize::from(b)], out);
+        rest = &rest[n + 1..];
     }
-    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// True when `s` can be written between quotes as it is (nothing to escape).
+pub(super) fn is_plain(s: &str) -> bool {
+    find_special(s.as_bytes()) == s.len()
 }
 
 /// A byte string as Perl's JSON::XS writes it: one code point per byte.

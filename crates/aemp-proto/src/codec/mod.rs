@@ -479,6 +479,127 @@ pub fn encode_frame(framing: Framing, port_name: &str, msg: &[Value], out: &mut 
     }
 }
 
+/// Strings at least this long are not copied by [`encode_frame_owned`]: a copy of a large
+/// string costs more than one more piece in a vectored write.
+pub const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// Encoded frames whose large strings stay where they are: `bytes` holds everything else,
+/// and each `(at, s)` in `big` says that the bytes of `s` go at offset `at` of `bytes`
+/// (offsets ascending). A connection writes the pieces with one vectored write.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// The encoded bytes, without the large strings' contents.
+    pub bytes: Vec<u8>,
+    /// Large strings and where they go.
+    pub big: Vec<(usize, Str)>,
+    /// Total length of the strings in `big`.
+    pub big_len: usize,
+}
+
+impl Outbox {
+    /// Total length of the encoded frames.
+    pub fn len(&self) -> usize {
+        self.bytes.len() + self.big_len
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.big.is_empty()
+    }
+
+    /// Forgets everything queued, keeping the byte buffer's capacity.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.big.clear();
+        self.big_len = 0;
+    }
+
+    /// The pieces in wire order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut from = 0;
+        let mut big = self.big.iter();
+        let mut pending: Option<&[u8]> = None;
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if let Some(p) = pending.take() {
+                return Some(p);
+            }
+            if done {
+                return None;
+            }
+            match big.next() {
+                Some((at, s)) => {
+                    let head = &self.bytes[from..*at];
+                    from = *at;
+                    pending = Some(s.as_bytes());
+                    if !head.is_empty() {
+                        return Some(head);
+                    }
+                }
+                None => {
+                    done = true;
+                    let tail = &self.bytes[from..];
+                    if !tail.is_empty() {
+                        return Some(tail);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Appends the wire form of `[port_name, msg...]` to `out` like [`encode_frame`], but moves
+/// top-level strings of at least [`ZERO_COPY_MIN`] bytes out of `msg` into `out.big`
+/// instead of copying them (JSON only when the string needs no escaping).
+pub fn encode_frame_owned(framing: Framing, port_name: &str, msg: &mut [Value], out: &mut Outbox) {
+    let is_big = |v: &Value| match v {
+        Value::Str(s) => {
+            s.len() >= ZERO_COPY_MIN && (framing == Framing::Cbor || json::is_plain(s))
+        }
+        _ => false,
+    };
+    if !msg.iter().any(is_big) {
+        encode_frame(framing, port_name, msg, &mut out.bytes);
+        return;
+    }
+    let b = &mut out.bytes;
+    match framing {
+        Framing::Json => {
+            b.push(b'[');
+            json::encode_value(&Value::Str(Str::from(port_name)), b);
+        }
+        Framing::Cbor => {
+            cbor::array_head(msg.len() + 1, b);
+            cbor::encode_value(&Value::Str(Str::from(port_name)), b);
+        }
+    }
+    for v in msg.iter_mut() {
+        let b = &mut out.bytes;
+        if framing == Framing::Json {
+            b.push(b',');
+        }
+        if !is_big(v) {
+            encode_value(framing, v, b);
+            continue;
+        }
+        let Value::Str(s) = std::mem::take(v) else {
+            continue;
+        };
+        match framing {
+            Framing::Json => b.push(b'"'),
+            Framing::Cbor => cbor::text_head(s.len(), b),
+        }
+        out.big_len += s.len();
+        out.big.push((b.len(), s));
+        if framing == Framing::Json {
+            out.bytes.push(b'"');
+        }
+    }
+    if framing == Framing::Json {
+        out.bytes.push(b']');
+    }
+}
+
 /// Appends the wire form of one value to `out`.
 pub fn encode_value(framing: Framing, v: &Value, out: &mut Vec<u8>) {
     match framing {
@@ -672,6 +793,33 @@ mod tests {
                 Err(DecodeError::TooLarge { .. })
             ));
             assert!(got.is_empty(), "{f}");
+        }
+    }
+
+    #[test]
+    fn encode_frame_owned_matches_encode_frame() {
+        let big = "b".repeat(ZERO_COPY_MIN);
+        let escaped = format!("{big}\"\n");
+        let cases = [
+            msg!["small", 1, "x"],
+            msg!["bulk", 7, big.as_str()],
+            msg![big.as_str(), "mid", big.as_str(), msg![big.as_str()]],
+            msg!["esc", escaped.as_str(), big.as_str()],
+        ];
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut ob = Outbox::default();
+            let mut want = Vec::new();
+            for m in &cases {
+                encode_frame(f, "port", m.as_slice(), &mut want);
+                let mut owned = m.clone();
+                encode_frame_owned(f, "port", &mut owned.0, &mut ob);
+            }
+            assert!(!ob.big.is_empty(), "{f}");
+            let got: Vec<u8> = ob.pieces().flatten().copied().collect();
+            assert_eq!(got.len(), ob.len(), "{f}");
+            assert!(got == want, "{f}: pieces differ from encode_frame");
+            ob.clear();
+            assert!(ob.is_empty() && ob.pieces().next().is_none());
         }
     }
 

@@ -53,7 +53,7 @@ impl Kernel {
     /// Sends `msg` to port `port` (a bare name; `""` = node port) of another node.
     pub(crate) fn send_remote(&mut self, node: &str, port: &str, msg: Msg) {
         match self.remote.peers.get_mut(node) {
-            Some(Peer::Up { tx }) => tx.send(port, &msg.0),
+            Some(Peer::Up { tx }) => tx.send(port, msg),
             Some(Peer::Connecting { queue, .. }) => queue.push((Str::from(port), msg)),
             None => {
                 let node = Str::from(node);
@@ -125,7 +125,7 @@ impl Kernel {
     /// a connection).
     pub(crate) fn send_node_request_if_up(&mut self, node: &str, req: Msg) {
         if let Some(Peer::Up { tx }) = self.remote.peers.get(node) {
-            tx.send("", &req.0);
+            tx.send("", req);
         }
     }
 
@@ -142,7 +142,7 @@ impl Kernel {
                 }
                 // Queued messages first, in order; node-up hooks send after them (§6.1).
                 for (port, msg) in queue {
-                    tx.send(&port, &msg.0);
+                    tx.send(&port, msg);
                 }
             }
             Some(Peer::Up { tx: old }) => {

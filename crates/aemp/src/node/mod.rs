@@ -239,6 +239,7 @@ impl Node {
             // connection's write buffer, without a trip through the dispatcher. Only when no
             // command of a handle is still waiting in the kernel (one might be an earlier
             // message of this very sender, which must go first).
+            let mut msg = msg;
             if self
                 .inner
                 .core
@@ -247,8 +248,9 @@ impl Node {
                 == 0
             {
                 if let Some(net) = self.net() {
-                    if net.send_if_up(port, &msg) {
-                        return Ok(());
+                    match net.send_if_up(port, msg) {
+                        Ok(()) => return Ok(()),
+                        Err(m) => msg = m,
                     }
                 }
             }

@@ -13,9 +13,9 @@
 use super::registry::Verdict;
 use super::{format_hostport, Network};
 use crate::kernel::{Cmd, Kernel, INBOUND_HIGH};
-use aemp_proto::codec::{self, Decoder, Framing};
+use aemp_proto::codec::{self, Decoder, Framing, Outbox};
 use aemp_proto::handshake::{new_nonce, Established, Event, Handshake, HandshakeError};
-use aemp_proto::{Msg, NodeId, Str, Value};
+use aemp_proto::{Msg, NodeId, Str};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -41,7 +41,8 @@ const READ_MAX: usize = 256 * 1024;
 pub(crate) struct ConnTx {
     pub id: u64,
     framing: Framing,
-    buf: Mutex<Vec<u8>>,
+    /// Encoded frames waiting for the writer; large strings are kept by reference.
+    buf: Mutex<Outbox>,
     notify: Notify,
     closed: AtomicBool,
     pub msgs_out: AtomicU64,
@@ -65,7 +66,7 @@ impl ConnTx {
         ConnTx {
             id,
             framing,
-            buf: Mutex::new(Vec::new()),
+            buf: Mutex::new(Outbox::default()),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             msgs_out: AtomicU64::new(0),
@@ -76,17 +77,21 @@ impl ConnTx {
         }
     }
 
-    /// Encodes `[port, msg…]` into the write buffer. Never blocks on the network.
-    pub(crate) fn send(&self, port: &str, msg: &[Value]) {
+    /// Encodes `[port, msg…]` into the write buffer. Never blocks on the network. Large
+    /// strings of `msg` are moved into the queue instead of being copied (see
+    /// [`codec::encode_frame_owned`]).
+    pub(crate) fn send(&self, port: &str, mut msg: Msg) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
         let was_empty = {
             let mut b = self.buf.lock();
             let was_empty = b.is_empty();
-            codec::encode_frame(self.framing, port, msg, &mut b);
+            codec::encode_frame_owned(self.framing, port, &mut msg.0, &mut b);
             was_empty
         };
+        // `msg` (whatever is left of it) is dropped outside the lock.
+        drop(msg);
         self.msgs_out.fetch_add(1, Ordering::Relaxed);
         if was_empty {
             self.notify.notify_one();
@@ -453,7 +458,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
     tx: Arc<ConnTx>,
 ) -> Result<(), String> {
-    let mut out: Vec<u8> = Vec::new();
+    let mut out = Outbox::default();
     loop {
         std::mem::swap(&mut *tx.buf.lock(), &mut out);
         if out.is_empty() {
@@ -465,16 +470,50 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         // The queue is empty again: waiting senders may refill it while this write runs.
         tx.written.notify_waiters();
-        wr.write_all(&out).await.map_err(|e| e.to_string())?;
+        let len = out.len();
+        if out.big.is_empty() {
+            wr.write_all(&out.bytes).await
+        } else {
+            write_pieces(&mut wr, &out).await
+        }
+        .map_err(|e| e.to_string())?;
         net.counters
             .bytes_out
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
-        tx.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+            .fetch_add(len as u64, Ordering::Relaxed);
+        tx.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
         out.clear();
-        if out.capacity() > KEEP_BUFFER {
-            out = Vec::new();
+        if out.bytes.capacity() > KEEP_BUFFER {
+            out.bytes = Vec::new();
         }
     }
+}
+
+/// Writes an outbox with large strings in it: vectored writes over its pieces, resumed
+/// wherever a write stopped.
+async fn write_pieces<W: AsyncWrite + Unpin>(wr: &mut W, out: &Outbox) -> std::io::Result<()> {
+    let pieces: Vec<&[u8]> = out.pieces().collect();
+    let (mut i, mut off) = (0, 0);
+    while i < pieces.len() {
+        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(pieces.len() - i);
+        slices.push(std::io::IoSlice::new(&pieces[i][off..]));
+        slices.extend(pieces[i + 1..].iter().map(|p| std::io::IoSlice::new(p)));
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = pieces[i].len() - off;
+            if n < left {
+                off += n;
+                n = 0;
+            } else {
+                n -= left;
+                i += 1;
+                off = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A stream that first yields bytes already read (those after the nonce line when TLS

@@ -280,14 +280,18 @@ impl Network {
         });
     }
 
-    /// Sends `msg` to `port` if its node has a live connection; false otherwise.
-    pub(crate) fn send_if_up(&self, port: &aemp_proto::PortId, msg: &aemp_proto::Msg) -> bool {
+    /// Sends `msg` to `port` if its node has a live connection; gives it back otherwise.
+    pub(crate) fn send_if_up(
+        &self,
+        port: &aemp_proto::PortId,
+        msg: aemp_proto::Msg,
+    ) -> Result<(), aemp_proto::Msg> {
         match self.links.read().get(port.node()) {
             Some(tx) => {
-                tx.send(port.name(), &msg.0);
-                true
+                tx.send(port.name(), msg);
+                Ok(())
             }
-            None => false,
+            None => Err(msg),
         }
     }
 
