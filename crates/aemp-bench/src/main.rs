@@ -69,34 +69,33 @@ pub fn remote_workers() -> usize {
 static SPIN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 
 /// How long node dispatchers busy-poll before sleeping (see `Node::set_spin`): the
-/// `AEMP_BENCH_SPIN_US` environment variable (microseconds), default 0 (the library default).
-/// Erlang's schedulers busy-wait before sleeping by default; without it, every message to an
-/// idle process pays for waking an idle CPU, which costs tens of microseconds on this kind of
-/// VM (rawtcp's R2-limit shows it). `AEMP_BENCH_SPIN_US=1000` measures aemp configured like
-/// that for R1–R3 and D1 (R4 stays without: it runs more threads than there are cores).
+/// `AEMP_BENCH_SPIN_US` environment variable (microseconds), else the library default
+/// (`aemp::node::DEFAULT_SPIN`, like the default busy wait of Erlang's schedulers: without
+/// it, every message to an idle process pays for waking an idle CPU, which costs tens of
+/// microseconds on this kind of VM; rawtcp's R2-limit shows it). R4 runs without: it uses
+/// more threads than there are cores, and pollers would take CPU from the copying threads.
 pub fn spin() -> Duration {
     let chosen = SPIN_US.load(std::sync::atomic::Ordering::Relaxed);
-    let us = if chosen != u64::MAX {
-        chosen
-    } else {
-        std::env::var("AEMP_BENCH_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_micros(us)
+    if chosen != u64::MAX {
+        return Duration::from_micros(chosen);
+    }
+    spin_from_env().unwrap_or(aemp::node::DEFAULT_SPIN)
+}
+
+fn spin_from_env() -> Option<Duration> {
+    std::env::var("AEMP_BENCH_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros)
 }
 
 fn choose_spin(workload: &str) {
-    let us = if matches!(workload, "R1" | "R2" | "R3" | "D1") {
-        std::env::var("AEMP_BENCH_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+    let d = if workload == "R4" {
+        Duration::ZERO
     } else {
-        0
+        spin_from_env().unwrap_or(aemp::node::DEFAULT_SPIN)
     };
-    SPIN_US.store(us, std::sync::atomic::Ordering::Relaxed);
+    SPIN_US.store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A tokio runtime with `workers` threads (current-thread for one).

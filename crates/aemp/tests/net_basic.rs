@@ -108,7 +108,8 @@ async fn large_strings_arrive_intact_and_in_order() {
         for i in 0..20usize {
             a.snd(&to, msg!["small", i]).unwrap();
             if i % 3 == 0 {
-                a.snd(&to, msg!["big", i, big(i), "tail", big(i + 1)]).unwrap();
+                a.snd(&to, msg!["big", i, big(i), "tail", big(i + 1)])
+                    .unwrap();
             }
             if i == 10 {
                 a.snd(&to, msg!["escaped", escaped.as_str()]).unwrap();

@@ -111,7 +111,7 @@ impl Core {
             pending_execs: AtomicUsize::new(0),
             inbound: AtomicUsize::new(0),
             drained: Notify::new(),
-            spin_nanos: AtomicU64::new(0),
+            spin_nanos: AtomicU64::new(crate::node::DEFAULT_SPIN.as_nanos() as u64),
         }
     }
 
