@@ -63,6 +63,8 @@ pub(crate) enum Cmd {
     },
     /// Kill a local port.
     Kill { port: Str, reason: Reason },
+    /// Nothing (what a taken command leaves behind in the dispatcher's batch).
+    Nop,
     /// Anything else: a closure run with the kernel.
     Exec(Box<dyn FnOnce(&mut Kernel) + Send + 'static>),
 }
@@ -102,7 +104,7 @@ impl Core {
         Core {
             id,
             namer,
-            queue: Mutex::new(Vec::with_capacity(1024)),
+            queue: Mutex::new(Vec::with_capacity(INITIAL_QUEUE)),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             guard_ids: AtomicU64::new(1),
@@ -192,6 +194,9 @@ pub struct Kernel {
     pub(crate) global: crate::global::GlobalState,
     /// True while the dispatcher runs commands, i.e. while its run queue lives in `RUNQ`.
     dispatching: bool,
+    /// Set when a send woke a connection's writer (its buffer was empty); the dispatcher
+    /// then lets the writer run before it goes on with a long batch (see `run`).
+    pub(crate) woke_writer: bool,
 }
 
 impl Kernel {
@@ -203,7 +208,7 @@ impl Kernel {
             core,
             handle,
             ports: table::PortTable::default(),
-            run: VecDeque::with_capacity(1024),
+            run: VecDeque::with_capacity(INITIAL_QUEUE),
             mon_index: FxHashMap::default(),
             remote_mons: RemoteMonitors::default(),
             self_node_mons: Vec::new(),
@@ -211,6 +216,7 @@ impl Kernel {
             remote: remote::Remotes::default(),
             global,
             dispatching: false,
+            woke_writer: false,
         }
     }
 
@@ -247,6 +253,7 @@ impl Kernel {
                 }
             }
             Cmd::Kill { port, reason } => self.kill_local(&port, reason),
+            Cmd::Nop => {}
             Cmd::Exec(f) => {
                 // Internal closures may call user callbacks; a panic there must not stop
                 // the node.
@@ -605,8 +612,16 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Initial capacity (in commands) of the dispatcher's queues. Small: an idle node should
+/// cost little, and a busy one grows them once and keeps them (up to [`KEEP_QUEUE`]).
+const INITIAL_QUEUE: usize = 64;
+
 /// Queue buffers larger than this (in commands) are released once empty.
 const KEEP_QUEUE: usize = 64 * 1024;
+
+/// Received frames (or other commands) a dispatcher runs before it lets a connection writer
+/// it woke send the answers so far (see `run`).
+const SLICE: usize = 32;
 
 /// How many commands the dispatcher runs before it yields to other tasks.
 const BUDGET: usize = 8192;
@@ -614,10 +629,21 @@ const BUDGET: usize = 8192;
 /// The dispatcher: owns the kernel and executes commands until the node is closed.
 pub(crate) async fn run(mut k: Kernel) {
     let core = k.core.clone();
-    let mut batch: Vec<Cmd> = Vec::with_capacity(1024);
-    let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(1024);
+    let mut batch: Vec<Cmd> = Vec::with_capacity(INITIAL_QUEUE);
+    // batch[..at] has run (those slots hold `Cmd::Nop`).
+    let mut at = 0;
+    let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(INITIAL_QUEUE);
     loop {
-        std::mem::swap(&mut *core.queue.lock(), &mut batch);
+        if at == batch.len() {
+            batch.clear();
+            at = 0;
+            if batch.capacity() > KEEP_QUEUE {
+                // A burst is over: do not keep its peak size (this vector goes back to the
+                // queue at the swap).
+                batch = Vec::with_capacity(INITIAL_QUEUE);
+            }
+            std::mem::swap(&mut *core.queue.lock(), &mut batch);
+        }
         if batch.is_empty() && k.run.is_empty() {
             if core.is_closed() {
                 break;
@@ -642,17 +668,23 @@ pub(crate) async fn run(mut k: Kernel) {
             continue;
         }
         // Commands from outside run in arrival order; what their handlers queue goes to the
-        // run queue and runs after them, before the next batch is taken.
+        // run queue and runs after them. A long batch runs in slices: when a slice has
+        // produced data for a connection, the rest waits until the writer has run (below),
+        // so the peer can start on the first answers while this node works on the rest
+        // (pipelining instead of one strict batch after the other).
         ACTIVE.set(Arc::as_ptr(&core));
         RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
         k.dispatching = true;
-        for cmd in batch.drain(..) {
+        k.woke_writer = false;
+        let mut work = 0;
+        while at < batch.len() && (work < SLICE || !k.woke_writer) {
+            let cmd = std::mem::replace(&mut batch[at], Cmd::Nop);
+            at += 1;
+            work += match &cmd {
+                Cmd::DeliverFrom { frames, .. } => frames.len(),
+                _ => 1,
+            };
             k.exec(cmd);
-        }
-        if batch.capacity() > KEEP_QUEUE {
-            // A burst is over: do not keep its peak size (this vector goes back to the
-            // queue at the next swap).
-            batch = Vec::with_capacity(1024);
         }
         // The run queue is taken a generation at a time: what runs now may queue more (into
         // the emptied RUNQ), which runs in the next generation, so FIFO order holds and the
@@ -684,10 +716,11 @@ pub(crate) async fn run(mut k: Kernel) {
         RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut k.run));
         ACTIVE.set(std::ptr::null());
         if k.run.is_empty() && k.run.capacity() > KEEP_QUEUE {
-            k.run = VecDeque::with_capacity(1024);
+            k.run = VecDeque::with_capacity(INITIAL_QUEUE);
         }
-        if n == BUDGET {
-            // A local ping-pong never empties the run queue: let other tasks and the
+        if n == BUDGET || at < batch.len() {
+            // A local ping-pong never empties the run queue, and a sliced batch waits for
+            // the writers: let other tasks and the
             // outside queue have their turn.
             tokio::task::yield_now().await;
         }

@@ -53,7 +53,7 @@ impl Kernel {
     /// Sends `msg` to port `port` (a bare name; `""` = node port) of another node.
     pub(crate) fn send_remote(&mut self, node: &str, port: &str, msg: Msg) {
         match self.remote.peers.get_mut(node) {
-            Some(Peer::Up { tx }) => tx.send(port, msg),
+            Some(Peer::Up { tx }) => self.woke_writer |= tx.send(port, msg),
             Some(Peer::Connecting { queue, .. }) => queue.push((Str::from(port), msg)),
             None => {
                 let node = Str::from(node);
@@ -125,7 +125,7 @@ impl Kernel {
     /// a connection).
     pub(crate) fn send_node_request_if_up(&mut self, node: &str, req: Msg) {
         if let Some(Peer::Up { tx }) = self.remote.peers.get(node) {
-            tx.send("", req);
+            self.woke_writer |= tx.send("", req);
         }
     }
 

@@ -57,6 +57,9 @@ pub(crate) struct ConnTx {
     written: Notify,
 }
 
+/// Frames per `Cmd::DeliverFrom`: one read may bring thousands.
+const CHUNK: usize = 32;
+
 /// Above this many queued bytes a connection counts as busy (see `Node::writable`), like
 /// Erlang's distribution buffer busy limit.
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
@@ -80,9 +83,10 @@ impl ConnTx {
     /// Encodes `[port, msg…]` into the write buffer. Never blocks on the network. Large
     /// strings of `msg` are moved into the queue instead of being copied (see
     /// [`codec::encode_frame_owned`]).
-    pub(crate) fn send(&self, port: &str, mut msg: Msg) {
+    /// Returns true when this woke the writer (the buffer was empty).
+    pub(crate) fn send(&self, port: &str, mut msg: Msg) -> bool {
         if self.closed.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
         let was_empty = {
             let mut b = self.buf.lock();
@@ -96,6 +100,7 @@ impl ConnTx {
         if was_empty {
             self.notify.notify_one();
         }
+        was_empty
     }
 
     /// Bytes waiting to be written.
@@ -420,10 +425,28 @@ async fn read_loop<R: AsyncRead + Unpin>(
             net.counters.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
             tx.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
             core.inbound.fetch_add(n, Ordering::AcqRel);
-            core.push(Cmd::DeliverFrom {
-                src: src.clone(),
-                frames,
-            });
+            if n <= CHUNK {
+                core.push(Cmd::DeliverFrom {
+                    src: src.clone(),
+                    frames,
+                });
+            } else {
+                // In chunks, so that the dispatcher can answer the first frames before it
+                // has handled them all (it runs in slices, see `kernel::run`).
+                let mut cmds = Vec::with_capacity(n.div_ceil(CHUNK));
+                let mut rest = frames.into_iter();
+                loop {
+                    let chunk: Vec<(Str, Msg)> = rest.by_ref().take(CHUNK).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    cmds.push(Cmd::DeliverFrom {
+                        src: src.clone(),
+                        frames: chunk,
+                    });
+                }
+                core.push_many(cmds);
+            }
             while core.inbound.load(Ordering::Acquire) > INBOUND_HIGH {
                 let drained = core.drained.notified();
                 tokio::pin!(drained);
