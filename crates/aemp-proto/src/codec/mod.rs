@@ -294,9 +294,22 @@ impl Decoder {
     /// [`DecodeError::BadFrame`], and poisons the decoder like any other error; the good
     /// frames before it stay in `out`, so a receiver can still deliver them.
     pub fn frames_into(&mut self, out: &mut Vec<(Str, Msg)>) -> Result<usize, DecodeError> {
+        self.frames_into_max(out, usize::MAX)
+    }
+
+    /// Like [`Decoder::frames_into`], but stops after `max` frames (the rest stays
+    /// buffered for the next call).
+    pub fn frames_into_max(
+        &mut self,
+        out: &mut Vec<(Str, Msg)>,
+        max: usize,
+    ) -> Result<usize, DecodeError> {
         let framing = self.framing;
         let start = out.len();
         loop {
+            if out.len() - start >= max {
+                return Ok(out.len() - start);
+            }
             let before = out.len();
             match self.next_with(|buf, base, limits| parse_frame(framing, buf, base, limits, out)) {
                 Ok(Some(())) => {}
@@ -733,6 +746,14 @@ mod tests {
                 }
                 assert_eq!(got, want, "{f} step {step}");
             }
+            // At most `max` per call; the rest stays buffered.
+            let mut d = Decoder::new(f, Limits::default());
+            d.feed(&bytes);
+            let mut got = Vec::new();
+            while d.frames_into_max(&mut got, 2).unwrap() == 2 {
+                assert_eq!(got.len() % 2, 0);
+            }
+            assert_eq!(got, want, "{f} max 2");
         }
     }
 

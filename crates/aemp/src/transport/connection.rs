@@ -417,36 +417,31 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // Reads go straight into the decoder's buffer; the read size grows while reads fill it.
     let mut chunk = READ_MIN;
     loop {
-        let mut frames: Vec<(Str, Msg)> = Vec::new();
-        // Frames before a bad one are still delivered; then the connection closes.
-        let decoded = dec.frames_into(&mut frames);
-        if !frames.is_empty() {
-            let n = frames.len();
-            net.counters.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
-            tx.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
-            core.inbound.fetch_add(n, Ordering::AcqRel);
-            if n <= CHUNK {
-                core.push(Cmd::DeliverFrom {
+        // Frames go to the dispatcher in chunks, so that it can answer the first ones
+        // before it has handled them all (it runs in slices, see `kernel::run`). Frames
+        // before a bad one are still delivered; then the connection closes.
+        let mut chunks = Vec::new();
+        let mut n = 0;
+        let decoded = loop {
+            let mut frames: Vec<(Str, Msg)> = Vec::new();
+            let got = dec.frames_into_max(&mut frames, CHUNK);
+            if !frames.is_empty() {
+                n += frames.len();
+                chunks.push(Cmd::DeliverFrom {
                     src: src.clone(),
                     frames,
                 });
-            } else {
-                // In chunks, so that the dispatcher can answer the first frames before it
-                // has handled them all (it runs in slices, see `kernel::run`).
-                let mut cmds = Vec::with_capacity(n.div_ceil(CHUNK));
-                let mut rest = frames.into_iter();
-                loop {
-                    let chunk: Vec<(Str, Msg)> = rest.by_ref().take(CHUNK).collect();
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    cmds.push(Cmd::DeliverFrom {
-                        src: src.clone(),
-                        frames: chunk,
-                    });
-                }
-                core.push_many(cmds);
             }
+            match got {
+                Ok(k) if k == CHUNK => continue,
+                other => break other,
+            }
+        };
+        if n > 0 {
+            net.counters.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
+            tx.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
+            core.inbound.fetch_add(n, Ordering::AcqRel);
+            core.push_many(chunks);
             while core.inbound.load(Ordering::Acquire) > INBOUND_HIGH {
                 let drained = core.drained.notified();
                 tokio::pin!(drained);
