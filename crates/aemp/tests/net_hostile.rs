@@ -312,3 +312,32 @@ async fn second_connection_with_a_connected_node_id_is_refused() {
     assert!(about_a.is_empty(), "{about_a:?}");
     assert_eq!(fired.load(Ordering::SeqCst), 0);
 }
+
+/// Good frames that arrive in the same read as a bad one are delivered before the
+/// connection is closed: nothing accepted is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_before_a_bad_one_are_delivered() {
+    let (a, b) = pair("goodbad").await;
+    for (n, framing) in [(1, "json"), (2, "cbor")] {
+        let mut inbox = b.inbox(100);
+        let name = inbox.port().name().to_string();
+        let mut p = Peer::connect(
+            b.listen_addrs()[0],
+            &peer_hs(&format!("goodbad-{framing}"), SECRET, &[framing]),
+        )
+        .await
+        .unwrap();
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            aemp_proto::codec::encode_frame(p.send, &name, msg!["good", i].as_slice(), &mut bytes);
+        }
+        aemp_proto::codec::encode_value(p.send, &Value::from("not a frame"), &mut bytes);
+        p.raw(&bytes).await;
+        p.expect_closed().await;
+        for i in 0..3 {
+            let m = within("good frame", inbox.recv()).await.unwrap();
+            assert_eq!(m, msg!["good", i], "{framing}");
+        }
+        assert_healthy(&a, &b, n).await;
+    }
+}

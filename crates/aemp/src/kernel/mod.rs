@@ -720,8 +720,7 @@ pub(crate) async fn run(mut k: Kernel) {
         }
         if n == BUDGET || at < batch.len() {
             // A local ping-pong never empties the run queue, and a sliced batch waits for
-            // the writers: let other tasks and the
-            // outside queue have their turn.
+            // the writers: let other tasks and the outside queue have their turn.
             tokio::task::yield_now().await;
         }
         if core.is_closed() {
