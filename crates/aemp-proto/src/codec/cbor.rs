@@ -60,13 +60,7 @@ fn be(bytes: &[u8]) -> u64 {
 
 /// Parses one item at the start of `buf`; `base` is the stream offset of `buf[0]`.
 pub(super) fn parse(buf: &[u8], base: u64, limits: &Limits) -> Result<(Value, usize), Fail> {
-    let mut p = Parser {
-        buf,
-        pos: 0,
-        base,
-        limits,
-        max_depth: limits.depth(),
-    };
+    let mut p = Parser::new(buf, base, limits);
     let v = p.value(0)?;
     Ok((v, p.pos))
 }
@@ -87,13 +81,7 @@ pub(super) fn parse_frame(
     limits: &Limits,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<Option<usize>, Fail> {
-    let mut p = Parser {
-        buf,
-        pos: 0,
-        base,
-        limits,
-        max_depth: limits.depth(),
-    };
+    let mut p = Parser::new(buf, base, limits);
     let h = p.head()?;
     if h.major != 4 || h.ai == 31 {
         return Ok(None);
@@ -167,6 +155,16 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    fn new(buf: &'a [u8], base: u64, limits: &'a Limits) -> Parser<'a> {
+        Parser {
+            buf,
+            pos: 0,
+            base,
+            limits,
+            max_depth: limits.depth(),
+        }
+    }
+
     fn at(&self, pos: usize) -> u64 {
         self.base + pos as u64
     }

@@ -30,12 +30,7 @@ fn syntax(offset: u64, reason: &'static str) -> DecodeError {
 ///
 /// A number that runs up to the end of `buf` is incomplete: more digits might follow.
 pub(super) fn parse(buf: &[u8], base: u64, limits: &Limits) -> Result<(Value, usize), Fail> {
-    let mut p = Parser {
-        buf,
-        pos: 0,
-        base,
-        max_depth: limits.depth(),
-    };
+    let mut p = Parser::new(buf, base, limits);
     let v = p.value(0)?;
     Ok((v, p.pos))
 }
@@ -49,12 +44,7 @@ pub(super) fn parse_frame(
     limits: &Limits,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<Option<usize>, Fail> {
-    let mut p = Parser {
-        buf,
-        pos: 0,
-        base,
-        max_depth: limits.depth(),
-    };
+    let mut p = Parser::new(buf, base, limits);
     p.skip_ws();
     if p.peek()? != b'[' {
         return Ok(None);
@@ -97,7 +87,16 @@ struct Parser<'a> {
     max_depth: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(buf: &'a [u8], base: u64, limits: &Limits) -> Parser<'a> {
+        Parser {
+            buf,
+            pos: 0,
+            base,
+            max_depth: limits.depth(),
+        }
+    }
+
     fn err(&self, at: usize, reason: &'static str) -> Fail {
         Fail::Error(syntax(self.base + at as u64, reason))
     }
