@@ -119,6 +119,92 @@ pub(super) fn parse_frame(
     Ok(Some(p.pos))
 }
 
+/// Looks at the buffered start of an incomplete frame for the shape that is received
+/// straight into its own string buffer (see `Decoder`'s tail): a definite array
+/// `[port, ..., s]` whose elements before `s` are all complete and whose last element `s`
+/// is a definite string of at least `min_len` bytes whose body has not fully arrived.
+/// Returns the offset where the body of `s` starts and its length. Elements before `s` are
+/// only skipped over here (no values built), so calling this on every read is cheap.
+pub(super) fn detachable_tail(
+    buf: &[u8],
+    limits: &Limits,
+    min_len: usize,
+) -> Option<(usize, usize)> {
+    let mut p = Parser::new(buf, 0, limits);
+    let h = p.head().ok()?;
+    if h.major != 4 || h.ai == 31 || h.arg < 2 {
+        return None;
+    }
+    // The port name: a definite string (anything else takes the regular path).
+    let ph = p.head().ok()?;
+    if !matches!(ph.major, 2 | 3) || ph.ai == 31 {
+        return None;
+    }
+    p.take(ph.arg).ok()?;
+    for _ in 2..h.arg {
+        // The scan finds an element's length without building it; Incomplete and
+        // errors both mean "not now" (the regular path reports errors).
+        let mut scan = Scan::default();
+        let len = scan.advance(&buf[p.pos..], 0, limits).ok()??;
+        p.pos += len;
+    }
+    let at = p.pos;
+    let last = p.head().ok()?;
+    let body = p.pos;
+    let len = usize::try_from(last.arg).ok()?;
+    let whole = body.checked_add(len)?;
+    if !matches!(last.major, 2 | 3)
+        || last.ai == 31
+        || len < min_len
+        || whole <= buf.len()
+        || whole > limits.max_message
+        || at == 0
+    {
+        return None;
+    }
+    Some((body, len))
+}
+
+/// Builds the frame whose start is `prefix` (everything up to the body of its last string,
+/// as found by [`detachable_tail`]) and whose last element's bytes are `body`, and appends
+/// it to `out`. The body becomes the string without a copy.
+pub(super) fn frame_with_tail(
+    prefix: &[u8],
+    base: u64,
+    limits: &Limits,
+    body: Vec<u8>,
+    out: &mut Vec<(Str, Msg)>,
+) -> Result<(), Fail> {
+    let mut p = Parser::new(prefix, base, limits);
+    let h = p.head()?;
+    let depth = p.enter(0, 0)?;
+    // Invariant (from detachable_tail): a definite array of at least 2 elements.
+    let n = h.arg as usize;
+    // Invariant (from detachable_tail): the port name is a definite string.
+    let ph = p.head()?;
+    let port = match std::str::from_utf8(p.take(ph.arg)?) {
+        Ok(s) => Str::from(s),
+        // Not UTF-8: a byte string, which is no port name.
+        Err(_) => {
+            return Err(Fail::Error(DecodeError::BadFrame {
+                offset: base,
+                error: super::FrameError::BadPortName("bytes"),
+            }))
+        }
+    };
+    let mut items = Vec::with_capacity(n - 1);
+    for _ in 2..n {
+        items.push(p.value(depth)?);
+    }
+    // What is left of the prefix is the last string's head.
+    items.push(match String::from_utf8(body) {
+        Ok(s) => Value::Str(Str::from_string_buffer(s)),
+        Err(e) => Value::Bytes(e.into_bytes()),
+    });
+    out.push((port, Msg(MsgVec::from_vec(items))));
+    Ok(())
+}
+
 /// Where a frame's elements are collected: a `Vec` for long messages, the message's own
 /// inline storage for short ones.
 pub(super) trait PushValue {

@@ -210,6 +210,36 @@ pub struct Decoder {
     scan: Option<Scan>,
     /// The first error; returned forever after.
     poisoned: Option<DecodeError>,
+    /// A frame whose last element is a long string, being received straight into that
+    /// string's own buffer (CBOR frames only, see [`Decoder::tail_room`]).
+    tail: Option<Tail>,
+}
+
+/// Strings at least this long that end a CBOR frame are received into their own buffer
+/// instead of the decoder's (and become the string without a copy).
+pub const DETACH_MIN: usize = 64 * 1024;
+
+/// The last string of a frame, received apart from the rest.
+///
+/// Invariants: `buf[pos..pos + prefix]` is the frame up to the body of its last string, and
+/// nothing between it and the body is buffered; while `body.len() < total`, nothing is
+/// appended to `buf` (the stream's next bytes belong to the body); once the body is
+/// complete, bytes after it are appended to `buf` behind the prefix. `base` does not count
+/// the body until the frame is consumed.
+#[derive(Debug)]
+struct Tail {
+    prefix: usize,
+    body: Vec<u8>,
+    total: usize,
+    /// Set while [`Decoder::spare`] has lent the body's room (zero-filled from here on):
+    /// [`Decoder::commit`] keeps what was written and trims the rest.
+    spare_from: Option<usize>,
+}
+
+impl Tail {
+    fn missing(&self) -> usize {
+        self.total - self.body.len()
+    }
 }
 
 impl Decoder {
@@ -224,6 +254,7 @@ impl Decoder {
             base: 0,
             scan: None,
             poisoned: None,
+            tail: None,
         }
     }
 
@@ -233,19 +264,48 @@ impl Decoder {
     }
 
     /// Appends received bytes. Bytes fed after an error are discarded.
-    pub fn feed(&mut self, data: &[u8]) {
+    pub fn feed(&mut self, mut data: &[u8]) {
         if self.poisoned.is_some() {
             return;
+        }
+        if let Some(t) = self.tail.as_mut() {
+            let k = t.missing().min(data.len());
+            t.body.extend_from_slice(&data[..k]);
+            data = &data[k..];
         }
         let room = self.spare(data.len());
         room[..data.len()].copy_from_slice(data);
         self.commit(data.len());
     }
 
+    /// While the last string of a frame is being received apart (see [`DETACH_MIN`]): the
+    /// string's buffer, to read at most `missing` more bytes into its spare capacity (for
+    /// example with tokio's `read_buf` over `Limit`), and that number. Reads must go here,
+    /// not to [`Decoder::spare`], while this is `Some`.
+    pub fn tail_room(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        match self.tail.as_mut() {
+            Some(t) if t.missing() > 0 => {
+                let missing = t.missing();
+                Some((&mut t.body, missing))
+            }
+            _ => None,
+        }
+    }
+
     /// Room for at least `min` more bytes at the end of the buffer, to read into directly;
     /// then call [`Decoder::commit`] with the number of bytes written. Saves the copy that
     /// [`Decoder::feed`] makes.
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        if let Some(t) = self.tail.as_mut().filter(|t| t.missing() > 0) {
+            // The body comes first; `commit` trims what was not filled.
+            let old = t.body.len();
+            t.body.resize(t.total, 0);
+            t.spare_from = Some(old);
+            return &mut t.body[old..];
+        }
         // Compact only when the consumed prefix is at least half the data, so every byte is
         // moved O(1) times amortised (draining after each item would be quadratic when one
         // read holds many small frames).
@@ -266,17 +326,25 @@ impl Decoder {
         if self.poisoned.is_some() {
             return;
         }
+        if let Some(t) = self.tail.as_mut() {
+            if let Some(from) = t.spare_from.take() {
+                // `spare` lent the body's room: keep what was written.
+                t.body.truncate((from + n).min(t.total));
+                return;
+            }
+        }
         self.end = (self.end + n).min(self.buf.len());
     }
 
     /// Number of bytes fed but not yet returned as part of a value.
     pub fn buffered(&self) -> usize {
-        self.end - self.pos
+        self.end - self.pos + self.tail.as_ref().map_or(0, |t| t.body.len())
     }
 
     /// Decodes the next complete top-level item: `Ok(None)` when more bytes are needed.
     /// After an error the decoder is poisoned and keeps returning that error.
     pub fn next_value(&mut self) -> Result<Option<Value>, DecodeError> {
+        self.reattach_tail();
         let mut got = None;
         let framing = self.framing;
         self.next_with(|buf, base, limits| {
@@ -310,10 +378,19 @@ impl Decoder {
             if out.len() - start >= max {
                 return Ok(out.len() - start);
             }
+            if self.tail.is_some() {
+                if self.poisoned.is_some() || !self.take_tail(out)? {
+                    return Ok(out.len() - start);
+                }
+                continue;
+            }
             let before = out.len();
             match self.next_with(|buf, base, limits| parse_frame(framing, buf, base, limits, out)) {
                 Ok(Some(())) => {}
-                Ok(None) => return Ok(out.len() - start),
+                Ok(None) => {
+                    self.try_detach();
+                    return Ok(out.len() - start);
+                }
                 Err(e) => {
                     // An oversized item may have been parsed before it was refused.
                     out.truncate(before);
@@ -321,6 +398,91 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// If the incomplete item at `pos` is a CBOR frame that ends in a long string whose
+    /// body has not all arrived, moves what there is of the body into the string's own
+    /// buffer, where the rest will be read (see [`Tail`]).
+    fn try_detach(&mut self) {
+        if self.framing != Framing::Cbor || self.poisoned.is_some() || self.tail.is_some() {
+            return;
+        }
+        let avail = &self.buf[self.pos..self.end];
+        let Some((prefix, total)) = cbor::detachable_tail(avail, &self.limits, DETACH_MIN) else {
+            return;
+        };
+        // Invariant from detachable_tail: the body is incomplete, so prefix + body part is
+        // all of `avail`, and total <= max_message.
+        let mut body = Vec::with_capacity(total);
+        body.extend_from_slice(&avail[prefix..]);
+        self.end = self.pos + prefix;
+        self.scan = None;
+        self.tail = Some(Tail {
+            prefix,
+            body,
+            total,
+            spare_from: None,
+        });
+    }
+
+    /// Puts a detached body back into the buffer (only when the frame and value reading
+    /// interfaces are mixed: values are always parsed from one buffer).
+    fn reattach_tail(&mut self) {
+        let Some(mut t) = self.tail.take() else {
+            return;
+        };
+        if let Some(from) = t.spare_from.take() {
+            t.body.truncate(from);
+        }
+        let after = self.buf[self.pos + t.prefix..self.end].to_vec();
+        self.buf.truncate(self.pos + t.prefix);
+        self.buf.extend_from_slice(&t.body);
+        self.buf.extend_from_slice(&after);
+        self.end = self.buf.len();
+    }
+
+    /// Appends the detached frame to `out` once its body is complete: true if it did.
+    fn take_tail(&mut self, out: &mut Vec<(Str, Msg)>) -> Result<bool, DecodeError> {
+        match &self.tail {
+            Some(t) if t.missing() == 0 && t.spare_from.is_none() => {}
+            _ => return Ok(false),
+        }
+        let Some(t) = self.tail.take() else {
+            return Ok(false);
+        };
+        let base = self.base + self.pos as u64;
+        let prefix = &self.buf[self.pos..self.pos + t.prefix];
+        let total = t.total;
+        match cbor::frame_with_tail(prefix, base, &self.limits, t.body, out) {
+            Ok(()) => {
+                self.pos += t.prefix;
+                // Everything still buffered comes after the body in the stream.
+                self.base += total as u64;
+                Ok(true)
+            }
+            Err(fail) => {
+                let e = match fail {
+                    Fail::Error(e) => e,
+                    // The prefix was complete when it was detached.
+                    Fail::Incomplete => DecodeError::Syntax {
+                        framing: self.framing,
+                        offset: base,
+                        reason: "malformed item",
+                    },
+                };
+                self.poison(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn poison(&mut self, e: DecodeError) {
+        self.poisoned = Some(e);
+        self.buf = Vec::new();
+        self.end = 0;
+        self.pos = 0;
+        self.scan = None;
+        self.tail = None;
     }
 
     /// Finds the next complete item and hands its bytes to `parse`, which returns how many
@@ -335,11 +497,7 @@ impl Decoder {
         match self.next_inner(parse) {
             Ok(v) => Ok(v),
             Err(e) => {
-                self.poisoned = Some(e.clone());
-                self.buf = Vec::new();
-                self.end = 0;
-                self.pos = 0;
-                self.scan = None;
+                self.poison(e.clone());
                 Err(e)
             }
         }
@@ -822,6 +980,167 @@ mod tests {
             ob.clear();
             assert!(ob.is_empty() && ob.pieces().next().is_none());
         }
+    }
+
+    /// A stream with frames that end in long strings (received apart, see `Tail`) between
+    /// ordinary ones, and what `next_value` + `decode_frame` make of it.
+    fn tail_stream() -> (Vec<u8>, Vec<(Str, Msg)>) {
+        let long = |n: usize, c: char| c.to_string().repeat(n);
+        let mut bytes = Vec::new();
+        let mut frames = vec![
+            (Str::from("a"), msg!["small", 1]),
+            (Str::from("b"), msg!["bulk", 7, long(DETACH_MIN, 'x')]),
+            (Str::from("c"), msg!["bulk", long(300_000, 'y')]),
+            (Str::from("d"), msg![long(DETACH_MIN + 1, 'z')]),
+            (Str::from("e"), msg!["small", 2]),
+            (
+                Str::from("f"),
+                msg!["nested", msg![1, "x"], long(DETACH_MIN * 2, 'é')],
+            ),
+        ];
+        for (p, m) in &frames {
+            encode_frame(Framing::Cbor, p, m.as_slice(), &mut bytes);
+        }
+        // A body that is not UTF-8 arrives as bytes.
+        let raw = vec![0xff; DETACH_MIN + 5];
+        encode_value(
+            Framing::Cbor,
+            &msg!["g", "raw", Value::Bytes(raw.clone())].into(),
+            &mut bytes,
+        );
+        frames.push((Str::from("g"), msg!["raw", Value::Bytes(raw)]));
+        encode_frame(Framing::Cbor, "h", msg!["last"].as_slice(), &mut bytes);
+        frames.push((Str::from("h"), msg!["last"]));
+        (bytes, frames)
+    }
+
+    #[test]
+    fn long_last_strings_are_received_apart_and_decode_the_same() {
+        let (bytes, want) = tail_stream();
+        for step in [1000, 4096, 65_539, 200_000, bytes.len()] {
+            // Through feed.
+            let mut d = Decoder::new(Framing::Cbor, Limits::default());
+            let mut got = Vec::new();
+            let mut detached = false;
+            for c in bytes.chunks(step) {
+                d.feed(c);
+                d.frames_into(&mut got).unwrap();
+                detached |= d.tail.is_some();
+            }
+            assert_eq!(got, want, "feed step {step}");
+            assert_eq!(d.buffered(), 0);
+            assert!(
+                detached || step == bytes.len(),
+                "step {step} never detached"
+            );
+            // Through spare/commit and tail_room, as a connection reads.
+            let mut d = Decoder::new(Framing::Cbor, Limits::default());
+            let mut got = Vec::new();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = if let Some((body, missing)) = d.tail_room() {
+                    let n = missing.min(step).min(rest.len());
+                    body.extend_from_slice(&rest[..n]);
+                    n
+                } else {
+                    let room = d.spare(step);
+                    let n = room.len().min(step).min(rest.len());
+                    room[..n].copy_from_slice(&rest[..n]);
+                    d.commit(n);
+                    n
+                };
+                rest = &rest[n..];
+                d.frames_into_max(&mut got, 3).unwrap();
+            }
+            while d.frames_into(&mut got).unwrap() > 0 {}
+            assert_eq!(got, want, "read step {step}");
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn detached_tails_keep_stream_offsets_and_mix_with_values() {
+        let (bytes, want) = tail_stream();
+        // An error after the long frames is reported at its stream offset.
+        let mut d = Decoder::new(Framing::Cbor, Limits::default());
+        let mut got = Vec::new();
+        let mut all = bytes.clone();
+        all.push(0xff); // a break outside any container
+        for c in all.chunks(5000) {
+            d.feed(c);
+            if let Err(e) = d.frames_into(&mut got) {
+                assert_eq!(
+                    e,
+                    DecodeError::Syntax {
+                        framing: Framing::Cbor,
+                        offset: bytes.len() as u64,
+                        reason: "unexpected break"
+                    }
+                );
+            }
+        }
+        assert_eq!(got, want);
+        assert!(d.frames_into(&mut got).is_err());
+        // Frames first, then values: a detached body is put back.
+        let mut d = Decoder::new(Framing::Cbor, Limits::default());
+        let mut got = Vec::new();
+        let cut = bytes.len() / 3;
+        d.feed(&bytes[..cut]);
+        d.frames_into(&mut got).unwrap();
+        d.feed(&bytes[cut..]);
+        while let Some(v) = d.next_value().unwrap() {
+            got.push(decode_frame(v).unwrap());
+        }
+        assert_eq!(got, want);
+        // A port name that is not UTF-8 is still refused.
+        let mut b = Vec::new();
+        encode_value(
+            Framing::Cbor,
+            &msg![Value::Bytes(vec![0xfe]), "x".repeat(DETACH_MIN)].into(),
+            &mut b,
+        );
+        let mut d = Decoder::new(Framing::Cbor, Limits::default());
+        let mut got = Vec::new();
+        let mut err = None;
+        for c in b.chunks(1000) {
+            d.feed(c);
+            if let Err(e) = d.frames_into(&mut got) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(
+                err,
+                Some(DecodeError::BadFrame {
+                    error: FrameError::BadPortName("bytes"),
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        // The size limit holds for detached frames too.
+        let limits = Limits {
+            max_depth: 8,
+            max_message: DETACH_MIN + 100,
+        };
+        let mut b = Vec::new();
+        encode_frame(
+            Framing::Cbor,
+            "p",
+            &[Value::from("q".repeat(DETACH_MIN + 100))],
+            &mut b,
+        );
+        let mut d = Decoder::new(Framing::Cbor, limits);
+        let mut err = None;
+        for c in b.chunks(1000) {
+            d.feed(c);
+            if let Err(e) = d.frames_into(&mut got) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(matches!(err, Some(DecodeError::TooLarge { .. })), "{err:?}");
     }
 
     #[test]

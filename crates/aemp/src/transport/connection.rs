@@ -456,15 +456,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
             net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
             return Err(format!("protocol error: {e}"));
         }
-        let room = dec.spare(chunk);
-        let room_len = room.len();
-        let n = rd.read(room).await.map_err(|e| e.to_string())?;
+        let n = if let Some((body, missing)) = dec.tail_room() {
+            // The long last string of a frame: read straight into its own buffer, which
+            // becomes the string (no copy, no zero-filling).
+            use bytes::BufMut;
+            rd.read_buf(&mut body.limit(missing))
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            let room = dec.spare(chunk);
+            let room_len = room.len();
+            let n = rd.read(room).await.map_err(|e| e.to_string())?;
+            dec.commit(n);
+            if n == room_len && chunk < READ_MAX {
+                chunk *= 2;
+            }
+            n
+        };
         if n == 0 {
             return Err("EOF from peer".to_string());
-        }
-        dec.commit(n);
-        if n == room_len && chunk < READ_MAX {
-            chunk *= 2;
         }
         net.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         tx.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
