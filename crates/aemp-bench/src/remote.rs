@@ -35,8 +35,9 @@ const R3_OUTSTANDING: u64 = 64;
 const BULK_BYTES: usize = 1 << 20;
 /// R4: bulk messages A lets be in flight (sent but not yet acknowledged by B). Three keep
 /// loopback busy while one is being handled by B and one acknowledged, and bound the bytes a
-/// ping can find ahead of it to about 3 MiB (measured: window 2 gave 2.6-3.0 GiB/s, window
-/// 3 3.6-3.9 GiB/s with ping p99 1.1-1.4 ms, window 4 pushed p99 to 2 ms). See [`r4`].
+/// ping can find ahead of it to about 3 MiB. Measured on the 2-core VM (rawtcp bulk about
+/// 3.5 GiB/s): window 2 gave 2.9-3.6 GiB/s with ping p99 1.0-1.7 ms, window 3 3.4-4.0 GiB/s
+/// with p99 1.4-1.9 ms, window 4 pushed p99 past 2 ms. See [`r4`].
 const R4_WINDOW: u64 = 3;
 
 // ---- process B ------------------------------------------------------------------------
@@ -546,30 +547,111 @@ pub async fn r3(o: &Opts) -> BenchResult {
     Ok(())
 }
 
+/// R4's flow control between the builder thread and the ack handler: messages built but
+/// not yet allowed out (`ready`, at most [`R4_READY`]), and sends allowed but not yet made
+/// for lack of a built message (`owed`). Invariant: one of the two is always empty.
+struct R4Flow {
+    a: Node,
+    bulk: PortId,
+    state: std::sync::Mutex<R4State>,
+    /// Signalled when `ready` shrinks, for the builder waiting for room.
+    room: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct R4State {
+    ready: std::collections::VecDeque<Msg>,
+    owed: u64,
+}
+
+/// R4: messages the builder makes ahead of the acks that will let them out.
+const R4_READY: usize = 2;
+
+impl R4Flow {
+    fn new(a: Node, bulk: PortId) -> R4Flow {
+        R4Flow {
+            a,
+            bulk,
+            state: std::sync::Mutex::new(R4State::default()),
+            room: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Allows `k` more sends (the initial window).
+    fn grant(&self, k: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.owed += k;
+        }
+    }
+
+    /// An ack: send a ready message now, or owe one.
+    fn permit(&self) {
+        let Ok(mut s) = self.state.lock() else { return };
+        match s.ready.pop_front() {
+            Some(m) => {
+                drop(s);
+                self.room.notify_one();
+                let _ = self.a.snd(&self.bulk, m);
+            }
+            None => s.owed += 1,
+        }
+    }
+
+    /// A built message: out at once if a send is owed, else kept ready (waiting while
+    /// [`R4_READY`] are).
+    fn offer(&self, m: Msg) -> Result<(), String> {
+        let mut s = self.state.lock().map_err(|_| "R4 flow poisoned")?;
+        if s.owed > 0 {
+            s.owed -= 1;
+            drop(s);
+            return self.a.snd(&self.bulk, m).map_err(|e| e.to_string());
+        }
+        while s.ready.len() >= R4_READY {
+            let (g, timeout) = self
+                .room
+                .wait_timeout(s, LIMIT)
+                .map_err(|_| "R4 flow poisoned")?;
+            if timeout.timed_out() {
+                return Err("R4: no ack from B in time".to_string());
+            }
+            s = g;
+        }
+        if s.owed > 0 {
+            s.owed -= 1;
+            drop(s);
+            return self.a.snd(&self.bulk, m).map_err(|e| e.to_string());
+        }
+        s.ready.push_back(m);
+        Ok(())
+    }
+}
+
 /// R4: 2,000 messages of 1 MiB to B while R2 runs 2,000 round trips on the same connection.
 ///
-/// The bulk sender is a thread of A that keeps [`R4_WINDOW`] bulk messages in flight: every
-/// `bulkack` from B lets it snd one more. It builds each message (a 1 MiB copy) while
-/// waiting, so that copy runs beside A's dispatcher, which encodes and handles the pongs
-/// (sending from the ack handler on the dispatcher measured about 1.1-1.6 GiB/s, all copies
-/// on one thread). A sender that queued all 2 GiB at once would not block either, but every
-/// ping would then wait behind everything queued before it (hundreds of milliseconds), and
-/// A would hold the whole transfer in memory.
+/// A keeps [`R4_WINDOW`] bulk messages in flight: every `bulkack` from B lets it snd one
+/// more. A builder thread makes the messages (a fresh 1 MiB copy each, as a user's message
+/// would own its payload) ahead of time, so those copies run beside A's dispatcher; the ack
+/// handler on the dispatcher sends the next message itself when one is ready (no thread
+/// wake-up on the critical path), and when none is, the builder sends it as soon as it is
+/// made ([`R4Flow`]). A sender that queued all 2 GiB at once would not block either, but
+/// every ping would then wait behind everything queued before it (hundreds of
+/// milliseconds), and A would hold the whole transfer in memory.
 pub async fn r4(o: &Opts) -> BenchResult {
     let n = o.count.unwrap_or(2_000).max(1);
     let p = pair(o).await?;
     let (ping, ping_rx) = pinger(&p.a, p.b.pong.clone(), n);
     arm_pong(&p, &ping).await?;
     let (done, done_rx) = done_port(&p.a, "bulkdone");
-    // B's acks become send permits for the sender thread.
-    let (permit_tx, permit_rx) = std::sync::mpsc::channel::<()>();
-    let acks =
+    let flow = Arc::new(R4Flow::new(p.a.clone(), p.b.bulk.clone()));
+    let acks = {
+        let flow = flow.clone();
         p.a.port()
             .on("bulkack", move |_cx, _m| {
-                let _ = permit_tx.send(());
+                flow.permit();
                 Ok(())
             })
-            .build();
+            .build()
+    };
     p.a.snd(&p.b.bulk, msg!["reset", n, acks.as_str(), done.as_str()])
         .map_err(|e| e.to_string())?;
     sync(&p.a, &p.b).await?;
@@ -577,30 +659,26 @@ pub async fn r4(o: &Opts) -> BenchResult {
     let template: String = (0..BULK_BYTES)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
-    let (a, bulk) = (p.a.clone(), p.b.bulk.clone());
+    // The first window's worth of sends is owed from the start.
+    flow.grant(R4_WINDOW.min(n));
     let t0 = Instant::now();
     p.a.snd(&ping, msg!["start"]).map_err(|e| e.to_string())?;
-    let sender = std::thread::spawn(move || -> Result<(), String> {
-        for i in 0..n {
-            // A fresh string per message: each message owns its payload, as a user's
-            // would. Built before waiting for the permit, so the copy overlaps the transfer.
-            let m = msg!["bulk", i, template.as_str()];
-            if i >= R4_WINDOW {
-                permit_rx.recv_timeout(LIMIT).map_err(|e| {
-                    format!("R4: no ack from B for bulk message {}: {e}", i - R4_WINDOW)
-                })?;
+    let builder = {
+        let flow = flow.clone();
+        std::thread::spawn(move || -> Result<(), String> {
+            for i in 0..n {
+                flow.offer(msg!["bulk", i, template.as_str()])?;
             }
-            a.snd(&bulk, m).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    });
+            Ok(())
+        })
+    };
     let got = within(LIMIT, "R4 bulk", done_rx)
         .await?
         .map_err(|_| "R4 done port vanished".to_string())??;
     let dt = t0.elapsed().as_secs_f64();
-    sender
+    builder
         .join()
-        .map_err(|_| "R4 sender thread panicked".to_string())??;
+        .map_err(|_| "R4 builder thread panicked".to_string())??;
     if got != n {
         return Err(format!("R4: B reports {got} of {n} bulk messages"));
     }
