@@ -68,15 +68,22 @@ async fn per_peer_counters() {
     assert!(s.bytes_out > 0 && s.bytes_in > 0, "{s:?}");
 }
 
-/// With busy-polling switched on, nodes on a current-thread runtime still deliver (the spin
-/// loop must keep polling the sockets) and go back to sleep afterwards.
+/// With busy-polling (longer than the default, or none at all), nodes on a current-thread
+/// runtime still deliver (the spin loop must keep polling the sockets; without it the
+/// dispatcher must be woken) and go back to sleep afterwards.
 #[tokio::test(flavor = "current_thread")]
 async fn busy_polling_nodes_still_talk() {
-    let a = node("spin-a").await;
-    let b = node("spin-b").await;
-    a.set_spin(std::time::Duration::from_millis(2));
-    b.set_spin(std::time::Duration::from_millis(2));
-    link(&a, &b).await;
+    for spin in [std::time::Duration::from_millis(2), std::time::Duration::ZERO] {
+        let a = node(&format!("spin-a-{}", spin.as_micros())).await;
+        let b = node(&format!("spin-b-{}", spin.as_micros())).await;
+        a.set_spin(spin);
+        b.set_spin(spin);
+        talk_with_pauses(&a, &b).await;
+    }
+}
+
+async fn talk_with_pauses(a: &aemp::Node, b: &aemp::Node) {
+    link(a, b).await;
     for _ in 0..20 {
         let t = tokio::time::timeout(T, a.cal(&b.node_port(), msg!["time"]))
             .await
