@@ -73,7 +73,10 @@ async fn per_peer_counters() {
 /// dispatcher must be woken) and go back to sleep afterwards.
 #[tokio::test(flavor = "current_thread")]
 async fn busy_polling_nodes_still_talk() {
-    for spin in [std::time::Duration::from_millis(2), std::time::Duration::ZERO] {
+    for spin in [
+        std::time::Duration::from_millis(2),
+        std::time::Duration::ZERO,
+    ] {
         let a = node(&format!("spin-a-{}", spin.as_micros())).await;
         let b = node(&format!("spin-b-{}", spin.as_micros())).await;
         a.set_spin(spin);

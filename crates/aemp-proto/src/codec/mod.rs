@@ -219,6 +219,13 @@ pub struct Decoder {
 /// instead of the decoder's (and become the string without a copy).
 pub const DETACH_MIN: usize = 64 * 1024;
 
+/// How much room beyond the bytes received a detached body reserves at once (it grows
+/// by doubling after that, as data arrives).
+const TAIL_RESERVE: usize = 4 << 20;
+
+/// The most [`Decoder::spare`] lends of a detached body beyond what it was asked for.
+const TAIL_STEP: usize = 64 * 1024;
+
 /// The last string of a frame, received apart from the rest.
 ///
 /// Invariants: `buf[pos..pos + prefix]` is the frame up to the body of its last string, and
@@ -300,9 +307,12 @@ impl Decoder {
     /// [`Decoder::feed`] makes.
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
         if let Some(t) = self.tail.as_mut().filter(|t| t.missing() > 0) {
-            // The body comes first; `commit` trims what was not filled.
+            // The body comes first; `commit` trims what was not filled. Zero-filled, so at
+            // most a bounded step beyond what was asked for: a declared length is only a
+            // claim.
             let old = t.body.len();
-            t.body.resize(t.total, 0);
+            let room = t.missing().min(min.max(TAIL_STEP));
+            t.body.resize(old + room, 0);
             t.spare_from = Some(old);
             return &mut t.body[old..];
         }
@@ -329,7 +339,8 @@ impl Decoder {
         if let Some(t) = self.tail.as_mut() {
             if let Some(from) = t.spare_from.take() {
                 // `spare` lent the body's room: keep what was written.
-                t.body.truncate((from + n).min(t.total));
+                let lent = t.body.len();
+                t.body.truncate((from + n).min(lent));
                 return;
             }
         }
@@ -412,8 +423,11 @@ impl Decoder {
             return;
         };
         // Invariant from detachable_tail: the body is incomplete, so prefix + body part is
-        // all of `avail`, and total <= max_message.
-        let mut body = Vec::with_capacity(total);
+        // all of `avail`, and total <= max_message. The declared length is only a claim:
+        // room beyond what has arrived is reserved a bounded step at a time (the buffer
+        // then grows with the bytes that really come).
+        let have = avail.len() - prefix;
+        let mut body = Vec::with_capacity(total.min(have + TAIL_RESERVE));
         body.extend_from_slice(&avail[prefix..]);
         self.end = self.pos + prefix;
         self.scan = None;
@@ -1141,6 +1155,32 @@ mod tests {
             }
         }
         assert!(matches!(err, Some(DecodeError::TooLarge { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn a_declared_length_reserves_memory_only_as_data_arrives() {
+        // A frame claiming a 200 MiB last string, of which 100 KB arrive.
+        let mut b = Vec::new();
+        b.extend_from_slice(&[0x82, 0x61, b'p', 0x7a]);
+        b.extend_from_slice(&(200u32 << 20).to_be_bytes());
+        b.extend_from_slice(&[b'x'; 100_000]);
+        let mut d = Decoder::new(Framing::Cbor, Limits::default());
+        d.feed(&b);
+        let mut got = Vec::new();
+        assert_eq!(d.frames_into(&mut got), Ok(0));
+        let t = d.tail.as_ref().expect("detached");
+        assert!(
+            t.body.capacity() <= 100_000 + TAIL_RESERVE,
+            "{}",
+            t.body.capacity()
+        );
+        assert_eq!(d.buffered(), b.len());
+        // `spare` lends a bounded step of it, not the whole claim.
+        let room = d.spare(10).len();
+        assert!((10..=TAIL_STEP).contains(&room), "{room}");
+        d.commit(5);
+        assert_eq!(d.buffered(), b.len() + 5);
+        assert!(d.tail.as_ref().unwrap().body.len() < 200_000);
     }
 
     #[test]
