@@ -143,3 +143,54 @@ async fn large_strings_arrive_intact_and_in_order() {
         }
     }
 }
+
+/// A node whose dispatcher is stuck stops reading once about 64 MiB of received messages
+/// wait for it (TCP then slows the sender), whatever their number; once it goes on, every
+/// message arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_receiver_stops_reading_and_loses_nothing() {
+    const MSGS: usize = 150;
+    const SIZE: usize = 1 << 20;
+    let a = node("stuck-a").await;
+    let b = node("stuck-b").await;
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let blocker = b.port_with(move |_cx, _m| {
+        // Holds B's dispatcher (a runtime thread) until released.
+        let _ = gate
+            .lock()
+            .map(|g| g.recv_timeout(std::time::Duration::from_secs(60)));
+        Ok(())
+    });
+    let mut inbox = b.inbox(MSGS + 1);
+    let to = inbox.port().clone();
+    link(&a, &b).await;
+    a.snd(&blocker, msg!["hold"]).unwrap();
+    let body = "m".repeat(SIZE);
+    for i in 0..MSGS {
+        a.snd(&to, msg!["bulk", i, body.as_str()]).unwrap();
+    }
+    // Let B read all it is going to read.
+    let mut last = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = b.peer_stats().first().map_or(0, |s| s.bytes_in);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    let read = b.peer_stats().first().map_or(0, |s| s.bytes_in);
+    assert!(
+        read < 100 << 20,
+        "B read {} MiB of {} MiB while stuck",
+        read >> 20,
+        (MSGS * SIZE) >> 20
+    );
+    release.send(()).unwrap();
+    for i in 0..MSGS {
+        let m = within("bulk after release", inbox.recv()).await.unwrap();
+        assert_eq!(m[1], Value::from(i as u64));
+        assert_eq!(m[2].as_str().map(str::len), Some(SIZE));
+    }
+}

@@ -56,10 +56,12 @@ pub(crate) enum Cmd {
         src: Option<Arc<NodeId>>,
     },
     /// Deliver what one read of a connection brought: frames from node `src`, in order.
-    /// One command per read instead of one per message (the receive hot path).
+    /// One command per read instead of one per message (the receive hot path). `cost` is
+    /// what these frames count in `Core::inbound` ([`inbound_cost`]).
     DeliverFrom {
         src: Arc<NodeId>,
         frames: Vec<(Str, Msg)>,
+        cost: usize,
     },
     /// Kill a local port.
     Kill { port: Str, reason: Reason },
@@ -90,17 +92,24 @@ pub(crate) struct Core {
     pub pending_execs: AtomicUsize,
     /// How long the dispatcher busy-polls before it sleeps (0 = never); see `Node::set_spin`.
     pub spin_nanos: AtomicU64,
-    /// Frames queued by connection readers (`Cmd::DeliverFrom`) and not yet delivered.
-    /// Readers stop reading while it is above [`INBOUND_HIGH`], so a fast sender is slowed
-    /// by TCP flow control instead of growing this node's memory (and the working set stays
-    /// small enough for the caches).
+    /// What connection readers have queued (`Cmd::DeliverFrom`) and the dispatcher has not
+    /// delivered yet, in [`inbound_cost`] units. Readers stop reading while it is above
+    /// [`INBOUND_HIGH`], so a fast sender is slowed by TCP flow control instead of growing
+    /// this node's memory (and the working set stays small enough for the caches).
     pub inbound: AtomicUsize,
     /// Signalled when `inbound` falls to [`INBOUND_HIGH`] or below, for the readers waiting
     /// for that (see `transport::connection`).
     pub drained: Notify,
 }
 
-/// Received frames a node lets wait for its dispatcher before its readers pause.
+/// What received frames count against [`INBOUND_HIGH`]: one per frame plus one per 4 KiB,
+/// so the limit bounds both many small messages (16 Ki frames) and few large ones (64 MiB).
+pub(crate) fn inbound_cost(frames: usize, bytes: usize) -> usize {
+    frames + bytes / 4096
+}
+
+/// Received work (in [`inbound_cost`] units) a node lets wait for its dispatcher before its
+/// readers pause.
 pub(crate) const INBOUND_HIGH: usize = 16 * 1024;
 
 impl Core {
@@ -248,7 +257,7 @@ impl Kernel {
     pub(crate) fn exec(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Deliver { port, msg, src } => self.deliver(port, msg, src.as_deref()),
-            Cmd::DeliverFrom { src, frames } => self.deliver_from(&src, frames),
+            Cmd::DeliverFrom { src, frames, cost } => self.deliver_from(&src, frames, cost),
             Cmd::Kill { port, reason } => self.kill_local(&port, reason),
             Cmd::Nop => {}
             Cmd::Exec(f) => {
@@ -264,13 +273,12 @@ impl Kernel {
     /// Delivers what a connection read brought. Out of line, so that `exec`, which local
     /// messaging runs for every command, stays small.
     #[inline(never)]
-    fn deliver_from(&mut self, src: &NodeId, frames: Vec<(Str, Msg)>) {
-        let n = frames.len();
+    fn deliver_from(&mut self, src: &NodeId, frames: Vec<(Str, Msg)>, cost: usize) {
         for (port, msg) in frames {
             self.deliver(port, msg, Some(src));
         }
-        let before = self.core.inbound.fetch_sub(n, Ordering::AcqRel);
-        if before > INBOUND_HIGH && before - n <= INBOUND_HIGH {
+        let before = self.core.inbound.fetch_sub(cost, Ordering::AcqRel);
+        if before > INBOUND_HIGH && before - cost <= INBOUND_HIGH {
             self.core.drained.notify_waiters();
         }
     }

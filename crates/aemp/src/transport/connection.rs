@@ -12,7 +12,7 @@
 
 use super::registry::Verdict;
 use super::{format_hostport, Network};
-use crate::kernel::{Cmd, Kernel, INBOUND_HIGH};
+use crate::kernel::{inbound_cost, Cmd, Kernel, INBOUND_HIGH};
 use aemp_proto::codec::{self, Decoder, Framing, Outbox};
 use aemp_proto::handshake::{new_nonce, Established, Event, Handshake, HandshakeError};
 use aemp_proto::{Msg, NodeId, Str};
@@ -421,15 +421,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
         // before it has handled them all (it runs in slices, see `kernel::run`). Frames
         // before a bad one are still delivered; then the connection closes.
         let mut chunks = Vec::new();
-        let mut n = 0;
+        let (mut n, mut cost) = (0, 0);
+        let mut buffered = dec.buffered();
         let decoded = loop {
             let mut frames: Vec<(Str, Msg)> = Vec::new();
             let got = dec.frames_into_max(&mut frames, CHUNK);
             if !frames.is_empty() {
+                // The bytes these frames took off the decoder.
+                let bytes = buffered.saturating_sub(dec.buffered());
+                buffered = dec.buffered();
+                let c = inbound_cost(frames.len(), bytes);
                 n += frames.len();
+                cost += c;
                 chunks.push(Cmd::DeliverFrom {
                     src: src.clone(),
                     frames,
+                    cost: c,
                 });
             }
             match got {
@@ -440,7 +447,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if n > 0 {
             net.counters.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
             tx.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
-            core.inbound.fetch_add(n, Ordering::AcqRel);
+            core.inbound.fetch_add(cost, Ordering::AcqRel);
             core.push_many(chunks);
             while core.inbound.load(Ordering::Acquire) > INBOUND_HIGH {
                 let drained = core.drained.notified();
