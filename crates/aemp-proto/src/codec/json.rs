@@ -436,15 +436,31 @@ fn exact_integer(digits: &[u8], neg: bool) -> Option<Value> {
 fn find_special(s: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    for c in s.chunks_exact(8) {
-        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    #[inline(always)]
+    fn hits(x: u64) -> u64 {
         let q = x ^ (LO * u64::from(b'"'));
         let b = x ^ (LO * u64::from(b'\\'));
-        let hit = (q.wrapping_sub(LO) & !q)
-            | (b.wrapping_sub(LO) & !b)
-            | (x.wrapping_sub(LO * 0x20) & !x);
-        if hit & HI != 0 {
+        ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (x.wrapping_sub(LO * 0x20) & !x))
+            & HI
+    }
+    #[inline(always)]
+    fn word(s: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+    let mut i = 0;
+    // Long runs (large strings) 32 bytes per turn: one branch for four words.
+    while i + 32 <= s.len() {
+        if hits(word(s, i)) | hits(word(s, i + 8)) | hits(word(s, i + 16)) | hits(word(s, i + 24))
+            != 0
+        {
+            break;
+        }
+        i += 32;
+    }
+    while i + 8 <= s.len() {
+        if hits(word(s, i)) != 0 {
             break;
         }
         i += 8;
@@ -850,7 +866,7 @@ mod tests {
     #[test]
     fn find_special_matches_bytewise_search() {
         let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
-        for len in 0..40 {
+        for len in 0..100 {
             for pos in 0..=len {
                 for (fill, hit) in [(b'a', b'"'), (0xe9, b'\\'), (0x7f, 0x1f), (0x80, 0x00)] {
                     let mut v = vec![fill; len];

@@ -743,10 +743,11 @@ pub fn encode_frame_owned(framing: Framing, port_name: &str, msg: &mut [Value], 
         }
         _ => false,
     };
-    if !msg.iter().any(is_big) {
+    // Deciding costs a scan of each long JSON string: done once per element.
+    let Some(first) = msg.iter().position(is_big) else {
         encode_frame(framing, port_name, msg, &mut out.bytes);
         return;
-    }
+    };
     let b = &mut out.bytes;
     match framing {
         Framing::Json => {
@@ -758,12 +759,12 @@ pub fn encode_frame_owned(framing: Framing, port_name: &str, msg: &mut [Value], 
             cbor::encode_value(&Value::Str(Str::from(port_name)), b);
         }
     }
-    for v in msg.iter_mut() {
+    for (i, v) in msg.iter_mut().enumerate() {
         let b = &mut out.bytes;
         if framing == Framing::Json {
             b.push(b',');
         }
-        if !is_big(v) {
+        if i < first || (i > first && !is_big(v)) {
             encode_value(framing, v, b);
             continue;
         }
