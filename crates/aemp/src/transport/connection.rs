@@ -83,6 +83,7 @@ impl ConnTx {
     /// Encodes `[port, msg…]` into the write buffer. Never blocks on the network. Large
     /// strings of `msg` are moved into the queue instead of being copied (see
     /// [`codec::encode_frame_owned`]).
+    ///
     /// Returns true when this woke the writer (the buffer was empty).
     pub(crate) fn send(&self, port: &str, mut msg: Msg) -> bool {
         if self.closed.load(Ordering::Relaxed) {
