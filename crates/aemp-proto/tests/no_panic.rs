@@ -228,18 +228,7 @@ fn detached_long_strings_survive_mutated_streams() {
         let mut rest = &input[..];
         while !rest.is_empty() {
             let step = 1 + rng.below(70_000);
-            let n = if let Some((body, missing)) = d.tail_room() {
-                let n = missing.min(step).min(rest.len());
-                body.extend_from_slice(&rest[..n]);
-                n
-            } else {
-                let room = d.spare(step);
-                let n = room.len().min(step).min(rest.len());
-                room[..n].copy_from_slice(&rest[..n]);
-                d.commit(n);
-                n
-            };
-            rest = &rest[n..];
+            rest = &rest[d.fill(rest, step)..];
             if d.frames_into(&mut frames).is_err() {
                 break;
             }

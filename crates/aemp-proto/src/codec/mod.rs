@@ -285,6 +285,23 @@ impl Decoder {
         self.commit(data.len());
     }
 
+    /// Takes up to `max` bytes from the front of `src` the way a connection reads: into the
+    /// detached string's buffer while one is pending ([`Decoder::tail_room`]), else into
+    /// [`Decoder::spare`] room. Returns how many it took. For tests and replays that feed
+    /// recorded bytes through the same path as a socket.
+    pub fn fill(&mut self, src: &[u8], max: usize) -> usize {
+        if let Some((body, missing)) = self.tail_room() {
+            let n = missing.min(max).min(src.len());
+            body.extend_from_slice(&src[..n]);
+            return n;
+        }
+        let room = self.spare(max.max(1));
+        let n = room.len().min(max).min(src.len());
+        room[..n].copy_from_slice(&src[..n]);
+        self.commit(n);
+        n
+    }
+
     /// While the last string of a frame is being received apart (see [`DETACH_MIN`]): the
     /// string's buffer, to read at most `missing` more bytes into its spare capacity (for
     /// example with tokio's `read_buf` over `Limit`), and that number. Reads must go here,
@@ -1053,18 +1070,7 @@ mod tests {
             let mut got = Vec::new();
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let n = if let Some((body, missing)) = d.tail_room() {
-                    let n = missing.min(step).min(rest.len());
-                    body.extend_from_slice(&rest[..n]);
-                    n
-                } else {
-                    let room = d.spare(step);
-                    let n = room.len().min(step).min(rest.len());
-                    room[..n].copy_from_slice(&rest[..n]);
-                    d.commit(n);
-                    n
-                };
-                rest = &rest[n..];
+                rest = &rest[d.fill(rest, step)..];
                 d.frames_into_max(&mut got, 3).unwrap();
             }
             while d.frames_into(&mut got).unwrap() > 0 {}
@@ -1114,16 +1120,7 @@ mod tests {
             &msg![Value::Bytes(vec![0xfe]), "x".repeat(DETACH_MIN)].into(),
             &mut b,
         );
-        let mut d = Decoder::new(Framing::Cbor, Limits::default());
-        let mut got = Vec::new();
-        let mut err = None;
-        for c in b.chunks(1000) {
-            d.feed(c);
-            if let Err(e) = d.frames_into(&mut got) {
-                err = Some(e);
-                break;
-            }
-        }
+        let err = first_frame_error(Decoder::new(Framing::Cbor, Limits::default()), &b);
         assert!(
             matches!(
                 err,
@@ -1146,16 +1143,20 @@ mod tests {
             &[Value::from("q".repeat(DETACH_MIN + 100))],
             &mut b,
         );
-        let mut d = Decoder::new(Framing::Cbor, limits);
-        let mut err = None;
-        for c in b.chunks(1000) {
+        let err = first_frame_error(Decoder::new(Framing::Cbor, limits), &b);
+        assert!(matches!(err, Some(DecodeError::TooLarge { .. })), "{err:?}");
+    }
+
+    /// The first error of `bytes` read by frames in 1000-byte pieces.
+    fn first_frame_error(mut d: Decoder, bytes: &[u8]) -> Option<DecodeError> {
+        let mut got = Vec::new();
+        for c in bytes.chunks(1000) {
             d.feed(c);
             if let Err(e) = d.frames_into(&mut got) {
-                err = Some(e);
-                break;
+                return Some(e);
             }
         }
-        assert!(matches!(err, Some(DecodeError::TooLarge { .. })), "{err:?}");
+        None
     }
 
     #[test]
