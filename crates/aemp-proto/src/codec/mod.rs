@@ -4,11 +4,15 @@
 //! or CBOR items, with no length prefix and no delimiter. Every item is an array
 //! `[port_name, msg...]`.
 //!
-//! * [`Decoder`] is the incremental receive side: [`Decoder::feed`] appends bytes as they
-//!   arrive, [`Decoder::next_value`] returns one complete top-level item at a time.
-//! * [`decode_frame`] splits such an item into the destination port name and the [`Msg`].
-//! * [`encode_frame`] writes `[port_name, msg...]` straight from borrowed parts (the hot path
-//!   of remote sends); [`encode_value`] writes any [`Value`].
+//! * [`Decoder`] is the incremental receive side: [`Decoder::feed`] (or [`Decoder::spare`]
+//!   and [`Decoder::commit`] around a socket read) appends bytes as they arrive,
+//!   [`Decoder::next_value`] returns one complete top-level item at a time, and
+//!   [`Decoder::frames_into`] (the receive hot path) decodes frames straight into their port
+//!   name and [`Msg`].
+//! * [`decode_frame`] splits a decoded item into the destination port name and the [`Msg`].
+//! * [`encode_frame`] writes `[port_name, msg...]` straight from borrowed parts;
+//!   [`encode_frame_owned`] (the hot path of remote sends) leaves long strings where they
+//!   are, for a vectored write ([`Outbox`]); [`encode_value`] writes any [`Value`].
 //!
 //! # Cost model of the decoder
 //!
@@ -18,6 +22,12 @@
 //! in many small reads is scanned once and parsed once: O(total bytes), never quadratic.
 //! Lengths read off the wire are never used as allocation sizes beyond a small cap; a
 //! declared length beyond [`Limits::max_message`] is an error before anything is allocated.
+//!
+//! A CBOR frame whose last element is a string of at least [`DETACH_MIN`] bytes is the one
+//! exception to "everything goes through one buffer": once its head has arrived, the rest
+//! of the string is read straight into the string's own buffer ([`Decoder::tail_room`]),
+//! which becomes the [`Value::Str`] without a copy. That buffer reserves at most 4 MiB
+//! beyond the bytes actually received, so a declared length still buys nothing.
 //!
 //! # Type mapping decisions
 //!
