@@ -549,12 +549,10 @@ impl Decoder {
         mut parse: impl FnMut(&[u8], u64, &Limits) -> Result<usize, Fail>,
     ) -> Result<Option<()>, DecodeError> {
         if self.framing == Framing::Json && self.scan.is_none() {
-            // Whitespace between JSON texts belongs to no item.
-            while self
-                .buf
-                .get(self.pos)
-                .is_some_and(|&b| json::is_whitespace(b))
-            {
+            // Whitespace between JSON texts belongs to no item. Only fed bytes count:
+            // `buf[end..]` is spare room that may hold stale bytes of earlier reads (found
+            // by fuzzing: skipping them ran `pos` past `end`).
+            while self.pos < self.end && json::is_whitespace(self.buf[self.pos]) {
                 self.pos += 1;
             }
         }
@@ -1193,6 +1191,26 @@ mod tests {
         d.commit(5);
         assert_eq!(d.buffered(), b.len() + 5);
         assert!(d.tail.as_ref().unwrap().body.len() < 200_000);
+    }
+
+    #[test]
+    fn json_whitespace_stops_at_the_fed_bytes() {
+        // Spare room after compaction holds stale bytes of earlier reads; trailing
+        // whitespace must not let the decoder wander into them.
+        let mut d = Decoder::new(Framing::Json, Limits::default());
+        let mut got = Vec::new();
+        d.feed(b"[\"p\",1]                                    ");
+        d.frames_into(&mut got).unwrap();
+        d.feed(b"  ");
+        d.frames_into(&mut got).unwrap();
+        let room = d.spare(64);
+        room.fill(b' ');
+        d.commit(0);
+        assert_eq!(d.frames_into(&mut got), Ok(0));
+        d.feed(b"[\"q\",2]");
+        assert_eq!(d.frames_into(&mut got), Ok(1));
+        assert_eq!(d.next_value(), Ok(None));
+        assert_eq!(got.len(), 2);
     }
 
     #[test]
