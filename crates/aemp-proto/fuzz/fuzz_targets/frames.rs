@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&ctl, rest)) = data.split_first() else {
         return;
     };
-    let framing = if ctl & 1 == 0 { Framing::Cbor } else { Framing::Json };
+    let framing = if ctl & 1 == 0 {
+        Framing::Cbor
+    } else {
+        Framing::Json
+    };
     let limits = Limits {
         max_depth: 1 + usize::from(ctl >> 4),
         max_message: 4 * DETACH_MIN,
@@ -47,5 +51,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = d.frames_into(&mut frames);
     let n = frames.len().min(by_values.len());
-    assert_eq!(format!("{:?}", &frames[..n]), format!("{:?}", &by_values[..n]));
+    assert_eq!(
+        format!("{:?}", &frames[..n]),
+        format!("{:?}", &by_values[..n])
+    );
 });

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&ctl, input)) = data.split_first() else {
         return;
     };
-    let framing = if ctl & 1 == 0 { Framing::Cbor } else { Framing::Json };
+    let framing = if ctl & 1 == 0 {
+        Framing::Cbor
+    } else {
+        Framing::Json
+    };
     let mut d = Decoder::new(framing, Limits::default());
     d.feed(input);
     let mut frames = Vec::new();
