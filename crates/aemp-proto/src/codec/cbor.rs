@@ -178,7 +178,8 @@ pub(super) fn frame_with_tail(
     let mut p = Parser::new(prefix, base, limits);
     let h = p.head()?;
     let depth = p.enter(0, 0)?;
-    // Invariant (from detachable_tail): a definite array of at least 2 elements.
+    // Invariant (from detachable_tail): a definite array of at least 2 elements, all but
+    // the last complete in `prefix`, so `n` is bounded by the bytes received.
     let n = h.arg as usize;
     // Invariant (from detachable_tail): the port name is a definite string.
     let ph = p.head()?;
