@@ -285,14 +285,10 @@ impl Decoder {
         if self.poisoned.is_some() {
             return;
         }
-        if let Some(t) = self.tail.as_mut() {
-            let k = t.missing().min(data.len());
-            t.body.extend_from_slice(&data[..k]);
-            data = &data[k..];
+        while !data.is_empty() {
+            let n = self.fill(data, data.len());
+            data = &data[n..];
         }
-        let room = self.spare(data.len());
-        room[..data.len()].copy_from_slice(data);
-        self.commit(data.len());
     }
 
     /// Takes up to `max` bytes from the front of `src` the way a connection reads: into the

@@ -429,8 +429,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             let got = dec.frames_into_max(&mut frames, CHUNK);
             if !frames.is_empty() {
                 // The bytes these frames took off the decoder.
-                let bytes = buffered.saturating_sub(dec.buffered());
-                buffered = dec.buffered();
+                let now = dec.buffered();
+                let bytes = buffered.saturating_sub(now);
+                buffered = now;
                 let c = inbound_cost(frames.len(), bytes);
                 n += frames.len();
                 cost += c;
