@@ -79,21 +79,22 @@ pub fn spin() -> Duration {
     if chosen != u64::MAX {
         return Duration::from_micros(chosen);
     }
-    spin_from_env().unwrap_or(aemp::node::DEFAULT_SPIN)
+    configured_spin()
 }
 
-fn spin_from_env() -> Option<Duration> {
+/// `AEMP_BENCH_SPIN_US` if set, else the library default.
+fn configured_spin() -> Duration {
     std::env::var("AEMP_BENCH_SPIN_US")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map(Duration::from_micros)
+        .map_or(aemp::node::DEFAULT_SPIN, Duration::from_micros)
 }
 
 fn choose_spin(workload: &str) {
     let d = if workload == "R4" {
         Duration::ZERO
     } else {
-        spin_from_env().unwrap_or(aemp::node::DEFAULT_SPIN)
+        configured_spin()
     };
     SPIN_US.store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
 }

@@ -601,12 +601,16 @@ impl R4Flow {
     /// [`R4_READY`] are).
     fn offer(&self, m: Msg) -> Result<(), String> {
         let mut s = self.state.lock().map_err(|_| "R4 flow poisoned")?;
-        if s.owed > 0 {
-            s.owed -= 1;
-            drop(s);
-            return self.a.snd(&self.bulk, m).map_err(|e| e.to_string());
-        }
-        while s.ready.len() >= R4_READY {
+        loop {
+            if s.owed > 0 {
+                s.owed -= 1;
+                drop(s);
+                return self.a.snd(&self.bulk, m).map_err(|e| e.to_string());
+            }
+            if s.ready.len() < R4_READY {
+                s.ready.push_back(m);
+                return Ok(());
+            }
             let (g, timeout) = self
                 .room
                 .wait_timeout(s, LIMIT)
@@ -616,13 +620,6 @@ impl R4Flow {
             }
             s = g;
         }
-        if s.owed > 0 {
-            s.owed -= 1;
-            drop(s);
-            return self.a.snd(&self.bulk, m).map_err(|e| e.to_string());
-        }
-        s.ready.push_back(m);
-        Ok(())
     }
 }
 

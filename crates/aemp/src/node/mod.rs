@@ -233,7 +233,7 @@ impl Node {
     /// Sends a message to any port, local or remote. Returns at once. A message to a port
     /// that does not exist is dropped silently; monitors are the failure signal.
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
-        let msg = msg.into();
+        let mut msg = msg.into();
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
@@ -248,7 +248,6 @@ impl Node {
             // connection's write buffer, without a trip through the dispatcher. Only when no
             // command of a handle is still waiting in the kernel (one might be an earlier
             // message of this very sender, which must go first).
-            let mut msg = msg;
             if self
                 .inner
                 .core
