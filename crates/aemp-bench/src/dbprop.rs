@@ -23,7 +23,7 @@
 
 use crate::child::{pct, spawn_self, ChildGuard};
 use crate::{result, within, BenchResult, Opts};
-use aemp::global::DbChange;
+use aemp::DbChange;
 use aemp::{msg, Config, Msg, Node, PortId, Str};
 use std::io::Read;
 use std::time::{Duration, Instant};

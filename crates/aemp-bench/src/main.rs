@@ -70,7 +70,7 @@ static SPIN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 /// How long node dispatchers busy-poll before sleeping (see `Node::set_spin`): the
 /// `AEMP_BENCH_SPIN_US` environment variable (microseconds), else the library default
-/// (`aemp::node::DEFAULT_SPIN`, like the default busy wait of Erlang's schedulers: without
+/// (`aemp::DEFAULT_SPIN`, like the default busy wait of Erlang's schedulers: without
 /// it, every message to an idle process pays for waking an idle CPU, which costs tens of
 /// microseconds on this kind of VM; rawtcp's R2-limit shows it). R4 runs without: it uses
 /// more threads than there are cores, and pollers would take CPU from the copying threads.
@@ -87,7 +87,7 @@ fn configured_spin() -> Duration {
     std::env::var("AEMP_BENCH_SPIN_US")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map_or(aemp::node::DEFAULT_SPIN, Duration::from_micros)
+        .map_or(aemp::DEFAULT_SPIN, Duration::from_micros)
 }
 
 fn choose_spin(workload: &str) {

@@ -149,7 +149,7 @@ async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Fai
             node.connect(*a).map_err(failed)?;
         }
         let next = (tokio::time::Instant::now() + REDIAL).min(deadline);
-        let up = tokio::time::timeout_at(next, aemp::transport::next_up(&mut events)).await;
+        let up = tokio::time::timeout_at(next, aemp::next_up(&mut events)).await;
         match up {
             Ok(Some(id)) => {
                 tracing::info!(node = %id, addr = hp, "connected");

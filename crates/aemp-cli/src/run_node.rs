@@ -150,7 +150,7 @@ async fn connect(node: &Node, hp: &str, timeout: std::time::Duration) -> Result<
     }
     let hp = hp.to_string();
     tokio::spawn(async move {
-        let up = tokio::time::timeout(timeout, aemp::transport::next_up(&mut events)).await;
+        let up = tokio::time::timeout(timeout, aemp::next_up(&mut events)).await;
         match up {
             Ok(Some(id)) => tracing::info!(node = %id, addr = %hp, "connected (--connect)"),
             Ok(None) => {}

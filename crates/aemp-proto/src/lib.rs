@@ -9,16 +9,23 @@
 //! * [`value`]: the dynamic [`Value`] type and [`Msg`]; [`typed`]: serde to and from values.
 //! * [`codec`]: the `json` and `cbor` framings, incremental decoders and encoders.
 //! * [`handshake`]: the AEMP greeting/nonce/auth handshake as a state machine.
+//! * [`conn_registry`]: one connection per pair of nodes (simultaneous connects, re-dials).
+//! * [`peers`]: the per-node peer table (connection state, address book, connect pacing).
+//! * [`global`]: the global service (roles, master selection, the global mesh, address
+//!   look-up, queries, `db_mon` subscribers) and the seed connector's timing.
 //! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod conn_registry;
 pub mod db;
+pub mod global;
 pub mod handshake;
 pub mod ids;
 pub mod node_req;
+pub mod peers;
 pub mod typed;
 pub mod value;
 

@@ -1,9 +1,14 @@
 //! Node-port requests (PROTOCOL.md §4): parsing a message sent to the node port (`""`) into a
-//! typed request, with every argument checked.
+//! typed request, with every argument checked, and building the message for a request.
 //!
 //! A malformed request is refused on its own ([`ReqError`]); it never disturbs anything else
 //! (§10.27). Global-protocol requests (`g_*`) are passed through as [`NodeReq::Global`] for
 //! the database layer to parse.
+//!
+//! [`NodeReq::to_msg`] is the inverse of [`parse`]: `parse(req.clone().to_msg()) == Ok(req)`
+//! for every request `parse` can return. (A request `parse` would refuse, such as a
+//! [`NodeReq::Mon1`] with an empty port name, encodes to a message `parse` refuses; a
+//! [`NodeReq::Call`] named like a fixed tag encodes to that request.)
 
 use crate::ids::PortId;
 use crate::value::{Msg, Str, Value};
@@ -39,7 +44,8 @@ pub enum NodeReq {
         /// Echoed before the answer.
         extra: Vec<Value>,
     },
-    /// `eval code [replyport extra…]`: never executed here.
+    /// `eval code [replyport extra…]`: never executed here. The code is not kept, so
+    /// [`NodeReq::to_msg`] writes `null` in its place.
     Eval {
         /// Where the error answer goes, if anywhere.
         reply: Option<PortId>,
@@ -67,6 +73,94 @@ pub enum NodeReq {
     Global(Str, Vec<Value>),
     /// Any other tag: a function call by name.
     Call(Str, Vec<Value>),
+}
+
+impl NodeReq {
+    /// The message for this request (what follows the node port `""` on the wire), the
+    /// inverse of [`parse`]: [`NodeReq::Noop`] becomes `["devnull"]`; [`NodeReq::Eval`]
+    /// becomes `["eval", null]`, followed by the reply port (or `null`) and the extra values
+    /// when there are any.
+    pub fn to_msg(self) -> Msg {
+        fn build(head: impl IntoIterator<Item = Value>, rest: Vec<Value>) -> Msg {
+            head.into_iter().chain(rest).collect()
+        }
+        match self {
+            NodeReq::Noop => build([Value::from("devnull")], Vec::new()),
+            NodeReq::Mon1(name) => build(["mon1".into(), name.into()], Vec::new()),
+            NodeReq::Mon0(name) => build(["mon0".into(), name.into()], Vec::new()),
+            NodeReq::Kil0(name, reason) => build(["kil0".into(), name.into()], reason),
+            NodeReq::Kil1(name, reason) => build(["kil1".into(), name.into()], reason),
+            NodeReq::Snd(port, msg) => build(["snd".into(), port.into()], msg.into_vec()),
+            NodeReq::Can { tag, reply, extra } => {
+                build(["can".into(), tag.into(), reply.into()], extra)
+            }
+            NodeReq::Time { reply, extra } => build(["time".into(), reply.into()], extra),
+            NodeReq::Eval { reply, extra } => {
+                let mut m = build(["eval".into(), Value::Null], Vec::new());
+                if reply.is_some() || !extra.is_empty() {
+                    m.push(reply.map_or(Value::Null, Value::from));
+                    m.0.extend(extra);
+                }
+                m
+            }
+            NodeReq::Spawn { port, init, args } => {
+                build([SPAWN_FUNC.into(), port.into(), init.into()], args)
+            }
+            NodeReq::UpNodes { reply, extra } => build([UP_NODES.into(), reply.into()], extra),
+            NodeReq::Global(tag, args) | NodeReq::Call(tag, args) => build([tag.into()], args),
+        }
+    }
+
+    /// `mon1 name`: ask the port's node to tell us (`kil0`) when port `name` dies.
+    pub fn mon1(name: impl Into<Str>) -> NodeReq {
+        NodeReq::Mon1(name.into())
+    }
+
+    /// `mon0 name`: we no longer monitor port `name`.
+    pub fn mon0(name: impl Into<Str>) -> NodeReq {
+        NodeReq::Mon0(name.into())
+    }
+
+    /// `kil0 name reason…`: our port `name`, which the receiver monitors, died.
+    pub fn kil0(name: impl Into<Str>, reason: Vec<Value>) -> NodeReq {
+        NodeReq::Kil0(name.into(), reason)
+    }
+
+    /// `kil1 name reason…`: ask the receiver to kill its port `name`.
+    pub fn kil1(name: impl Into<Str>, reason: Vec<Value>) -> NodeReq {
+        NodeReq::Kil1(name.into(), reason)
+    }
+
+    /// `snd port msg…`: ask the receiver to relay `msg` to `port`.
+    pub fn snd(port: PortId, msg: impl Into<Msg>) -> NodeReq {
+        NodeReq::Snd(port, msg.into())
+    }
+
+    /// `AnyEvent::MP::_spawn port init args…`: create port `port` on the receiver, running
+    /// the init function `init` with `args`.
+    pub fn spawn(port: impl Into<Str>, init: impl Into<Str>, args: Vec<Value>) -> NodeReq {
+        NodeReq::Spawn {
+            port: port.into(),
+            init: init.into(),
+            args,
+        }
+    }
+
+    /// `g_slave`: we join the receiver, a global node, as a slave.
+    pub fn g_slave() -> NodeReq {
+        NodeReq::Global("g_slave".into(), Vec::new())
+    }
+
+    /// `g_find node`: ask the receiver, a global node, for the addresses of `node`.
+    pub fn g_find(node: impl Into<Str>) -> NodeReq {
+        NodeReq::Global("g_find".into(), vec![Value::Str(node.into())])
+    }
+}
+
+impl From<NodeReq> for Msg {
+    fn from(req: NodeReq) -> Msg {
+        req.to_msg()
+    }
 }
 
 /// Why a node-port request was refused.
@@ -283,5 +377,199 @@ mod tests {
         assert!(parse(msg!["time", ""]).is_err());
         assert!(parse(msg!["can", "x"]).is_err());
         assert!(parse(msg![5]).is_err());
+    }
+
+    #[test]
+    fn encodes_what_the_node_sends() {
+        let p = PortId::parse("n#p").unwrap();
+        assert_eq!(NodeReq::Noop.to_msg(), msg!["devnull"]);
+        assert_eq!(NodeReq::mon1("p").to_msg(), msg!["mon1", "p"]);
+        assert_eq!(NodeReq::mon0("p").to_msg(), msg!["mon0", "p"]);
+        assert_eq!(
+            NodeReq::kil0("p", vec!["die".into(), 1.into()]).to_msg(),
+            msg!["kil0", "p", "die", 1]
+        );
+        assert_eq!(NodeReq::kil1("p", vec![]).to_msg(), msg!["kil1", "p"]);
+        assert_eq!(
+            NodeReq::snd(p.clone(), msg!["a", 2]).to_msg(),
+            msg!["snd", "n#p", "a", 2]
+        );
+        assert_eq!(
+            NodeReq::spawn("pn", "Pkg::init", vec![1.into()]).to_msg(),
+            msg![SPAWN_FUNC, "pn", "Pkg::init", 1]
+        );
+        assert_eq!(NodeReq::g_slave().to_msg(), msg!["g_slave"]);
+        assert_eq!(NodeReq::g_find("x").to_msg(), msg!["g_find", "x"]);
+        assert_eq!(
+            NodeReq::Call("My::func".into(), vec![1.into()]).to_msg(),
+            msg!["My::func", 1]
+        );
+        assert_eq!(
+            NodeReq::Eval {
+                reply: None,
+                extra: vec![]
+            }
+            .to_msg(),
+            msg!["eval", Value::Null]
+        );
+        assert_eq!(
+            NodeReq::Eval {
+                reply: None,
+                extra: vec![7.into()]
+            }
+            .to_msg(),
+            msg!["eval", Value::Null, Value::Null, 7]
+        );
+        assert_eq!(
+            Msg::from(NodeReq::Time {
+                reply: p.clone(),
+                extra: vec![]
+            }),
+            msg!["time", "n#p"]
+        );
+        assert_eq!(
+            NodeReq::UpNodes {
+                reply: p.clone(),
+                extra: vec!["x".into()]
+            }
+            .to_msg(),
+            msg![UP_NODES, "n#p", "x"]
+        );
+        assert_eq!(
+            NodeReq::Can {
+                tag: "mon1".into(),
+                reply: p,
+                extra: vec![]
+            }
+            .to_msg(),
+            msg!["can", "mon1", "n#p"]
+        );
+    }
+
+    /// `parse` reads back exactly what `to_msg` wrote, for many generated requests of every
+    /// kind.
+    #[test]
+    fn to_msg_is_the_inverse_of_parse() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        fn text(rng: &mut StdRng, min: usize) -> Str {
+            const CHARS: &[char] = &[
+                'a',
+                'Z',
+                '0',
+                '9',
+                '#',
+                ':',
+                ' ',
+                '_',
+                'é',
+                '€',
+                '\u{1F600}',
+            ];
+            let n = rng.gen_range(min..min + 8);
+            (0..n)
+                .map(|_| CHARS[rng.gen_range(0..CHARS.len())])
+                .collect()
+        }
+        fn value(rng: &mut StdRng, depth: u32) -> Value {
+            match rng.gen_range(0..if depth == 0 { 7 } else { 9 }) {
+                0 => Value::Null,
+                1 => Value::Bool(rng.gen()),
+                2 => Value::Int(rng.gen()),
+                3 => Value::UInt(rng.gen_range(i64::MAX as u64 + 1..=u64::MAX)),
+                4 => Value::Float(rng.gen_range(-1e9..1e9)),
+                5 => Value::Str(text(rng, 0)),
+                6 => Value::Bytes((0..rng.gen_range(0..6)).map(|_| rng.gen()).collect()),
+                7 => Value::List(values(rng, depth - 1)),
+                _ => Value::Map(
+                    (0..rng.gen_range(0..4))
+                        .map(|_| (text(rng, 0), value(rng, depth - 1)))
+                        .collect(),
+                ),
+            }
+        }
+        fn values(rng: &mut StdRng, depth: u32) -> Vec<Value> {
+            (0..rng.gen_range(0..4))
+                .map(|_| value(rng, depth))
+                .collect()
+        }
+        fn port(rng: &mut StdRng) -> PortId {
+            let node: String = text(rng, 1).replace('#', "n");
+            let name = if rng.gen_bool(0.2) {
+                Str::default()
+            } else {
+                text(rng, 0)
+            };
+            PortId::from_parts(&node, &name)
+        }
+        fn request(rng: &mut StdRng) -> NodeReq {
+            match rng.gen_range(0..13) {
+                0 => NodeReq::Noop,
+                1 => NodeReq::Mon1(text(rng, 1)),
+                2 => NodeReq::Mon0(text(rng, 1)),
+                3 => NodeReq::Kil0(text(rng, 1), values(rng, 2)),
+                4 => NodeReq::Kil1(text(rng, 1), values(rng, 2)),
+                5 => NodeReq::Snd(port(rng), Msg::from(values(rng, 2))),
+                6 => NodeReq::Can {
+                    tag: text(rng, 0),
+                    reply: port(rng),
+                    extra: values(rng, 2),
+                },
+                7 => NodeReq::Time {
+                    reply: port(rng),
+                    extra: values(rng, 2),
+                },
+                8 => NodeReq::Eval {
+                    reply: rng.gen_bool(0.5).then(|| port(rng)),
+                    extra: values(rng, 2),
+                },
+                9 => NodeReq::Spawn {
+                    port: text(rng, 1),
+                    init: text(rng, 0),
+                    args: values(rng, 2),
+                },
+                10 => NodeReq::UpNodes {
+                    reply: port(rng),
+                    extra: values(rng, 2),
+                },
+                11 => NodeReq::Global(format!("g_{}", text(rng, 0)).into(), values(rng, 2)),
+                _ => loop {
+                    let name = text(rng, 1);
+                    let fixed = KNOWN_TAGS.contains(&name.as_str())
+                        || name == UP_NODES
+                        || name == SPAWN_FUNC
+                        || name.starts_with("g_");
+                    if !fixed {
+                        break NodeReq::Call(name, values(rng, 2));
+                    }
+                },
+            }
+        }
+
+        let mut rng = StdRng::seed_from_u64(0x6e6f_6465);
+        let mut seen = [0usize; 13];
+        for _ in 0..20_000 {
+            let req = request(&mut rng);
+            let kind = match &req {
+                NodeReq::Noop => 0,
+                NodeReq::Mon1(_) => 1,
+                NodeReq::Mon0(_) => 2,
+                NodeReq::Kil0(..) => 3,
+                NodeReq::Kil1(..) => 4,
+                NodeReq::Snd(..) => 5,
+                NodeReq::Can { .. } => 6,
+                NodeReq::Time { .. } => 7,
+                NodeReq::Eval { .. } => 8,
+                NodeReq::Spawn { .. } => 9,
+                NodeReq::UpNodes { .. } => 10,
+                NodeReq::Global(..) => 11,
+                NodeReq::Call(..) => 12,
+            };
+            seen[kind] += 1;
+            let m = req.clone().to_msg();
+            assert_eq!(parse(m.clone()), Ok(req), "via {m}");
+        }
+        assert!(seen.iter().all(|&n| n > 1000), "{seen:?}");
     }
 }

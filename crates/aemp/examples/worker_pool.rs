@@ -14,7 +14,7 @@
 //! cargo run -p aemp --example worker_pool -- [--workers N] [--jobs M] [--secret S]
 //! ```
 
-use aemp::global::DbChange;
+use aemp::DbChange;
 use aemp::{msg, Config, Node, PortId, Value};
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -186,7 +186,7 @@ fn collatz_steps(mut n: u64) -> Option<u64> {
 }
 
 /// The next db_mon notification (with a time limit), printed.
-async fn next_change(watch: &mut aemp::global::DbWatch) -> Result<DbChange, Box<dyn Error>> {
+async fn next_change(watch: &mut aemp::DbWatch) -> Result<DbChange, Box<dyn Error>> {
     let change = tokio::time::timeout(STEP, watch.next())
         .await?
         .ok_or("client node shut down")?;

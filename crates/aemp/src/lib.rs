@@ -26,29 +26,44 @@
 //! connected, joins the global mesh and serves the replicated database (`db_set`, `db_reg`,
 //! `db_mon`, ...).
 //!
-//! Layout: [`kernel`] (ports, dispatch, monitors), [`node`] (the public handle: snd, kil,
-//! mon, spawn, cal, after, inbox, network), [`transport`] (listeners, connections, the
-//! one-connection-per-pair registry, TLS), [`global`] (seeds, master, mesh, database API),
-//! [`config`] (rc file, profiles, binds). The sans-IO protocol core (ids, values, codecs,
-//! handshake, node-port requests, database rules) is the `aemp-proto` crate, re-exported
-//! here.
+//! # Layers
+//!
+//! ```text
+//!  Node (node)            the public handle: snd, kil, mon, spawn, cal, db_*, inbox ...
+//!    │ typed commands (runtime::Cmd) through the node's queue
+//!  node task (runtime)    owns and wires the state machines, routes their effects
+//!    ├─ Kernel (kernel)          ports, handlers, monitors; knows nothing else
+//!    └─ aemp-proto state machines: PeerTable, conn_registry, GlobalService, Seeds
+//!    ▲ typed connection events (transport::ConnEvent) and frames
+//!  transport              sockets, handshake driving, read and write loops, TLS
+//! ```
+//!
+//! The protocol rules (framing, handshake, the peer table, the connection registry, the
+//! global service, the database) live in the sans-IO `aemp-proto` crate, which takes events
+//! and the current time and returns effects; this crate only drives them with tokio.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod error;
-pub mod global;
-pub mod kernel;
-pub mod node;
-pub mod transport;
+mod error;
+mod kernel;
+mod node;
+mod runtime;
+mod transport;
 
+pub use aemp_proto::db::DbMap;
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, node_req, value, Msg, NodeId, PortId, Str, Value};
 pub use config::Config;
 pub use error::{CalError, Error, HandlerError, HandlerResult};
-pub use global::{DbChange, DbEntry, DbMap, DbWatch};
 pub use kernel::context::Cx;
-pub use kernel::monitor::{Monitor, Reason};
-pub use node::{Cal, Inbox, InboxClosed, MonGuard, Node, PeerStats, PortBuilder, TimerGuard};
-pub use transport::NodeEvent;
+pub use kernel::monitor::{MonGuard, Monitor, Reason};
+pub use kernel::port::Handler;
+pub use kernel::registry::NamedFn;
+pub use node::{
+    Cal, DbEntry, DbWatch, Inbox, InboxClosed, Node, PeerStats, PortBuilder, TimerGuard,
+    DEFAULT_SPIN,
+};
+pub use runtime::{next_up, DbChange, NodeEvent};
+pub use transport::{format_hostport, Counters, NetConfig};

@@ -7,7 +7,7 @@
 //! sentinel entry set afterwards, whose change must be the very next one.
 
 mod net_common;
-use aemp::global::{DbChange, DbWatch};
+use aemp::{DbChange, DbWatch};
 use aemp::{NodeEvent, NodeId, Value};
 use net_common::*;
 use std::time::Duration;
@@ -24,11 +24,11 @@ async fn first(w: &mut DbWatch) -> DbChange {
     next_change(w, "first db_mon call").await
 }
 
-fn has_keys(m: &aemp::global::DbMap, keys: &[&str]) -> bool {
+fn has_keys(m: &aemp::DbMap, keys: &[&str]) -> bool {
     keys.iter().all(|k| m.contains_key(*k))
 }
 
-fn lacks_keys(m: &aemp::global::DbMap, keys: &[&str]) -> bool {
+fn lacks_keys(m: &aemp::DbMap, keys: &[&str]) -> bool {
     keys.iter().all(|k| !m.contains_key(*k))
 }
 
@@ -131,7 +131,7 @@ async fn merged_networks(
     DbWatch,
     DbWatch,
     Vec<DbChange>,
-    aemp::global::DbMap,
+    aemp::DbMap,
 ) {
     let g1 = global_seed(&format!("{p}-g1"), SECRET, &["cbor", "json"]).await;
     let g2 = global_seed(&format!("{p}-g2"), SECRET, &["json", "cbor"]).await;

@@ -444,7 +444,7 @@ async fn handler_killing_and_recreating_its_port_keeps_the_new_handler() {
             cx.snd(&out, msg!["old"]);
             cx.kil_self(Vec::new());
             let me = cx.self_port();
-            let h: aemp::kernel::port::Handler = Box::new(labelled("new", &out));
+            let h: aemp::Handler = Box::new(labelled("new", &out));
             cx.rcv_port(&me, Some("a"), Some(h)).unwrap();
             Ok(())
         })

@@ -1,20 +1,20 @@
 //! The handler context (`SELF` in Perl): what a handler may do while it runs.
 //!
-//! A [`Cx`] borrows the kernel mutably, so everything a handler does through it takes effect
-//! directly (sends are queued behind the messages already waiting, exactly like sends from
-//! outside, so a handler never runs inside another handler).
+//! A [`Cx`] borrows the kernel and its host mutably, so everything a handler does through it
+//! takes effect directly (sends are queued behind the messages already waiting, exactly like
+//! sends from outside, so a handler never runs inside another handler).
 
-use super::monitor::{Monitor, Reason};
+use super::monitor::{MonGuard, Monitor, Reason};
 use super::port::Handler;
-use super::Kernel;
+use super::{Host, Kernel};
 use crate::error::{Error, HandlerResult};
-use crate::node::{MonGuard, Node};
 use aemp_proto::{Msg, NodeId, PortId, Str};
 
 /// Handler context: the port a handler runs for, the node the message came from, and the
 /// kernel operations.
 pub struct Cx<'k> {
     pub(crate) k: &'k mut Kernel,
+    pub(crate) host: &'k mut dyn Host,
     pub(crate) port: &'k Str,
     pub(crate) src: Option<&'k NodeId>,
 }
@@ -40,11 +40,6 @@ impl<'k> Cx<'k> {
         &self.k.id
     }
 
-    /// A handle of this node, for async work and timers.
-    pub fn node(&self) -> Node {
-        self.k.node()
-    }
-
     /// Sends a message (see [`Node::snd`]). An empty message is not a message: it is
     /// dropped with a warning (`Node::snd` returns an error for it).
     pub fn snd(&mut self, port: &PortId, msg: impl Into<Msg>) {
@@ -53,7 +48,7 @@ impl<'k> Cx<'k> {
             tracing::warn!(port = %port, "empty message not sent");
             return;
         }
-        self.k.snd(port, msg);
+        self.k.snd(port, msg, self.host);
     }
 
     /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
@@ -69,13 +64,13 @@ impl<'k> Cx<'k> {
 
     /// Kills a port (see [`Node::kil`]).
     pub fn kil(&mut self, port: &PortId, reason: Reason) -> Result<(), Error> {
-        self.k.kil(port, reason)
+        self.k.kil(port, reason, self.host)
     }
 
     /// Kills the port this handler runs for.
     pub fn kil_self(&mut self, reason: Reason) {
         let name = self.port.clone();
-        self.k.kill_local(&name, reason);
+        self.k.kill_local(&name, reason, self.host);
     }
 
     /// Creates a new local port with a default handler, at once.
@@ -83,7 +78,7 @@ impl<'k> Cx<'k> {
         &mut self,
         h: impl FnMut(&mut Cx<'_>, Msg) -> HandlerResult + Send + 'static,
     ) -> PortId {
-        let name = self.k.core.namer.next_local();
+        let name = self.k.shared.namer.next_local();
         let id = self.k.id.port(&name);
         self.k.rcv_local(&name, None, Some(Box::new(h)));
         id
@@ -130,8 +125,8 @@ impl<'k> Cx<'k> {
 
     /// Monitors a port (see [`Node::mon`]).
     pub fn mon(&mut self, port: &PortId, action: Monitor) -> MonGuard {
-        let id = self.k.shared().next_guard();
-        self.k.mon(port, id, action);
-        MonGuard::new(self.k.weak.clone(), id)
+        let id = self.k.shared.next_guard();
+        self.k.mon(port, id, action, self.host);
+        MonGuard::new(self.host.canceller(), id)
     }
 }

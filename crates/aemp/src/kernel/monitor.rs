@@ -51,14 +51,15 @@ impl std::fmt::Debug for Monitor {
 pub(crate) type MonAction = Monitor;
 
 /// Where a registered monitor lives, so that a guard can find it again.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum MonTarget {
     /// A local port, by name.
     Local(Str),
     /// A port on another node (`name` empty = the node itself).
     Remote(Str, Str),
-    /// A local port that did not exist: the `no_such_port` firing is queued.
-    Pending,
+    /// A local port that did not exist: the `no_such_port` firing (with this reason) is
+    /// queued.
+    Pending(Reason),
 }
 
 /// Monitors on ports of other nodes, per node and port name (empty name = node monitor).
@@ -112,5 +113,46 @@ impl RemoteMonitors {
             .remove(node)
             .map(|ports| ports.into_values().flatten().collect())
             .unwrap_or_default()
+    }
+}
+
+/// Where a cancelled monitor guard sends its cancellation (the node's command queue).
+pub(crate) trait Canceller: Send + Sync {
+    /// Cancels monitor `id` (it may have fired already; then this does nothing).
+    fn cancel_monitor(&self, id: u64);
+}
+
+/// Cancels a monitor when dropped.
+#[must_use = "dropping a MonGuard cancels the monitor at once; call .keep() to keep it"]
+pub struct MonGuard {
+    canceller: Option<std::sync::Weak<dyn Canceller>>,
+    id: u64,
+}
+
+impl MonGuard {
+    pub(crate) fn new(canceller: std::sync::Weak<dyn Canceller>, id: u64) -> MonGuard {
+        MonGuard {
+            canceller: Some(canceller),
+            id,
+        }
+    }
+
+    /// Keeps the monitor for as long as it has not fired (forgets the guard).
+    pub fn keep(mut self) {
+        self.canceller = None;
+    }
+}
+
+impl Drop for MonGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.canceller.take().and_then(|w| w.upgrade()) {
+            c.cancel_monitor(self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for MonGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MonGuard({})", self.id)
     }
 }

@@ -1,6 +1,9 @@
 //! Serving requests to the node port (PROTOCOL.md §4), local or remote.
+//!
+//! The kernel serves every request that concerns ports and functions; global-protocol
+//! requests (`g_*`) go to the host's global service.
 
-use super::Kernel;
+use super::{Host, Kernel};
 use aemp_proto::node_req::{self, NodeReq, KNOWN_TAGS};
 use aemp_proto::{Msg, NodeId, Value};
 use std::sync::atomic::Ordering;
@@ -10,7 +13,7 @@ pub(crate) const EVAL_REFUSED: &str = "eval is not supported: this node runs no 
 
 impl Kernel {
     /// Handles one message for the node port. `src` is the sending node (None = us).
-    pub(crate) fn node_request(&mut self, msg: Msg, src: Option<&NodeId>) {
+    pub(crate) fn node_request(&mut self, msg: Msg, src: Option<&NodeId>, host: &mut dyn Host) {
         let from = src.cloned().unwrap_or_else(|| self.id.clone());
         let req = match node_req::parse(msg) {
             Ok(r) => r,
@@ -19,15 +22,18 @@ impl Kernel {
                 return;
             }
         };
+        let secure = self.shared.secure.load(Ordering::Relaxed);
         match req {
             NodeReq::Noop => {}
-            NodeReq::Mon1(name) => self.add_remote_monitor(&from, &name),
+            NodeReq::Mon1(name) => self.add_remote_monitor(&from, &name, host),
             NodeReq::Mon0(name) => self.remove_remote_monitor(from.as_str(), &name),
-            NodeReq::Kil0(name, reason) => self.remote_port_died(from.as_str(), &name, reason),
-            NodeReq::Kil1(name, reason) => self.kill_local(&name, reason),
+            NodeReq::Kil0(name, reason) => {
+                self.remote_port_died(from.as_str(), &name, reason, host)
+            }
+            NodeReq::Kil1(name, reason) => self.kill_local(&name, reason, host),
             // Relayed as is, even empty: the reference echoes an empty message to confirm
             // delivery (`aemp snd`); only a default handler can take it.
-            NodeReq::Snd(port, msg) => self.snd(&port, msg),
+            NodeReq::Snd(port, msg) => self.snd(&port, msg, host),
             NodeReq::Can {
                 tag,
                 reply,
@@ -35,40 +41,42 @@ impl Kernel {
             } => {
                 let known = KNOWN_TAGS.contains(&tag.as_str())
                     || tag == node_req::SPAWN_FUNC
-                    || self.core.registry.read().get(&tag).is_some();
+                    || self.shared.registry.read().get(&tag).is_some();
                 extra.push(Value::Bool(known));
-                self.snd(&reply, Msg::from(extra));
+                self.snd(&reply, Msg::from(extra), host);
             }
             NodeReq::Time { reply, mut extra } => {
                 extra.push(Value::Float(unix_now()));
-                self.snd(&reply, Msg::from(extra));
+                self.snd(&reply, Msg::from(extra), host);
             }
             NodeReq::UpNodes { reply, mut extra } => {
-                let nodes = self.up_nodes().into_iter().map(Value::from).collect();
+                let nodes = host.up_nodes().into_iter().map(Value::from).collect();
                 extra.push(Value::List(nodes));
-                self.snd(&reply, Msg::from(extra));
+                self.snd(&reply, Msg::from(extra), host);
             }
-            NodeReq::Eval { reply, mut extra } => {
+            NodeReq::Eval {
+                reply, mut extra, ..
+            } => {
                 tracing::warn!(src = %from, "refused eval request");
                 if let Some(reply) = reply {
                     extra.push(EVAL_REFUSED.into());
-                    self.snd(&reply, Msg::from(extra));
+                    self.snd(&reply, Msg::from(extra), host);
                 }
             }
             NodeReq::Spawn { port, init, args } => {
-                if self.core.secure.load(Ordering::Relaxed) && src.is_some() {
+                if secure && src.is_some() {
                     tracing::warn!(src = %from, init = %init, "remote execution not allowed (secure mode)");
                     return;
                 }
-                self.run_named(&port, &init, args, src);
+                self.run_named(&port, &init, args, src, host);
             }
-            NodeReq::Global(tag, args) => self.global_request(&from, &tag, args),
+            NodeReq::Global(tag, args) => host.global_request(&from, tag, args),
             NodeReq::Call(func, args) => {
-                if self.core.secure.load(Ordering::Relaxed) && src.is_some() {
+                if secure && src.is_some() {
                     tracing::warn!(src = %from, function = %func, "remote execution not allowed (secure mode)");
                     return;
                 }
-                let known = self.core.registry.read().get(&func).is_some();
+                let known = self.shared.registry.read().get(&func).is_some();
                 if !known {
                     tracing::warn!(src = %from, function = %func, "unable to resolve function");
                     // A reply port, if any, is by convention the last argument (`cal`).
@@ -79,11 +87,11 @@ impl Kernel {
                         .and_then(|s| aemp_proto::PortId::parse(s).ok())
                     {
                         let text = format!("unable to resolve function '{func}'");
-                        self.snd(&reply, aemp_proto::msg!["error", text]);
+                        self.snd(&reply, aemp_proto::msg!["error", text], host);
                     }
                     return;
                 }
-                self.run_named(&aemp_proto::Str::default(), &func, args, src);
+                self.run_named(&aemp_proto::Str::default(), &func, args, src, host);
             }
         }
     }

@@ -1,40 +1,45 @@
 //! The public node handle: every user-facing operation of API.md.
 //!
-//! A [`Node`] is a cheap, clonable handle. Operations on it are queued to the node's
-//! dispatcher (see [`crate::kernel`]) and return at once; none of them blocks on the network.
+//! A [`Node`] is a cheap, clonable handle. Operations on it are queued to the node task (see
+//! `crate::runtime`) and return at once; none of them blocks on the network.
 
 mod cal;
+mod db;
 mod inbox;
 mod network;
 mod timer;
 
 pub use cal::Cal;
+pub use db::{DbEntry, DbWatch};
 pub use inbox::{Inbox, InboxClosed};
 pub use network::PeerStats;
 pub use timer::TimerGuard;
 
 use crate::error::{Error, HandlerResult};
 use crate::kernel::context::Cx;
-use crate::kernel::monitor::{Monitor, Reason};
+use crate::kernel::monitor::{Canceller, MonGuard, Monitor, Reason};
 use crate::kernel::port::Handler;
 use crate::kernel::registry::NamedFn;
-use crate::kernel::{self, Cmd, Core, Kernel};
+use crate::kernel::{self, Shared, Task};
+use crate::runtime::{self, Cmd, Core, Query, Setup};
+use crate::transport::Transport;
 use aemp_proto::ids::{self, PortNamer};
+use aemp_proto::node_req::NodeReq;
 use aemp_proto::{Msg, NodeId, PortId, Str, Value};
 use std::future::Future;
 use std::sync::{Arc, Weak};
 
-/// Owner of a node's core; when the last [`Node`] handle goes, the dispatcher stops.
+/// Owner of a node's core; when the last [`Node`] handle goes, the node task stops.
 pub(crate) struct NodeInner {
     pub(crate) core: Arc<Core>,
-    pub(crate) net: std::sync::OnceLock<Arc<crate::transport::Network>>,
+    pub(crate) transport: Option<Arc<Transport>>,
 }
 
 impl Drop for NodeInner {
     fn drop(&mut self) {
         self.core.close();
-        if let Some(net) = self.net.get() {
-            net.shutdown();
+        if let Some(t) = &self.transport {
+            t.shutdown();
         }
     }
 }
@@ -58,7 +63,7 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Node({})", self.inner.core.id)
+        write!(f, "Node({})", self.inner.core.shared.id)
     }
 }
 
@@ -70,40 +75,61 @@ impl Node {
     pub fn new(nodeid: &str) -> Result<Node, Error> {
         let runiq = ids::new_runiq();
         let expanded = ids::expand_node_id(nodeid, &ids::nodename(), &runiq)?;
-        Ok(Node::start_local(
+        let shared = Arc::new(Shared::new(
             expanded.id,
             PortNamer::new(expanded.randomised, &runiq),
+        ));
+        // A node without network is its own global node, so that the database works
+        // inside it.
+        Ok(Node::start(
+            Arc::new(Core::new(shared, DEFAULT_SPIN)),
+            None,
+            Vec::new(),
+            Vec::new(),
+            true,
         ))
     }
 
-    pub(crate) fn start(id: NodeId, namer: PortNamer) -> Node {
-        let core = Arc::new(Core::new(id, namer));
-        let inner = Arc::new(NodeInner::new(core.clone()));
-        let k = Kernel::new(core, Arc::downgrade(&inner));
-        tokio::spawn(kernel::run(k));
+    /// Starts the node task for `core` and returns the first handle.
+    pub(crate) fn start(
+        core: Arc<Core>,
+        transport: Option<Arc<Transport>>,
+        seeds: Vec<std::net::SocketAddr>,
+        listening: Vec<std::net::SocketAddr>,
+        global: bool,
+    ) -> Node {
+        let inner = Arc::new(NodeInner {
+            core: core.clone(),
+            transport: transport.clone(),
+        });
+        let owner: Weak<dyn std::any::Any + Send + Sync> = {
+            let w: Weak<NodeInner> = Arc::downgrade(&inner);
+            w
+        };
+        runtime::start(
+            core,
+            Setup {
+                transport,
+                seeds,
+                listening,
+                global,
+                owner,
+            },
+        );
         Node { inner }
     }
 
-    /// Creates a local node and makes it its own global node, so that the database works
-    /// inside it.
-    fn start_local(id: NodeId, namer: PortNamer) -> Node {
-        let node = Node::start(id, namer);
-        node.exec(|k| k.become_global());
-        node
-    }
-
-    /// Used by the kernel to hand out handles; the dispatcher only runs while one exists.
-    pub(crate) fn from_inner(inner: Option<Arc<NodeInner>>, id: &NodeId) -> Node {
-        match inner {
-            Some(inner) => Node { inner },
-            None => {
-                // The node is being torn down; give a handle that refuses everything.
-                let core = Arc::new(Core::new(id.clone(), PortNamer::new(true, "closed")));
-                core.close();
-                Node {
-                    inner: Arc::new(NodeInner::new(core)),
-                }
-            }
+    /// A handle whose node is gone (what a handler gets while its node is torn down): it
+    /// refuses everything.
+    fn closed(id: &NodeId) -> Node {
+        let shared = Arc::new(Shared::new(id.clone(), PortNamer::new(true, "closed")));
+        let core = Arc::new(Core::new(shared, std::time::Duration::ZERO));
+        core.close();
+        Node {
+            inner: Arc::new(NodeInner {
+                core,
+                transport: None,
+            }),
         }
     }
 
@@ -111,32 +137,18 @@ impl Node {
         &self.inner.core
     }
 
-    pub(crate) fn weak_core(&self) -> Weak<Core> {
-        Arc::downgrade(&self.inner.core)
+    pub(crate) fn canceller(&self) -> Weak<dyn Canceller> {
+        let w: Weak<Core> = Arc::downgrade(&self.inner.core);
+        w
     }
 
-    /// Runs a closure on the dispatcher with the kernel.
-    pub(crate) fn exec(&self, f: impl FnOnce(&mut Kernel) + Send + 'static) {
-        let core = &self.inner.core;
-        core.pending_execs
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-            // Decrements even if `f` panics (the kernel contains the panic).
-            struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
-            impl Drop for Done<'_> {
-                fn drop(&mut self) {
-                    self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                }
-            }
-            let core = k.core.clone();
-            let _done = Done(&core.pending_execs);
-            f(k);
-        })));
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.core.shared
     }
 
     /// This node's ID.
     pub fn id(&self) -> &NodeId {
-        &self.inner.core.id
+        &self.inner.core.shared.id
     }
 
     /// The node port of this node.
@@ -167,8 +179,8 @@ impl Node {
     /// connection. Handles stay valid but do nothing.
     pub fn shutdown(&self) {
         self.inner.core.close();
-        if let Some(net) = self.inner.net.get() {
-            net.shutdown();
+        if let Some(t) = &self.inner.transport {
+            t.shutdown();
         }
     }
 
@@ -225,46 +237,34 @@ impl Node {
 
     fn rcv_boxed(&self, port: &PortId, tag: Option<&str>, h: Option<Handler>) -> Result<(), Error> {
         let name = Str::from(self.local_name(port)?);
-        let tag = tag.map(Str::from);
-        self.exec(move |k| k.rcv_local(&name, tag.as_deref(), h));
+        self.inner.core.task(Task::Rcv {
+            port: name,
+            tag: tag.map(Str::from),
+            handler: h,
+        });
         Ok(())
     }
 
     /// Sends a message to any port, local or remote. Returns at once. A message to a port
     /// that does not exist is dropped silently; monitors are the failure signal.
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
-        let mut msg = msg.into();
+        let msg = msg.into();
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
-        if port.node() == self.id().as_str() {
-            self.inner.core.push(Cmd::Deliver {
+        let task = if port.node() == self.id().as_str() {
+            Task::Deliver {
                 port: Str::from(port.name()),
                 msg,
                 src: None,
-            });
-        } else {
-            // Fast path: a node that is up gets the frame encoded straight into its
-            // connection's write buffer, without a trip through the dispatcher. Only when no
-            // command of a handle is still waiting in the kernel (one might be an earlier
-            // message of this very sender, which must go first).
-            if self
-                .inner
-                .core
-                .pending_execs
-                .load(std::sync::atomic::Ordering::Acquire)
-                == 0
-            {
-                if let Some(net) = self.net() {
-                    match net.send_if_up(port, msg) {
-                        Ok(()) => return Ok(()),
-                        Err(m) => msg = m,
-                    }
-                }
             }
-            let port = port.clone();
-            self.exec(move |k| k.snd(&port, msg));
-        }
+        } else {
+            Task::Send {
+                port: port.clone(),
+                msg,
+            }
+        };
+        self.inner.core.task(task);
         Ok(())
     }
 
@@ -274,26 +274,20 @@ impl Node {
         port: &PortId,
         msgs: impl IntoIterator<Item = Msg>,
     ) -> Result<(), Error> {
+        let msgs = msgs.into_iter().filter(|m| !m.is_empty());
         if port.node() == self.id().as_str() {
             let name = Str::from(port.name());
-            self.inner
-                .core
-                .push_many(
-                    msgs.into_iter()
-                        .filter(|m| !m.is_empty())
-                        .map(|msg| Cmd::Deliver {
-                            port: name.clone(),
-                            msg,
-                            src: None,
-                        }),
-                );
+            self.inner.core.push_many(msgs.map(|msg| {
+                Cmd::Task(Task::Deliver {
+                    port: name.clone(),
+                    msg,
+                    src: None,
+                })
+            }));
         } else {
-            let port = port.clone();
-            let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
-            self.exec(move |k| {
-                for m in msgs {
-                    k.snd(&port, m)
-                }
+            self.inner.core.task(Task::SendMany {
+                port: port.clone(),
+                msgs: msgs.collect(),
             });
         }
         Ok(())
@@ -323,17 +317,18 @@ impl Node {
         if port.is_node_port() {
             return Err(Error::KillNodePort(port.to_string()));
         }
-        if port.node() == self.id().as_str() {
-            self.inner.core.push(Cmd::Kill {
+        let task = if port.node() == self.id().as_str() {
+            Task::Kill {
                 port: Str::from(port.name()),
                 reason,
-            });
+            }
         } else {
-            let port = port.clone();
-            self.exec(move |k| {
-                let _ = k.kil(&port, reason);
-            });
-        }
+            Task::Kil {
+                port: port.clone(),
+                reason,
+            }
+        };
+        self.inner.core.task(task);
         Ok(())
     }
 
@@ -345,10 +340,13 @@ impl Node {
     ///
     /// Dropping the returned guard cancels the monitor; [`MonGuard::keep`] keeps it forever.
     pub fn mon(&self, port: &PortId, action: Monitor) -> MonGuard {
-        let id = self.inner.core.next_guard();
-        let port = port.clone();
-        self.exec(move |k| k.mon(&port, id, action));
-        MonGuard::new(self.weak_core(), id)
+        let id = self.shared().next_guard();
+        self.inner.core.task(Task::Mon {
+            port: port.clone(),
+            id,
+            action,
+        });
+        MonGuard::new(self.canceller(), id)
     }
 
     /// Monitors a port and calls `f` with the reason.
@@ -439,7 +437,7 @@ impl Node {
         f: impl Fn(&mut Cx<'_>, Vec<Value>) -> HandlerResult + Send + Sync + 'static,
     ) {
         let f: NamedFn = Arc::new(f);
-        self.inner.core.registry.write().insert(name, f);
+        self.shared().registry.write().insert(name, f);
     }
 
     /// Creates a port on `node` and runs the init function registered there under `init` in
@@ -447,23 +445,27 @@ impl Node {
     /// function never runs before this returns: it waits behind a gate that `spawn` opens as
     /// its last step (on a multi-threaded runtime it may then run at once, on another worker).
     pub fn spawn(&self, node: &NodeId, init: &str, args: Vec<Value>) -> Result<PortId, Error> {
-        let name = self.inner.core.namer.next_spawn();
+        let name = self.shared().namer.next_spawn();
         let port = node.port(&name);
         if node == self.id() {
             // The dispatcher may run on another thread: the init function waits behind a gate
             // that opens only when this call returns.
             let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let init = Str::from(init);
-            spawn_when_open(self.core(), gate.clone(), name, init, args);
+            self.inner.core.task(Task::Spawn {
+                name,
+                init: Str::from(init),
+                args,
+                gate: gate.clone(),
+            });
             gate.store(true, std::sync::atomic::Ordering::Release);
             return Ok(port);
         }
-        let mut req = Msg::with_capacity(3 + args.len());
-        req.push(aemp_proto::node_req::SPAWN_FUNC);
-        req.push(name);
-        req.push(init);
-        req.0.extend(args);
-        self.snd(&node.node_port(), req)?;
+        let req = NodeReq::Spawn {
+            port: name,
+            init: Str::from(init),
+            args,
+        };
+        self.snd(&node.node_port(), req.to_msg())?;
         Ok(port)
     }
 
@@ -510,9 +512,7 @@ impl Node {
     /// Number of live local ports (for tests and statistics); asks the dispatcher.
     pub async fn port_count(&self) -> usize {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.exec(move |k| {
-            let _ = tx.send(k.port_count());
-        });
+        self.inner.core.push(Cmd::Query(Query::PortCount(tx)));
         rx.await.unwrap_or(0)
     }
 
@@ -523,29 +523,11 @@ impl Node {
         };
         let name = Str::from(name);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.exec(move |k| {
-            let _ = tx.send(k.port_exists(&name));
-        });
+        self.inner
+            .core
+            .push(Cmd::Query(Query::PortExists(name, tx)));
         rx.await.unwrap_or(false)
     }
-}
-
-/// Queues a local spawn that runs only once `gate` is open (re-queued until then).
-fn spawn_when_open(
-    core: &Core,
-    gate: Arc<std::sync::atomic::AtomicBool>,
-    name: Str,
-    init: Str,
-    args: Vec<Value>,
-) {
-    core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-        if gate.load(std::sync::atomic::Ordering::Acquire) {
-            k.run_named(&name, &init, args, None);
-        } else {
-            let core = k.core.clone();
-            spawn_when_open(&core, gate, name, init, args);
-        }
-    })));
 }
 
 /// Builder for a port with handlers, returned by [`Node::port`].
@@ -580,62 +562,29 @@ impl PortBuilder<'_> {
     /// `unhandled_message` by its first message.
     pub fn build(self) -> PortId {
         let core = self.node.core();
-        let name = core.namer.next_local();
-        let id = core.id.port(&name);
+        let name = core.shared.namer.next_local();
+        let id = core.shared.id.port(&name);
         let PortBuilder { default, tags, .. } = self;
-        core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-            k.create_port(name, default, tags);
-        })));
+        core.task(Task::CreatePort {
+            name,
+            default,
+            tags,
+        });
         id
     }
 }
 
-impl Kernel {
-    pub(crate) fn create_port(
-        &mut self,
-        name: Str,
-        default: Option<Handler>,
-        tags: Vec<(Str, Handler)>,
-    ) {
-        let mut p = crate::kernel::port::Port::default();
-        p.set_handler(None, default);
-        for (t, h) in tags {
-            p.set_handler(Some(&t), Some(h));
+impl Cx<'_> {
+    /// A handle of this node, for async work and timers.
+    pub fn node(&self) -> Node {
+        let inner = self
+            .host
+            .owner()
+            .and_then(|o| o.downcast::<NodeInner>().ok());
+        match inner {
+            Some(inner) => Node { inner },
+            None => Node::closed(self.node_id()),
         }
-        self.insert_port(name, p);
-    }
-}
-
-/// Cancels a monitor when dropped.
-#[must_use = "dropping a MonGuard cancels the monitor at once; call .keep() to keep it"]
-pub struct MonGuard {
-    core: Weak<Core>,
-    id: u64,
-}
-
-impl MonGuard {
-    pub(crate) fn new(core: Weak<Core>, id: u64) -> MonGuard {
-        MonGuard { core, id }
-    }
-
-    /// Keeps the monitor for as long as it has not fired (forgets the guard).
-    pub fn keep(mut self) {
-        self.core = Weak::new();
-    }
-}
-
-impl Drop for MonGuard {
-    fn drop(&mut self) {
-        if let Some(core) = self.core.upgrade() {
-            let id = self.id;
-            core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| k.unmon(id))));
-        }
-    }
-}
-
-impl std::fmt::Debug for MonGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MonGuard({})", self.id)
     }
 }
 

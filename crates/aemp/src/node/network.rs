@@ -1,16 +1,17 @@
 //! Configuring a node for the network, and the node's view of other nodes.
 
-use super::{Node, NodeInner};
+use super::{Node, DEFAULT_SPIN};
 use crate::config::{addr::resolve_all, Config};
 use crate::error::Error;
-use crate::kernel::Kernel;
-use crate::transport::{Counters, NetConfig, Network, NodeEvent};
+use crate::kernel::Shared;
+use crate::runtime::{Cmd, Core, NodeEvent, Query};
+use crate::transport::{Counters, EventSink, NetConfig, Transport};
 use aemp_proto::codec::Limits;
 use aemp_proto::ids::PortNamer;
-use aemp_proto::NodeId;
+use aemp_proto::{NodeId, Str};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use tokio::sync::broadcast;
 
 impl Node {
@@ -40,13 +41,24 @@ impl Node {
             nodelay: cfg.nodelay,
             limits,
         };
-        let node = Node::start(
+        let shared = Arc::new(Shared::new(
             cfg.node_id.clone(),
             PortNamer::new(cfg.randomised, &cfg.runiq),
+        ));
+        shared.secure.store(cfg.secure, Ordering::Relaxed);
+        let core = Arc::new(Core::new(shared, DEFAULT_SPIN));
+        let sink: Weak<dyn EventSink> = {
+            let w: Weak<Core> = Arc::downgrade(&core);
+            w
+        };
+        let transport = Arc::new(
+            Transport::new(cfg.node_id.clone(), net_cfg, sink)
+                .map_err(|e| Error::Config(e.to_string()))?,
         );
-        node.core().secure.store(cfg.secure, Ordering::Relaxed);
-        let net = Network::new(node.core(), net_cfg)?;
-        let bound = net.listen().await?;
+        let bound = transport
+            .listen()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
         let seed_eps = cfg.seeds.clone();
         let seeds = tokio::task::spawn_blocking(move || resolve_all(&seed_eps))
             .await
@@ -58,66 +70,47 @@ impl Node {
         let wants_global = cfg.services.iter().any(|s| s.is_global_service());
         let global = seeds.is_empty() || own_seed || wants_global;
         let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| !bound.contains(s)).collect();
-        node.attach_network(net.clone(), bound, global);
-        crate::global::seeds::start(&net, seeds);
-        Ok(node)
+        Ok(Node::start(core, Some(transport), seeds, bound, global))
     }
 
-    fn attach_network(&self, net: Arc<Network>, bound: Vec<SocketAddr>, global: bool) {
-        let _ = self.inner.net.set(net.clone());
-        // Queued like everything else: any send made after configure returns is executed
-        // after this, so it sees the network.
-        self.exec(move |k: &mut Kernel| {
-            k.remote.net = Some(net);
-            k.set_listen_addrs(&bound);
-            if global {
-                k.become_global();
-            }
-        });
-    }
-
-    pub(crate) fn net(&self) -> Option<&Arc<Network>> {
-        self.inner.net.get()
+    fn transport(&self) -> Option<&Arc<Transport>> {
+        self.inner.transport.as_ref()
     }
 
     /// The addresses this node listens on (empty for a node without network).
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        self.net().map(|n| n.bound()).unwrap_or_default()
+        self.transport().map(|t| t.bound()).unwrap_or_default()
     }
 
     /// Connects to a node at `addr` (its node ID is learned from the greeting). Returns at
     /// once; watch [`Node::node_events`] for the result.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
-        let net = self
-            .net()
-            .ok_or_else(|| Error::Config("node has no network".into()))?;
-        net.dial(addr, None);
+        if self.transport().is_none() {
+            return Err(Error::Config("node has no network".into()));
+        }
+        self.core().push(Cmd::Dial(addr, None));
         Ok(())
     }
 
     /// Tells the node where `node` listens, so that sending to it can connect.
     pub fn add_address(&self, node: &NodeId, addrs: Vec<SocketAddr>) -> Result<(), Error> {
-        let net = self
-            .net()
-            .ok_or_else(|| Error::Config("node has no network".into()))?;
-        net.set_addresses(node.as_str(), addrs);
+        if self.transport().is_none() {
+            return Err(Error::Config("node has no network".into()));
+        }
+        self.core()
+            .push(Cmd::AddAddress(Str::from(node.as_str()), addrs));
         Ok(())
     }
 
     /// Node up/down notifications from now on.
     pub fn node_events(&self) -> broadcast::Receiver<NodeEvent> {
-        match self.net() {
-            Some(n) => n.events.subscribe(),
-            None => broadcast::channel(1).1,
-        }
+        self.core().events.subscribe()
     }
 
     /// The nodes currently connected.
     pub async fn up_nodes(&self) -> Vec<NodeId> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.exec(move |k: &mut Kernel| {
-            let _ = tx.send(k.up_nodes());
-        });
+        self.core().push(Cmd::Query(Query::UpNodes(tx)));
         rx.await.unwrap_or_default()
     }
 
@@ -133,7 +126,7 @@ impl Node {
             return true;
         }
         tokio::time::timeout(timeout, async {
-            while let Some(n) = crate::transport::next_up(&mut ev).await {
+            while let Some(n) = crate::runtime::next_up(&mut ev).await {
                 if &n == node {
                     return true;
                 }
@@ -150,9 +143,11 @@ impl Node {
     /// carries can await this between batches, which is what Erlang's busy distribution
     /// buffer does implicitly.
     pub async fn writable(&self, node: &NodeId) {
-        let tx = self
-            .net()
-            .and_then(|n| n.links.read().get(node.as_str()).cloned());
+        let tx = self.transport().and_then(|t| {
+            t.live()
+                .into_iter()
+                .find(|tx| tx.peer.as_str() == node.as_str())
+        });
         if let Some(tx) = tx {
             tx.writable().await;
         }
@@ -160,29 +155,31 @@ impl Node {
 
     /// Bytes queued for writing to `node` (0 when not connected).
     pub fn queued_bytes(&self, node: &NodeId) -> usize {
-        self.net()
-            .and_then(|n| n.links.read().get(node.as_str()).map(|t| t.queued_bytes()))
-            .unwrap_or(0)
+        self.transport()
+            .and_then(|t| {
+                t.live()
+                    .into_iter()
+                    .find(|tx| tx.peer.as_str() == node.as_str())
+            })
+            .map_or(0, |tx| tx.queued_bytes())
     }
 
     /// Traffic of every live connection: messages and bytes in and out, and bytes waiting to
     /// be written.
     pub fn peer_stats(&self) -> Vec<PeerStats> {
-        let Some(net) = self.net() else {
+        let Some(t) = self.transport() else {
             return Vec::new();
         };
-        let links = net.links.read();
-        let mut v: Vec<PeerStats> = links
+        let mut v: Vec<PeerStats> = t
+            .live()
             .iter()
-            .filter_map(|(node, tx)| {
-                Some(PeerStats {
-                    node: NodeId::new(node.as_str()).ok()?,
-                    msgs_out: tx.msgs_out.load(Ordering::Relaxed),
-                    bytes_out: tx.bytes_out.load(Ordering::Relaxed),
-                    msgs_in: tx.msgs_in.load(Ordering::Relaxed),
-                    bytes_in: tx.bytes_in.load(Ordering::Relaxed),
-                    queued_bytes: tx.queued_bytes(),
-                })
+            .map(|tx| PeerStats {
+                node: tx.peer.clone(),
+                msgs_out: tx.msgs_out.load(Ordering::Relaxed),
+                bytes_out: tx.bytes_out.load(Ordering::Relaxed),
+                msgs_in: tx.msgs_in.load(Ordering::Relaxed),
+                bytes_in: tx.bytes_in.load(Ordering::Relaxed),
+                queued_bytes: tx.queued_bytes(),
             })
             .collect();
         v.sort_by(|a, b| a.node.cmp(&b.node));
@@ -191,7 +188,7 @@ impl Node {
 
     /// Traffic counters (messages and bytes in/out), if the node has a network.
     pub fn counters(&self) -> Option<&Counters> {
-        self.net().map(|n| &n.counters)
+        self.transport().map(|t| &t.counters)
     }
 }
 
@@ -210,13 +207,4 @@ pub struct PeerStats {
     pub bytes_in: u64,
     /// Bytes queued, not yet written.
     pub queued_bytes: usize,
-}
-
-impl NodeInner {
-    pub(crate) fn new(core: Arc<crate::kernel::Core>) -> NodeInner {
-        NodeInner {
-            core,
-            net: std::sync::OnceLock::new(),
-        }
-    }
 }

@@ -6,14 +6,16 @@
 //!   leaves in the next single write, so batching adapts to load by itself, and with
 //!   TCP_NODELAY a lone message leaves at once.
 //! * The **reader** feeds the incremental decoder and hands every complete frame to the
-//!   kernel, one queue operation per read.
+//!   node task, one queue operation per read.
 //! * Any error (bad frame, oversized message, I/O) closes this connection only, with a logged
-//!   reason; the kernel then fires the monitors of that node.
+//!   reason; the node task then fires the monitors of that node.
+//!
+//! Everything the connection learns is reported as a [`ConnEvent`]; whether it may send its
+//! auth line (commit to this peer) it learns from its verdict channel.
 
-use super::registry::Verdict;
-use super::{format_hostport, Network};
-use crate::kernel::{inbound_cost, Cmd, Kernel, INBOUND_HIGH};
+use super::{format_hostport, inbound_cost, ConnEvent, Frames, Transport};
 use aemp_proto::codec::{self, Decoder, Framing, Outbox};
+use aemp_proto::conn_registry::Verdict;
 use aemp_proto::handshake::{new_nonce, Established, Event, Handshake, HandshakeError};
 use aemp_proto::{Msg, NodeId, Str};
 use parking_lot::Mutex;
@@ -37,9 +39,11 @@ const KEEP_BUFFER: usize = 4 * 1024 * 1024;
 const READ_MIN: usize = 16 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
-/// The sending side of an established connection, shared by the kernel and the writer.
+/// The sending side of an established connection, shared by the node task and the writer.
 pub(crate) struct ConnTx {
     pub id: u64,
+    /// The node at the other end.
+    pub peer: NodeId,
     framing: Framing,
     /// Encoded frames waiting for the writer; large strings are kept by reference.
     buf: Mutex<Outbox>,
@@ -57,7 +61,7 @@ pub(crate) struct ConnTx {
     written: Notify,
 }
 
-/// Frames per `Cmd::DeliverFrom`: one read may bring thousands.
+/// Frames per [`Frames`] chunk: one read may bring thousands.
 const CHUNK: usize = 32;
 
 /// Above this many queued bytes a connection counts as busy (see `Node::writable`), like
@@ -65,9 +69,10 @@ const CHUNK: usize = 32;
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
 
 impl ConnTx {
-    fn new(id: u64, framing: Framing) -> ConnTx {
+    pub(crate) fn new(id: u64, framing: Framing, peer: NodeId) -> ConnTx {
         ConnTx {
             id,
+            peer,
             framing,
             buf: Mutex::new(Outbox::default()),
             notify: Notify::new(),
@@ -138,42 +143,37 @@ enum Phase {
 /// Runs one connection from TCP up to close. The connection was registered as `id` and
 /// learns from `verdict` whether it may send its auth line.
 pub(crate) async fn run(
-    net: Arc<Network>,
+    t: Arc<Transport>,
     stream: TcpStream,
     addr: SocketAddr,
     outgoing: bool,
     id: u64,
     verdict: watch::Receiver<Verdict>,
 ) {
-    let _ = stream.set_nodelay(net.cfg.nodelay);
-    set_liveness(&stream, net.cfg.monitor_timeout);
+    let _ = stream.set_nodelay(t.cfg.nodelay);
+    set_liveness(&stream, t.cfg.monitor_timeout);
     let span = tracing::info_span!("conn", id, addr = %addr, outgoing);
     let mut peer: Option<NodeId> = None;
-    let result = drive(&net, stream, addr, outgoing, id, verdict, &mut peer)
+    let result = drive(&t, stream, addr, outgoing, id, verdict, &mut peer)
         .instrument(span.clone())
         .await;
+    t.remove_live(id);
     let text = match result {
         Ok(()) => "connection closed".to_string(),
         Err(e) => e,
     };
     let _enter = span.enter();
-    let closed = net.registry.lock().closed(id);
-    match peer {
-        Some(peer) if closed.was_up => {
-            tracing::info!(peer = %peer, reason = %text, "connection lost");
-            let node = peer.clone();
-            net.to_kernel(move |k: &mut Kernel| k.conn_down(&node, id, &text));
-        }
-        Some(peer) => {
-            tracing::debug!(peer = %peer, reason = %text, "connection attempt ended");
-            // A dial that lost a race against another connection to the same node: if that
-            // one did not come up either, try again.
-            if outgoing && closed.contested {
-                net.redial_later(addr, peer);
-            }
-        }
+    match &peer {
+        Some(peer) => tracing::debug!(peer = %peer, reason = %text, "connection ended"),
         None => tracing::debug!(reason = %text, "connection ended before greeting"),
     }
+    t.report(ConnEvent::Closed {
+        id,
+        node: peer,
+        addr,
+        outgoing,
+        text,
+    });
 }
 
 /// After the handshake AEMP has no read timeout and the reference sends no keepalives, so a
@@ -194,7 +194,7 @@ fn set_liveness(stream: &TcpStream, monitor_timeout: Duration) {
 }
 
 async fn drive(
-    net: &Arc<Network>,
+    net: &Arc<Transport>,
     mut stream: TcpStream,
     addr: SocketAddr,
     outgoing: bool,
@@ -216,7 +216,9 @@ async fn drive(
         peer,
     };
     match handshake(&mut ctx, &mut stream, &mut hs, Vec::new()).await? {
-        Phase::Done(est, rest) => data_phase(net, stream, est, rest, id, ctx.peer).await,
+        Phase::Done(est, rest) => {
+            data_phase(net, stream, est, rest, id, ctx.peer, ctx.verdict).await
+        }
         Phase::Tls { client, leftover } => {
             let identity = net
                 .tls
@@ -232,7 +234,9 @@ async fn drive(
             .map_err(|e| format!("TLS: {e}"))?;
             hs.tls_started().map_err(|e| e.to_string())?;
             match handshake(&mut ctx, &mut tls, &mut hs, Vec::new()).await? {
-                Phase::Done(est, rest) => data_phase(net, tls, est, rest, id, ctx.peer).await,
+                Phase::Done(est, rest) => {
+                    data_phase(net, tls, est, rest, id, ctx.peer, ctx.verdict).await
+                }
                 Phase::Tls { .. } => Err("TLS requested twice".to_string()),
             }
         }
@@ -241,7 +245,7 @@ async fn drive(
 
 /// What the handshake loop needs to know about its connection.
 struct HsCtx<'a> {
-    net: &'a Arc<Network>,
+    net: &'a Arc<Transport>,
     addr: SocketAddr,
     outgoing: bool,
     id: u64,
@@ -256,9 +260,9 @@ async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), String>
 
 /// Feeds the handshake until it asks for TLS or is established.
 ///
-/// Our auth line is held back until the registry lets this connection commit (see
-/// [`super::registry`]); meanwhile the peer's auth line is still read and verified, so the
-/// registry learns when the peer has committed to this connection.
+/// Our auth line is held back until the node task's connection registry lets this connection
+/// commit (`aemp_proto::conn_registry`); meanwhile the peer's auth line is still read and
+/// verified, so the registry learns when the peer has committed to this connection.
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &mut HsCtx<'_>,
     stream: &mut S,
@@ -279,10 +283,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                         let node =
                             NodeId::new(&g.node_id).map_err(|e| format!("peer greeting: {e}"))?;
                         if g.protocol == "aemp" {
-                            if ctx.outgoing {
-                                ctx.net.outgoing_greeting(&node, ctx.addr);
-                            }
-                            ctx.net.registry.lock().greeted(ctx.id, node.as_str());
+                            ctx.net.report(ConnEvent::Greeted {
+                                id: ctx.id,
+                                node: node.clone(),
+                                addr: ctx.addr,
+                                outgoing: ctx.outgoing,
+                            });
                             *ctx.peer = Some(node);
                         }
                     }
@@ -294,7 +300,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                         })
                     }
                     Event::Established(e) => {
-                        ctx.net.registry.lock().peer_committed(ctx.id);
+                        if ctx.peer.is_some() {
+                            ctx.net.report(ConnEvent::PeerCommitted { id: ctx.id });
+                        }
                         est = Some(e);
                     }
                 }
@@ -304,7 +312,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                     Ok(n) => n,
                     Err(e) => {
                         if ctx.outgoing && e == HandshakeError::TalkToMyself {
-                            ctx.net.seed_is_self(ctx.addr);
+                            ctx.net.report(ConnEvent::ReachedSelf { addr: ctx.addr });
                         }
                         return Err(format!("handshake: {e}"));
                     }
@@ -326,7 +334,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             match verdict {
                 Verdict::Commit => {
                     write(stream, b).await?;
-                    ctx.net.registry.lock().committed(ctx.id);
+                    if ctx.peer.is_some() {
+                        ctx.net.report(ConnEvent::Committed { id: ctx.id });
+                    }
                     held = None;
                 }
                 Verdict::Close(why) => return Err(why.to_string()),
@@ -349,15 +359,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 input.extend_from_slice(&buf[..n]);
             }
-            _ = ctx.verdict.changed(), if waiting => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)), if waiting => {
-                // Undetermined connections hold back decisions only for a while (registry
-                // rule 2): look again.
-                let peer = ctx.peer.as_ref().map(|p| p.as_str().to_string());
-                let mut reg = ctx.net.registry.lock();
-                match peer {
-                    Some(p) => reg.evaluate(&p),
-                    None => reg.evaluate_all(),
+            changed = ctx.verdict.changed(), if waiting => {
+                if changed.is_err() {
+                    return Err("node is gone".to_string());
                 }
             }
         }
@@ -365,12 +369,13 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    net: &Arc<Network>,
+    net: &Arc<Transport>,
     stream: S,
     est: Box<Established>,
     leftover: Vec<u8>,
     id: u64,
     peer: &mut Option<NodeId>,
+    verdict: &watch::Receiver<Verdict>,
 ) -> Result<(), String> {
     let Some(node) = peer.clone() else {
         // A sub-protocol (DataConn) connection: not a node connection.
@@ -380,18 +385,17 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .ok_or_else(|| format!("unusable send framing {}", est.send_framing))?;
     let recv = Framing::from_name(&est.recv_framing)
         .ok_or_else(|| format!("unusable remote framing {}", est.recv_framing))?;
-    net.registry
-        .lock()
-        .established(id)
-        .map_err(|e| e.to_string())?;
-    tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
-    net.redials.lock().remove(node.as_str());
-    let tx = Arc::new(ConnTx::new(id, send));
-    {
-        let tx = tx.clone();
-        let node = node.clone();
-        net.to_kernel(move |k: &mut Kernel| k.conn_up(&node, tx));
+    if let Verdict::Close(why) = *verdict.borrow() {
+        return Err(why.to_string());
     }
+    tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
+    let tx = Arc::new(ConnTx::new(id, send, node.clone()));
+    net.add_live(&tx);
+    net.report(ConnEvent::Up {
+        id,
+        node: node.clone(),
+        tx: tx.clone(),
+    });
     let (rd, wr) = tokio::io::split(stream);
     let src = Arc::new(node);
     let r = tokio::select! {
@@ -403,14 +407,14 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
-    net: &Arc<Network>,
+    net: &Arc<Transport>,
     mut rd: R,
     framing: Framing,
     leftover: Vec<u8>,
     src: Arc<NodeId>,
     tx: &ConnTx,
 ) -> Result<(), String> {
-    let Some(core) = net.core.upgrade() else {
+    let Some(sink) = net.sink() else {
         return Err("node is gone".to_string());
     };
     let mut dec = Decoder::new(framing, net.cfg.limits);
@@ -435,7 +439,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let c = inbound_cost(frames.len(), bytes);
                 n += frames.len();
                 cost += c;
-                chunks.push(Cmd::DeliverFrom {
+                chunks.push(Frames {
                     src: src.clone(),
                     frames,
                     cost: c,
@@ -449,17 +453,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if n > 0 {
             net.counters.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
             tx.msgs_in.fetch_add(n as u64, Ordering::Relaxed);
-            core.inbound.fetch_add(cost, Ordering::AcqRel);
-            core.push_many(chunks);
-            while core.inbound.load(Ordering::Acquire) > INBOUND_HIGH {
-                let drained = core.drained.notified();
-                tokio::pin!(drained);
-                drained.as_mut().enable();
-                if core.inbound.load(Ordering::Acquire) <= INBOUND_HIGH {
-                    break;
-                }
-                drained.await;
-            }
+            net.inbound.add(cost);
+            sink.frames(chunks);
+            net.inbound.wait_drained().await;
         }
         if let Err(e) = decoded {
             net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
@@ -491,7 +487,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
-    net: &Arc<Network>,
+    net: &Arc<Transport>,
     mut wr: W,
     tx: Arc<ConnTx>,
 ) -> Result<(), String> {
@@ -601,5 +597,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl aemp_proto::peers::Link for ConnTx {
+    #[inline]
+    fn send(&self, port: &str, msg: Msg) -> bool {
+        ConnTx::send(self, port, msg)
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn close(&self) {
+        ConnTx::close(self)
     }
 }

@@ -1,34 +1,36 @@
-//! The tokio layer of the AEMP transport: listeners, outgoing connections, and the registry
-//! that guarantees one connection per pair of nodes.
+//! The tokio layer of the AEMP transport: listeners, outgoing connections, and the sockets'
+//! read and write loops.
 //!
-//! The protocol itself (handshake, framing) is sans-IO in `aemp-proto`; this module only moves
-//! bytes between sockets and those state machines, and reports connections going up and down
-//! to the kernel, which owns the per-node state (`kernel::remote`).
-//!
-//! # One connection per node pair
-//!
-//! See the `registry` module: every connection asks the registry before it sends its auth line, and
-//! both nodes keep the same connection when they dial each other at once, without a spurious
-//! `transport_error`. A connection arriving when one is already up is refused, as the
-//! reference does (PROTOCOL.md §10.13).
+//! The protocol itself (handshake, framing, the one-connection-per-pair rules of
+//! `aemp_proto::conn_registry`) is sans-IO in `aemp-proto`; this module only moves bytes
+//! between sockets and those state machines. It decides nothing about peers: connections
+//! report what happens to them as typed [`ConnEvent`]s to an [`EventSink`] (the node task),
+//! and learn from a verdict channel whether they may commit to the peer.
 
 pub(crate) mod connection;
-pub(crate) mod registry;
-pub mod tls;
+pub(crate) mod tls;
 
-use crate::kernel::{Cmd, Core, Kernel};
 use aemp_proto::codec::{Framing, Limits};
+use aemp_proto::conn_registry::Verdict;
 use aemp_proto::handshake::HandshakeConfig;
-use aemp_proto::{NodeId, Str};
+use aemp_proto::{Msg, NodeId, Str};
+use connection::ConnTx;
 use parking_lot::Mutex;
-use registry::Registry;
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{watch, Notify};
+
+/// Formats an address as AnyEvent's `format_hostport` does (`[v6]:port`).
+pub fn format_hostport(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
 
 /// Network settings of a node (the transport part of the configuration).
 #[derive(Clone, Debug)]
@@ -81,27 +83,6 @@ impl Default for NetConfig {
     }
 }
 
-/// Waits for the next node that comes up on an event stream from [`crate::Node::node_events`]
-/// (missed events, if the stream lagged, are skipped); `None` when the node is gone.
-pub async fn next_up(events: &mut broadcast::Receiver<NodeEvent>) -> Option<NodeId> {
-    loop {
-        match events.recv().await {
-            Ok(NodeEvent::Up(id)) => return Some(id),
-            Ok(NodeEvent::Down(..)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
-}
-
-/// A node coming up or going down.
-#[derive(Clone, Debug, PartialEq)]
-pub enum NodeEvent {
-    /// A connection to this node was established.
-    Up(NodeId),
-    /// The connection to this node was lost (with the reason text).
-    Down(NodeId, String),
-}
-
 /// Traffic counters of the node (all connections).
 #[derive(Default, Debug)]
 pub struct Counters {
@@ -115,39 +96,156 @@ pub struct Counters {
     pub protocol_errors: AtomicU64,
 }
 
-/// The network side of a node, shared by its listeners, connections and kernel.
-pub(crate) struct Network {
-    pub core: Weak<Core>,
+/// Frames one connection read brought, for the node task.
+pub(crate) struct Frames {
+    /// The node they came from.
+    pub src: Arc<NodeId>,
+    /// `(port name, message)` in arrival order.
+    pub frames: Vec<(Str, Msg)>,
+    /// What they count against the received backlog ([`inbound_cost`]).
+    pub cost: usize,
+}
+
+/// What happens to a connection, reported to the node task in order.
+pub(crate) enum ConnEvent {
+    /// An accepted connection was registered under `id`; the node task answers on `verdict`.
+    Accepted {
+        id: u64,
+        verdict: watch::Sender<Verdict>,
+    },
+    /// The peer's greeting arrived: it is node `node` (speaking the node protocol).
+    Greeted {
+        id: u64,
+        node: NodeId,
+        addr: SocketAddr,
+        outgoing: bool,
+    },
+    /// Our auth line was sent.
+    Committed { id: u64 },
+    /// The peer's auth line arrived and verified.
+    PeerCommitted { id: u64 },
+    /// Authenticated both ways; `tx` is the sending side. The node task closes `tx` if the
+    /// connection must not be used after all.
+    Up {
+        id: u64,
+        node: NodeId,
+        tx: Arc<ConnTx>,
+    },
+    /// The connection ended (before or after it was up), with the reason.
+    Closed {
+        id: u64,
+        node: Option<NodeId>,
+        addr: SocketAddr,
+        outgoing: bool,
+        text: String,
+    },
+    /// An outgoing connection reached this very node (a seed address of our own).
+    ReachedSelf { addr: SocketAddr },
+}
+
+/// Where connections report to (the node task).
+pub(crate) trait EventSink: Send + Sync {
+    /// One connection event.
+    fn conn_event(&self, ev: ConnEvent);
+    /// Frames read from a connection, in chunks.
+    fn frames(&self, chunks: Vec<Frames>);
+}
+
+/// What received frames count against [`INBOUND_HIGH`]: one per frame plus one per 4 KiB,
+/// so the limit bounds both many small messages (16 Ki frames) and few large ones (64 MiB).
+pub(crate) fn inbound_cost(frames: usize, bytes: usize) -> usize {
+    frames + bytes / 4096
+}
+
+/// Received work (in [`inbound_cost`] units) a node lets wait for its dispatcher before its
+/// readers pause.
+pub(crate) const INBOUND_HIGH: usize = 16 * 1024;
+
+/// The received backlog: what readers have handed over and the node task has not delivered
+/// yet. Readers stop reading while it is above [`INBOUND_HIGH`], so a fast sender is slowed
+/// by TCP flow control instead of growing this node's memory.
+#[derive(Default)]
+pub(crate) struct Inbound {
+    cost: AtomicUsize,
+    drained: Notify,
+}
+
+impl Inbound {
+    /// A reader hands over `cost` units.
+    pub(crate) fn add(&self, cost: usize) {
+        self.cost.fetch_add(cost, Ordering::AcqRel);
+    }
+
+    /// The node task delivered `cost` units.
+    pub(crate) fn release(&self, cost: usize) {
+        let before = self.cost.fetch_sub(cost, Ordering::AcqRel);
+        if before > INBOUND_HIGH && before - cost <= INBOUND_HIGH {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits until the backlog is at or below [`INBOUND_HIGH`].
+    pub(crate) async fn wait_drained(&self) {
+        while self.cost.load(Ordering::Acquire) > INBOUND_HIGH {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.cost.load(Ordering::Acquire) <= INBOUND_HIGH {
+                break;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// The network side of a node: settings, listeners and the live connections' sockets.
+pub(crate) struct Transport {
     pub id: NodeId,
     pub cfg: NetConfig,
     pub hs: HandshakeConfig,
     pub tls: Option<Arc<tls::TlsIdentity>>,
-    pub bound: Mutex<Vec<SocketAddr>>,
-    pub registry: Mutex<Registry>,
-    /// Known listen addresses of other nodes (from explicit connects, seeds and look-ups).
-    pub addr_book: Mutex<FxHashMap<Str, Vec<SocketAddr>>>,
+    bound: Mutex<Vec<SocketAddr>>,
     conn_ids: AtomicU64,
-    pub events: broadcast::Sender<NodeEvent>,
     pub counters: Counters,
-    /// The live connections by node, for sends that bypass the kernel (`Node::snd`).
-    /// Invariant: an entry exists only between the kernel's `conn_up` (after it flushed what
-    /// was queued for the node) and its `conn_down` for the same connection.
-    pub links: parking_lot::RwLock<FxHashMap<Str, Arc<connection::ConnTx>>>,
+    pub inbound: Inbound,
+    sink: Weak<dyn EventSink>,
+    /// The connections in their data phase, by connection id: for statistics and
+    /// `Node::writable`. Each connection adds itself when its data phase starts and removes
+    /// itself when it ends; the node task's peer table decides which one carries messages.
+    live: Mutex<FxHashMap<u64, Arc<ConnTx>>>,
     /// The accept tasks, stopped (and their sockets closed) when the node shuts down.
-    pub listeners: Mutex<Vec<tokio::task::AbortHandle>>,
-    /// Re-dials left per node after lost simultaneous connects (reset when it comes up).
-    pub redials: Mutex<FxHashMap<Str, u8>>,
-    /// Seed addresses and the node ID learned behind each (§6.2).
-    pub seeds: Mutex<FxHashMap<SocketAddr, Option<NodeId>>>,
+    listeners: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
-impl Network {
-    pub(crate) fn new(core: &Arc<Core>, cfg: NetConfig) -> Result<Arc<Network>, crate::Error> {
-        let id = core.id.clone();
-        let id_str = id.clone();
+/// Why the network could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The certificate (PEM) is unusable.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// The handshake settings are inconsistent.
+    #[error("handshake settings: {0}")]
+    Handshake(String),
+    /// A listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
+impl Transport {
+    pub(crate) fn new(
+        id: NodeId,
+        cfg: NetConfig,
+        sink: Weak<dyn EventSink>,
+    ) -> Result<Transport, TransportError> {
         let tls = match &cfg.cert {
             Some(pem) => Some(Arc::new(
-                tls::TlsIdentity::from_pem(pem).map_err(|e| crate::Error::Config(e.to_string()))?,
+                tls::TlsIdentity::from_pem(pem)
+                    .map_err(|e| TransportError::Certificate(e.to_string()))?,
             )),
             None => None,
         };
@@ -163,30 +261,41 @@ impl Network {
             .collect();
         hs.tls_available = tls.is_some();
         hs.validate()
-            .map_err(|e| crate::Error::Config(format!("handshake settings: {e}")))?;
+            .map_err(|e| TransportError::Handshake(e.to_string()))?;
         if hs.secret.is_none() && tls.is_none() {
             tracing::warn!(
                 "no secret and no certificate configured: this node cannot connect to anything"
             );
         }
-        let (events, _) = broadcast::channel(1024);
-        Ok(Arc::new(Network {
-            core: Arc::downgrade(core),
+        Ok(Transport {
             id,
             cfg,
             hs,
             tls,
             bound: Mutex::new(Vec::new()),
-            registry: Mutex::new(Registry::new(id_str.as_str())),
-            addr_book: Mutex::new(FxHashMap::default()),
             conn_ids: AtomicU64::new(1),
-            events,
             counters: Counters::default(),
-            seeds: Mutex::new(FxHashMap::default()),
-            redials: Mutex::new(FxHashMap::default()),
+            inbound: Inbound::default(),
+            sink,
+            live: Mutex::new(FxHashMap::default()),
             listeners: Mutex::new(Vec::new()),
-            links: parking_lot::RwLock::new(FxHashMap::default()),
-        }))
+        })
+    }
+
+    /// Reports a connection event, if the node still exists.
+    pub(crate) fn report(&self, ev: ConnEvent) {
+        if let Some(s) = self.sink.upgrade() {
+            s.conn_event(ev);
+        }
+    }
+
+    pub(crate) fn sink(&self) -> Option<Arc<dyn EventSink>> {
+        self.sink.upgrade()
+    }
+
+    /// A fresh connection id.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Stops listening and closes every connection (the node shuts down).
@@ -194,211 +303,87 @@ impl Network {
         for l in self.listeners.lock().drain(..) {
             l.abort();
         }
-        for (_, tx) in self.links.write().drain() {
+        for (_, tx) in self.live.lock().drain() {
             tx.close();
         }
     }
 
-    /// Queues a closure for the kernel, if the node still exists.
-    pub(crate) fn to_kernel(&self, f: impl FnOnce(&mut Kernel) + Send + 'static) {
-        if let Some(core) = self.core.upgrade() {
-            core.push(Cmd::Exec(Box::new(f)));
-        }
-    }
-
-    pub(crate) fn next_conn_id(&self) -> u64 {
-        self.conn_ids.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Binds every configured listener and starts accepting.
-    pub(crate) async fn listen(self: &Arc<Self>) -> Result<Vec<SocketAddr>, crate::Error> {
+    pub(crate) async fn listen(self: &Arc<Self>) -> Result<Vec<SocketAddr>, TransportError> {
         let mut bound = Vec::new();
         for addr in &self.cfg.binds {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| crate::Error::Config(format!("cannot bind {addr}: {e}")))?;
-            let local = listener.local_addr()?;
+            let bind_err = |source| TransportError::Bind {
+                addr: *addr,
+                source,
+            };
+            let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+            let local = listener.local_addr().map_err(bind_err)?;
             bound.push(local);
             tracing::info!(node = %self.id, addr = %local, "listening");
-            let net = Arc::downgrade(self);
-            let task = tokio::spawn(accept_loop(net, listener));
+            let task = tokio::spawn(accept_loop(Arc::downgrade(self), listener));
             self.listeners.lock().push(task.abort_handle());
         }
         self.bound.lock().extend(bound.iter().copied());
         Ok(bound)
     }
 
-    /// Dials `addr`, meant for node `target` if known (else the node ID is learned from the
-    /// greeting). A dial to a node that is connected or being connected is not started.
-    pub(crate) fn dial(self: &Arc<Self>, addr: SocketAddr, target: Option<Str>) {
-        let target = target.or_else(|| self.node_at(addr));
-        let id = self.next_conn_id();
-        let verdict = {
-            let mut reg = self.registry.lock();
-            if let Some(t) = &target {
-                if reg.is_connected_or_connecting(t) {
-                    return;
-                }
-            }
-            reg.open(id, true, target, self.cfg.connect_interval)
-        };
-        let net = self.clone();
-        tokio::spawn(async move {
-            let connect = tokio::time::timeout(net.cfg.connect_interval, TcpStream::connect(addr));
-            match connect.await {
-                Ok(Ok(stream)) => connection::run(net, stream, addr, true, id, verdict).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "connect failed");
-                    let _ = net.registry.lock().closed(id);
-                }
-                Err(_) => {
-                    tracing::debug!(%addr, "connect timed out");
-                    let _ = net.registry.lock().closed(id);
-                }
-            }
-        });
-    }
-
-    /// A dial of ours lost against a simultaneous connection: if that one does not come up
-    /// either (the one race the registry cannot settle, see [`registry`]), dial again after
-    /// a random pause, a few times at most.
-    pub(crate) fn redial_later(self: &Arc<Self>, addr: SocketAddr, peer: NodeId) {
-        const MAX_REDIALS: u8 = 5;
-        {
-            let mut budget = self.redials.lock();
-            let n = budget.entry(Str::from(peer.as_str())).or_insert(0);
-            if *n >= MAX_REDIALS {
-                return;
-            }
-            *n += 1;
-        }
-        let net = self.clone();
-        tokio::spawn(async move {
-            let pause = Duration::from_millis(rand::random::<u64>() % 300 + 50);
-            tokio::time::sleep(pause).await;
-            net.dial(addr, Some(Str::from(peer.as_str())));
-        });
-    }
-
-    /// Sends `msg` to `port` if its node has a live connection; gives it back otherwise.
-    pub(crate) fn send_if_up(
-        &self,
-        port: &aemp_proto::PortId,
-        msg: aemp_proto::Msg,
-    ) -> Result<(), aemp_proto::Msg> {
-        match self.links.read().get(port.node()) {
-            Some(tx) => {
-                tx.send(port.name(), msg);
-                Ok(())
-            }
-            None => Err(msg),
-        }
-    }
-
-    /// The node known to listen at `addr`, if any.
-    fn node_at(&self, addr: SocketAddr) -> Option<Str> {
-        self.addr_book
-            .lock()
-            .iter()
-            .find(|(_, addrs)| addrs.contains(&addr))
-            .map(|(n, _)| n.clone())
-    }
-
-    /// Starts reaching node `node`: tries its known addresses one after another, and reports
-    /// failure to the kernel after `connect_interval` unless the node came up.
-    pub(crate) fn connect_node(
+    /// Dials `addr` as connection `id`; `verdict` tells it whether it may commit.
+    pub(crate) fn dial(
         self: &Arc<Self>,
-        node: Str,
-        addrs: Vec<SocketAddr>,
-    ) -> tokio::task::AbortHandle {
-        let net = self.clone();
+        addr: SocketAddr,
+        id: u64,
+        verdict: watch::Receiver<Verdict>,
+    ) {
+        let t = self.clone();
         tokio::spawn(async move {
-            let deadline = net.cfg.connect_interval;
-            // Spread the attempts over the interval as the reference does (§6.1), at least
-            // 0.4 s apart.
-            let step = {
-                let per = deadline.as_secs_f64();
-                let alt = (net.cfg.monitor_timeout.as_secs_f64() - deadline.as_secs_f64())
-                    / addrs.len().max(1) as f64;
-                Duration::from_secs_f64(per.min(alt.max(0.0)).max(0.4))
+            let connect = tokio::time::timeout(t.cfg.connect_interval, TcpStream::connect(addr));
+            let text = match connect.await {
+                Ok(Ok(stream)) => return connection::run(t, stream, addr, true, id, verdict).await,
+                Ok(Err(e)) => format!("connect failed: {e}"),
+                Err(_) => "connect timed out".to_string(),
             };
-            let start = tokio::time::Instant::now();
-            for addr in addrs {
-                net.dial(addr, Some(node.clone()));
-                let next = tokio::time::Instant::now() + step;
-                if next >= start + deadline {
-                    break;
-                }
-                tokio::time::sleep_until(next).await;
-            }
-            tokio::time::sleep_until(start + deadline).await;
-            net.to_kernel(move |k| k.connect_failed(&node, "connect timeout"));
-        })
-        .abort_handle()
-    }
-
-    /// An outgoing connection to `addr` greeted us as `node`: if `addr` is a seed, the
-    /// global layer learns which node it is (§6.2).
-    pub(crate) fn outgoing_greeting(&self, node: &NodeId, addr: SocketAddr) {
-        self.learn_address(node, addr);
-        let is_seed = match self.seeds.lock().get_mut(&addr) {
-            Some(slot) => {
-                *slot = Some(node.clone());
-                true
-            }
-            None => false,
-        };
-        if is_seed {
-            let node = node.clone();
-            self.to_kernel(move |k| k.seed_greeting(&node));
-        }
-    }
-
-    /// A seed address turned out to be ourselves: drop it and become global (§6.2).
-    pub(crate) fn seed_is_self(&self, addr: SocketAddr) {
-        if self.seeds.lock().remove(&addr).is_some() {
-            tracing::info!(%addr, "found ourselves among our seeds");
-            self.to_kernel(|k| k.become_global());
-        }
-    }
-
-    /// Remembers where `node` was reached, for reconnecting later.
-    pub(crate) fn learn_address(&self, node: &NodeId, addr: SocketAddr) {
-        let mut book = self.addr_book.lock();
-        let list = book.entry(Str::from(node.as_str())).or_default();
-        if !list.contains(&addr) {
-            list.insert(0, addr);
-        }
-    }
-
-    /// Known listen addresses of `node`.
-    pub(crate) fn known_addresses(&self, node: &str) -> Vec<SocketAddr> {
-        self.addr_book.lock().get(node).cloned().unwrap_or_default()
-    }
-
-    /// Replaces the known listen addresses of `node` (from the global database).
-    pub(crate) fn set_addresses(&self, node: &str, addrs: Vec<SocketAddr>) {
-        self.addr_book.lock().insert(Str::from(node), addrs);
+            tracing::debug!(%addr, error = %text, "dial failed");
+            t.report(ConnEvent::Closed {
+                id,
+                node: None,
+                addr,
+                outgoing: true,
+                text,
+            });
+        });
     }
 
     /// The addresses this node actually listens on.
     pub(crate) fn bound(&self) -> Vec<SocketAddr> {
         self.bound.lock().clone()
     }
+
+    pub(crate) fn add_live(&self, tx: &Arc<ConnTx>) {
+        self.live.lock().insert(tx.id, tx.clone());
+    }
+
+    pub(crate) fn remove_live(&self, id: u64) {
+        self.live.lock().remove(&id);
+    }
+
+    /// The connections in their data phase.
+    pub(crate) fn live(&self) -> Vec<Arc<ConnTx>> {
+        self.live.lock().values().cloned().collect()
+    }
 }
 
-async fn accept_loop(net: Weak<Network>, listener: TcpListener) {
+async fn accept_loop(t: Weak<Transport>, listener: TcpListener) {
     loop {
         let accepted = listener.accept().await;
-        let Some(net) = net.upgrade() else { return };
-        if net.core.upgrade().is_none_or(|c| c.is_closed()) {
-            return;
-        }
+        let Some(t) = t.upgrade() else { return };
+        let Some(sink) = t.sink() else { return };
         match accepted {
             Ok((stream, peer)) => {
-                let id = net.next_conn_id();
-                let verdict = net.registry.lock().open(id, false, None, Duration::ZERO);
-                tokio::spawn(connection::run(net, stream, peer, false, id, verdict));
+                let id = t.next_conn_id();
+                let (verdict, rx) = watch::channel(Verdict::Pending);
+                // Registered before the connection can report anything else.
+                sink.conn_event(ConnEvent::Accepted { id, verdict });
+                tokio::spawn(connection::run(t, stream, peer, false, id, rx));
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off a little, go on.
@@ -406,13 +391,5 @@ async fn accept_loop(net: Weak<Network>, listener: TcpListener) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-}
-
-/// Formats an address as AnyEvent's `format_hostport` does (`[v6]:port`).
-pub fn format_hostport(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     }
 }

@@ -615,8 +615,8 @@ pub async fn global_pair(n1: &str, n2: &str, secret: &str) -> (Node, Node, Vec<S
 pub async fn wait_family(
     node: &Node,
     family: &str,
-    pred: impl Fn(&aemp::global::DbMap) -> bool,
-) -> aemp::global::DbMap {
+    pred: impl Fn(&aemp::DbMap) -> bool,
+) -> aemp::DbMap {
     let last = parking_lot::Mutex::new(None);
     let r = tokio::time::timeout(T, async {
         loop {
@@ -640,17 +640,17 @@ pub async fn wait_family(
 }
 
 /// The keys of a family map, sorted (`DbMap` is ordered).
-pub fn keys_of(m: &aemp::global::DbMap) -> Vec<String> {
+pub fn keys_of(m: &aemp::DbMap) -> Vec<String> {
     m.keys().map(|k| k.to_string()).collect()
 }
 
 /// Receives `db_mon` changes until the contents satisfy `pred`; returns every change seen
 /// (the last one satisfies `pred`). Panics after [`T`] with the changes seen so far.
 pub async fn watch_until(
-    w: &mut aemp::global::DbWatch,
+    w: &mut aemp::DbWatch,
     what: &str,
-    pred: impl Fn(&aemp::global::DbMap) -> bool,
-) -> Vec<aemp::global::DbChange> {
+    pred: impl Fn(&aemp::DbMap) -> bool,
+) -> Vec<aemp::DbChange> {
     let seen = parking_lot::Mutex::new(Vec::new());
     let r = tokio::time::timeout(T, async {
         loop {
@@ -671,7 +671,7 @@ pub async fn watch_until(
 }
 
 /// A map of string keys to values, for comparisons with a family's contents.
-pub fn family_of(entries: &[(&str, Value)]) -> aemp::global::DbMap {
+pub fn family_of(entries: &[(&str, Value)]) -> aemp::DbMap {
     entries
         .iter()
         .map(|(k, v)| (aemp::Str::from(*k), v.clone()))

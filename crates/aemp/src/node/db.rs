@@ -1,32 +1,16 @@
 //! The database API of a node: `db_set`, `db_del`, `db_reg`, queries and `db_mon`.
 
-use super::{Role, Subscriber};
+use super::Node;
 use crate::error::Error;
 use crate::kernel::monitor::Monitor;
-use crate::kernel::{Cmd, Core, Kernel};
-use crate::node::Node;
+use crate::kernel::Task;
+use crate::runtime::{Cmd, Core, DbChange, DbCmd};
 use aemp_proto::db::names::Family;
 use aemp_proto::db::DbMap;
-use aemp_proto::{msg, PortId, Str, Value};
+use aemp_proto::global::QueryKind;
+use aemp_proto::{PortId, Str, Value};
 use std::sync::Weak;
 use tokio::sync::mpsc;
-
-/// One `db_mon` notification: the family's current contents and what changed. The first
-/// notification of a watch lists every current key as added (it comes even when the family
-/// is empty).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DbChange {
-    /// The family.
-    pub family: Str,
-    /// The family's contents after the change (a shared snapshot).
-    pub contents: std::sync::Arc<DbMap>,
-    /// Keys that appeared.
-    pub added: Vec<Str>,
-    /// Keys whose value changed.
-    pub changed: Vec<Str>,
-    /// Keys that disappeared.
-    pub deleted: Vec<Str>,
-}
 
 /// A stream of changes of one family, from [`Node::db_mon`]. Dropping it stops the watch.
 pub struct DbWatch {
@@ -51,10 +35,10 @@ impl DbWatch {
 impl Drop for DbWatch {
     fn drop(&mut self) {
         if let Some(core) = self.core.upgrade() {
-            let (family, id) = (self.family.clone(), self.id);
-            core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-                k.db_unwatch(&family, id)
-            })));
+            core.push(Cmd::Db(DbCmd::Unwatch {
+                family: self.family.clone(),
+                id: self.id,
+            }));
         }
     }
 }
@@ -79,13 +63,13 @@ impl DbEntry {
 impl Drop for DbEntry {
     fn drop(&mut self) {
         if let Some(core) = self.core.upgrade() {
-            let (family, key, mon) = (self.family.clone(), self.key.clone(), self.mon);
-            core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-                if let Some(id) = mon {
-                    k.unmon(id);
-                }
-                k.db_del(&family, &[key]);
-            })));
+            if let Some(id) = self.mon {
+                core.task(Task::Unmon(id));
+            }
+            core.push(Cmd::Db(DbCmd::Del {
+                family: self.family.clone(),
+                keys: vec![self.key.clone()],
+            }));
         }
     }
 }
@@ -149,8 +133,11 @@ impl Node {
     ) -> Result<(), Error> {
         let fam = family(family_name)?;
         subkey(key)?;
-        let (key, value) = (Str::from(key), value.into());
-        self.exec(move |k| k.db_set(&fam, &key, value));
+        self.core().push(Cmd::Db(DbCmd::Set {
+            family: fam,
+            key: Str::from(key),
+            value: value.into(),
+        }));
         Ok(())
     }
 
@@ -163,7 +150,7 @@ impl Node {
     ) -> Result<DbEntry, Error> {
         self.db_set(family_name, key, value)?;
         Ok(DbEntry {
-            core: self.weak_core(),
+            core: std::sync::Arc::downgrade(self.core()),
             family: family(family_name)?,
             key: Str::from(key),
             mon: None,
@@ -177,7 +164,7 @@ impl Node {
             subkey(k)?;
         }
         let keys: Vec<Str> = keys.iter().map(|k| Str::from(*k)).collect();
-        self.exec(move |k| k.db_del(&fam, &keys));
+        self.core().push(Cmd::Db(DbCmd::Del { family: fam, keys }));
         Ok(())
     }
 
@@ -203,26 +190,28 @@ impl Node {
         let fam = family(family_name)?;
         let key = Str::from(port.as_str());
         let value = value.into();
-        let id = self.core().next_guard();
-        let (f2, k2, p2) = (fam.clone(), key.clone(), port.clone());
-        let core = self.weak_core();
-        self.exec(move |k| {
-            k.db_set(&f2, &k2, value);
-            let (f3, k3) = (f2.clone(), k2.clone());
-            k.mon(
-                &p2,
-                id,
-                Monitor::callback(move |_reason| {
-                    if let Some(core) = core.upgrade() {
-                        core.push(Cmd::Exec(Box::new(move |k: &mut Kernel| {
-                            k.db_del(&f3, &[k3])
-                        })));
-                    }
-                }),
-            );
+        let id = self.shared().next_guard();
+        let core = std::sync::Arc::downgrade(self.core());
+        self.core().push(Cmd::Db(DbCmd::Set {
+            family: fam.clone(),
+            key: key.clone(),
+            value,
+        }));
+        let (f2, k2) = (fam.clone(), key.clone());
+        self.core().task(Task::Mon {
+            port: port.clone(),
+            id,
+            action: Monitor::callback(move |_reason| {
+                if let Some(core) = core.upgrade() {
+                    core.push(Cmd::Db(DbCmd::Del {
+                        family: f2,
+                        keys: vec![k2],
+                    }));
+                }
+            }),
         });
         Ok(DbEntry {
-            core: self.weak_core(),
+            core: std::sync::Arc::downgrade(self.core()),
             family: fam,
             key,
             mon: Some(id),
@@ -233,19 +222,21 @@ impl Node {
     /// Waits for a master if there is none yet.
     pub async fn db_family(&self, family_name: &str) -> Result<DbMap, Error> {
         Ok(family_reply(
-            self.db_query("g_db_family", family_name).await?,
+            self.db_query(QueryKind::Family, family_name).await?,
         ))
     }
 
     /// The keys of a family as seen by the global nodes.
     pub async fn db_keys(&self, family_name: &str) -> Result<Vec<Str>, Error> {
-        Ok(keys_reply(self.db_query("g_db_keys", family_name).await?))
+        Ok(keys_reply(
+            self.db_query(QueryKind::Keys, family_name).await?,
+        ))
     }
 
     /// The values of a family as seen by the global nodes.
     pub async fn db_values(&self, family_name: &str) -> Result<Vec<Value>, Error> {
         Ok(values_reply(
-            self.db_query("g_db_values", family_name).await?,
+            self.db_query(QueryKind::Values, family_name).await?,
         ))
     }
 
@@ -256,7 +247,9 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<DbMap, Error>) + Send + 'static,
     ) {
-        self.db_query_then("g_db_family", family_name, move |v| cb(v.map(family_reply)));
+        self.db_query_then(QueryKind::Family, family_name, move |v| {
+            cb(v.map(family_reply))
+        });
     }
 
     /// Callback form of [`Node::db_keys`].
@@ -265,7 +258,7 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<Vec<Str>, Error>) + Send + 'static,
     ) {
-        self.db_query_then("g_db_keys", family_name, move |v| cb(v.map(keys_reply)));
+        self.db_query_then(QueryKind::Keys, family_name, move |v| cb(v.map(keys_reply)));
     }
 
     /// Callback form of [`Node::db_values`].
@@ -274,26 +267,30 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<Vec<Value>, Error>) + Send + 'static,
     ) {
-        self.db_query_then("g_db_values", family_name, move |v| cb(v.map(values_reply)));
+        self.db_query_then(QueryKind::Values, family_name, move |v| {
+            cb(v.map(values_reply))
+        });
     }
 
     /// Future form of `db_query_then`.
-    async fn db_query(&self, tag: &'static str, family_name: &str) -> Result<Value, Error> {
+    async fn db_query(&self, kind: QueryKind, family_name: &str) -> Result<Value, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.db_query_then(tag, family_name, move |v| drop(tx.send(v)));
+        self.db_query_then(kind, family_name, move |v| drop(tx.send(v)));
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
     fn db_query_then(
         &self,
-        tag: &'static str,
+        kind: QueryKind,
         family_name: &str,
         cb: impl FnOnce(Result<Value, Error>) + Send + 'static,
     ) {
         match readable_family(family_name) {
-            Ok(fam) => {
-                self.exec(move |k| k.db_query(tag, fam.as_str(), Box::new(move |v| cb(Ok(v)))))
-            }
+            Ok(family) => self.core().push(Cmd::Db(DbCmd::Query {
+                kind,
+                family,
+                reply: Box::new(move |v| cb(Ok(v))),
+            })),
             Err(e) => cb(Err(e)),
         }
     }
@@ -303,107 +300,18 @@ impl Node {
     pub fn db_mon(&self, family_name: &str) -> Result<DbWatch, Error> {
         let fam = readable_family(family_name)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = self.core().next_guard();
+        let id = self.shared().next_guard();
         let name = fam.to_str();
-        self.exec(move |k| k.db_watch(&fam, Subscriber { id, tx }));
+        self.core().push(Cmd::Db(DbCmd::Watch {
+            family: fam,
+            id,
+            tx,
+        }));
         Ok(DbWatch {
             rx,
-            core: self.weak_core(),
+            core: std::sync::Arc::downgrade(self.core()),
             family: name,
             id,
         })
-    }
-}
-
-impl Kernel {
-    pub(crate) fn db_set(&mut self, family: &Family, key: &str, value: Value) {
-        match &mut self.global.role {
-            Role::Slave { local, master, .. } => match local.set(family, key, value) {
-                Ok(Some(m)) => {
-                    if let Some(master) = master.clone() {
-                        self.send_node_request(&master, m);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "db_set refused"),
-            },
-            Role::Global(g) => match g.db_set(family, key, value) {
-                Ok(outs) => self.route_db(outs),
-                Err(e) => tracing::warn!(error = %e, "db_set refused"),
-            },
-            Role::Switching => {}
-        }
-    }
-
-    pub(crate) fn db_del(&mut self, family: &Family, keys: &[Str]) {
-        match &mut self.global.role {
-            Role::Slave { local, master, .. } => {
-                if let Some(m) = local.del(family, keys) {
-                    if let Some(master) = master.clone() {
-                        self.send_node_request(&master, m);
-                    }
-                }
-            }
-            Role::Global(g) => {
-                let outs = g.db_del(family, keys);
-                self.route_db(outs)
-            }
-            Role::Switching => {}
-        }
-    }
-
-    pub(crate) fn db_query(&mut self, tag: &str, family: &str, cb: Box<dyn FnOnce(Value) + Send>) {
-        let id = self.global.next_id();
-        let req = msg![tag, family, id.clone()];
-        self.global.queries.insert(id, (req.clone(), cb));
-        if let Some(master) = self.global.master().map(Str::from) {
-            self.request_master(&master, req);
-        }
-    }
-
-    pub(crate) fn db_watch(&mut self, family: &Family, sub: Subscriber) {
-        let name = family.to_str();
-        if let Some(synced) = self.global.subs.get(&name).map(|(s, _)| *s) {
-            if synced {
-                let contents = self.family_mirror(&name);
-                let change = super::DbChange {
-                    family: name.clone(),
-                    added: contents.keys().cloned().collect(),
-                    contents,
-                    changed: Vec::new(),
-                    deleted: Vec::new(),
-                };
-                let _ = sub.tx.send(change);
-            }
-            if let Some((_, subs)) = self.global.subs.get_mut(&name) {
-                subs.push(sub);
-            }
-            return;
-        }
-        self.global.subs.insert(name, (false, vec![sub]));
-        let outs = match &mut self.global.role {
-            Role::Slave { watches, .. } => watches.watch(family),
-            Role::Global(g) => g.watch(family),
-            Role::Switching => Vec::new(),
-        };
-        self.route_db(outs);
-    }
-
-    pub(crate) fn db_unwatch(&mut self, family: &str, id: u64) {
-        let Some((_, subs)) = self.global.subs.get_mut(family) else {
-            return;
-        };
-        let before = subs.len();
-        subs.retain(|s| s.id != id);
-        // Internal watches (the kernel's own, e.g. 'g) have no subscribers and are kept.
-        if before > 0 && subs.is_empty() && !family.starts_with('\'') {
-            self.global.subs.remove(family);
-            let outs = match &mut self.global.role {
-                Role::Slave { watches, .. } => watches.unwatch(family),
-                Role::Global(g) => g.unwatch(family),
-                Role::Switching => Vec::new(),
-            };
-            self.route_db(outs);
-        }
     }
 }

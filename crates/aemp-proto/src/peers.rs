@@ -1,0 +1,643 @@
+//! The per-node peer table: connection state, address book and connect pacing of every
+//! remote node, as a sans-IO state machine.
+//!
+//! The table is driven by events (a message to send, a connection that came up or went
+//! down, a failed attempt, addresses learned, the clock passing a deadline) and answers with
+//! [`Effect`]s for the caller to carry out (dial, look up, fire monitors, run node hooks).
+//! It never reads the clock: every call that can start or pace an attempt takes `now`, and
+//! [`PeerTable::poll_timeout`] / [`PeerTable::handle_timeout`] drive the pacing timers.
+//!
+//! # States of a node
+//!
+//! ```text
+//!                send, ensure_connected
+//!   ┌──────┐ ───────────────────────────▶ ┌────────────┐
+//!   │ Idle │                              │ Connecting │ sends queued; dials or look-up
+//!   └──────┘ ◀─────────────────────────── └────────────┘
+//!     ▲  │    connect_failed, deadline          │
+//!     │  │    (NodeLost, dropped = queue)       │ up: queue flushed, NodeUp
+//!     │  │                                      ▼
+//!     │  │    up (incoming connection)        ┌────┐ ───┐ up (another link): old one
+//!     │  └──────────────────────────────────▶ │ Up │    │ closed, NodeLost "switched
+//!     │                                       └────┘ ◀──┘ connections", NodeUp
+//!     │    down (current link only)             │
+//!     └─────────────────────────────────────────┘
+//!          NodeLost, NodeDown
+//! ```
+//!
+//! * **Idle**: nothing is going on with the node (its addresses may still be known). A
+//!   [`send`](PeerTable::send) queues the message and starts an attempt: the known addresses
+//!   are dialled one after another, or, when none is known, a look-up is asked for.
+//! * **Connecting**: sends are queued in order. The attempt ends when a connection comes up
+//!   ([`up`](PeerTable::up)), or fails: reported by the caller
+//!   ([`connect_failed`](PeerTable::connect_failed)) or at its deadline, `connect_interval`
+//!   after it started ("connect timeout"), which holds even while waiting for addresses.
+//! * **Up**: sends are written straight into the connection's [`Link`]; this is the hot
+//!   path, one hash look-up and no allocation.
+//!
+//! # No silent holes
+//!
+//! Messages to one node arrive in the order they were sent, or a gap is announced: whenever
+//! messages that were accepted for a node can no longer arrive (the queue of a failed attempt
+//! is dropped, a connection is lost or replaced with data still in flight), the table emits
+//! [`Effect::NodeLost`] for that node in the same call, before it accepts anything that could
+//! be delivered after the gap. The caller fires the node's monitors with
+//! `("transport_error", node, reason)` when it processes that effect, so a monitor always
+//! learns of a loss before it could see a later message. Two details keep this true: a new
+//! link is handed the queued messages (in order) before anything else, and a link that
+//! replaces a live one produces `NodeLost` ("switched connections") because the old one may
+//! have had data in flight.
+//!
+//! # Connect pacing
+//!
+//! An attempt dials its addresses one after another, the first at once, then one every
+//! `step = min(connect_interval, (monitor_timeout - connect_interval) / addresses)`, at
+//! least 0.4 s, as long as the next dial falls before the deadline.
+
+use crate::{Msg, Str};
+use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The shortest pause between two dials of one attempt.
+pub const MIN_DIAL_STEP: Duration = Duration::from_millis(400);
+
+/// Reason of the [`Effect::NodeLost`] when an attempt reaches its deadline.
+pub const CONNECT_TIMEOUT: &str = "connect timeout";
+
+/// Reason of the [`Effect::NodeLost`] when a new link replaces one that was up.
+pub const SWITCHED_CONNECTIONS: &str = "switched connections";
+
+/// Reason for [`PeerTable::connect_failed`] when a look-up found no address.
+pub const NO_KNOWN_ADDRESS: &str = "no known address";
+
+/// Longest interval the table works with; longer settings are cut to this so that no
+/// deadline overflows [`Instant`].
+const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The sending side of an established connection, as the peer table sees it (the tokio layer
+/// implements it with its connection write buffer; tests and the simulator with an in-memory
+/// queue).
+pub trait Link {
+    /// Queues `[port, msg…]` for the peer; returns true when this woke the writer (its queue
+    /// was empty).
+    fn send(&self, port: &str, msg: Msg) -> bool;
+    /// Identity of the connection (unique per node).
+    fn id(&self) -> u64;
+    /// Stops the connection.
+    fn close(&self);
+}
+
+impl<T: Link + ?Sized> Link for std::sync::Arc<T> {
+    #[inline]
+    fn send(&self, port: &str, msg: Msg) -> bool {
+        (**self).send(port, msg)
+    }
+
+    fn id(&self) -> u64 {
+        (**self).id()
+    }
+
+    fn close(&self) {
+        (**self).close()
+    }
+}
+
+/// What the caller has to do after an event, in the order the table emitted them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Dial `addr` for `node`.
+    Dial {
+        /// The node meant to answer at `addr`.
+        node: Str,
+        /// Where to dial.
+        addr: SocketAddr,
+    },
+    /// No address is known for `node`: ask the global service (look-up), then call
+    /// [`PeerTable::addresses`] with what it finds, or [`PeerTable::connect_failed`] (with
+    /// [`NO_KNOWN_ADDRESS`]) once it is certain there is nothing (e.g. a global node whose
+    /// database has no entry for `node`). Without either, the attempt fails at its deadline.
+    Lookup {
+        /// The node to look up.
+        node: Str,
+    },
+    /// Everything queued for or in flight to `node` is lost: fire every monitor of that node
+    /// with `("transport_error", node, reason)` before anything later is sent (no holes).
+    NodeLost {
+        /// The node.
+        node: Str,
+        /// Why (the third element of the monitors' reason).
+        reason: String,
+        /// How many queued messages were dropped (in-flight ones are not counted).
+        dropped: usize,
+    },
+    /// A connection to `node` came up (after its queue was flushed into the link, in order):
+    /// run the node-up hooks.
+    NodeUp {
+        /// The node.
+        node: Str,
+    },
+    /// The connection to `node` went down (after [`Effect::NodeLost`]): forget the remote
+    /// monitors it held and run the node-down hooks.
+    NodeDown {
+        /// The node.
+        node: Str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An attempt to reach a node.
+struct Attempt {
+    /// Unique among the table's attempts; tells a timer of this attempt from a stale one.
+    id: u64,
+    /// Messages waiting for the connection, in order, with their port.
+    queue: Vec<(Str, Msg)>,
+    /// When the attempt fails with [`CONNECT_TIMEOUT`].
+    deadline: Instant,
+    /// The addresses being dialled, in order.
+    plan: Vec<SocketAddr>,
+    /// Index in `plan` of the next address to dial.
+    next: usize,
+    /// Pause between two dials of `plan`.
+    step: Duration,
+    /// When the next address of `plan` is dialled, if one is left before the deadline.
+    next_dial: Option<Instant>,
+}
+
+enum State<L> {
+    Idle,
+    Connecting(Attempt),
+    Up(L),
+}
+
+/// What the table knows about one node.
+struct Entry<L> {
+    /// Listen addresses of the node, in the order to try them.
+    addrs: Vec<SocketAddr>,
+    state: State<L>,
+}
+
+impl<L> Entry<L> {
+    fn idle() -> Self {
+        Entry {
+            addrs: Vec::new(),
+            state: State::Idle,
+        }
+    }
+
+    /// An idle entry without addresses carries nothing and can go.
+    fn is_empty(&self) -> bool {
+        matches!(self.state, State::Idle) && self.addrs.is_empty()
+    }
+}
+
+/// A timer: (when, attempt id, node). Stale timers (their attempt ended or was re-planned)
+/// are skipped when they come up.
+type Timer = Reverse<(Instant, u64, Str)>;
+
+/// Connection state, address book and connect pacing of every remote node (see the
+/// [module documentation](self)).
+///
+/// `S` is the hasher of the node map; the default is the standard library's DoS-resistant
+/// one, as node names can come from peers.
+pub struct PeerTable<L, S = RandomState> {
+    nodes: HashMap<Str, Entry<L>, S>,
+    timers: BinaryHeap<Timer>,
+    next_attempt: u64,
+    connect_interval: Duration,
+    monitor_timeout: Duration,
+}
+
+impl<L: Link> PeerTable<L> {
+    /// An empty table. `connect_interval` is how long an attempt may take (its deadline) and
+    /// the longest pause between two dials; `monitor_timeout` also bounds the pacing (see the
+    /// [module documentation](self)).
+    pub fn new(connect_interval: Duration, monitor_timeout: Duration) -> Self {
+        Self::with_hasher(connect_interval, monitor_timeout, RandomState::new())
+    }
+}
+
+impl<L: Link, S: BuildHasher> PeerTable<L, S> {
+    /// As [`PeerTable::new`], with the given hasher for the node map.
+    pub fn with_hasher(connect_interval: Duration, monitor_timeout: Duration, hasher: S) -> Self {
+        PeerTable {
+            nodes: HashMap::with_hasher(hasher),
+            timers: BinaryHeap::new(),
+            next_attempt: 1,
+            connect_interval: connect_interval.min(MAX_INTERVAL),
+            monitor_timeout: monitor_timeout.min(MAX_INTERVAL),
+        }
+    }
+
+    /// A message for port `port` (a bare name, `""` = node port) of `node`.
+    ///
+    /// Up: written into the link at once; returns whether that woke the writer. Connecting:
+    /// queued. Idle: queued, and an attempt starts (dial or look-up effects). Only the Up case
+    /// is the hot path: it does not allocate and emits nothing.
+    #[inline]
+    pub fn send(
+        &mut self,
+        node: &str,
+        port: &str,
+        msg: Msg,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        match self.nodes.get_mut(node) {
+            Some(Entry {
+                state: State::Up(link),
+                ..
+            }) => return link.send(port, msg),
+            Some(Entry {
+                state: State::Connecting(attempt),
+                ..
+            }) => {
+                attempt.queue.push((Str::from(port), msg));
+                return false;
+            }
+            _ => {}
+        }
+        self.start(node, Some((Str::from(port), msg)), now, out);
+        false
+    }
+
+    /// Sends only if `node` is up (death notices to remote monitors must not start a
+    /// connection). Returns whether the message was written; the message is dropped
+    /// otherwise, and the caller knows it.
+    #[inline]
+    pub fn send_if_up(&mut self, node: &str, port: &str, msg: Msg) -> bool {
+        match self.nodes.get(node) {
+            Some(Entry {
+                state: State::Up(link),
+                ..
+            }) => {
+                link.send(port, msg);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes sure `node` is up or being reached (keepalive of the global nodes): starts an
+    /// attempt with an empty queue if it is idle.
+    pub fn ensure_connected(&mut self, node: &str, now: Instant, out: &mut Vec<Effect>) {
+        match self.nodes.get(node).map(|e| &e.state) {
+            Some(State::Up(_)) | Some(State::Connecting(_)) => {}
+            None | Some(State::Idle) => self.start(node, None, now, out),
+        }
+    }
+
+    /// A connection to `node` authenticated and is ready to carry messages.
+    ///
+    /// What was queued for the node is written into `link` first, in order; then
+    /// [`Effect::NodeUp`]. A link that replaces one that is up closes the old one and emits
+    /// [`Effect::NodeLost`] ([`SWITCHED_CONNECTIONS`]) first. Reporting the current link again
+    /// (same id) changes nothing. Returns whether flushing the queue woke the writer.
+    pub fn up(&mut self, node: &str, link: L, out: &mut Vec<Effect>) -> bool {
+        let key = Str::from(node);
+        let entry = self.nodes.entry(key.clone()).or_insert_with(Entry::idle);
+        let mut woke = false;
+        match &mut entry.state {
+            State::Up(old) if old.id() == link.id() => return false,
+            State::Up(old) => {
+                old.close();
+                out.push(Effect::NodeLost {
+                    node: key.clone(),
+                    reason: SWITCHED_CONNECTIONS.to_string(),
+                    dropped: 0,
+                });
+            }
+            State::Connecting(attempt) => {
+                for (port, msg) in attempt.queue.drain(..) {
+                    woke |= link.send(&port, msg);
+                }
+            }
+            State::Idle => {}
+        }
+        entry.state = State::Up(link);
+        out.push(Effect::NodeUp { node: key });
+        self.prune_timers();
+        woke
+    }
+
+    /// The connection `conn` to `node` was lost. Ignored unless `conn` is the node's current
+    /// link (a replaced or refused connection reports its end too). Emits
+    /// [`Effect::NodeLost`], then [`Effect::NodeDown`].
+    pub fn down(&mut self, node: &str, conn: u64, reason: &str, out: &mut Vec<Effect>) {
+        let Some(entry) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if !matches!(&entry.state, State::Up(link) if link.id() == conn) {
+            return;
+        }
+        entry.state = State::Idle;
+        if entry.is_empty() {
+            self.nodes.remove(node);
+        }
+        let node = Str::from(node);
+        out.push(Effect::NodeLost {
+            node: node.clone(),
+            reason: reason.to_string(),
+            dropped: 0,
+        });
+        out.push(Effect::NodeDown {
+            node,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The attempt to reach `node` failed: its queue is dropped and [`Effect::NodeLost`]
+    /// emitted (also when the queue was empty: the node's monitors fire). Ignored unless the
+    /// node is connecting.
+    pub fn connect_failed(&mut self, node: &str, reason: &str, out: &mut Vec<Effect>) {
+        self.fail(node, reason, out);
+        self.prune_timers();
+    }
+
+    /// Addresses of `node` from a look-up (the global database, `g_found`): they replace the
+    /// known ones. If the node is connecting, they are dialled at once with the usual pacing
+    /// (the attempt keeps its deadline). An empty list changes nothing; duplicates are
+    /// dropped.
+    pub fn addresses(
+        &mut self,
+        node: &str,
+        mut addrs: Vec<SocketAddr>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        dedup_in_order(&mut addrs);
+        if addrs.is_empty() {
+            return;
+        }
+        let entry = self
+            .nodes
+            .entry(Str::from(node))
+            .or_insert_with(Entry::idle);
+        if let State::Connecting(attempt) = &mut entry.state {
+            let key = Str::from(node);
+            let step = dial_step(self.connect_interval, self.monitor_timeout, addrs.len());
+            attempt.plan.clone_from(&addrs);
+            attempt.next = 0;
+            attempt.step = step;
+            dial_next(attempt, &key, now, &mut self.timers, out);
+        }
+        entry.addrs = addrs;
+        self.prune_timers();
+    }
+
+    /// `node` was reached at `addr` (its greeting on an outgoing connection): remember it,
+    /// first in the list unless it is already known.
+    pub fn learn_address(&mut self, node: &str, addr: SocketAddr) {
+        let entry = self
+            .nodes
+            .entry(Str::from(node))
+            .or_insert_with(Entry::idle);
+        if !entry.addrs.contains(&addr) {
+            entry.addrs.insert(0, addr);
+        }
+    }
+
+    /// Known listen addresses of `node`, in the order they are tried.
+    pub fn known_addresses(&self, node: &str) -> &[SocketAddr] {
+        self.nodes.get(node).map_or(&[], |e| &e.addrs)
+    }
+
+    /// The node known to listen at `addr`, if any (one of them if several nodes list it).
+    pub fn node_at(&self, addr: SocketAddr) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|(_, e)| e.addrs.contains(&addr))
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// When [`PeerTable::handle_timeout`] has something to do next (a paced dial or an
+    /// attempt's deadline), if anything.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The clock reached `now`: dials the addresses whose turn has come and fails the
+    /// attempts whose deadline passed ([`Effect::NodeLost`] with [`CONNECT_TIMEOUT`]).
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        loop {
+            match self.timers.peek() {
+                Some(Reverse((at, _, _))) if *at <= now => {}
+                _ => break,
+            }
+            let Some(Reverse((at, id, node))) = self.timers.pop() else {
+                break;
+            };
+            let Some(Entry {
+                state: State::Connecting(attempt),
+                ..
+            }) = self.nodes.get_mut(node.as_str())
+            else {
+                continue;
+            };
+            if attempt.id != id {
+                continue;
+            }
+            if attempt.deadline <= now {
+                self.fail(&node, CONNECT_TIMEOUT, out);
+            } else if attempt.next_dial == Some(at) {
+                dial_next(attempt, &node, now, &mut self.timers, out);
+            }
+        }
+        self.prune_timers();
+    }
+
+    /// The live link to `node`, if it is up.
+    pub fn link(&self, node: &str) -> Option<&L> {
+        match self.nodes.get(node) {
+            Some(Entry {
+                state: State::Up(link),
+                ..
+            }) => Some(link),
+            _ => None,
+        }
+    }
+
+    /// Whether `node` is up.
+    pub fn is_up(&self, node: &str) -> bool {
+        self.link(node).is_some()
+    }
+
+    /// Whether an attempt to reach `node` is under way.
+    pub fn is_connecting(&self, node: &str) -> bool {
+        matches!(
+            self.nodes.get(node),
+            Some(Entry {
+                state: State::Connecting(_),
+                ..
+            })
+        )
+    }
+
+    /// Messages queued for `node` while it is being reached.
+    pub fn queued(&self, node: &str) -> usize {
+        match self.nodes.get(node) {
+            Some(Entry {
+                state: State::Connecting(attempt),
+                ..
+            }) => attempt.queue.len(),
+            _ => 0,
+        }
+    }
+
+    /// The nodes that are up (in no particular order).
+    pub fn up_nodes(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().filter_map(|(n, e)| match e.state {
+            State::Up(_) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The node shuts down: closes every link and abandons every attempt (queues dropped,
+    /// no effects). Known addresses stay.
+    pub fn close_all(&mut self) {
+        for entry in self.nodes.values_mut() {
+            if let State::Up(link) = &entry.state {
+                link.close();
+            }
+            entry.state = State::Idle;
+        }
+        self.nodes.retain(|_, e| !e.is_empty());
+        self.timers.clear();
+    }
+
+    /// Moves an idle `node` to Connecting with `first` queued, and starts dialling its known
+    /// addresses or asks for a look-up.
+    fn start(
+        &mut self,
+        node: &str,
+        first: Option<(Str, Msg)>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = Str::from(node);
+        let id = self.next_attempt;
+        self.next_attempt += 1;
+        let deadline = later(now, self.connect_interval);
+        let entry = self.nodes.entry(key.clone()).or_insert_with(Entry::idle);
+        let mut attempt = Attempt {
+            id,
+            queue: first.into_iter().collect(),
+            deadline,
+            plan: Vec::new(),
+            next: 0,
+            step: Duration::ZERO,
+            next_dial: None,
+        };
+        self.timers.push(Reverse((deadline, id, key.clone())));
+        if entry.addrs.is_empty() {
+            out.push(Effect::Lookup { node: key });
+        } else {
+            attempt.plan.clone_from(&entry.addrs);
+            attempt.step = dial_step(
+                self.connect_interval,
+                self.monitor_timeout,
+                attempt.plan.len(),
+            );
+            dial_next(&mut attempt, &key, now, &mut self.timers, out);
+        }
+        entry.state = State::Connecting(attempt);
+    }
+
+    /// Ends the attempt to reach `node` (if any) with `reason`.
+    fn fail(&mut self, node: &str, reason: &str, out: &mut Vec<Effect>) {
+        let Some(entry) = self.nodes.get_mut(node) else {
+            return;
+        };
+        let State::Connecting(attempt) = &entry.state else {
+            return;
+        };
+        let dropped = attempt.queue.len();
+        entry.state = State::Idle;
+        if entry.is_empty() {
+            self.nodes.remove(node);
+        }
+        out.push(Effect::NodeLost {
+            node: Str::from(node),
+            reason: reason.to_string(),
+            dropped,
+        });
+    }
+
+    /// Drops stale timers from the top of the heap, so that [`PeerTable::poll_timeout`] is
+    /// exact.
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((at, id, node))) = self.timers.peek() {
+            let live = match self.nodes.get(node.as_str()) {
+                Some(Entry {
+                    state: State::Connecting(a),
+                    ..
+                }) => a.id == *id && (a.deadline == *at || a.next_dial == Some(*at)),
+                _ => false,
+            };
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+}
+
+/// The pause between two dials of an attempt over `n` addresses.
+fn dial_step(connect_interval: Duration, monitor_timeout: Duration, n: usize) -> Duration {
+    let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    connect_interval
+        .min(monitor_timeout.saturating_sub(connect_interval) / n)
+        .max(MIN_DIAL_STEP)
+}
+
+/// Dials the next address of the attempt's plan and schedules the one after, if it falls
+/// before the deadline.
+fn dial_next(
+    attempt: &mut Attempt,
+    node: &Str,
+    now: Instant,
+    timers: &mut BinaryHeap<Timer>,
+    out: &mut Vec<Effect>,
+) {
+    attempt.next_dial = None;
+    let Some(&addr) = attempt.plan.get(attempt.next) else {
+        return;
+    };
+    attempt.next += 1;
+    out.push(Effect::Dial {
+        node: node.clone(),
+        addr,
+    });
+    if attempt.next < attempt.plan.len() {
+        let at = later(now, attempt.step);
+        if at < attempt.deadline {
+            attempt.next_dial = Some(at);
+            timers.push(Reverse((at, attempt.id, node.clone())));
+        }
+    }
+}
+
+/// `now + d`, saturating at `now` should the clock's range end (it never does with the
+/// intervals the table allows).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}
+
+/// Removes repeated addresses, keeping the first of each.
+fn dedup_in_order(addrs: &mut Vec<SocketAddr>) {
+    let mut i = 0;
+    while i < addrs.len() {
+        if addrs[..i].contains(&addrs[i]) {
+            addrs.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! `cal`: a request with a fresh reply port, answered by the first reply, built from kernel
+//! primitives (a port, a monitor) and a timer.
+
+use super::{Cmd, Core};
+use crate::error::CalError;
+use crate::kernel::monitor::Monitor;
+use crate::kernel::{Host, Kernel, Task};
+use aemp_proto::{Msg, PortId, Str};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the caller gets: the first reply or the reason there was none.
+pub(crate) type Callback = Box<dyn FnOnce(Result<Msg, CalError>) + Send + 'static>;
+
+/// The callback of a `cal`, taken by whoever reports first (reply, timeout, target death).
+pub(crate) type Pending = Arc<Mutex<Option<Callback>>>;
+
+/// A `cal` as a node handle asks for it.
+pub(crate) struct CalRequest {
+    pub target: PortId,
+    pub msg: Msg,
+    pub timeout: Option<Duration>,
+    pub callback: Callback,
+}
+
+/// Starts a `cal`: creates the reply port, watches the target (without a timeout) or starts
+/// the timer (with one), and sends the request with the reply port appended.
+pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: CalRequest) {
+    let CalRequest {
+        target,
+        mut msg,
+        timeout,
+        callback,
+    } = req;
+    let pending: Pending = Arc::new(Mutex::new(Some(callback)));
+    let reply_name = k.shared.namer.next_local();
+    let reply = k.id.port(&reply_name);
+    let mon_id = k.shared.next_guard();
+    let timer = timeout.map(|d| {
+        let core = Arc::downgrade(core);
+        let pending = pending.clone();
+        let name = reply_name.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            if let Some(core) = core.upgrade() {
+                core.push(Cmd::CalTimeout(pending, name));
+            }
+        })
+        .abort_handle()
+    });
+    let p2 = pending.clone();
+    let watch_target = timeout.is_none();
+    k.create_port(
+        reply_name.clone(),
+        Some(Box::new(move |cx, reply_msg| {
+            if let Some(cb) = p2.lock().take() {
+                if let Some(t) = &timer {
+                    t.abort();
+                }
+                if watch_target {
+                    cx.k.unmon(mon_id, cx.host);
+                }
+                cb(Ok(reply_msg));
+            }
+            cx.kil_self(Vec::new());
+            Ok(())
+        })),
+        Vec::new(),
+    );
+    if watch_target {
+        let core = Arc::downgrade(core);
+        let name: Str = reply_name;
+        k.mon(
+            &target,
+            mon_id,
+            Monitor::callback(move |reason| {
+                if let Some(cb) = pending.lock().take() {
+                    if let Some(core) = core.upgrade() {
+                        core.task(Task::Kill {
+                            port: name,
+                            reason: Vec::new(),
+                        });
+                    }
+                    cb(Err(CalError::TargetDied(reason)));
+                }
+            }),
+            host,
+        );
+    }
+    msg.push(reply);
+    k.snd(&target, msg, host);
+}
+
+/// The timer of a `cal` expired: report the timeout unless a reply came first.
+pub(crate) fn timed_out(k: &mut Kernel, host: &mut dyn Host, pending: Pending, reply: &str) {
+    let cb = pending.lock().take();
+    if let Some(cb) = cb {
+        k.kill_local(reply, Vec::new(), host);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(Err(CalError::Timeout))))
+            .is_err()
+        {
+            tracing::warn!("cal callback panicked");
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The node task: one task per node owns the kernel, the peer table, the connection
+//! registry and the global service, and routes the effects of each to the others.
+//!
+//! Everything reaches it as a typed [`Cmd`] through the node's command queue ([`Core`]):
+//! kernel work from node handles, frames and connection events from the transport, database
+//! requests, timer ticks. The protocol decisions are taken by the state machines
+//! (`kernel::Kernel` and, in `aemp-proto`, `peers::PeerTable`,
+//! `conn_registry::Registry`, `global::GlobalService`, `global::Seeds`); this module only
+//! feeds them events with the current time and carries out what they return.
+//!
+//! Order: commands from outside run in arrival order; what handlers queue goes to the run
+//! queue and runs after the command that queued it. A node handle used inside a handler
+//! queues into the same run queue, so everything one handler does keeps one FIFO order.
+
+mod cal;
+mod host;
+
+pub(crate) use cal::CalRequest;
+
+use crate::kernel::monitor::Canceller;
+use crate::kernel::{Kernel, Shared, Task};
+use crate::transport::{ConnEvent, EventSink, Frames, Transport};
+use aemp_proto::db::names::Family;
+use aemp_proto::db::DbMap;
+use aemp_proto::global::QueryKind;
+use aemp_proto::{NodeId, Str, Value};
+use host::NodeHost;
+use parking_lot::Mutex;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+
+thread_local! {
+    /// The core whose dispatcher is running on this thread right now (null when none).
+    static ACTIVE: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+    /// That dispatcher's run queue, while it runs. Everything queued on this thread for this
+    /// node (by the kernel, by a handler's `Cx`, or by a `Node` handle used inside a handler)
+    /// goes here, so it all keeps one FIFO order.
+    static RUNQ: RefCell<VecDeque<Cmd>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// A node coming up or going down.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeEvent {
+    /// A connection to this node was established.
+    Up(NodeId),
+    /// The connection to this node was lost (with the reason text).
+    Down(NodeId, String),
+}
+
+/// Waits for the next node that comes up on an event stream from
+/// [`Node::node_events`](crate::Node::node_events) (missed events, if the stream lagged, are
+/// skipped); `None` when the node is gone.
+pub async fn next_up(events: &mut broadcast::Receiver<NodeEvent>) -> Option<NodeId> {
+    loop {
+        match events.recv().await {
+            Ok(NodeEvent::Up(id)) => return Some(id),
+            Ok(NodeEvent::Down(..)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// One `db_mon` notification: the family's current contents and what changed. The first
+/// notification of a watch lists every current key as added (it comes even when the family
+/// is empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbChange {
+    /// The family.
+    pub family: Str,
+    /// The family's contents after the change (a shared snapshot).
+    pub contents: Arc<DbMap>,
+    /// Keys that appeared.
+    pub added: Vec<Str>,
+    /// Keys whose value changed.
+    pub changed: Vec<Str>,
+    /// Keys that disappeared.
+    pub deleted: Vec<Str>,
+}
+
+/// The answer callback of a database query.
+pub(crate) type ReplyFn = Box<dyn FnOnce(Value) + Send + 'static>;
+
+/// Database requests of node handles, for the global service.
+pub(crate) enum DbCmd {
+    Set {
+        family: Family,
+        key: Str,
+        value: Value,
+    },
+    Del {
+        family: Family,
+        keys: Vec<Str>,
+    },
+    Query {
+        kind: QueryKind,
+        family: Family,
+        reply: ReplyFn,
+    },
+    Watch {
+        family: Family,
+        id: u64,
+        tx: mpsc::UnboundedSender<DbChange>,
+    },
+    Unwatch {
+        family: Str,
+        id: u64,
+    },
+}
+
+/// Questions of node handles about the node's state.
+pub(crate) enum Query {
+    PortCount(oneshot::Sender<usize>),
+    PortExists(Str, oneshot::Sender<bool>),
+    UpNodes(oneshot::Sender<Vec<NodeId>>),
+}
+
+/// A unit of work for the node task.
+pub(crate) enum Cmd {
+    /// Kernel work.
+    Task(Task),
+    /// Frames one connection read brought.
+    Frames(Frames),
+    /// Something happened to a connection.
+    Conn(ConnEvent),
+    /// A database request.
+    Db(DbCmd),
+    /// A question about the node's state.
+    Query(Query),
+    /// A `cal`.
+    Cal(CalRequest),
+    /// A `cal` timed out.
+    CalTimeout(cal::Pending, Str),
+    /// Dial an address (`node`, if known, is who should answer there).
+    Dial(SocketAddr, Option<Str>),
+    /// Listen addresses of a node, from the user.
+    AddAddress(Str, Vec<SocketAddr>),
+    /// A deadline of one of the state machines may have passed.
+    Tick,
+    /// Nothing (what a taken command leaves behind in the dispatcher's batch).
+    Nop,
+}
+
+/// The part of a node shared between the node task and every handle: identity, the command
+/// queue, settings.
+pub(crate) struct Core {
+    pub shared: Arc<Shared>,
+    queue: Mutex<Vec<Cmd>>,
+    /// True while `queue` is not empty (set with the lock held by whoever makes it
+    /// non-empty, cleared by the dispatcher when it takes the queue): lets the busy-polling
+    /// dispatcher look for work without taking the lock that producers need.
+    queued: AtomicBool,
+    notify: Notify,
+    closed: AtomicBool,
+    /// How long the dispatcher busy-polls before it sleeps (0 = never); see `Node::set_spin`.
+    pub spin_nanos: AtomicU64,
+    /// Node up/down notifications.
+    pub events: broadcast::Sender<NodeEvent>,
+}
+
+impl Core {
+    pub(crate) fn new(shared: Arc<Shared>, spin: std::time::Duration) -> Core {
+        let (events, _) = broadcast::channel(1024);
+        Core {
+            shared,
+            queue: Mutex::new(Vec::with_capacity(INITIAL_QUEUE)),
+            queued: AtomicBool::new(false),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            spin_nanos: AtomicU64::new(spin.as_nanos().min(u64::MAX as u128) as u64),
+            events,
+        }
+    }
+
+    /// Queues a command for the node task. Never blocks on anything but a short lock.
+    pub(crate) fn push(&self, cmd: Cmd) {
+        if std::ptr::eq(ACTIVE.get(), self) {
+            // Called from a handler of this very node: join its run queue, behind what the
+            // handler already queued through its Cx.
+            RUNQ.with_borrow_mut(|q| q.push_back(cmd));
+            return;
+        }
+        let was_empty = {
+            let mut q = self.queue.lock();
+            let was_empty = q.is_empty();
+            q.push(cmd);
+            if was_empty {
+                self.queued.store(true, Ordering::Release);
+            }
+            was_empty
+        };
+        // Only the transition empty -> non-empty needs a wake-up: the dispatcher takes the
+        // whole queue at once, and Notify keeps one permit if it is busy.
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Queues many commands at once (one lock, one wake-up).
+    pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>) {
+        if std::ptr::eq(ACTIVE.get(), self) {
+            RUNQ.with_borrow_mut(|q| q.extend(cmds));
+            return;
+        }
+        let was_empty = {
+            let mut q = self.queue.lock();
+            let was_empty = q.is_empty();
+            q.extend(cmds);
+            if was_empty && !q.is_empty() {
+                self.queued.store(true, Ordering::Release);
+            }
+            was_empty
+        };
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Queues kernel work.
+    #[inline]
+    pub(crate) fn task(&self, task: Task) {
+        self.push(Cmd::Task(task));
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Canceller for Core {
+    fn cancel_monitor(&self, id: u64) {
+        self.task(Task::Unmon(id));
+    }
+}
+
+impl EventSink for Core {
+    fn conn_event(&self, ev: ConnEvent) {
+        self.push(Cmd::Conn(ev));
+    }
+
+    fn frames(&self, chunks: Vec<Frames>) {
+        self.push_many(chunks.into_iter().map(Cmd::Frames));
+    }
+}
+
+/// What a node starts with.
+pub(crate) struct Setup {
+    /// The network, if the node has one.
+    pub transport: Option<Arc<Transport>>,
+    /// Seed addresses (without our own listeners).
+    pub seeds: Vec<SocketAddr>,
+    /// The addresses we listen on.
+    pub listening: Vec<SocketAddr>,
+    /// Global from the start.
+    pub global: bool,
+    /// The node's public handle (opaque here; the kernel gives it to handlers).
+    pub owner: std::sync::Weak<dyn std::any::Any + Send + Sync>,
+}
+
+/// Starts the node task.
+pub(crate) fn start(core: Arc<Core>, setup: Setup) {
+    let rt = Runtime::new(core, setup);
+    tokio::spawn(rt.run());
+}
+
+/// The node task's state: the kernel, and everything else as the kernel's host.
+struct Runtime {
+    kernel: Kernel,
+    host: NodeHost,
+}
+
+/// Initial capacity (in commands) of the dispatcher's queues; a busy node grows them once
+/// and keeps them (up to [`KEEP_QUEUE`]). Reserved, not touched, until used.
+const INITIAL_QUEUE: usize = 1024;
+
+/// Queue buffers larger than this (in commands) are released once empty.
+const KEEP_QUEUE: usize = 64 * 1024;
+
+/// Received frames (or other commands) a dispatcher runs before it lets a connection writer
+/// it woke send the answers so far (see `run`).
+const SLICE: usize = 32;
+
+/// How many commands the dispatcher runs before it yields to other tasks.
+const BUDGET: usize = 8192;
+
+impl Runtime {
+    fn new(core: Arc<Core>, setup: Setup) -> Runtime {
+        let kernel = Kernel::new(core.shared.clone());
+        let host = NodeHost::new(core, setup);
+        Runtime { kernel, host }
+    }
+
+    /// Runs one command.
+    #[inline]
+    fn exec(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Task(t) => self.kernel.exec(t, &mut self.host),
+            Cmd::Frames(f) => self.deliver_frames(f),
+            Cmd::Nop => {}
+            other => self.exec_other(other),
+        }
+        if self.host.has_lost() {
+            self.fire_lost();
+        }
+    }
+
+    /// Delivers what a connection read brought. Out of line, so that `exec`, which local
+    /// messaging runs for every command, stays small.
+    #[inline(never)]
+    fn deliver_frames(&mut self, f: Frames) {
+        for (port, msg) in f.frames {
+            self.kernel.deliver(port, msg, Some(&f.src), &mut self.host);
+        }
+        self.host.release_inbound(f.cost);
+    }
+
+    #[inline(never)]
+    fn exec_other(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Conn(ev) => self.host.conn_event(ev),
+            Cmd::Db(d) => self.host.db(d),
+            Cmd::Query(q) => match q {
+                Query::PortCount(tx) => drop(tx.send(self.kernel.port_count())),
+                Query::PortExists(name, tx) => drop(tx.send(self.kernel.port_exists(&name))),
+                Query::UpNodes(tx) => {
+                    use crate::kernel::Host;
+                    drop(tx.send(self.host.up_nodes()))
+                }
+            },
+            Cmd::Cal(req) => {
+                let core = self.host.core.clone();
+                cal::start(&core, &mut self.kernel, &mut self.host, req)
+            }
+            Cmd::CalTimeout(pending, reply) => {
+                cal::timed_out(&mut self.kernel, &mut self.host, pending, &reply)
+            }
+            Cmd::Dial(addr, node) => self.host.dial(addr, node),
+            Cmd::AddAddress(node, addrs) => self.host.add_addresses(&node, addrs),
+            Cmd::Tick => self.host.tick(),
+            Cmd::Task(_) | Cmd::Frames(_) | Cmd::Nop => unreachable!("handled in exec"),
+        }
+    }
+
+    /// Fires the monitors of nodes the peer table reported lost, in the same step.
+    fn fire_lost(&mut self) {
+        while let Some((node, text)) = self.host.take_lost() {
+            self.kernel.node_lost(&node, &text, &mut self.host);
+        }
+    }
+
+    /// The dispatcher: executes commands until the node is closed.
+    async fn run(mut self) {
+        let core = self.host.core.clone();
+        let mut batch: Vec<Cmd> = Vec::with_capacity(INITIAL_QUEUE);
+        // batch[..at] has run (those slots hold `Cmd::Nop`).
+        let mut at = 0;
+        let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(INITIAL_QUEUE);
+        self.host.start();
+        self.fire_lost();
+        loop {
+            if at == batch.len() {
+                batch.clear();
+                at = 0;
+                if batch.capacity() > KEEP_QUEUE {
+                    // A burst is over: do not keep its peak size (this vector goes back to
+                    // the queue at the swap).
+                    batch = Vec::with_capacity(INITIAL_QUEUE);
+                }
+                let mut q = core.queue.lock();
+                std::mem::swap(&mut *q, &mut batch);
+                core.queued.store(false, Ordering::Relaxed);
+            }
+            if batch.is_empty() && self.host.run.is_empty() {
+                if core.is_closed() {
+                    break;
+                }
+                if self.host.timers_dirty {
+                    self.host.arm_timer();
+                }
+                // Busy-poll for a while before sleeping, if configured (like the busy wait of
+                // Erlang's schedulers): yielding keeps the runtime thread awake, polling
+                // sockets and timers, so the next message does not pay for waking an idle
+                // CPU.
+                let spin = core.spin_nanos.load(Ordering::Relaxed);
+                if spin > 0 {
+                    let until = std::time::Instant::now() + std::time::Duration::from_nanos(spin);
+                    let mut turns = 0u32;
+                    // The flag, not the lock: producers must not contend with the poller.
+                    while !core.queued.load(Ordering::Acquire) {
+                        tokio::task::yield_now().await;
+                        // Also offer the CPU to other threads and processes: pollers must not
+                        // starve whoever has the work.
+                        std::thread::yield_now();
+                        turns += 1;
+                        // The clock is read every few turns only (it is not free on every VM).
+                        if turns & 7 == 0 && std::time::Instant::now() >= until {
+                            break;
+                        }
+                    }
+                    if core.queued.load(Ordering::Acquire) {
+                        continue;
+                    }
+                }
+                core.notify.notified().await;
+                continue;
+            }
+            self.host.refresh_now();
+            // Commands from outside run in arrival order; what their handlers queue goes to
+            // the run queue and runs after them. A long batch runs in slices: when a slice
+            // has produced data for a connection, the rest waits until the writer has run
+            // (below), so the peer can start on the first answers while this node works on
+            // the rest (pipelining instead of one strict batch after the other).
+            ACTIVE.set(Arc::as_ptr(&core));
+            RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut self.host.run));
+            self.host.dispatching = true;
+            self.host.woke_writer = false;
+            let mut work = 0;
+            while at < batch.len() && (work < SLICE || !self.host.woke_writer) {
+                let cmd = std::mem::replace(&mut batch[at], Cmd::Nop);
+                at += 1;
+                work += match &cmd {
+                    Cmd::Frames(f) => f.frames.len(),
+                    _ => 1,
+                };
+                self.exec(cmd);
+            }
+            // The run queue is taken a generation at a time: what runs now may queue more
+            // (into the emptied RUNQ), which runs in the next generation, so FIFO order holds
+            // and the thread-local is touched once per generation instead of once per
+            // command.
+            let mut n = 0;
+            loop {
+                RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut gen));
+                if gen.is_empty() {
+                    break;
+                }
+                while let Some(cmd) = gen.pop_front() {
+                    self.exec(cmd);
+                    n += 1;
+                    if n == BUDGET {
+                        break;
+                    }
+                }
+                if n == BUDGET {
+                    // Unfinished commands of this generation go before the newer ones.
+                    RUNQ.with_borrow_mut(|q| {
+                        while let Some(c) = gen.pop_back() {
+                            q.push_front(c);
+                        }
+                    });
+                    break;
+                }
+            }
+            self.host.dispatching = false;
+            RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut self.host.run));
+            ACTIVE.set(std::ptr::null());
+            if self.host.run.is_empty() && self.host.run.capacity() > KEEP_QUEUE {
+                self.host.run = VecDeque::with_capacity(INITIAL_QUEUE);
+            }
+            if self.host.timers_dirty {
+                self.host.arm_timer();
+            }
+            if n == BUDGET || at < batch.len() {
+                // A local ping-pong never empties the run queue, and a sliced batch waits for
+                // the writers: let other tasks and the outside queue have their turn.
+                tokio::task::yield_now().await;
+            }
+            if core.is_closed() {
+                break;
+            }
+        }
+        self.kernel.teardown();
+        self.host.teardown();
+    }
+}
