@@ -410,9 +410,4 @@ async fn accept_loop(net: Weak<Network>, listener: TcpListener) {
 }
 
 /// Formats an address as AnyEvent's `format_hostport` does (`[v6]:port`).
-pub fn format_hostport(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
-}
+pub use aemp_proto::addr::format_hostport;
