@@ -142,23 +142,19 @@ impl ConfigError {
 
 /// The framings this implementation speaks, in our order of preference. The reference also
 /// offers `storable` (Perl's native serialisation), which we cannot decode.
-pub const SUPPORTED_FRAMINGS: [&str; 2] = ["cbor", "json"];
+pub use aemp_proto::handshake::SUPPORTED_FRAMINGS;
 
-/// The built-in defaults (first layer of the merge, PROTOCOL.md §8.2), with our framing list.
+/// The built-in defaults (first layer of the merge, PROTOCOL.md §8.2), with our framing list
+/// and the handshake's default auth lists.
 pub fn builtin_defaults() -> Map<String, Value> {
+    use aemp_proto::handshake::{DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_FRAMINGS};
     let list = |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::from(*s)).collect());
     let mut m = Map::new();
     m.insert("monitor_timeout".into(), Value::from(30));
     m.insert("connect_interval".into(), Value::from(2));
-    m.insert("framing_format".into(), list(&SUPPORTED_FRAMINGS));
-    m.insert(
-        "auth_offer".into(),
-        list(&["tls_sha3_512", "hmac_sha3_512"]),
-    );
-    m.insert(
-        "auth_accept".into(),
-        list(&["tls_sha3_512", "hmac_sha3_512", "tls_anon", "cleartext"]),
-    );
+    m.insert("framing_format".into(), list(&DEFAULT_FRAMINGS));
+    m.insert("auth_offer".into(), list(&DEFAULT_AUTH_OFFER));
+    m.insert("auth_accept".into(), list(&DEFAULT_AUTH_ACCEPT));
     m
 }
 
