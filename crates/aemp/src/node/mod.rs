@@ -69,10 +69,11 @@ impl Node {
     /// Must be called within a tokio runtime.
     pub fn new(nodeid: &str) -> Result<Node, Error> {
         let runiq = ids::new_runiq();
-        let expanded = ids::expand_node_id(nodeid, &ids::nodename(), &runiq)?;
+        let expanded = ids::expand_node_id(nodeid, &crate::config::nodename(), &runiq)?;
+        let prefix = crate::config::port_prefix(expanded.randomised);
         Ok(Node::start_local(
             expanded.id,
-            PortNamer::new(expanded.randomised, &runiq),
+            PortNamer::new(&prefix, &runiq),
         ))
     }
 
@@ -98,7 +99,7 @@ impl Node {
             Some(inner) => Node { inner },
             None => {
                 // The node is being torn down; give a handle that refuses everything.
-                let core = Arc::new(Core::new(id.clone(), PortNamer::new(true, "closed")));
+                let core = Arc::new(Core::new(id.clone(), PortNamer::new("", "closed")));
                 core.close();
                 Node {
                     inner: Arc::new(NodeInner::new(core)),

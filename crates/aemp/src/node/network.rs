@@ -42,7 +42,7 @@ impl Node {
         };
         let node = Node::start(
             cfg.node_id.clone(),
-            PortNamer::new(cfg.randomised, &cfg.runiq),
+            PortNamer::new(&crate::config::port_prefix(cfg.randomised), &cfg.runiq),
         );
         node.core().secure.store(cfg.secure, Ordering::Relaxed);
         let net = Network::new(node.core(), net_cfg)?;
