@@ -314,8 +314,7 @@ impl Session {
             "gencert" => {
                 // Checked first, so a key is not generated for a document that cannot take it.
                 self.target(rc)?;
-                let pem = aemp::transport::tls::gencert()
-                    .map_err(|e| CmdError::Generate(e.to_string()))?;
+                let pem = crate::gencert::gencert().map_err(CmdError::Generate)?;
                 self.target(rc)?.insert("cert".into(), Value::String(pem));
                 return Ok(true);
             }
