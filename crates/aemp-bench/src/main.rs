@@ -16,6 +16,7 @@ mod remote;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use aemp::config::SUPPORTED_FRAMINGS;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -115,8 +116,9 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: aemp-bench [{}] [--count N] [--framing json|cbor]",
-        ALL.join(" ")
+        "usage: aemp-bench [{}] [--count N] [--framing {}]",
+        ALL.join(" "),
+        SUPPORTED_FRAMINGS.join("|")
     );
     ExitCode::from(2)
 }
@@ -170,7 +172,8 @@ fn main() -> ExitCode {
     let mut workloads = Vec::new();
     let mut opts = Opts {
         count: None,
-        framing: "cbor".to_string(),
+        // Our preferred framing, as a node would choose it.
+        framing: SUPPORTED_FRAMINGS[0].to_string(),
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -179,7 +182,7 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "--framing" => match args.next() {
-                Some(f) if f == "json" || f == "cbor" => opts.framing = f,
+                Some(f) if SUPPORTED_FRAMINGS.contains(&f.as_str()) => opts.framing = f,
                 _ => return usage(),
             },
             "-h" | "--help" => return usage(),

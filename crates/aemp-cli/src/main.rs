@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod demo;
+mod gencert;
 mod help;
 mod proto;
 mod rc_commands;

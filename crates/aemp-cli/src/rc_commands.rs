@@ -26,19 +26,13 @@
 
 use aemp::config::rc::{parse_relaxed, to_pretty_json};
 use aemp::config::{generate_secret, ConfigBuilder, ConfigError, Host, HostPort, RcDoc};
+use aemp_proto::handshake::{AUTH_METHODS, KNOWN_FRAMINGS};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::io::{self, Read, Write};
 
 /// Largest PEM file `setcert` reads (a key plus a few certificates is a few KiB).
 const MAX_PEM_SIZE: u64 = 1024 * 1024;
-
-/// Framings the reference knows (`storable` is kept for Perl nodes sharing the rc file;
-/// aemp itself ignores it).
-const FRAMINGS: [&str; 3] = ["cbor", "json", "storable"];
-
-/// Auth methods of AnyEvent::MP 2.x.
-const AUTHS: [&str; 4] = ["tls_sha3_512", "hmac_sha3_512", "tls_anon", "cleartext"];
 
 /// What [`run`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -320,8 +314,7 @@ impl Session {
             "gencert" => {
                 // Checked first, so a key is not generated for a document that cannot take it.
                 self.target(rc)?;
-                let pem = aemp::transport::tls::gencert()
-                    .map_err(|e| CmdError::Generate(e.to_string()))?;
+                let pem = crate::gencert::gencert().map_err(CmdError::Generate)?;
                 self.target(rc)?.insert("cert".into(), Value::String(pem));
                 return Ok(true);
             }
@@ -401,8 +394,9 @@ impl Session {
         }
         let list = split_list(cmd, arg)?;
         let known: &[&str] = match key {
-            "framing_format" => &FRAMINGS,
-            "auth_offer" | "auth_accept" => &AUTHS,
+            // `storable` is kept for Perl nodes sharing the rc file; aemp itself ignores it.
+            "framing_format" => &KNOWN_FRAMINGS,
+            "auth_offer" | "auth_accept" => &AUTH_METHODS,
             _ => &[],
         };
         for item in &list {
@@ -644,7 +638,6 @@ mod tests {
             .to_string();
         assert!(pem.contains("-----BEGIN PRIVATE KEY-----"), "{pem}");
         assert!(pem.contains("-----BEGIN CERTIFICATE-----"), "{pem}");
-        aemp::transport::tls::TlsIdentity::from_pem(&pem).unwrap();
         assert!(!rc.root().contains_key("cert"));
         let missing = dir.0.join("nope.pem");
         assert!(matches!(

@@ -6,7 +6,12 @@
 //!   the node port of that node (empty port name).
 //! * Port names are never reused within a node's lifetime, and a restarted node with the same
 //!   node ID must not hand out names of its previous run: [`PortNamer`] prefixes a per-run
-//!   random string unless the node ID itself was randomised (then the ID is fresh anyway).
+//!   string chosen by the caller unless the node ID itself was randomised (then the ID is
+//!   fresh anyway).
+//!
+//! Nothing here reads the host: the host name for `%n` and the per-run prefix come from the
+//! caller (the `aemp` crate's `config` module). Only [`random_alnum`] and [`new_runiq`] draw
+//! from the thread-local random generator.
 
 use crate::value::{Str, Value};
 use rand::Rng;
@@ -214,7 +219,9 @@ impl From<&NodeId> for Value {
     }
 }
 
-const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// The characters of generated names (`$RUNIQ`, random node ID parts, port-name prefixes):
+/// `[0-9A-Za-z]`, 62 of them.
+pub const ALNUM: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// `n` random characters from `[0-9A-Za-z]`.
 pub fn random_alnum(n: usize) -> String {
@@ -266,24 +273,16 @@ pub fn expand_node_id(
     })
 }
 
-/// The host name as `uname -n` gives it (used for `%n`).
-pub fn nodename() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 /// Hands out port names that are unique for the lifetime of a node and across restarts of a
 /// node with the same ID.
 ///
 /// Names are `<prefix><counter>`, where the counter is written in lowercase letters starting
-/// at `b` (the reference's magic increment from `a`). The prefix is empty for a randomised
-/// node ID, otherwise 9 characters from the pid, the clock and randomness, so a restart
-/// yields different names. Spawned ports use [`PortNamer::next_spawn`], prefixed with the
-/// node's `$RUNIQ` (10 characters, last upper-case) so they never collide with local names.
+/// at `b` (the reference's magic increment from `a`). The caller picks the prefix: empty for
+/// a randomised node ID, otherwise a string that differs from run to run, so that a restart
+/// yields different names (the `aemp` crate makes 9 characters from the pid, the clock and
+/// randomness, as the reference does). Spawned ports use [`PortNamer::next_spawn`], prefixed
+/// with the node's `$RUNIQ` (10 characters, last upper-case) so they never collide with
+/// local names.
 #[derive(Debug)]
 pub struct PortNamer {
     prefix: Str,
@@ -292,26 +291,12 @@ pub struct PortNamer {
 }
 
 impl PortNamer {
-    /// A namer for a node; `randomised` as returned by [`expand_node_id`].
-    pub fn new(randomised: bool, runiq: &str) -> PortNamer {
-        let prefix = if randomised {
-            Str::default()
-        } else {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            let mut seed = (std::process::id() as u64) ^ t.rotate_left(17);
-            let mut s = String::with_capacity(9);
-            for _ in 0..5 {
-                s.push(ALNUM[(seed % 62) as usize] as char);
-                seed /= 62;
-            }
-            s.push_str(&random_alnum(4));
-            Str::from(s)
-        };
+    /// A namer for a node whose local port names start with `prefix` (empty when the node
+    /// ID was randomised, see [`ExpandedNodeId::randomised`]) and whose spawned port names
+    /// start with `runiq`.
+    pub fn new(prefix: &str, runiq: &str) -> PortNamer {
         PortNamer {
-            prefix,
+            prefix: Str::from(prefix),
             runiq: Str::from(runiq),
             counter: AtomicU64::new(0),
         }
@@ -395,7 +380,7 @@ mod tests {
 
     #[test]
     fn magic_increment_sequence() {
-        let namer = PortNamer::new(true, "RRRRRRRRRR");
+        let namer = PortNamer::new("", "RRRRRRRRRR");
         let names: Vec<Str> = (0..27).map(|_| namer.next_local()).collect();
         assert_eq!(names[0], "b");
         assert_eq!(names[24], "z");
@@ -405,15 +390,15 @@ mod tests {
     }
 
     #[test]
-    fn names_unique_and_differ_across_runs() {
-        let a = PortNamer::new(false, "x");
-        let b = PortNamer::new(false, "x");
-        let na = a.next_local();
-        let nb = b.next_local();
-        assert_ne!(na, nb, "two runs of one node ID must not share port names");
+    fn names_carry_the_prefix_and_are_unique() {
+        let a = PortNamer::new("pre0", "x");
+        assert_eq!(a.next_local(), "pre0b");
+        assert_eq!(a.next_spawn(), "xc");
         let mut seen = std::collections::HashSet::new();
         for _ in 0..100_000 {
-            assert!(seen.insert(a.next_local()));
+            let n = a.next_local();
+            assert!(n.starts_with("pre0"));
+            assert!(seen.insert(n));
         }
     }
 

@@ -5,7 +5,7 @@
 //! crate is the thin tokio layer around it. This is what makes the protocol testable against
 //! the bytes captured from Perl AnyEvent::MP 2.02 nodes, and fuzzable.
 //!
-//! * [`ids`]: node IDs, port IDs, port-name generation.
+//! * [`ids`]: node IDs, port IDs, port-name generation; [`addr`]: socket addresses as text.
 //! * [`value`]: the dynamic [`Value`] type and [`Msg`]; [`typed`]: serde to and from values.
 //! * [`codec`]: the `json` and `cbor` framings, incremental decoders and encoders.
 //! * [`handshake`]: the AEMP greeting/nonce/auth handshake as a state machine.
@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod addr;
 pub mod codec;
 pub mod conn_registry;
 pub mod db;

@@ -66,4 +66,4 @@ pub use node::{
     DEFAULT_SPIN,
 };
 pub use runtime::{next_up, DbChange, NodeEvent};
-pub use transport::{format_hostport, Counters, NetConfig};
+pub use transport::Counters;

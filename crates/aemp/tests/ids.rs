@@ -68,7 +68,7 @@ fn is_runiq(s: &str) -> bool {
 
 #[tokio::test(flavor = "current_thread")]
 async fn node_new_expands_patterns() {
-    let host = ids::nodename();
+    let host = aemp::config::nodename();
     let n = Node::new("pre/%n/x").unwrap();
     assert_eq!(n.id().as_str(), format!("pre/{host}/x"));
 

@@ -5,12 +5,24 @@
 mod net_common;
 use aemp::{msg, Config, Node};
 use net_common::{within, T};
-use std::sync::OnceLock;
 use std::time::Duration;
 
+/// The shared PEM: an `aemp gencert` key and certificate (see tests/certs/README.md).
 fn pem() -> &'static str {
-    static PEM: OnceLock<String> = OnceLock::new();
-    PEM.get_or_init(|| aemp::transport::tls::gencert().expect("gencert"))
+    include_str!("certs/gencert.pem")
+}
+
+/// Another self-signed identity with the same subject and `CA:TRUE`, like a second
+/// `aemp gencert` run (ECDSA, which rcgen makes quickly).
+fn foreign_pem() -> String {
+    let key = rcgen::KeyPair::generate().expect("keygen");
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "AnyEvent::MP");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-sign");
+    format!("{}{}", key.serialize_pem(), cert.pem())
 }
 
 async fn tls_node(name: &str, cert: Option<&str>, secret: Option<&str>) -> Node {
@@ -50,7 +62,7 @@ async fn two_tls_nodes_without_secret_talk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_certificate_is_refused() {
-    let other = aemp::transport::tls::gencert().unwrap();
+    let other = foreign_pem();
     let a = tls_node("tlsx-a", Some(pem()), None).await;
     let b = tls_node("tlsx-b", Some(&other), None).await;
     a.connect(b.listen_addrs()[0]).unwrap();

@@ -60,8 +60,12 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// Every framing this implementation speaks, in its order of preference. The handshake's
+    /// name lists ([`crate::handshake::SUPPORTED_FRAMINGS`] and the defaults) derive from it.
+    pub const ALL: [Framing; 2] = [Framing::Cbor, Framing::Json];
+
     /// The name used in greetings and auth lines.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Framing::Json => "json",
             Framing::Cbor => "cbor",
@@ -69,15 +73,16 @@ impl Framing {
     }
 
     /// Parses a framing name; `None` for names this implementation does not speak
-    /// (including Perl's `storable`).
+    /// (including Perl's [`STORABLE`]).
     pub fn from_name(name: &str) -> Option<Framing> {
-        match name {
-            "json" => Some(Framing::Json),
-            "cbor" => Some(Framing::Cbor),
-            _ => None,
-        }
+        Framing::ALL.into_iter().find(|f| f.name() == name)
     }
 }
+
+/// The name of the reference's third framing, Perl's native `Storable` serialisation. This
+/// implementation can neither encode nor decode it and never offers or accepts it; the name
+/// only matters to configurations shared with Perl nodes, which may list it.
+pub const STORABLE: &str = "storable";
 
 impl std::fmt::Display for Framing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

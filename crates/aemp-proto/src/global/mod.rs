@@ -51,15 +51,6 @@ pub use service::{Effect, GlobalService, QueryKind};
 use crate::value::Value;
 use std::net::SocketAddr;
 
-/// Writes an address the way the reference advertises it in `'l` (AnyEvent's
-/// `format_hostport`): `1.2.3.4:5` and `[v6]:5`, without IPv6 scope or flow information.
-pub fn format_hostport(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
-}
-
 /// Reads a `'l` value (a list of `host:port` strings). Entries that are not strings or do
 /// not parse as an IP address with a port are skipped; anything but a list gives nothing.
 pub fn parse_addrs(v: Option<&Value>) -> Vec<SocketAddr> {

@@ -1,6 +1,7 @@
 //! [`GlobalService`]: the per-node global service (roles, master, mesh, database API).
 
-use super::{format_hostport, parse_addrs};
+use super::parse_addrs;
+use crate::addr::format_hostport;
 use crate::db::names::{Family, NameError, GLOBALS};
 use crate::db::{DbMap, FamilyChange, GlobalDb, LocalDb, Out, Watches};
 use crate::msg;

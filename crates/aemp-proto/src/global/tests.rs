@@ -2,6 +2,7 @@
 //! virtual time.
 
 use super::*;
+use crate::addr::format_hostport;
 use crate::db::names::{Family, NameError};
 use crate::db::DbMap;
 use crate::value::{Msg, Str, Value};

@@ -8,6 +8,7 @@ use sha3::{Digest, Sha3_512};
 use subtle::ConstantTimeEq;
 
 use super::HandshakeError;
+use crate::codec::{Framing, STORABLE};
 
 /// `hmac_sha3_512`: HMAC-SHA3-512 keyed with the shared secret.
 pub const HMAC_SHA3_512: &str = "hmac_sha3_512";
@@ -18,9 +19,15 @@ pub const TLS_ANON: &str = "tls_anon";
 /// `cleartext`: the hex of the secret itself. Perl accepts it but never sends it.
 pub const CLEARTEXT: &str = "cleartext";
 
-/// The framings this implementation can encode and decode. `storable` is Perl-only and is
-/// never offered or accepted.
-pub const SUPPORTED_FRAMINGS: [&str; 2] = ["cbor", "json"];
+/// Every auth method of AnyEvent::MP 2.x, in the reference's default `auth_accept` order.
+pub const AUTH_METHODS: [&str; 4] = [TLS_SHA3_512, HMAC_SHA3_512, TLS_ANON, CLEARTEXT];
+
+/// The names of the framings this implementation can encode and decode ([`Framing::ALL`]), in
+/// its order of preference. `storable` is Perl-only and is never offered or accepted.
+pub const SUPPORTED_FRAMINGS: [&str; 2] = [Framing::ALL[0].name(), Framing::ALL[1].name()];
+
+/// Every framing name of AnyEvent::MP 2.x: [`SUPPORTED_FRAMINGS`] and Perl's [`STORABLE`].
+pub const KNOWN_FRAMINGS: [&str; 3] = [SUPPORTED_FRAMINGS[0], SUPPORTED_FRAMINGS[1], STORABLE];
 
 /// SHA3-512's rate, which is the HMAC block size (Digest::HMAC in Perl uses the same).
 const HMAC_BLOCK: usize = 72;

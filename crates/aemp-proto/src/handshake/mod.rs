@@ -36,8 +36,8 @@ use std::collections::VecDeque;
 
 pub use auth::{
     choose_auth, choose_framing, cleartext_token, hmac_sha3_512_token, new_nonce, own_token,
-    tls_sha3_512_token, verify, Transcript, CLEARTEXT, HMAC_SHA3_512, NONCE_BYTES,
-    SUPPORTED_FRAMINGS, TLS_ANON, TLS_SHA3_512,
+    tls_sha3_512_token, verify, Transcript, AUTH_METHODS, CLEARTEXT, HMAC_SHA3_512, KNOWN_FRAMINGS,
+    NONCE_BYTES, SUPPORTED_FRAMINGS, TLS_ANON, TLS_SHA3_512,
 };
 pub use error::HandshakeError;
 pub use greeting::Greeting;
@@ -51,13 +51,13 @@ pub const MAX_LINE: usize = 4096;
 
 /// The auth methods we accept by default, in Perl's order. `tls_sha3_512` must come before
 /// `hmac_sha3_512`, or a Perl peer under TLS picks HMAC and then fails (§2.5).
-pub const DEFAULT_AUTH_ACCEPT: [&str; 4] = [TLS_SHA3_512, HMAC_SHA3_512, TLS_ANON, CLEARTEXT];
+pub const DEFAULT_AUTH_ACCEPT: [&str; 4] = AUTH_METHODS;
 
 /// The auth methods we are willing to send by default (Perl's default `auth_offer`).
 pub const DEFAULT_AUTH_OFFER: [&str; 2] = [TLS_SHA3_512, HMAC_SHA3_512];
 
-/// The framings we accept by default, in order of preference. Never `storable`.
-pub const DEFAULT_FRAMINGS: [&str; 2] = ["cbor", "json"];
+/// The framings we accept by default, in order of preference: all we speak. Never `storable`.
+pub const DEFAULT_FRAMINGS: [&str; 2] = SUPPORTED_FRAMINGS;
 
 /// Our side's handshake configuration. Its `Debug` output hides the secret.
 #[derive(Clone)]
@@ -574,7 +574,7 @@ impl Handshake {
         let method = fields.next().unwrap_or("");
         let token = fields.next().unwrap_or("");
         let framing = fields.next().unwrap_or("");
-        let known = [HMAC_SHA3_512, TLS_SHA3_512, TLS_ANON, CLEARTEXT].contains(&method);
+        let known = AUTH_METHODS.contains(&method);
         if known && !self.auth_accept.iter().any(|a| a == method) {
             return Err(HandshakeError::AuthMethodNotAccepted(method.to_owned()));
         }

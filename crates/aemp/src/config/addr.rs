@@ -3,11 +3,13 @@
 //! reference does (AnyEvent::Socket `format_hostport`).
 //!
 //! Resolution ([`Endpoint::resolve`], [`HostPort::resolve`], [`local_addresses`]) blocks (DNS
-//! and `/proc` reads); from async code, call it inside `tokio::task::spawn_blocking`.
+//! and the interface list); from async code, call it inside `tokio::task::spawn_blocking`.
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
+pub use aemp_proto::addr::format_hostport;
 
 /// Why a bind or seed entry could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,7 +178,7 @@ impl HostPort {
     /// the literal address, or every address DNS returns for a name (in DNS order). Blocks.
     pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         match &self.host {
-            Host::Any => Ok(local_addresses()
+            Host::Any => Ok(local_addresses()?
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, self.port))
                 .collect()),
@@ -230,7 +232,8 @@ impl Endpoint {
         Ok(ep)
     }
 
-    /// All socket addresses of all parts, in order, without duplicates. Blocks (DNS, `/proc`).
+    /// All socket addresses of all parts, in order, without duplicates. Blocks (DNS, the
+    /// interface list).
     pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         let mut out: Vec<SocketAddr> = Vec::new();
         for p in &self.parts {
@@ -245,7 +248,7 @@ impl Endpoint {
 }
 
 /// Resolves every entry (see [`Endpoint::resolve`]) into one list without duplicates, in
-/// order; e.g. all bind addresses, one listener each. Blocks (DNS, `/proc`).
+/// order; e.g. all bind addresses, one listener each. Blocks (DNS, the interface list).
 pub fn resolve_all(entries: &[Endpoint]) -> Result<Vec<SocketAddr>, super::ConfigError> {
     let mut out: Vec<SocketAddr> = Vec::new();
     for e in entries {
@@ -262,19 +265,6 @@ pub fn resolve_all(entries: &[Endpoint]) -> Result<Vec<SocketAddr>, super::Confi
     Ok(out)
 }
 
-/// Formats a socket address like AnyEvent's `format_hostport`: `1.2.3.4:5`, `[::1]:5`; an
-/// IPv4-mapped IPv6 address is shown as IPv4 (as `format_address` does). Scope IDs are not
-/// shown (AnyEvent has none).
-pub fn format_hostport(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => format!("{v4}:{}", a.port()),
-            None => format!("[{}]:{}", a.ip(), a.port()),
-        },
-    }
-}
-
 /// True for the IPv6 addresses `*` includes: global unicast (`2000::/3`) and unique local
 /// (`fc00::/7`), the same first-byte test the reference makes.
 pub fn is_wanted_v6(ip: &Ipv6Addr) -> bool {
@@ -283,109 +273,48 @@ pub fn is_wanted_v6(ip: &Ipv6Addr) -> bool {
 }
 
 /// The addresses host `*` stands for: every local IPv4 address except `127.0.0.0/8`, then
-/// every global-unicast or ULA IPv6 address (PROTOCOL.md §8.4). Blocks briefly.
+/// every global-unicast or ULA IPv6 address that can be bound (PROTOCOL.md §8.4), each once,
+/// in the order the system lists them. Blocks briefly.
 ///
-/// How they are found without `getifaddrs` (which would need unsafe FFI):
-///
-/// * IPv4 from `/proc/net/fib_trie`: each local address appears there as a `|-- a.b.c.d`
-///   line followed by `/32 host LOCAL` (the kernel's local routing table; per network
-///   namespace, so right inside containers too);
-/// * IPv6 from `/proc/net/if_inet6`, one address per line; addresses still in duplicate
-///   address detection or that failed it are skipped, since they cannot be bound.
-///
-/// Where those files do not exist (not Linux), a fallback asks the kernel which source
-/// address a UDP socket would use towards a documentation address (`connect` on UDP sends
-/// nothing); that finds only the address of the default route.
-pub fn local_addresses() -> Vec<IpAddr> {
-    let v4 = match std::fs::read_to_string("/proc/net/fib_trie") {
-        Ok(text) => parse_fib_trie(&text),
-        Err(_) => udp_source("0.0.0.0:0", "192.0.2.1:9")
-            .and_then(|ip| match ip {
-                IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
-                _ => None,
-            })
-            .into_iter()
-            .collect(),
-    };
-    let v6 = match std::fs::read_to_string("/proc/net/if_inet6") {
-        Ok(text) => parse_if_inet6(&text),
-        Err(_) => udp_source("[::]:0", "[2001:db8::1]:9")
-            .and_then(|ip| match ip {
-                IpAddr::V6(v6) if is_wanted_v6(&v6) => Some(v6),
-                _ => None,
-            })
-            .into_iter()
-            .collect(),
-    };
-    let out: Vec<IpAddr> = v4
-        .into_iter()
-        .map(IpAddr::V4)
-        .chain(v6.into_iter().map(IpAddr::V6))
-        .collect();
+/// The addresses come from the interface list (`getifaddrs`, through the `if-addrs` crate),
+/// so they are those of the network namespace the process runs in. An IPv6 address still in
+/// duplicate address detection, or that failed it, cannot be bound; the interface list does
+/// not tell, so every IPv6 candidate is tried with a bind to an ephemeral UDP port, and skipped
+/// when that fails. Fails only when the interface list cannot be read.
+pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
+    let found = if_addrs::get_if_addrs()?.into_iter().map(|i| i.ip());
+    let out = select_local(found, |ip| {
+        UdpSocket::bind(SocketAddr::new(IpAddr::V6(*ip), 0)).is_ok()
+    });
     if out.is_empty() {
         tracing::warn!("bind host * found no usable local address (loopback is excluded)");
     }
-    out
+    Ok(out)
 }
 
-fn udp_source(bind: &str, towards: &str) -> Option<IpAddr> {
-    let s = UdpSocket::bind(bind).ok()?;
-    s.connect(towards).ok()?;
-    s.local_addr().ok().map(|a| a.ip())
-}
-
-/// Local IPv4 addresses from the text of `/proc/net/fib_trie`, without `127.0.0.0/8` and
-/// duplicates, in the order they appear.
-pub fn parse_fib_trie(text: &str) -> Vec<Ipv4Addr> {
-    let mut out = Vec::new();
-    let mut last: Option<Ipv4Addr> = None;
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(a) = l.strip_prefix("|-- ") {
-            last = a.trim().parse().ok();
-        } else if l.starts_with("/32 host LOCAL") {
-            if let Some(a) = last {
-                if a.octets()[0] != 127 && !a.is_unspecified() && !out.contains(&a) {
-                    out.push(a);
-                }
+/// The rules of [`local_addresses`] applied to a list of interface addresses: IPv4 ones
+/// outside `127.0.0.0/8` (and not `0.0.0.0`) first, then the IPv6 ones that
+/// [`is_wanted_v6`] accepts and `bindable` confirms, each family in input order, without
+/// duplicates.
+fn select_local(
+    found: impl IntoIterator<Item = IpAddr>,
+    bindable: impl Fn(&Ipv6Addr) -> bool,
+) -> Vec<IpAddr> {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for ip in found {
+        match ip {
+            IpAddr::V4(a) if !a.is_loopback() && !a.is_unspecified() && !v4.contains(&ip) => {
+                v4.push(ip);
             }
-        } else if !l.starts_with('/') {
-            // A new subtree or table header: the last leaf no longer applies.
-            last = None;
+            IpAddr::V6(a) if is_wanted_v6(&a) && !v6.contains(&ip) && bindable(&a) => {
+                v6.push(ip);
+            }
+            _ => {}
         }
     }
-    out
-}
-
-/// Global-unicast and ULA IPv6 addresses from the text of `/proc/net/if_inet6` (32 hex
-/// digits, interface index, prefix length, scope, flags, name per line), skipping tentative
-/// and DAD-failed addresses and duplicates.
-pub fn parse_if_inet6(text: &str) -> Vec<Ipv6Addr> {
-    // Kernel ifa_flags bits: IFA_F_DADFAILED = 0x08, IFA_F_TENTATIVE = 0x40.
-    const UNUSABLE: u32 = 0x08 | 0x40;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(hex), Some(_idx), Some(_plen), Some(_scope), Some(flags)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        if hex.len() != 32 {
-            continue;
-        }
-        let Ok(bits) = u128::from_str_radix(hex, 16) else {
-            continue;
-        };
-        let Ok(flags) = u32::from_str_radix(flags, 16) else {
-            continue;
-        };
-        let ip = Ipv6Addr::from(bits);
-        if flags & UNUSABLE == 0 && is_wanted_v6(&ip) && !out.contains(&ip) {
-            out.push(ip);
-        }
-    }
-    out
+    v4.extend(v6);
+    v4
 }
 
 #[cfg(test)]
@@ -529,46 +458,84 @@ mod tests {
     }
 
     #[test]
-    fn formats_like_anyevent() {
-        let f = |s: &str| format_hostport(&s.parse().unwrap());
-        assert_eq!(f("1.2.3.4:5"), "1.2.3.4:5");
-        assert_eq!(f("[::1]:5"), "[::1]:5");
-        assert_eq!(f("[2001:DB8:0:0::1]:4040"), "[2001:db8::1]:4040");
-        assert_eq!(f("[::ffff:10.0.0.1]:1"), "10.0.0.1:1");
+    fn displays_like_anyevent() {
         assert_eq!(ip("fd00::1", 3).to_string(), "[fd00::1]:3");
+        assert_eq!(ip("::ffff:10.0.0.1", 3).to_string(), "10.0.0.1:3");
         assert_eq!(name("h", 3).to_string(), "h:3");
     }
 
     #[test]
-    fn fib_trie_local_addresses() {
-        let text = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
-             +-- 127.0.0.0/8 2 0 2\n           |-- 127.0.0.0\n              /8 host LOCAL\n\
-                |-- 127.0.0.1\n              /32 host LOCAL\n\
-             +-- 192.0.2.0/24 2 0 2\n           |-- 192.0.2.0\n              /24 link UNICAST\n\
-                |-- 192.0.2.2\n              /32 host LOCAL\n\
-             |-- 192.0.2.255\n           /32 link BROADCAST\n\
-             +-- 10.1.0.0/16 2 0 2\n           |-- 10.1.2.3\n              /16 link UNICAST\n\
-                /32 host LOCAL\nLocal:\n           |-- 192.0.2.2\n              /32 host LOCAL\n";
-        assert_eq!(
-            parse_fib_trie(text),
-            vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(10, 1, 2, 3)]
-        );
+    fn wanted_v6_is_global_unicast_or_ula() {
+        let yes = [
+            "2000::",
+            "2001:db8::1",
+            "3fff:ffff::1",
+            "fc00::1",
+            "fd12:3456::1",
+        ];
+        let no = [
+            "::",
+            "::1",
+            "4000::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+            "fbff::1",
+        ];
+        for a in yes {
+            assert!(is_wanted_v6(&a.parse().unwrap()), "{a} must be included");
+        }
+        for a in no {
+            assert!(!is_wanted_v6(&a.parse().unwrap()), "{a} must be excluded");
+        }
     }
 
     #[test]
-    fn if_inet6_filter() {
-        let text = "00000000000000000000000000000001 01 80 10 80       lo\n\
-                    fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n\
-                    fd000000000000000000000000000002 04 40 00 82     eth0\n\
-                    20010db8000000000000000000000005 04 40 00 c0     eth0\n\
-                    20010db8000000000000000000000007 04 40 00 00     eth0\n\
-                    garbage\n";
-        assert_eq!(
-            parse_if_inet6(text),
-            vec![
-                "fd00::2".parse::<Ipv6Addr>().unwrap(),
-                "2001:db8::7".parse().unwrap()
-            ]
+    fn local_selection_rules() {
+        let found: Vec<IpAddr> = [
+            "127.0.0.1",
+            "::1",
+            "fe80::fc00:ff:fe00:1",
+            "fd00::2",
+            "192.0.2.2",
+            "127.1.2.3",
+            "2001:db8::5",
+            "0.0.0.0",
+            "10.1.2.3",
+            "169.254.0.7",
+            "192.0.2.2",
+            "2001:db8::7",
+            "fd00::2",
+            "ff02::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        // 2001:db8::5 plays an address still in duplicate address detection.
+        let tentative: Ipv6Addr = "2001:db8::5".parse().unwrap();
+        let got = select_local(found, |ip| *ip != tentative);
+        let want: Vec<IpAddr> = [
+            "192.0.2.2",
+            "10.1.2.3",
+            "169.254.0.7",
+            "fd00::2",
+            "2001:db8::7",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn local_addresses_follow_the_rules() {
+        let got = local_addresses().unwrap();
+        let v4_count = got.iter().filter(|a| a.is_ipv4()).count();
+        assert!(
+            got[..v4_count].iter().all(IpAddr::is_ipv4),
+            "IPv4 first: {got:?}"
         );
+        assert_eq!(select_local(got.clone(), |_| true), got, "{got:?}");
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! * [`rc`]: the rc file ([`RcDoc`]): location, relaxed JSON, profiles, saving.
 //! * [`addr`]: bind and seed syntax, `*`, resolution, address formatting.
+//! * [`nodename`] and [`port_prefix`]: what a node takes from its host and process.
 //! * [`find_profile`]: the raw merge (Perl `AnyEvent::MP::Config::find_profile`).
 //! * [`Config`] / [`ConfigBuilder`]: the typed, validated result (Perl `configure`).
 //!
@@ -24,9 +25,11 @@
 //! ([`addr::Endpoint::resolve`]) blocks as well.
 
 pub mod addr;
+mod host;
 pub mod rc;
 
 pub use addr::{format_hostport, resolve_all, AddrError, Endpoint, Host, HostPort};
+pub use host::{nodename, port_prefix};
 pub use rc::RcDoc;
 
 use aemp_proto::ids::{expand_node_id, IdError, NodeId};
@@ -142,23 +145,19 @@ impl ConfigError {
 
 /// The framings this implementation speaks, in our order of preference. The reference also
 /// offers `storable` (Perl's native serialisation), which we cannot decode.
-pub const SUPPORTED_FRAMINGS: [&str; 2] = ["cbor", "json"];
+pub use aemp_proto::handshake::SUPPORTED_FRAMINGS;
 
-/// The built-in defaults (first layer of the merge, PROTOCOL.md §8.2), with our framing list.
+/// The built-in defaults (first layer of the merge, PROTOCOL.md §8.2), with our framing list
+/// and the handshake's default auth lists.
 pub fn builtin_defaults() -> Map<String, Value> {
+    use aemp_proto::handshake::{DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_FRAMINGS};
     let list = |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::from(*s)).collect());
     let mut m = Map::new();
     m.insert("monitor_timeout".into(), Value::from(30));
     m.insert("connect_interval".into(), Value::from(2));
-    m.insert("framing_format".into(), list(&SUPPORTED_FRAMINGS));
-    m.insert(
-        "auth_offer".into(),
-        list(&["tls_sha3_512", "hmac_sha3_512"]),
-    );
-    m.insert(
-        "auth_accept".into(),
-        list(&["tls_sha3_512", "hmac_sha3_512", "tls_anon", "cleartext"]),
-    );
+    m.insert("framing_format".into(), list(&DEFAULT_FRAMINGS));
+    m.insert("auth_offer".into(), list(&DEFAULT_AUTH_OFFER));
+    m.insert("auth_accept".into(), list(&DEFAULT_AUTH_ACCEPT));
     m
 }
 
@@ -197,8 +196,8 @@ pub fn find_profile(
 /// Generates a shared secret as `aemp gensecret` does: 180 characters from `[0-9A-Za-z]`
 /// (about 1071 bits), from the operating system's random source.
 pub fn generate_secret() -> String {
+    use aemp_proto::ids::ALNUM;
     use rand::Rng;
-    const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rngs::OsRng;
     (0..180)
         .map(|_| ALNUM[rng.gen_range(0..ALNUM.len())] as char)
@@ -759,10 +758,7 @@ impl ConfigBuilder {
 
     /// The merged raw map (what `aemp showconfig` shows) and the profile name used.
     pub fn merged(&self) -> Result<(String, Map<String, Value>), ConfigError> {
-        let nodename = self
-            .nodename
-            .clone()
-            .unwrap_or_else(aemp_proto::ids::nodename);
+        let nodename = self.nodename.clone().unwrap_or_else(nodename);
         self.merged_for(&nodename)
     }
 
@@ -790,10 +786,7 @@ impl ConfigBuilder {
 
     /// Merges and validates. Reads the rc file (blocking) unless `norc`.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let nodename = self
-            .nodename
-            .clone()
-            .unwrap_or_else(aemp_proto::ids::nodename);
+        let nodename = self.nodename.clone().unwrap_or_else(nodename);
         let (profile, merged) = self.merged_for(&nodename)?;
         let runiq = self.runiq.unwrap_or_else(aemp_proto::ids::new_runiq);
         Config::from_merged(&profile, merged, &nodename, &runiq)

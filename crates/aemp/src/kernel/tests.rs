@@ -53,7 +53,7 @@ impl Host for TestHost {
 
 fn kernel() -> (Kernel, TestHost) {
     let id = NodeId::new("k").unwrap();
-    let shared = Arc::new(Shared::new(id, PortNamer::new(true, "runiq")));
+    let shared = Arc::new(Shared::new(id, PortNamer::new("", "runiq")));
     (Kernel::new(shared), TestHost::default())
 }
 

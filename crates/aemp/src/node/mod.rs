@@ -74,10 +74,10 @@ impl Node {
     /// Must be called within a tokio runtime.
     pub fn new(nodeid: &str) -> Result<Node, Error> {
         let runiq = ids::new_runiq();
-        let expanded = ids::expand_node_id(nodeid, &ids::nodename(), &runiq)?;
+        let expanded = ids::expand_node_id(nodeid, &crate::config::nodename(), &runiq)?;
         let shared = Arc::new(Shared::new(
             expanded.id,
-            PortNamer::new(expanded.randomised, &runiq),
+            PortNamer::new(&crate::config::port_prefix(expanded.randomised), &runiq),
         ));
         // A node without network is its own global node, so that the database works
         // inside it.
@@ -122,7 +122,7 @@ impl Node {
     /// A handle whose node is gone (what a handler gets while its node is torn down): it
     /// refuses everything.
     fn closed(id: &NodeId) -> Node {
-        let shared = Arc::new(Shared::new(id.clone(), PortNamer::new(true, "closed")));
+        let shared = Arc::new(Shared::new(id.clone(), PortNamer::new("", "closed")));
         let core = Arc::new(Core::new(shared, std::time::Duration::ZERO));
         core.close();
         Node {

@@ -43,7 +43,7 @@ impl Node {
         };
         let shared = Arc::new(Shared::new(
             cfg.node_id.clone(),
-            PortNamer::new(cfg.randomised, &cfg.runiq),
+            PortNamer::new(&crate::config::port_prefix(cfg.randomised), &cfg.runiq),
         ));
         shared.secure.store(cfg.secure, Ordering::Relaxed);
         let core = Arc::new(Core::new(shared, DEFAULT_SPIN));

@@ -24,14 +24,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
-/// Formats an address as AnyEvent's `format_hostport` does (`[v6]:port`).
-pub fn format_hostport(addr: &SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
-}
-
 /// Network settings of a node (the transport part of the configuration).
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -393,3 +385,5 @@ async fn accept_loop(t: Weak<Transport>, listener: TcpListener) {
         }
     }
 }
+
+pub(crate) use aemp_proto::addr::format_hostport;

@@ -1,5 +1,4 @@
-//! TLS for AEMP connections (PROTOCOL.md §2.4, §10.7) and certificate generation for
-//! `aemp gencert`.
+//! TLS for AEMP connections (PROTOCOL.md §2.4, §10.7).
 //!
 //! The reference (Perl, AnyEvent::TLS over OpenSSL) configures one PEM string per node, its
 //! `cert` setting. That string supplies the node's private key, its certificate chain *and* the
@@ -37,8 +36,8 @@
 //! ChaCha20-Poly1305 only). The reference's OpenSSL offers TLS 1.2 (and 1.3 with OpenSSL
 //! 1.1.1 or later), so the two stacks meet on one of them. Checked by hand against OpenSSL
 //! 3.0's `s_server -Verify` and `s_client` (mutual authentication, both TLS versions, both
-//! roles, with an `openssl req -x509` certificate and with a [`gencert`] one); a live Perl node
-//! is still untested (PROTOCOL.md §11).
+//! roles, with an `openssl req -x509` certificate and with an `aemp gencert` one); a live Perl
+//! node is still untested (PROTOCOL.md §11).
 //!
 //! # Limits
 //!
@@ -79,17 +78,7 @@ pub use tokio_rustls::TlsStream;
 /// top-level domain, so it can never name a real host.
 const SNI_NAME: &str = "anyevent-mp.invalid";
 
-/// Validity period of certificates made by [`gencert`], as in the reference's `aemp gencert`.
-const GENCERT_DAYS: i64 = 3650;
-
-/// Subject common name of certificates made by [`gencert`], as in the reference.
-const GENCERT_CN: &str = "AnyEvent::MP";
-
-/// RSA modulus size of keys made by [`gencert`], as in the reference.
-const GENCERT_RSA_BITS: usize = 2048;
-
-/// Why a TLS identity could not be built, a handshake failed, or a certificate could not be
-/// generated.
+/// Why a TLS identity could not be built or a handshake failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
@@ -119,9 +108,6 @@ pub enum TlsError {
     /// ours, as judged by the peer) was rejected.
     #[error("TLS handshake failed: {0}")]
     Handshake(#[source] io::Error),
-    /// Key or certificate generation failed.
-    #[error("certificate generation failed: {0}")]
-    Generate(String),
 }
 
 /// A node's TLS identity: its key, its certificate chain and the certificates it trusts, all
@@ -480,66 +466,18 @@ impl ClientCertVerifier for PeerVerifier {
     }
 }
 
-/// Makes a new self-signed certificate and its private key as one PEM string (key first),
-/// suitable as a node's `cert` setting: RSA 2048, SHA-256 signature, subject
-/// `CN=AnyEvent::MP`, valid for 3650 days from now, `CA:TRUE` like the certificates of the
-/// reference's `aemp gencert` (which runs `openssl req -x509`).
-///
-/// The key is PKCS#8 (`BEGIN PRIVATE KEY`), which both rustls and OpenSSL read. Generating
-/// an RSA key takes a noticeable fraction of a second.
-pub fn gencert() -> Result<String, TlsError> {
-    use rsa::pkcs8::EncodePrivateKey;
-
-    let gen = |e: &dyn fmt::Display| TlsError::Generate(e.to_string());
-    // ring cannot generate RSA keys, so the pure-Rust rsa crate makes the key and rcgen (with
-    // ring) signs the certificate with it.
-    let rsa_key =
-        rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, GENCERT_RSA_BITS).map_err(|e| gen(&e))?;
-    let pkcs8 = rsa_key.to_pkcs8_der().map_err(|e| gen(&e))?;
-    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
-        &PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
-        &rcgen::PKCS_RSA_SHA256,
-    )
-    .map_err(|e| gen(&e))?;
-
-    let mut params = rcgen::CertificateParams::default();
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, GENCERT_CN);
-    params.distinguished_name = dn;
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now;
-    params.not_after = now + time::Duration::days(GENCERT_DAYS);
-    params.serial_number = Some(rcgen::SerialNumber::from(random_serial().to_vec()));
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).map_err(|e| gen(&e))?;
-
-    Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
-}
-
-/// A random positive 128-bit serial number in minimal DER form (RFC 5280 §4.1.2.2 allows up
-/// to 20 octets and wants it unique per issuer; randomness gives that for self-signed use).
-fn random_serial() -> [u8; 16] {
-    let mut serial: [u8; 16] = rand::random();
-    // Clear the sign bit (serials are positive) and set a low bit of the first octet so that
-    // the encoding needs no leading zero octet and is never zero.
-    serial[0] = (serial[0] & 0x7f) | 0x01;
-    serial
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::OnceLock;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     /// Upper bound for one test handshake, so that a bug shows up as a failure, not a hang.
     const LIMIT: Duration = Duration::from_secs(20);
 
-    /// The gencert (RSA) PEM, made once per test binary: RSA key generation is the slow part.
+    /// An RSA key and certificate made by `aemp gencert` (see `tests/certs/README.md`).
     fn shared_pem() -> &'static str {
-        static PEM: OnceLock<String> = OnceLock::new();
-        PEM.get_or_init(|| gencert().expect("gencert"))
+        include_str!("../../tests/certs/gencert.pem")
     }
 
     fn shared_id() -> TlsIdentity {
@@ -617,33 +555,27 @@ mod tests {
     }
 
     #[test]
-    fn gencert_parses_back_with_reference_parameters() {
-        use rsa::pkcs8::DecodePrivateKey;
-        use rsa::traits::PublicKeyParts;
+    fn gencert_pem_parses_back() {
         use x509_cert::der::Decode;
 
+        // The parameters of fresh `aemp gencert` output are checked in aemp-cli; this is
+        // how the TLS layer reads such a PEM.
         let pem = shared_pem();
         let id = TlsIdentity::from_pem(pem).expect("identity");
         assert_eq!(id.certs, 1);
 
         let parsed = ParsedPem::parse(pem).expect("parse");
-        let PrivateKeyDer::Pkcs8(key) = &parsed.key else {
-            panic!("gencert key is not PKCS#8");
-        };
-        let rsa_key = rsa::RsaPrivateKey::from_pkcs8_der(key.secret_pkcs8_der()).expect("rsa");
-        assert_eq!(rsa_key.size() * 8, 2048);
-
+        assert!(
+            matches!(parsed.key, PrivateKeyDer::Pkcs8(_)),
+            "gencert key is not PKCS#8"
+        );
         let cert = x509_cert::Certificate::from_der(parsed.certs[0].as_ref()).expect("x509");
         let tbs = &cert.tbs_certificate;
         assert_eq!(tbs.subject.to_string(), "CN=AnyEvent::MP");
         assert_eq!(tbs.issuer.to_string(), "CN=AnyEvent::MP");
         let (from, to) = validity(&parsed.certs[0]).expect("validity");
-        assert_eq!(to - from, 3650 * 86_400);
         let now = UnixTime::now().as_secs();
-        assert!(
-            from <= now && now <= from + 600,
-            "not_before {from} is not about now {now}"
-        );
+        assert!(from <= now && now <= to, "the test certificate has expired");
         // Self-signed: its own trust anchor, and byte-identical to the pinned copy.
         let v = PeerVerifier::new(&parsed.certs, &rustls::crypto::ring::default_provider())
             .expect("verifier");
@@ -660,9 +592,6 @@ mod tests {
         assert_eq!(hints.len(), 1);
         let hint = x509_cert::name::Name::from_der(hints[0].as_ref()).expect("hint is a Name");
         assert_eq!(hint, tbs.subject);
-        // Two runs give different keys and serials.
-        let (k2, c2) = other_self_signed("x", true);
-        assert!(!pem.contains(&k2) && !pem.contains(&c2));
     }
 
     #[tokio::test]
