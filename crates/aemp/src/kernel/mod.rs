@@ -117,12 +117,8 @@ pub(crate) enum Task {
         default: Option<Handler>,
         tags: Vec<(Str, Handler)>,
     },
-    /// Register a monitor.
-    Mon {
-        port: PortId,
-        id: u64,
-        action: Monitor,
-    },
+    /// Register a monitor (boxed: a rare command, kept out of the size of every task).
+    Mon(Box<MonRequest>),
     /// Cancel a monitor.
     Unmon(u64),
     /// Fire a queued `no_such_port` monitor, unless it was cancelled meanwhile.
@@ -135,6 +131,13 @@ pub(crate) enum Task {
         args: Vec<Value>,
         gate: Arc<AtomicBool>,
     },
+}
+
+/// A monitor to register: on `port`, cancelled by guard `id`.
+pub(crate) struct MonRequest {
+    pub port: PortId,
+    pub id: u64,
+    pub action: Monitor,
 }
 
 /// The dispatcher-owned state of a node: ports and monitors.
@@ -173,8 +176,19 @@ impl Kernel {
         self.ports.contains(name)
     }
 
-    /// Runs one task.
+    /// Runs one task. The common case (a message for a local port) is matched here, inline
+    /// in the dispatcher's loop, so that the task is not copied again on its way.
+    #[inline(always)]
     pub(crate) fn exec(&mut self, task: Task, host: &mut dyn Host) {
+        match task {
+            Task::Deliver { port, msg, src } => self.deliver(port, msg, src.as_deref(), host),
+            other => self.exec_other(other, host),
+        }
+    }
+
+    /// Every task but a local delivery.
+    #[inline(never)]
+    fn exec_other(&mut self, task: Task, host: &mut dyn Host) {
         match task {
             Task::Deliver { port, msg, src } => self.deliver(port, msg, src.as_deref(), host),
             Task::Send { port, msg } => self.snd(&port, msg, host),
@@ -193,7 +207,10 @@ impl Kernel {
                 default,
                 tags,
             } => self.create_port(name, default, tags),
-            Task::Mon { port, id, action } => self.mon(&port, id, action, host),
+            Task::Mon(m) => {
+                let MonRequest { port, id, action } = *m;
+                self.mon(&port, id, action, host)
+            }
             Task::Unmon(id) => self.unmon(id, host),
             Task::FirePending(id) => {
                 if let Some(action) = self.pending_fires.remove(&id) {

@@ -44,12 +44,12 @@ impl Cal {
             msg,
             timeout,
         } = self;
-        node.core().push(Cmd::Cal(CalRequest {
+        node.core().push(Cmd::Cal(Box::new(CalRequest {
             target,
             msg,
             timeout,
             callback: Box::new(cb),
-        }));
+        })));
     }
 }
 

@@ -3,7 +3,7 @@
 use super::Node;
 use crate::error::Error;
 use crate::kernel::monitor::Monitor;
-use crate::kernel::Task;
+use crate::kernel::{MonRequest, Task};
 use crate::runtime::{Cmd, Core, DbChange, DbCmd};
 use aemp_proto::db::names::Family;
 use aemp_proto::db::DbMap;
@@ -198,7 +198,7 @@ impl Node {
             value,
         }));
         let (f2, k2) = (fam.clone(), key.clone());
-        self.core().task(Task::Mon {
+        self.core().task(Task::Mon(Box::new(MonRequest {
             port: port.clone(),
             id,
             action: Monitor::callback(move |_reason| {
@@ -209,7 +209,7 @@ impl Node {
                     }));
                 }
             }),
-        });
+        })));
         Ok(DbEntry {
             core: std::sync::Arc::downgrade(self.core()),
             family: fam,

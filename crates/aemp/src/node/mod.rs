@@ -20,7 +20,7 @@ use crate::kernel::context::Cx;
 use crate::kernel::monitor::{Canceller, MonGuard, Monitor, Reason};
 use crate::kernel::port::Handler;
 use crate::kernel::registry::NamedFn;
-use crate::kernel::{self, Shared, Task};
+use crate::kernel::{self, MonRequest, Shared, Task};
 use crate::runtime::{self, Cmd, Core, Query, Setup};
 use crate::transport::Transport;
 use aemp_proto::ids::{self, PortNamer};
@@ -259,9 +259,14 @@ impl Node {
                 src: None,
             }
         } else {
-            Task::Send {
-                port: port.clone(),
-                msg,
+            // The direct path (see `runtime::direct`): straight into the connection when
+            // the node task has nothing of ours pending.
+            match self.inner.core.try_direct(port, msg) {
+                Ok(()) => return Ok(()),
+                Err(msg) => Task::Send {
+                    port: port.clone(),
+                    msg,
+                },
             }
         };
         self.inner.core.task(task);
@@ -341,11 +346,11 @@ impl Node {
     /// Dropping the returned guard cancels the monitor; [`MonGuard::keep`] keeps it forever.
     pub fn mon(&self, port: &PortId, action: Monitor) -> MonGuard {
         let id = self.shared().next_guard();
-        self.inner.core.task(Task::Mon {
+        self.inner.core.task(Task::Mon(Box::new(MonRequest {
             port: port.clone(),
             id,
             action,
-        });
+        })));
         MonGuard::new(self.canceller(), id)
     }
 

@@ -121,6 +121,7 @@ impl NodeHost {
     }
 
     pub(super) fn teardown(&mut self) {
+        self.core.direct.clear();
         self.peers.close_all();
         if let Some(t) = &self.transport {
             t.shutdown();
@@ -376,9 +377,13 @@ impl NodeHost {
                             "could not reach node, dropping queued messages"
                         );
                     }
+                    self.core.direct.withdraw(&node);
                     self.lost.push((node, reason));
                 }
                 peers::Effect::NodeUp { node } => {
+                    if let Some(link) = self.peers.link(&node) {
+                        self.core.direct.publish(&node, link.clone());
+                    }
                     if let Ok(id) = NodeId::new(node.as_str()) {
                         let _ = self.core.events.send(NodeEvent::Up(id));
                     }

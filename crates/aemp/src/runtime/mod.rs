@@ -13,6 +13,7 @@
 //! queues into the same run queue, so everything one handler does keeps one FIFO order.
 
 mod cal;
+mod direct;
 mod host;
 
 pub(crate) use cal::CalRequest;
@@ -23,7 +24,7 @@ use crate::transport::{ConnEvent, EventSink, Frames, Transport};
 use aemp_proto::db::names::Family;
 use aemp_proto::db::DbMap;
 use aemp_proto::global::QueryKind;
-use aemp_proto::{NodeId, Str, Value};
+use aemp_proto::{Msg, NodeId, PortId, Str, Value};
 use host::NodeHost;
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
@@ -130,8 +131,8 @@ pub(crate) enum Cmd {
     Db(DbCmd),
     /// A question about the node's state.
     Query(Query),
-    /// A `cal`.
-    Cal(CalRequest),
+    /// A `cal` (boxed: rare, and larger than a message).
+    Cal(Box<CalRequest>),
     /// A `cal` timed out.
     CalTimeout(cal::Pending, Str),
     /// Dial an address (`node`, if known, is who should answer there).
@@ -155,6 +156,11 @@ pub(crate) struct Core {
     queued: AtomicBool,
     notify: Notify,
     closed: AtomicBool,
+    /// True from the moment the dispatcher takes a batch until it is idle again (see
+    /// [`direct`]).
+    busy: AtomicBool,
+    /// The direct path of remote sends (written by the node task only, see [`direct`]).
+    pub(crate) direct: direct::DirectLinks,
     /// How long the dispatcher busy-polls before it sleeps (0 = never); see `Node::set_spin`.
     pub spin_nanos: AtomicU64,
     /// Node up/down notifications.
@@ -170,6 +176,8 @@ impl Core {
             queued: AtomicBool::new(false),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            direct: direct::DirectLinks::default(),
             spin_nanos: AtomicU64::new(spin.as_nanos().min(u64::MAX as u128) as u64),
             events,
         }
@@ -217,6 +225,19 @@ impl Core {
         if was_empty {
             self.notify.notify_one();
         }
+    }
+
+    /// Sends a message of a node handle to a remote port straight into its connection, if
+    /// the node task is idle and the node is up (see [`direct`]); gives it back otherwise.
+    #[inline]
+    pub(crate) fn try_direct(&self, port: &PortId, msg: Msg) -> Result<(), Msg> {
+        if self.queued.load(Ordering::Acquire)
+            || self.busy.load(Ordering::Acquire)
+            || std::ptr::eq(ACTIVE.get(), self)
+        {
+            return Err(msg);
+        }
+        self.direct.send(port, msg)
     }
 
     /// Queues kernel work.
@@ -337,7 +358,7 @@ impl Runtime {
             },
             Cmd::Cal(req) => {
                 let core = self.host.core.clone();
-                cal::start(&core, &mut self.kernel, &mut self.host, req)
+                cal::start(&core, &mut self.kernel, &mut self.host, *req)
             }
             Cmd::CalTimeout(pending, reply) => {
                 cal::timed_out(&mut self.kernel, &mut self.host, pending, &reply)
@@ -375,8 +396,13 @@ impl Runtime {
                     batch = Vec::with_capacity(INITIAL_QUEUE);
                 }
                 let mut q = core.queue.lock();
+                // Busy before the queue looks empty: a direct send must not overtake what
+                // this batch holds.
+                if !q.is_empty() {
+                    core.busy.store(true, Ordering::Release);
+                }
                 std::mem::swap(&mut *q, &mut batch);
-                core.queued.store(false, Ordering::Relaxed);
+                core.queued.store(false, Ordering::Release);
             }
             if batch.is_empty() && self.host.run.is_empty() {
                 if core.is_closed() {
@@ -385,6 +411,8 @@ impl Runtime {
                 if self.host.timers_dirty {
                     self.host.arm_timer();
                 }
+                // Everything queued so far has run (and was written to its connections).
+                core.busy.store(false, Ordering::Release);
                 // Busy-poll for a while before sleeping, if configured (like the busy wait of
                 // Erlang's schedulers): yielding keeps the runtime thread awake, polling
                 // sockets and timers, so the next message does not pay for waking an idle
