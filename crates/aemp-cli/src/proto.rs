@@ -232,7 +232,7 @@ async fn trace(node: &Node, start: &PortId, timeout: Duration) -> Result<(), Fai
     while let Some(n) = todo.pop_front() {
         let Ok(id) = NodeId::new(&n) else { continue };
         let reply = node
-            .cal(&id.node_port(), aemp::msg![aemp::node_req::UP_NODES])
+            .cal(&id.node_port(), aemp::msg![aemp_proto::node_req::UP_NODES])
             .timeout(timeout)
             .await;
         match reply {

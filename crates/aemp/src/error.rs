@@ -35,9 +35,16 @@ pub enum Error {
     /// A typed message did not have the expected shape.
     #[error(transparent)]
     Typed(#[from] aemp_proto::typed::TypedError),
-    /// Configuration problem.
+    /// The configuration could not be used (bad binds or seeds, unresolvable names).
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] crate::config::ConfigError),
+    /// The network could not be set up (certificate, handshake settings, listeners).
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    /// The operation needs a network, and this node has none (it was made by
+    /// [`Node::new`](crate::Node::new), not [`Node::configure`](crate::Node::configure)).
+    #[error("this node has no network (create it with Node::configure)")]
+    NoNetwork,
     /// An I/O error (binding listeners and the like).
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -7,6 +7,7 @@ use crate::kernel::Shared;
 use crate::runtime::{Cmd, Core, NodeEvent, Query};
 use crate::transport::{Counters, EventSink, NetConfig, Transport};
 use aemp_proto::codec::Limits;
+use aemp_proto::handshake::HandshakeConfig;
 use aemp_proto::ids::PortNamer;
 use aemp_proto::{NodeId, Str};
 use std::net::SocketAddr;
@@ -27,20 +28,24 @@ impl Node {
         let bind_eps = cfg.binds.clone();
         let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
             .await
-            .map_err(|e| Error::Config(format!("resolving binds: {e}")))?
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::Io(std::io::Error::other(format!("resolving binds: {e}"))))??;
         let net_cfg = NetConfig {
             binds,
-            secret: cfg.secret.as_ref().map(|s| s.as_bytes().to_vec()),
             cert: cfg.cert.clone(),
-            auth_accept: cfg.auth_accept.clone(),
-            auth_offer: cfg.auth_offer.clone(),
-            framings: cfg.framing_format.clone(),
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             nodelay: cfg.nodelay,
             limits,
         };
+        let secret = cfg
+            .secret
+            .as_ref()
+            .map(|s| s.as_bytes().to_vec())
+            .filter(|s| !s.is_empty());
+        let mut hs = HandshakeConfig::new(cfg.node_id.as_str(), secret);
+        hs.auth_accept = cfg.auth_accept.clone();
+        hs.auth_offer = cfg.auth_offer.clone();
+        hs.framings = cfg.framing_format.clone();
         let shared = Arc::new(Shared::new(
             cfg.node_id.clone(),
             PortNamer::new(&crate::config::port_prefix(cfg.randomised), &cfg.runiq),
@@ -51,19 +56,12 @@ impl Node {
             let w: Weak<Core> = Arc::downgrade(&core);
             w
         };
-        let transport = Arc::new(
-            Transport::new(cfg.node_id.clone(), net_cfg, sink)
-                .map_err(|e| Error::Config(e.to_string()))?,
-        );
-        let bound = transport
-            .listen()
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let transport = Arc::new(Transport::new(cfg.node_id.clone(), net_cfg, hs, sink)?);
+        let bound = transport.listen().await?;
         let seed_eps = cfg.seeds.clone();
         let seeds = tokio::task::spawn_blocking(move || resolve_all(&seed_eps))
             .await
-            .map_err(|e| Error::Config(format!("resolving seeds: {e}")))?
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::Io(std::io::Error::other(format!("resolving seeds: {e}"))))??;
         // A node that finds itself among its seeds, has no seeds at all, or runs the global
         // service as configured, is global from the start.
         let own_seed = seeds.iter().any(|s| bound.contains(s));
@@ -86,7 +84,7 @@ impl Node {
     /// once; watch [`Node::node_events`] for the result.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         if self.transport().is_none() {
-            return Err(Error::Config("node has no network".into()));
+            return Err(Error::NoNetwork);
         }
         self.core().push(Cmd::Dial(addr, None));
         Ok(())
@@ -95,7 +93,7 @@ impl Node {
     /// Tells the node where `node` listens, so that sending to it can connect.
     pub fn add_address(&self, node: &NodeId, addrs: Vec<SocketAddr>) -> Result<(), Error> {
         if self.transport().is_none() {
-            return Err(Error::Config("node has no network".into()));
+            return Err(Error::NoNetwork);
         }
         self.core()
             .push(Cmd::AddAddress(Str::from(node.as_str()), addrs));

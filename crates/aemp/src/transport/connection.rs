@@ -30,6 +30,66 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
+/// Why a connection ended. The text of each is what the monitors of the peer see as the
+/// third element of `("transport_error", node, text)`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    /// The handshake refused what the peer sent.
+    #[error("handshake: {0}")]
+    Handshake(HandshakeError),
+    /// Starting TLS in the handshake state machine failed.
+    #[error("{0}")]
+    TlsStart(HandshakeError),
+    /// The peer asked for TLS, but this node has no certificate.
+    #[error("TLS requested but no certificate configured")]
+    TlsUnconfigured,
+    /// The TLS handshake did not finish within `monitor_timeout`.
+    #[error("TLS handshake timeout")]
+    TlsTimeout,
+    /// The TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(super::tls::TlsError),
+    /// The peer asked for TLS a second time.
+    #[error("TLS requested twice")]
+    TlsTwice,
+    /// The peer's greeting carries an unusable node ID.
+    #[error("peer greeting: {0}")]
+    PeerGreeting(aemp_proto::ids::IdError),
+    /// The connection registry closed this connection (another one to the peer is kept).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// No input within `monitor_timeout` during the handshake.
+    #[error("handshake timeout")]
+    HandshakeTimeout,
+    /// The peer closed the connection during the handshake.
+    #[error("connection closed during handshake")]
+    ClosedDuringHandshake,
+    /// The node this connection belonged to is gone.
+    #[error("node is gone")]
+    NodeGone,
+    /// An authenticated connection of another protocol (data connections are not served).
+    #[error("sub-protocol {0} is not served")]
+    SubProtocol(String),
+    /// The negotiated framing is not one this node can use.
+    #[error("unusable {which} framing {name}")]
+    UnusableFraming {
+        /// `send` or `remote`.
+        which: &'static str,
+        /// The framing's name.
+        name: String,
+    },
+    /// A frame could not be decoded (the connection is closed; frames before it were
+    /// delivered).
+    #[error("protocol error: {0}")]
+    Protocol(aemp_proto::codec::DecodeError),
+    /// The peer closed the connection.
+    #[error("EOF from peer")]
+    Eof,
+    /// Reading or writing failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Write buffers above this size are not kept for reuse after a write (a burst of large
 /// messages should not pin its peak size per connection forever; below this, reuse avoids
 /// re-growing the buffer for every large frame).
@@ -160,7 +220,7 @@ pub(crate) async fn run(
     t.remove_live(id);
     let text = match result {
         Ok(()) => "connection closed".to_string(),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     let _enter = span.enter();
     match &peer {
@@ -201,10 +261,10 @@ async fn drive(
     id: u64,
     mut verdict: watch::Receiver<Verdict>,
     peer: &mut Option<NodeId>,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     let mut hs = Handshake::new(&net.hs, &format_hostport(&addr), new_nonce());
     if let Some(e) = hs.error() {
-        return Err(format!("handshake: {e}"));
+        return Err(ConnError::Handshake(e.clone()));
     }
     write(&mut stream, &hs.initial_bytes()).await?;
     let mut ctx = HsCtx {
@@ -220,24 +280,21 @@ async fn drive(
             data_phase(net, stream, est, rest, id, ctx.peer, ctx.verdict).await
         }
         Phase::Tls { client, leftover } => {
-            let identity = net
-                .tls
-                .clone()
-                .ok_or_else(|| "TLS requested but no certificate configured".to_string())?;
+            let identity = net.tls.clone().ok_or(ConnError::TlsUnconfigured)?;
             let pre = Prefixed::new(leftover, stream);
             let mut tls = tokio::time::timeout(
                 net.cfg.monitor_timeout,
                 super::tls::start_tls(pre, client, &identity),
             )
             .await
-            .map_err(|_| "TLS handshake timeout".to_string())?
-            .map_err(|e| format!("TLS: {e}"))?;
-            hs.tls_started().map_err(|e| e.to_string())?;
+            .map_err(|_| ConnError::TlsTimeout)?
+            .map_err(ConnError::Tls)?;
+            hs.tls_started().map_err(ConnError::TlsStart)?;
             match handshake(&mut ctx, &mut tls, &mut hs, Vec::new()).await? {
                 Phase::Done(est, rest) => {
                     data_phase(net, tls, est, rest, id, ctx.peer, ctx.verdict).await
                 }
-                Phase::Tls { .. } => Err("TLS requested twice".to_string()),
+                Phase::Tls { .. } => Err(ConnError::TlsTwice),
             }
         }
     }
@@ -253,9 +310,9 @@ struct HsCtx<'a> {
     peer: &'a mut Option<NodeId>,
 }
 
-async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), String> {
-    s.write_all(b).await.map_err(|e| e.to_string())?;
-    s.flush().await.map_err(|e| e.to_string())
+async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), ConnError> {
+    s.write_all(b).await?;
+    Ok(s.flush().await?)
 }
 
 /// Feeds the handshake until it asks for TLS or is established.
@@ -268,7 +325,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     hs: &mut Handshake,
     mut input: Vec<u8>,
-) -> Result<Phase, String> {
+) -> Result<Phase, ConnError> {
     let mut buf = [0u8; 4096];
     let mut held: Option<Vec<u8>> = None;
     let mut est: Option<Established> = None;
@@ -280,8 +337,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 progressed = true;
                 match ev {
                     Event::PeerGreeting(g) => {
-                        let node =
-                            NodeId::new(&g.node_id).map_err(|e| format!("peer greeting: {e}"))?;
+                        let node = NodeId::new(&g.node_id).map_err(ConnError::PeerGreeting)?;
                         if g.protocol == "aemp" {
                             ctx.net.report(ConnEvent::Greeted {
                                 id: ctx.id,
@@ -314,7 +370,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                         if ctx.outgoing && e == HandshakeError::TalkToMyself {
                             ctx.net.report(ConnEvent::ReachedSelf { addr: ctx.addr });
                         }
-                        return Err(format!("handshake: {e}"));
+                        return Err(ConnError::Handshake(e));
                     }
                 };
                 off += used;
@@ -339,7 +395,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     held = None;
                 }
-                Verdict::Close(why) => return Err(why.to_string()),
+                Verdict::Close(why) => return Err(ConnError::Refused(why)),
                 Verdict::Pending => {}
             }
         }
@@ -352,16 +408,15 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             r = tokio::time::timeout(ctx.net.cfg.monitor_timeout, stream.read(&mut buf)) => {
                 let n = r
-                    .map_err(|_| "handshake timeout".to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| ConnError::HandshakeTimeout)??;
                 if n == 0 {
-                    return Err("connection closed during handshake".to_string());
+                    return Err(ConnError::ClosedDuringHandshake);
                 }
                 input.extend_from_slice(&buf[..n]);
             }
             changed = ctx.verdict.changed(), if waiting => {
                 if changed.is_err() {
-                    return Err("node is gone".to_string());
+                    return Err(ConnError::NodeGone);
                 }
             }
         }
@@ -376,17 +431,21 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     id: u64,
     peer: &mut Option<NodeId>,
     verdict: &watch::Receiver<Verdict>,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     let Some(node) = peer.clone() else {
         // A sub-protocol (DataConn) connection: not a node connection.
-        return Err(format!("sub-protocol {} is not served", est.protocol));
+        return Err(ConnError::SubProtocol(est.protocol.clone()));
     };
-    let send = Framing::from_name(&est.send_framing)
-        .ok_or_else(|| format!("unusable send framing {}", est.send_framing))?;
-    let recv = Framing::from_name(&est.recv_framing)
-        .ok_or_else(|| format!("unusable remote framing {}", est.recv_framing))?;
+    let send = Framing::from_name(&est.send_framing).ok_or_else(|| ConnError::UnusableFraming {
+        which: "send",
+        name: est.send_framing.clone(),
+    })?;
+    let recv = Framing::from_name(&est.recv_framing).ok_or_else(|| ConnError::UnusableFraming {
+        which: "remote",
+        name: est.recv_framing.clone(),
+    })?;
     if let Verdict::Close(why) = *verdict.borrow() {
-        return Err(why.to_string());
+        return Err(ConnError::Refused(why));
     }
     tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
     let tx = Arc::new(ConnTx::new(id, send, node.clone()));
@@ -413,9 +472,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     leftover: Vec<u8>,
     src: Arc<NodeId>,
     tx: &ConnTx,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     let Some(sink) = net.sink() else {
-        return Err("node is gone".to_string());
+        return Err(ConnError::NodeGone);
     };
     let mut dec = Decoder::new(framing, net.cfg.limits);
     dec.feed(&leftover);
@@ -459,19 +518,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         if let Err(e) = decoded {
             net.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(format!("protocol error: {e}"));
+            return Err(ConnError::Protocol(e));
         }
         let n = if let Some((body, missing)) = dec.tail_room() {
             // The long last string of a frame: read straight into its own buffer, which
             // becomes the string (no copy, no zero-filling).
             use bytes::BufMut;
-            rd.read_buf(&mut body.limit(missing))
-                .await
-                .map_err(|e| e.to_string())?
+            rd.read_buf(&mut body.limit(missing)).await?
         } else {
             let room = dec.spare(chunk);
             let room_len = room.len();
-            let n = rd.read(room).await.map_err(|e| e.to_string())?;
+            let n = rd.read(room).await?;
             dec.commit(n);
             if n == room_len && chunk < READ_MAX {
                 chunk *= 2;
@@ -479,7 +536,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             n
         };
         if n == 0 {
-            return Err("EOF from peer".to_string());
+            return Err(ConnError::Eof);
         }
         net.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         tx.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
@@ -490,7 +547,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     net: &Arc<Transport>,
     mut wr: W,
     tx: Arc<ConnTx>,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     let mut out = Outbox::default();
     loop {
         std::mem::swap(&mut *tx.buf.lock(), &mut out);
@@ -508,8 +565,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             wr.write_all(&out.bytes).await
         } else {
             write_pieces(&mut wr, &out).await
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         net.counters
             .bytes_out
             .fetch_add(len as u64, Ordering::Relaxed);

@@ -10,6 +10,8 @@
 pub(crate) mod connection;
 pub(crate) mod tls;
 
+pub use tls::TlsError;
+
 use aemp_proto::codec::{Framing, Limits};
 use aemp_proto::conn_registry::Verdict;
 use aemp_proto::handshake::HandshakeConfig;
@@ -24,21 +26,15 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
-/// Network settings of a node (the transport part of the configuration).
+/// Network settings of a node (the transport part of the configuration); the handshake
+/// settings (secret, auth methods, framings) come separately, as the handshake's own
+/// [`HandshakeConfig`].
 #[derive(Clone, Debug)]
-pub struct NetConfig {
+pub(crate) struct NetConfig {
     /// Addresses to listen on (port 0 = ephemeral).
     pub binds: Vec<SocketAddr>,
-    /// The shared secret (`None` or empty: only TLS can authenticate).
-    pub secret: Option<Vec<u8>>,
     /// PEM with key and certificate(s) for TLS, also the trusted set.
     pub cert: Option<String>,
-    /// Auth methods advertised (accepted) in the greeting.
-    pub auth_accept: Vec<String>,
-    /// Auth methods we are willing to send.
-    pub auth_offer: Vec<String>,
-    /// Framings we accept and may send, in order of preference.
-    pub framings: Vec<String>,
     /// Handshake read-inactivity timeout.
     pub monitor_timeout: Duration,
     /// Overall timeout for reaching a node.
@@ -47,32 +43,6 @@ pub struct NetConfig {
     pub nodelay: bool,
     /// Decoder limits (nesting depth, message size).
     pub limits: Limits,
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        NetConfig {
-            binds: Vec::new(),
-            secret: None,
-            cert: None,
-            auth_accept: aemp_proto::handshake::DEFAULT_AUTH_ACCEPT
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            auth_offer: aemp_proto::handshake::DEFAULT_AUTH_OFFER
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            framings: aemp_proto::handshake::DEFAULT_FRAMINGS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            monitor_timeout: Duration::from_secs(30),
-            connect_interval: Duration::from_secs(2),
-            nodelay: true,
-            limits: Limits::default(),
-        }
-    }
 }
 
 /// Traffic counters of the node (all connections).
@@ -232,6 +202,7 @@ impl Transport {
     pub(crate) fn new(
         id: NodeId,
         cfg: NetConfig,
+        mut hs: HandshakeConfig,
         sink: Weak<dyn EventSink>,
     ) -> Result<Transport, TransportError> {
         let tls = match &cfg.cert {
@@ -241,16 +212,7 @@ impl Transport {
             )),
             None => None,
         };
-        let mut hs =
-            HandshakeConfig::new(id.as_str(), cfg.secret.clone().filter(|s| !s.is_empty()));
-        hs.auth_accept = cfg.auth_accept.clone();
-        hs.auth_offer = cfg.auth_offer.clone();
-        hs.framings = cfg
-            .framings
-            .iter()
-            .filter(|f| Framing::from_name(f).is_some())
-            .cloned()
-            .collect();
+        hs.framings.retain(|f| Framing::from_name(f).is_some());
         hs.tls_available = tls.is_some();
         hs.validate()
             .map_err(|e| TransportError::Handshake(e.to_string()))?;
