@@ -26,6 +26,9 @@ pub enum Error {
     /// Messages must contain at least one element.
     #[error("empty message")]
     EmptyMessage,
+    /// A node was created outside a tokio runtime (it needs one for its task).
+    #[error("a node needs a tokio runtime: create it inside one (e.g. under #[tokio::main])")]
+    NoRuntime,
     /// The node has been shut down.
     #[error("node is shut down")]
     Shutdown,

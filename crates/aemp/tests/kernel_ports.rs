@@ -944,3 +944,12 @@ async fn typed_empty_message_is_an_error() {
     let r = node.snd_typed(&rec.port, &Vec::<u32>::new());
     assert!(matches!(r, Err(Error::EmptyMessage)), "{r:?}");
 }
+
+/// A node made outside a tokio runtime is an error, not a panic.
+#[test]
+fn node_outside_a_runtime_is_an_error() {
+    assert!(matches!(
+        aemp::Node::new("no-runtime/%u"),
+        Err(aemp::Error::NoRuntime)
+    ));
+}

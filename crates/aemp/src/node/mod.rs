@@ -71,8 +71,9 @@ impl Node {
     /// Creates a local node (no network) with the given node ID pattern (`%n`, `%u` and a
     /// trailing `/` are expanded, see PROTOCOL.md §8.3).
     ///
-    /// Must be called within a tokio runtime.
+    /// Must be called within a tokio runtime ([`Error::NoRuntime`] otherwise).
     pub fn new(nodeid: &str) -> Result<Node, Error> {
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let runiq = ids::new_runiq();
         let expanded = ids::expand_node_id(nodeid, &crate::config::nodename(), &runiq)?;
         let shared = Arc::new(Shared::new(

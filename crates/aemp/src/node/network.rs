@@ -25,6 +25,7 @@ impl Node {
 
     /// [`Node::configure`] with explicit decoder limits (nesting depth, message size).
     pub async fn configure_with_limits(cfg: Config, limits: Limits) -> Result<Node, Error> {
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let bind_eps = cfg.binds.clone();
         let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
             .await
