@@ -727,7 +727,8 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                         if !addrs.is_empty() {
                             self.peers.addresses(&node, addrs, now, &mut more);
                         } else if self.global.is_global() {
-                            self.peers.connect_failed(&node, NO_KNOWN_ADDRESS, &mut more);
+                            self.peers
+                                .connect_failed(&node, NO_KNOWN_ADDRESS, &mut more);
                         }
                     }
                     self.route_peers(&mut more, now);
@@ -774,7 +775,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }
                 global::Effect::Connect { node } => {
                     if self.network {
-                            let mut out = std::mem::take(&mut self.scratch);
+                        let mut out = std::mem::take(&mut self.scratch);
                         self.peers.ensure_connected(&node, now, &mut out);
                         self.route_peers(&mut out, now);
                         self.scratch = out;

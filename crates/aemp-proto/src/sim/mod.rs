@@ -247,6 +247,8 @@ pub struct Opts {
     pub detect: Duration,
     /// Print every log record and connection event.
     pub verbose: bool,
+    /// Check the registries' indexes after every event (costs a scan per node and event).
+    pub check: bool,
 }
 
 impl Default for Opts {
@@ -256,6 +258,7 @@ impl Default for Opts {
             jitter: Duration::from_millis(1),
             detect: Duration::from_millis(200),
             verbose: std::env::var_os("SIM_VERBOSE").is_some(),
+            check: true,
         }
     }
 }
@@ -461,7 +464,10 @@ impl Sim {
         for c in 0..self.conns.len() {
             let conn = &self.conns[c];
             let x = conn.ends[0].node;
-            if conn.target.is_some_and(|y| (x, y) == (a, b) || (x, y) == (b, a)) {
+            if conn
+                .target
+                .is_some_and(|y| (x, y) == (a, b) || (x, y) == (b, a))
+            {
                 self.break_conn(c);
             }
         }
@@ -546,7 +552,14 @@ impl Sim {
         let d = self.opts.latency + self.rand_dur(self.opts.jitter);
         let at = (self.now + d).max(self.conns[c].last[to]);
         self.conns[c].last[to] = at;
-        self.at(at, Ev::Wire { conn: c, to, wire: w });
+        self.at(
+            at,
+            Ev::Wire {
+                conn: c,
+                to,
+                wire: w,
+            },
+        );
     }
 
     // ---- running ---------------------------------------------------------------------------
@@ -604,6 +617,11 @@ impl Sim {
             Ev::Wire { conn, to, wire } => self.wire(conn, to, wire),
             Ev::Progress { conn, side } => self.progress(conn, side),
             Ev::Close { conn, side, text } => self.close_end(conn, side, text),
+        }
+        if self.opts.check {
+            for n in self.nodes.iter().filter(|n| n.alive) {
+                n.core.registry().check_indexes();
+            }
         }
     }
 
@@ -775,7 +793,10 @@ impl Sim {
         let a = conn.ends[0].node;
         let Some(b) = conn.target.filter(|&b| self.nodes[b].alive) else {
             let d = self.opts.latency;
-            self.at(now + d, Ev::DialFail(c, "connect failed: Connection refused"));
+            self.at(
+                now + d,
+                Ev::DialFail(c, "connect failed: Connection refused"),
+            );
             return;
         };
         if conn.broken || self.split(a, b) {
@@ -939,7 +960,9 @@ impl Sim {
             }
             "seq" => {
                 let n = msg.get(0).and_then(Value::as_u64).unwrap();
-                self.nodes[i].recs.push((now, Rec::Recv(Str::from(from), n)));
+                self.nodes[i]
+                    .recs
+                    .push((now, Rec::Recv(Str::from(from), n)));
             }
             other => panic!("message for unknown port {other}"),
         }
