@@ -515,6 +515,9 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
     /// address dialled (for an outgoing connection; it is remembered as an address of
     /// `node`, and tells which node a seed address is).
     pub fn greeted(&mut self, id: u64, node: &str, addr: SocketAddr, outgoing: bool, now: Instant) {
+        // The registry first: the seed's `g_slave` below starts an attempt to reach the
+        // node, which must see this connection as one to that node, not dial it again.
+        self.registry.greeted(id, node, now);
         if outgoing {
             self.peers.learn_address(node, addr);
             if self.seeds.greeted(addr, node) {
@@ -522,7 +525,6 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 self.route_global(eff, now);
             }
         }
-        self.registry.greeted(id, node, now);
         self.flush_verdicts();
     }
 

@@ -229,27 +229,48 @@ fn partition_and_healing() {
     }
 }
 
-/// Every node is a seed of every other one, so every pair dials each other at the same
-/// instant: exactly one connection per pair ends up up on both sides, and nobody sees a
-/// node lost.
+/// Every node is a seed of every other one, so every pair dials each other at about the
+/// same instant (at once, or with start times up to 3 ms apart): exactly one connection per
+/// pair ends up up on both sides, nobody sees a node lost, and the registry settles the
+/// races without re-dials.
 #[test]
 fn simultaneous_connects() {
-    for seed in 0..12 {
+    let (n, pairs, runs): (usize, usize, u64) = (6, 15, 24);
+    let (mut dials, mut not_used) = (0, 0);
+    for seed in 0..runs {
         let opts = Opts {
             jitter: Duration::from_micros(300 * (seed % 4)),
             ..Opts::default()
         };
         let mut sim = Sim::new(100 + seed, opts);
-        let n = 5;
         let seeds: Vec<SocketAddr> = (0..n).map(Sim::addr_of).collect();
         let nodes = add_nodes(&mut sim, "N", n, &seeds);
         for &i in &nodes {
+            if seed % 2 == 1 {
+                let d = sim.rand_dur(ms(3));
+                sim.run_until(sim.t0 + d);
+            }
             sim.start(i);
         }
         sim.run_for(secs(20));
+        // Each node dials itself once and every other node once.
+        dials += sim.conns.len() - n;
+        not_used += sim
+            .nodes
+            .iter()
+            .flat_map(|n| &n.logs)
+            .filter(|(_, l)| matches!(l, Log::ConnectionNotUsed { .. }))
+            .count();
         for &x in &nodes {
             assert!(sim.nodes[x].core.global().is_global());
             assert_eq!(sim.lost(x), vec![], "seed {seed}: no node lost at N{x}");
+            assert!(
+                !sim.nodes[x]
+                    .recs
+                    .iter()
+                    .any(|(_, r)| matches!(r, Rec::Down(..))),
+                "seed {seed}: no node down at N{x}"
+            );
             for &y in &nodes {
                 if x >= y {
                     continue;
@@ -262,6 +283,13 @@ fn simultaneous_connects() {
             }
         }
     }
+    eprintln!(
+        "simultaneous connects: {dials} dials for {} pairs in {runs} runs, {not_used} \
+         authenticated but not used",
+        pairs * runs as usize
+    );
+    assert_eq!(dials, 2 * pairs * runs as usize, "no re-dial was needed");
+    assert_eq!(not_used, 0);
 }
 
 /// Checks that the counters `to` received from `from` are increasing and that every gap
@@ -308,7 +336,80 @@ fn check_no_holes(sim: &Sim, from: usize, to: usize) -> (usize, usize) {
         }
         prev = Some(k);
     }
+    // What never arrived after the last arrival was announced too.
+    let first_missing = prev.map_or(0, |p| p + 1);
+    if let Some(&lo) = sent_at.get(&first_missing) {
+        assert!(
+            losses.iter().any(|&l| l > lo),
+            "{from_name}→{to_name}: {first_missing}.. missing without NodeLost"
+        );
+    }
     (got.len(), gaps)
+}
+
+/// What [`stream`] saw: link failures, and per direction (S→R, R→S) messages received,
+/// gaps, and the reasons of the sender's `NodeLost`s.
+struct Streamed {
+    breaks: usize,
+    got: [usize; 2],
+    gaps: [usize; 2],
+    lost: [Vec<String>; 2],
+}
+
+/// S streams a counter to R every millisecond for 8 s (and R to S if `both`) while their
+/// connections break every 20–420 ms; each end notices a break within `detect`. Checks the
+/// no-holes property in each direction.
+fn stream(seed: u64, both: bool, detect: Duration) -> Streamed {
+    let opts = Opts {
+        detect,
+        ..Opts::default()
+    };
+    let mut sim = Sim::new(seed, opts);
+    let s = sim.add("S", |_| {});
+    let r = sim.add("R", |_| {});
+    for (x, y) in [(s, r), (r, s)] {
+        let (name, addr) = (sim.nodes[y].name.clone(), sim.nodes[y].addr);
+        sim.start(x);
+        sim.with(x, |c, now| c.add_addresses(&name, vec![addr], now));
+    }
+    let mut next_break = sim.now + ms(100);
+    let mut breaks = 0;
+    for k in 0..8000u64 {
+        sim.run_until(sim.t0 + ms(k));
+        if sim.now >= next_break {
+            sim.break_links(s, r);
+            breaks += 1;
+            let d = sim.rand_dur(ms(400));
+            next_break = sim.now + ms(20) + d;
+        }
+        sim.send_seq(s, "R", k);
+        if both {
+            sim.send_seq(r, "S", k);
+        }
+    }
+    sim.run_for(secs(5));
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        for i in [s, r] {
+            let n = &sim.nodes[i];
+            eprintln!(
+                "{}: up {:?} connecting {} queued {} lost {:?}",
+                n.name,
+                n.core.up_nodes().collect::<Vec<_>>(),
+                n.core.peers().is_connecting(if i == s { "R" } else { "S" }),
+                n.core.peers().queued(if i == s { "R" } else { "S" }),
+                sim.lost(i)
+            );
+        }
+    }
+    let (got_r, gaps_r) = check_no_holes(&sim, s, r);
+    let (got_s, gaps_s) = check_no_holes(&sim, r, s);
+    let reasons = |i: usize| sim.lost(i).into_iter().map(|(_, _, why)| why).collect();
+    Streamed {
+        breaks,
+        got: [got_r, got_s],
+        gaps: [gaps_r, gaps_s],
+        lost: [reasons(s), reasons(r)],
+    }
 }
 
 /// Two nodes stream counters to each other while their connection keeps failing: what
@@ -317,44 +418,65 @@ fn check_no_holes(sim: &Sim, from: usize, to: usize) -> (usize, usize) {
 #[test]
 fn no_holes_across_link_failures() {
     for seed in 0..3 {
-        let opts = Opts {
-            detect: ms(50),
-            ..Opts::default()
-        };
-        let mut sim = Sim::new(200 + seed, opts);
-        let s = sim.add("S", |_| {});
-        let r = sim.add("R", |_| {});
-        for (x, y) in [(s, r), (r, s)] {
-            let (name, addr) = (sim.nodes[y].name.clone(), sim.nodes[y].addr);
-            sim.start(x);
-            sim.with(x, |c, now| c.add_addresses(&name, vec![addr], now));
-        }
-        let mut next_break = sim.now + ms(100);
-        let mut breaks = 0;
-        for k in 0..8000u64 {
-            let t = sim.t0 + ms(k);
-            sim.run_until(t);
-            if sim.now >= next_break {
-                sim.break_links(s, r);
-                breaks += 1;
-                let d = sim.rand_dur(ms(400));
-                next_break = sim.now + ms(20) + d;
-            }
-            sim.send_seq(s, "R", k);
-            sim.send_seq(r, "S", k);
-        }
-        sim.run_for(secs(5));
-        let (got_r, gaps_r) = check_no_holes(&sim, s, r);
-        let (got_s, gaps_s) = check_no_holes(&sim, r, s);
+        let st = stream(200 + seed, true, ms(50));
         eprintln!(
-            "no-holes seed {seed}: {breaks} link failures, S→R {got_r}/8000 ({gaps_r} gaps), \
-             R→S {got_s}/8000 ({gaps_s} gaps), {} lost at S, {} at R",
-            sim.lost(s).len(),
-            sim.lost(r).len()
+            "no-holes both ways, seed {seed}: {} link failures, S→R {}/8000 ({} gaps), \
+             R→S {}/8000 ({} gaps), {} lost at S, {} at R",
+            st.breaks,
+            st.got[0],
+            st.gaps[0],
+            st.got[1],
+            st.gaps[1],
+            st.lost[0].len(),
+            st.lost[1].len()
         );
-        assert!(breaks > 10 && gaps_r > 0 && gaps_s > 0, "failures happened");
-        assert!(got_r > 4000 && got_s > 4000, "most messages arrived");
+        assert!(st.breaks > 10 && st.gaps[0] > 0 && st.gaps[1] > 0);
+        assert!(
+            st.got[0] > 4000 && st.got[1] > 4000,
+            "most messages arrived"
+        );
     }
+}
+
+/// One-way stream, ends that notice breaks at different times: when the sender notices
+/// first, its new connection is refused while the receiver still holds the old one
+/// ("already connected", rule 1 of the registry), so the attempt fails at its deadline and
+/// drops its queue, announced by a `NodeLost` ("connect timeout"). Still no silent hole.
+#[test]
+fn no_holes_one_way_with_failed_attempts() {
+    let st = stream(300, false, ms(300));
+    let timeouts = st.lost[0]
+        .iter()
+        .filter(|w| *w == crate::peers::CONNECT_TIMEOUT)
+        .count();
+    eprintln!(
+        "no-holes one way: {} link failures, S→R {}/8000 ({} gaps), {} lost at S, {} of them \
+         failed attempts",
+        st.breaks,
+        st.got[0],
+        st.gaps[0],
+        st.lost[0].len(),
+        timeouts
+    );
+    assert!(st.gaps[0] > 0 && timeouts > 0, "attempts failed");
+}
+
+/// FINDING (liveness, not fixed): the same one-way stream loses almost everything. When the
+/// sender notices a broken connection before the receiver does (a half-open connection:
+/// the receiver only learns of it from its own timeout), the sender's new connection is
+/// refused with "already connected" (registry rule 1, as in the reference), and the
+/// attempt, having dialled its only address, waits for its deadline (`connect_interval`)
+/// and drops what was queued. With breaks every few hundred milliseconds the stream
+/// delivers about 6 % (both-ways streams deliver about 88 %, because the receiver's own
+/// sends reconnect as soon as it notices). Wanted: the sender reaches the receiver again
+/// soon after the receiver notices (re-dial within the attempt), or an incoming connection
+/// from a node that is up replaces the old one (the peer would not dial if its side were
+/// alive). Both change protocol rules (peers pacing, registry rule 1): left for a decision.
+#[test]
+#[ignore = "finding: half-open connections stall a one-way sender for connect_interval"]
+fn one_way_stream_recovers_after_half_open_connection() {
+    let st = stream(300, false, ms(300));
+    assert!(st.got[0] > 4000, "S→R delivered {}/8000", st.got[0]);
 }
 
 /// A short partition that holds traffic: nothing is lost, no node is lost, everything
