@@ -454,12 +454,12 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
     /// into its link and nothing else: no allocation, no effect.
     #[inline]
     pub fn send(&mut self, node: &str, port: &str, msg: Msg, now: Instant) -> bool {
-        let mut out = std::mem::take(&mut self.scratch);
-        let woke = self.peers.send(node, port, msg, now, &mut out);
-        if !out.is_empty() {
+        let woke = self.peers.send(node, port, msg, now, &mut self.scratch);
+        if !self.scratch.is_empty() {
+            let mut out = std::mem::take(&mut self.scratch);
             self.route_peers(&mut out, now);
+            self.scratch = out;
         }
-        self.scratch = out;
         woke
     }
 
@@ -811,3 +811,6 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -590,7 +590,7 @@ impl Sim {
             if cond(self) {
                 return Some(self.elapsed());
             }
-            if !self.queue.peek().is_some_and(|Reverse(i)| i.at <= end) {
+            if self.queue.peek().is_none_or(|Reverse(i)| i.at > end) {
                 self.now = end;
                 return None;
             }

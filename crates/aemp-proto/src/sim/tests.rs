@@ -162,7 +162,7 @@ fn partition_and_healing() {
     let t_split = sim.now;
     sim.partition(PartitionMode::Drop, half);
     sim.run_for(secs(5));
-    for i in 0..total {
+    for (i, before) in up_before.iter().enumerate() {
         let lost: BTreeSet<Str> = sim.nodes[i]
             .recs
             .iter()
@@ -181,7 +181,7 @@ fn partition_and_healing() {
                 _ => None,
             })
             .collect();
-        let across: BTreeSet<Str> = up_before[i]
+        let across: BTreeSet<Str> = before
             .iter()
             .filter(|n| half(sim.idx(n)) != half(i))
             .cloned()
