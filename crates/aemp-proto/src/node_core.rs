@@ -716,7 +716,10 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
 
     /// Carries out what the peer table asked for (and empties `out`).
     fn route_peers(&mut self, out: &mut Vec<peers::Effect>, now: Instant) {
-        for e in std::mem::take(out) {
+        // Taken while routing (the routing may use the scratch buffer again), handed back
+        // empty with its capacity.
+        let mut batch = std::mem::take(out);
+        for e in batch.drain(..) {
             match e {
                 peers::Effect::Dial { node, addr } => self.dial(addr, Some(node), now),
                 peers::Effect::Lookup { node } => {
@@ -766,6 +769,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }
             }
         }
+        *out = batch;
     }
 
     /// Carries out what the global service asked for.

@@ -80,9 +80,20 @@ fn master_change() {
     let q = sim.query_keys(asker, "svc");
     sim.run_for(Duration::from_micros(100));
     sim.kill(victim);
-    sim.run_for(secs(5));
-
+    let t_kill = sim.now;
     let other_name = sim.nodes[other].name.clone();
+    let moved = sim.run_until_cond(secs(5), |s| {
+        slaves
+            .iter()
+            .all(|&i| master(s, i).as_ref() == Some(&other_name))
+    });
+    eprintln!(
+        "master change: {} slaves moved to the other seed {:?} after their master died",
+        orphans.len(),
+        moved.expect("failover") - (t_kill - sim.t0)
+    );
+    sim.run_for(secs(1));
+
     for &s in &slaves {
         assert_eq!(
             master(&sim, s).as_ref(),
@@ -214,10 +225,15 @@ fn partition_and_healing() {
     );
 
     sim.heal();
+    let t_heal = sim.now;
     let healed = sim.run_until_cond(secs(30), |s| {
         s.nodes[g1].core.peers().is_up("G2") && mirror_keys(s, watcher, "svc").len() == slaves.len()
     });
-    assert!(healed.is_some(), "the mesh re-forms");
+    let healed = healed.expect("the mesh re-forms");
+    eprintln!(
+        "partition: healed {:?} after the partition ended",
+        healed - (t_heal - sim.t0)
+    );
     sim.run_for(secs(1));
     assert_eq!(sim.with_master, total);
     let all = names(&sim, &slaves);
