@@ -150,6 +150,17 @@ pub struct Registry {
     changes: VecDeque<(u64, Verdict)>,
     /// Re-dials used per peer since its last connection came up.
     redials: BTreeMap<Str, u8>,
+    // Indexes, so that no event costs a scan of every connection (a seed node may accept
+    // a thousand connections at once).
+    /// The connections of each peer (by `Conn::peer`).
+    by_peer: BTreeMap<Str, BTreeSet<u64>>,
+    /// Connections holding back decisions (`Conn::holding`) that have a deadline, by it.
+    expiry: BTreeSet<(Instant, u64)>,
+    /// Connections holding back decisions about every peer: accepted ones, and dials to an
+    /// unknown node.
+    unknown: BTreeSet<u64>,
+    /// Greeted connections whose verdict is still pending.
+    undecided: BTreeSet<u64>,
 }
 
 /// One connection of the peer being evaluated, as far as the rules care.
@@ -184,25 +195,113 @@ impl Registry {
             conns: BTreeMap::new(),
             changes: VecDeque::new(),
             redials: BTreeMap::new(),
+            by_peer: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            unknown: BTreeSet::new(),
+            undecided: BTreeSet::new(),
         }
+    }
+
+    /// Ends the hold of connection `id` (greeted, or its deadline passed).
+    fn stop_holding(&mut self, id: u64) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if c.holding {
+                c.holding = false;
+                if let Some(t) = c.block_until {
+                    self.expiry.remove(&(t, id));
+                }
+                self.unknown.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets connection `id`, which was just removed from `conns`, in every index.
+    fn unindex(&mut self, id: u64, c: &Conn) {
+        self.index_remove(c.peer.as_ref(), id);
+        if let Some(t) = c.block_until {
+            self.expiry.remove(&(t, id));
+        }
+        self.unknown.remove(&id);
+        self.undecided.remove(&id);
+    }
+
+    /// Checks the indexes against the connections (tests).
+    #[cfg(test)]
+    pub(crate) fn check_indexes(&self) {
+        for (id, c) in &self.conns {
+            if let Some(p) = &c.peer {
+                assert!(self.by_peer[p].contains(id), "by_peer {id}");
+            }
+            let expiring = c.holding && c.block_until.is_some();
+            assert_eq!(
+                c.block_until
+                    .is_some_and(|t| self.expiry.contains(&(t, *id))),
+                expiring,
+                "expiry {id}"
+            );
+            let unknown = c.holding
+                && match c.state {
+                    State::Accepted => true,
+                    State::Dialing => c.peer.is_none(),
+                    _ => false,
+                };
+            assert_eq!(self.unknown.contains(id), unknown, "unknown {id}");
+            let undecided = c.state == State::Greeted && c.verdict == Verdict::Pending;
+            assert_eq!(self.undecided.contains(id), undecided, "undecided {id}");
+        }
+        let n: usize = self.by_peer.values().map(|s| s.len()).sum();
+        assert!(self.by_peer.values().all(|s| !s.is_empty()));
+        assert_eq!(
+            n,
+            self.conns.values().filter(|c| c.peer.is_some()).count(),
+            "by_peer size"
+        );
+        assert!(self.expiry.len() <= self.conns.len());
+        assert!(self.unknown.len() <= self.conns.len());
+        assert!(self.undecided.len() <= self.conns.len());
+    }
+
+    /// Records `id` among the connections of `peer`.
+    fn index_add(&mut self, peer: Option<&Str>, id: u64) {
+        if let Some(p) = peer {
+            self.by_peer.entry(p.clone()).or_default().insert(id);
+        }
+    }
+
+    /// Forgets `id` among the connections of `peer`.
+    fn index_remove(&mut self, peer: Option<&Str>, id: u64) {
+        if let Some(p) = peer {
+            if let Some(ids) = self.by_peer.get_mut(p) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_peer.remove(p);
+                }
+            }
+        }
+    }
+
+    /// The connections whose peer is `peer`.
+    fn of_peer<'a>(&'a self, peer: &str) -> impl Iterator<Item = (u64, &'a Conn)> + 'a {
+        self.by_peer
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.conns.get(id).map(|c| (*id, c)))
     }
 
     /// True when a connection to `peer` is up.
     pub fn is_up(&self, peer: &str) -> bool {
-        self.conns
-            .values()
-            .any(|c| c.state == State::Up && c.peer.as_deref() == Some(peer))
+        self.of_peer(peer).any(|(_, c)| c.state == State::Up)
     }
 
     /// True when a connection to `peer` is being dialled or exists past its greeting (so
     /// dialling it again is pointless).
     pub fn is_connected_or_connecting(&self, peer: &str) -> bool {
-        self.conns.values().any(|c| {
-            c.peer.as_deref() == Some(peer)
-                && matches!(
-                    c.state,
-                    State::Dialing | State::Greeted | State::Committed | State::Up
-                )
+        self.of_peer(peer).any(|(_, c)| {
+            matches!(
+                c.state,
+                State::Dialing | State::Greeted | State::Committed | State::Up
+            )
         })
     }
 
@@ -228,27 +327,21 @@ impl Registry {
     /// earliest deadline among the connections that still hold back a pending decision
     /// (rule 2). `None` when no decision waits for a deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let waiting: BTreeSet<&str> = self
-            .conns
-            .values()
-            .filter(|c| c.state == State::Greeted && c.verdict == Verdict::Pending)
-            .filter_map(|c| c.peer.as_deref())
-            .collect();
-        if waiting.is_empty() {
+        if self.undecided.is_empty() {
             return None;
         }
-        self.conns
-            .values()
-            .filter(|c| {
-                c.holding
-                    && match c.state {
-                        State::Accepted => true,
-                        State::Dialing => c.peer.as_deref().is_none_or(|p| waiting.contains(p)),
-                        _ => false,
-                    }
+        let waiting = |p: &str| self.of_peer(p).any(|(id, _)| self.undecided.contains(&id));
+        // Holding connections are accepted or dialling (greeted ones stopped holding).
+        self.expiry
+            .iter()
+            .find(|(_, id)| {
+                self.conns.get(id).is_some_and(|c| match c.state {
+                    State::Accepted => true,
+                    State::Dialing => c.peer.as_deref().is_none_or(waiting),
+                    _ => false,
+                })
             })
-            .filter_map(|c| c.block_until)
-            .min()
+            .map(|(t, _)| *t)
     }
 
     /// Time passed: connections whose hold expired by `now` stop holding back decisions, and
@@ -273,7 +366,19 @@ impl Registry {
     ) {
         let expired = self.expire(now);
         let hold = if target.is_some() { limit } else { GRACE };
-        let old = self.conns.insert(
+        if let Some(old) = self.conns.remove(&id) {
+            self.unindex(id, &old);
+            self.changes.retain(|(i, _)| *i != id);
+        }
+        self.index_add(target.as_ref(), id);
+        let block_until = now.checked_add(hold);
+        if let Some(t) = block_until {
+            self.expiry.insert((t, id));
+        }
+        if !outgoing || target.is_none() {
+            self.unknown.insert(id);
+        }
+        self.conns.insert(
             id,
             Conn {
                 outgoing,
@@ -283,16 +388,13 @@ impl Registry {
                 } else {
                     State::Accepted
                 },
-                block_until: now.checked_add(hold),
+                block_until,
                 holding: true,
                 peer_committed: false,
                 contested: false,
                 verdict: Verdict::Pending,
             },
         );
-        if old.is_some() {
-            self.changes.retain(|(i, _)| *i != id);
-        }
         if expired {
             self.evaluate_all();
         }
@@ -305,8 +407,16 @@ impl Registry {
         let target = match self.conns.get_mut(&id) {
             Some(c) if matches!(c.state, State::Dialing | State::Accepted) => {
                 c.state = State::Greeted;
-                c.holding = false;
-                c.peer.replace(Str::from(peer))
+                let target = c.peer.replace(Str::from(peer));
+                if c.verdict == Verdict::Pending {
+                    self.undecided.insert(id);
+                }
+                self.stop_holding(id);
+                if target.as_deref() != Some(peer) {
+                    self.index_remove(target.as_ref(), id);
+                    self.index_add(Some(&Str::from(peer)), id);
+                }
+                target
             }
             _ => {
                 if expired {
@@ -324,7 +434,9 @@ impl Registry {
     /// Our auth line is about to be sent on `id`. Succeeds only while the verdict is
     /// [`Verdict::Commit`], and records the commitment in the same step, so that a verdict
     /// changing between reading it and sending cannot go unnoticed: on `Err` (the close
-    /// reason, or why it is not allowed yet) the auth line must not be sent.
+    /// reason, or why it is not allowed yet) the auth line must not be sent. Other
+    /// connections to the same peer that this commitment decides (rule 3) get their verdict
+    /// at once.
     pub fn committed(&mut self, id: u64) -> Result<(), &'static str> {
         let Some(c) = self.conns.get_mut(&id) else {
             return Err("connection unknown");
@@ -332,6 +444,11 @@ impl Registry {
         match c.verdict {
             Verdict::Commit => {
                 c.state = State::Committed;
+                // Rule 3 may now decide another connection to this peer that waits.
+                if let Some(p) = c.peer.clone() {
+                    let unknown = self.unknown_holding();
+                    self.evaluate(&p, unknown);
+                }
                 Ok(())
             }
             Verdict::Close(why) => Err(why),
@@ -396,6 +513,7 @@ impl Registry {
             return Closed::default();
         };
         self.changes.retain(|(i, _)| *i != id);
+        self.unindex(id, &c);
         match &c.peer {
             // A greeted connection only concerned its own peer.
             Some(p) if c.state != State::Dialing => self.reevaluate(Some(p), expired),
@@ -427,11 +545,13 @@ impl Registry {
     /// any ended (then waiting decisions must be looked at again).
     fn expire(&mut self, now: Instant) -> bool {
         let mut any = false;
-        for c in self.conns.values_mut() {
-            if c.holding && c.block_until.is_some_and(|t| t <= now) {
-                c.holding = false;
-                any = true;
+        while let Some(&(t, id)) = self.expiry.first() {
+            if t > now {
+                break;
             }
+            self.expiry.pop_first();
+            self.stop_holding(id);
+            any = true;
         }
         any
     }
@@ -439,7 +559,8 @@ impl Registry {
     /// Evaluates `peer` (if any), and every waiting peer when `all` is set.
     fn reevaluate(&mut self, peer: Option<&str>, all: bool) {
         if let Some(p) = peer {
-            self.evaluate(p);
+            let unknown = self.unknown_holding();
+            self.evaluate(p, unknown);
         }
         if all {
             self.evaluate_all();
@@ -447,41 +568,55 @@ impl Registry {
     }
 
     /// Decides every peer that has connections waiting for a verdict.
+    ///
+    /// Nothing to do while a connection with an unknown peer holds back every decision:
+    /// rules 1 and 3 depend only on a peer's own connections, and every change to those
+    /// re-decides that peer at once, so only rule 4 could have anything new to say.
     fn evaluate_all(&mut self) {
-        let peers: BTreeSet<Str> = self
-            .conns
-            .values()
-            .filter(|c| c.state == State::Greeted)
-            .filter_map(|c| c.peer.clone())
+        let unknown = self.unknown_holding();
+        if unknown {
+            return;
+        }
+        let peers: Vec<Str> = self
+            .by_peer
+            .iter()
+            .filter(|(_, ids)| {
+                ids.iter().any(|id| {
+                    self.conns
+                        .get(id)
+                        .is_some_and(|c| c.state == State::Greeted)
+                })
+            })
+            .map(|(p, _)| p.clone())
             .collect();
         for p in peers {
-            self.evaluate(&p);
+            self.evaluate(&p, unknown);
         }
     }
 
-    /// True when an undetermined connection might still lead to `peer` (rule 2).
-    fn blocked(&self, peer: &str) -> bool {
-        self.conns.values().any(|c| {
-            c.holding
-                && match c.state {
-                    State::Dialing => c.peer.as_deref().is_none_or(|p| p == peer),
-                    State::Accepted => true,
-                    _ => false,
-                }
-        })
+    /// True when an undetermined connection whose peer is unknown holds back decisions
+    /// about every peer (rule 2).
+    fn unknown_holding(&self) -> bool {
+        !self.unknown.is_empty()
     }
 
-    /// Applies the rules of the module docs to the connections of `peer`.
-    fn evaluate(&mut self, peer: &str) {
+    /// True when an undetermined connection might still lead to `peer` (rule 2);
+    /// `unknown` is [`Registry::unknown_holding`].
+    fn blocked(&self, peer: &str, unknown: bool) -> bool {
+        unknown
+            || self
+                .of_peer(peer)
+                .any(|(_, c)| c.holding && c.state == State::Dialing)
+    }
+
+    /// Applies the rules of the module docs to the connections of `peer`; `unknown` is
+    /// [`Registry::unknown_holding`].
+    fn evaluate(&mut self, peer: &str, unknown: bool) {
         let mine: Vec<Candidate> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.peer.as_deref() == Some(peer)
-                    && matches!(c.state, State::Greeted | State::Committed | State::Up)
-            })
+            .of_peer(peer)
+            .filter(|(_, c)| matches!(c.state, State::Greeted | State::Committed | State::Up))
             .map(|(id, c)| Candidate {
-                id: *id,
+                id,
                 outgoing: c.outgoing,
                 up: c.state == State::Up,
                 ours: c.state == State::Committed,
@@ -517,7 +652,7 @@ impl Registry {
             Some(dir) => dir,
             None => {
                 // Rule 2.
-                if self.blocked(peer) {
+                if self.blocked(peer, unknown) {
                     return;
                 }
                 // Rule 4: the direction dialled by the smaller node ID wins, if present.
@@ -554,6 +689,7 @@ impl Registry {
                 return;
             }
             c.verdict = v;
+            self.undecided.remove(&id);
             self.changes.push_back((id, v));
         }
     }

@@ -14,6 +14,8 @@
 //! * [`global`]: the global service (roles, master selection, the global mesh, address
 //!   look-up, queries, `db_mon` subscribers) and the seed connector's timing.
 //! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
+//! * [`node_core`]: the four state machines above (peer table, registry, global service,
+//!   seeds) composed into one: everything a node does about other nodes, minus the I/O.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,8 +27,11 @@ pub mod db;
 pub mod global;
 pub mod handshake;
 pub mod ids;
+pub mod node_core;
 pub mod node_req;
 pub mod peers;
+#[cfg(test)]
+mod sim;
 pub mod typed;
 pub mod value;
 

@@ -10,6 +10,7 @@ fn ms(n: u64) -> Duration {
 
 /// Every verdict change queued so far.
 fn drain(r: &mut Registry) -> Vec<(u64, Verdict)> {
+    r.check_indexes();
     std::iter::from_fn(|| r.poll_verdict()).collect()
 }
 
@@ -638,6 +639,8 @@ fn two_nodes_never_keep_different_connections() {
             let a = acts[sim.rng.gen_range(0..acts.len())];
             sim.step(a);
             sim.check_verdicts();
+            sim.regs[0].check_indexes();
+            sim.regs[1].check_indexes();
             let (ua, ub) = (sim.up_at(0), sim.up_at(1));
             assert!(
                 ua.len() <= 1 && ub.len() <= 1,
