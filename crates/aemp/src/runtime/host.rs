@@ -1,18 +1,18 @@
-//! The kernel's host: the node task's state besides the kernel (peer table, connection
-//! registry, global service, seeds), and the routing of their effects.
+//! The kernel's host: the node task's state besides the kernel.
 //!
-//! Each state machine returns what it wants done; this file turns those effects into events
-//! for the others, into dials and into messages for connections. Nothing here decides a
-//! protocol question.
+//! The network state machines of the node (peer table, connection registry, global service,
+//! seeds) are composed in `aemp_proto::node_core::NodeCore`, which decides everything and
+//! returns effects. This file feeds it events with the current time and carries the effects
+//! out with tokio: dials, verdicts for connections, monitors for lost nodes, node events,
+//! `db_mon` subscribers, query callbacks, log lines, its timer.
 
 use super::{Cmd, Core, DbChange, DbCmd, NodeEvent, ReplyFn, Setup};
 use crate::kernel::monitor::Canceller;
 use crate::kernel::{Host, Task};
 use crate::transport::connection::ConnTx;
 use crate::transport::{ConnEvent, Transport};
-use aemp_proto::conn_registry::{Registry, Verdict};
-use aemp_proto::global::{self, GlobalService, Seeds};
-use aemp_proto::peers::{self, PeerTable, NO_KNOWN_ADDRESS};
+use aemp_proto::conn_registry::Verdict;
+use aemp_proto::node_core::{self, Effect, Level, NodeCore};
 use aemp_proto::{Msg, NodeId, Str, Value};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::any::Any;
@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 /// The node task's state besides the kernel.
@@ -37,33 +37,21 @@ pub(super) struct NodeHost {
     /// The time of the current batch (read once per batch, not per message).
     now: Instant,
     transport: Option<Arc<Transport>>,
-    peers: PeerTable<Arc<ConnTx>, FxBuildHasher>,
-    registry: Registry,
+    net: NodeCore<Arc<ConnTx>, FxBuildHasher>,
     /// Where each registered connection learns its verdict.
     verdicts: FxHashMap<u64, watch::Sender<Verdict>>,
-    global: GlobalService,
-    seeds: Seeds,
-    listening: Vec<SocketAddr>,
-    start_global: bool,
     /// Local `db_mon` subscribers.
     subs: FxHashMap<u64, mpsc::UnboundedSender<DbChange>>,
     /// Database queries waiting for their answer.
     queries: FxHashMap<u64, ReplyFn>,
-    /// Nodes the peer table reported lost, for the kernel's monitors (fired right after the
-    /// current command, see `Runtime::exec`).
-    lost: Vec<(Str, String)>,
-    /// Reused effect buffer of the peer table.
-    scratch: Vec<peers::Effect>,
+    /// Nodes reported lost, for the kernel's monitors (fired right after the current
+    /// command, see `Runtime::exec`).
+    lost: VecDeque<(Str, String)>,
     /// The deadline the timer task is armed for.
     armed: Option<Instant>,
     /// Something happened that may have moved a deadline.
     pub(super) timers_dirty: bool,
     timer: Option<watch::Sender<Option<Instant>>>,
-}
-
-/// Randomness for back-off and redial jitter (the state machines take it as numbers).
-fn rand01() -> f64 {
-    rand::random::<f64>()
 }
 
 fn now() -> Instant {
@@ -72,11 +60,16 @@ fn now() -> Instant {
 
 impl NodeHost {
     pub(super) fn new(core: Arc<Core>, setup: Setup) -> NodeHost {
-        let me = core.shared.id.clone();
-        let (connect_interval, monitor_timeout) = match &setup.transport {
-            Some(t) => (t.cfg.connect_interval, t.cfg.monitor_timeout),
-            None => (Duration::from_secs(2), Duration::from_secs(30)),
-        };
+        let mut config = node_core::Config::new(core.shared.id.as_str());
+        config.network = setup.transport.is_some();
+        if let Some(t) = &setup.transport {
+            config.connect_interval = t.cfg.connect_interval;
+            config.monitor_timeout = t.cfg.monitor_timeout;
+        }
+        config.seeds = setup.seeds;
+        config.listening = setup.listening;
+        config.global = setup.global;
+        config.rng_seed = rand::random();
         let now = now();
         NodeHost {
             owner: setup.owner,
@@ -84,17 +77,11 @@ impl NodeHost {
             dispatching: false,
             woke_writer: false,
             now,
-            peers: PeerTable::with_hasher(connect_interval, monitor_timeout, FxBuildHasher),
-            registry: Registry::new(me.as_str()),
+            net: NodeCore::with_hasher(config, now, FxBuildHasher),
             verdicts: FxHashMap::default(),
-            global: GlobalService::new(me.as_str()),
-            seeds: Seeds::new(setup.seeds, monitor_timeout, now, rand01()),
-            listening: setup.listening,
-            start_global: setup.global,
             subs: FxHashMap::default(),
             queries: FxHashMap::default(),
-            lost: Vec::new(),
-            scratch: Vec::new(),
+            lost: VecDeque::new(),
             armed: None,
             timers_dirty: true,
             timer: None,
@@ -103,26 +90,22 @@ impl NodeHost {
         }
     }
 
-    /// First steps of the node task: listen addresses into the database, global role.
+    /// First steps of the node task: listen addresses into the database, global role,
+    /// the first round of seed dials, the timer.
     pub(super) fn start(&mut self) {
-        if !self.listening.is_empty() {
-            let eff = self.global.set_listen_addrs(&self.listening);
-            self.route_global(eff);
-        }
-        if self.start_global {
-            self.become_global();
-        }
         if self.transport.is_some() {
             let (tx, rx) = watch::channel(None);
             self.timer = Some(tx);
             tokio::spawn(timer_task(Arc::downgrade(&self.core), rx));
         }
-        self.tick();
+        self.now = now();
+        self.net.start(self.now);
+        self.drain();
     }
 
     pub(super) fn teardown(&mut self) {
         self.core.direct.clear();
-        self.peers.close_all();
+        self.net.shutdown();
         if let Some(t) = &self.transport {
             t.shutdown();
         }
@@ -137,11 +120,7 @@ impl NodeHost {
     }
 
     pub(super) fn take_lost(&mut self) -> Option<(Str, String)> {
-        if self.lost.is_empty() {
-            None
-        } else {
-            Some(self.lost.remove(0))
-        }
+        self.lost.pop_front()
     }
 
     pub(super) fn release_inbound(&self, cost: usize) {
@@ -152,130 +131,59 @@ impl NodeHost {
 
     // ---- timers --------------------------------------------------------------------------
 
-    /// The earliest deadline of the state machines.
-    fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.peers.poll_timeout(),
-            self.registry.poll_timeout(),
-            self.seeds.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
     /// Tells the timer task the next deadline, if it changed.
     pub(super) fn arm_timer(&mut self) {
         self.timers_dirty = false;
         let Some(timer) = &self.timer else { return };
-        let next = self.next_deadline();
+        let next = self.net.poll_timeout();
         if next != self.armed {
             self.armed = next;
             timer.send_replace(next);
         }
     }
 
-    /// Gives every state machine whose deadline passed its turn.
+    /// A deadline may have passed.
     pub(super) fn tick(&mut self) {
-        self.timers_dirty = true;
         self.now = now();
         self.armed = None;
-        let now = self.now;
-        let mut out = std::mem::take(&mut self.scratch);
-        self.peers.handle_timeout(now, &mut out);
-        self.route_peers(&mut out);
-        self.scratch = out;
-        self.registry.handle_timeout(now);
-        self.flush_verdicts();
-        let peers = &self.peers;
-        let due = self.seeds.handle_timeout(now, |n| peers.is_up(n));
-        for addr in due {
-            self.dial(addr, None);
-        }
+        self.net.handle_timeout(self.now);
+        self.drain();
     }
 
-    // ---- connections ---------------------------------------------------------------------
+    // ---- inputs --------------------------------------------------------------------------
 
-    /// Hands the registry's verdict changes to their connections.
-    fn flush_verdicts(&mut self) {
-        while let Some((id, v)) = self.registry.poll_verdict() {
-            if let Some(tx) = self.verdicts.get(&id) {
-                tx.send_replace(v);
-            }
-        }
+    /// The user asks to dial `addr` (for `node`, if known).
+    pub(super) fn dial(&mut self, addr: SocketAddr, node: Option<Str>) {
+        self.now = now();
+        self.net.dial(addr, node, self.now);
+        self.drain();
     }
 
-    /// Dials `addr`, meant for node `target` if known (else the node ID is learned from the
-    /// greeting). A dial to a node that is connected or being connected is not started.
-    pub(super) fn dial(&mut self, addr: SocketAddr, target: Option<Str>) {
-        let Some(t) = self.transport.clone() else {
-            return;
-        };
-        let target = target.or_else(|| self.peers.node_at(addr).map(Str::from));
-        if let Some(n) = &target {
-            if self.registry.is_connected_or_connecting(n) {
-                return;
-            }
-        }
-        let id = t.next_conn_id();
-        let (tx, rx) = watch::channel(Verdict::Pending);
-        self.registry
-            .open(id, true, target, t.cfg.connect_interval, self.now);
-        self.verdicts.insert(id, tx);
-        self.flush_verdicts();
-        t.dial(addr, id, rx);
+    pub(super) fn add_addresses(&mut self, node: &str, addrs: Vec<SocketAddr>) {
+        self.net.add_addresses(node, addrs, self.now);
+        self.drain();
     }
 
     pub(super) fn conn_event(&mut self, ev: ConnEvent) {
-        self.timers_dirty = true;
         let now = now();
         self.now = now;
         match ev {
             ConnEvent::Accepted { id, verdict } => {
-                self.registry.open(id, false, None, Duration::ZERO, now);
                 self.verdicts.insert(id, verdict);
+                self.net.accepted(id, now);
             }
             ConnEvent::Greeted {
                 id,
                 node,
                 addr,
                 outgoing,
-            } => {
-                if outgoing {
-                    // Where a node was reached, for reconnecting later; a seed address
-                    // tells which node is behind it (§6.2).
-                    self.peers.learn_address(node.as_str(), addr);
-                    if self.seeds.greeted(addr, node.as_str()) {
-                        let eff = self.global.seed_greeting(node.as_str());
-                        self.route_global(eff);
-                    }
-                }
-                self.registry.greeted(id, node.as_str(), now);
+            } => self.net.greeted(id, node.as_str(), addr, outgoing, now),
+            ConnEvent::Committed { id } => self.net.committed(id),
+            ConnEvent::PeerCommitted { id } => self.net.peer_committed(id, now),
+            ConnEvent::Up { id, node, tx } => {
+                // The core closes the link itself when the registry refuses it.
+                self.woke_writer |= self.net.up(id, node.as_str(), tx, now);
             }
-            ConnEvent::Committed { id } => {
-                if let Err(why) = self.registry.committed(id) {
-                    // The verdict changed while the auth line was on its way; the connection
-                    // learns it from its verdict and closes before it is used.
-                    tracing::debug!(
-                        id,
-                        reason = why,
-                        "auth line sent on a connection being closed"
-                    );
-                }
-            }
-            ConnEvent::PeerCommitted { id } => self.registry.peer_committed(id, now),
-            ConnEvent::Up { id, node, tx } => match self.registry.established(id, now) {
-                Err(why) => {
-                    tracing::debug!(peer = %node, reason = why, "connection not used");
-                    tx.close();
-                }
-                Ok(()) => {
-                    let mut out = std::mem::take(&mut self.scratch);
-                    self.peers.up(node.as_str(), tx, &mut out);
-                    self.route_peers(&mut out);
-                    self.scratch = out;
-                }
-            },
             ConnEvent::Closed {
                 id,
                 node,
@@ -284,147 +192,85 @@ impl NodeHost {
                 text,
             } => {
                 self.verdicts.remove(&id);
-                let closed = self.registry.closed(id, now);
-                match node {
-                    Some(node) if closed.was_up => {
-                        tracing::info!(peer = %node, reason = %text, "connection lost");
-                        let mut out = std::mem::take(&mut self.scratch);
-                        self.peers.down(node.as_str(), id, &text, &mut out);
-                        self.route_peers(&mut out);
-                        self.scratch = out;
-                    }
-                    Some(node) if outgoing && closed.contested => {
-                        // A dial that lost a race against another connection to the same
-                        // node: if that one did not come up either, try again later.
-                        if let Some(pause) =
-                            self.registry.redial_delay(node.as_str(), rand::random())
-                        {
-                            let core = Arc::downgrade(&self.core);
-                            let node = Str::from(node.as_str());
-                            tokio::spawn(async move {
-                                tokio::time::sleep(pause).await;
-                                if let Some(core) = core.upgrade() {
-                                    core.push(Cmd::Dial(addr, Some(node)));
-                                }
-                            });
-                        }
-                    }
-                    _ => {}
-                }
+                let node = node.as_ref().map(|n| n.as_str());
+                self.net.closed(id, node, addr, outgoing, &text, now);
             }
-            ConnEvent::ReachedSelf { addr } => {
-                if self.seeds.is_self(addr) {
-                    tracing::info!(%addr, "found ourselves among our seeds");
-                    self.become_global();
+            ConnEvent::ReachedSelf { addr } => self.net.reached_self(addr, now),
+        }
+        self.drain();
+    }
+
+    pub(super) fn db(&mut self, cmd: DbCmd) {
+        let now = self.now;
+        match cmd {
+            DbCmd::Set { family, key, value } => self.net.db_set(&family, &key, value, now),
+            DbCmd::Del { family, keys } => self.net.db_del(&family, &keys, now),
+            DbCmd::Query {
+                kind,
+                family,
+                reply,
+            } => {
+                let id = self.net.db_query(kind, &family, now);
+                // The answer may already be among the effects (a global node answers
+                // itself): the callback is registered before they are carried out.
+                self.queries.insert(id, reply);
+            }
+            DbCmd::Watch { family, id, tx } => {
+                self.subs.insert(id, tx);
+                self.net.db_watch(&family, id, now);
+            }
+            DbCmd::Unwatch { family, id } => {
+                if self.subs.remove(&id).is_some() {
+                    self.net.db_unwatch(&family, id, now);
                 }
             }
         }
-        self.flush_verdicts();
-    }
-
-    pub(super) fn add_addresses(&mut self, node: &str, addrs: Vec<SocketAddr>) {
-        let mut out = std::mem::take(&mut self.scratch);
-        self.peers.addresses(node, addrs, self.now, &mut out);
-        self.route_peers(&mut out);
-        self.scratch = out;
-    }
-
-    pub(super) fn become_global(&mut self) {
-        let eff = self.global.become_global();
-        self.route_global(eff);
+        self.drain();
     }
 
     // ---- effects -------------------------------------------------------------------------
 
-    /// Carries out what the peer table asked for (and empties `out`).
-    fn route_peers(&mut self, out: &mut Vec<peers::Effect>) {
+    /// Carries out what the node core asked for.
+    fn drain(&mut self) {
         self.timers_dirty = true;
-        for e in std::mem::take(out) {
+        self.woke_writer |= self.net.take_woke();
+        while let Some(e) = self.net.poll_effect() {
             match e {
-                peers::Effect::Dial { node, addr } => self.dial(addr, Some(node)),
-                peers::Effect::Lookup { node } => {
-                    if self.transport.is_none() {
-                        let mut more = Vec::new();
-                        self.peers.connect_failed(
-                            &node,
-                            "no known address (node has no transport)",
-                            &mut more,
-                        );
-                        self.route_peers(&mut more);
-                        continue;
+                Effect::Dial { id, addr, target } => match self.transport.clone() {
+                    Some(t) => {
+                        let (tx, rx) = watch::channel(Verdict::Pending);
+                        self.verdicts.insert(id, tx);
+                        tracing::debug!(%addr, target = ?target, id, "dialling");
+                        t.dial(addr, id, rx);
                     }
-                    let (addrs, eff) = self.global.lookup(&node);
-                    self.route_global(eff);
-                    let mut more = Vec::new();
-                    if !addrs.is_empty() {
-                        self.peers.addresses(&node, addrs, self.now, &mut more);
-                    } else if self.global.is_global() {
-                        self.peers
-                            .connect_failed(&node, NO_KNOWN_ADDRESS, &mut more);
+                    None => {
+                        let now = self.now;
+                        self.net.closed(id, None, addr, true, "no network", now);
                     }
-                    self.route_peers(&mut more);
+                },
+                Effect::Verdict { id, verdict } => {
+                    if let Some(tx) = self.verdicts.get(&id) {
+                        tx.send_replace(verdict);
+                    }
                 }
-                peers::Effect::NodeLost {
-                    node,
-                    reason,
-                    dropped,
-                } => {
-                    if dropped > 0 {
-                        tracing::info!(
-                            node = %node,
-                            reason = %reason,
-                            dropped,
-                            "could not reach node, dropping queued messages"
-                        );
-                    }
+                Effect::NodeLost { node, reason } => {
                     self.core.direct.withdraw(&node);
-                    self.lost.push((node, reason));
+                    self.lost.push_back((node, reason));
                 }
-                peers::Effect::NodeUp { node } => {
-                    if let Some(link) = self.peers.link(&node) {
+                Effect::NodeUp(node) => {
+                    if let Some(link) = self.net.peers().link(&node) {
                         self.core.direct.publish(&node, link.clone());
                     }
                     if let Ok(id) = NodeId::new(node.as_str()) {
                         let _ = self.core.events.send(NodeEvent::Up(id));
                     }
-                    let eff = self.global.node_up(&node);
-                    self.route_global(eff);
                 }
-                peers::Effect::NodeDown { node, reason } => {
-                    self.seeds.node_down(&node, self.now, rand01());
+                Effect::NodeDown { node, reason } => {
                     if let Ok(id) = NodeId::new(node.as_str()) {
                         let _ = self.core.events.send(NodeEvent::Down(id, reason));
                     }
-                    let eff = self.global.node_down(&node);
-                    self.route_global(eff);
                 }
-            }
-        }
-    }
-
-    /// Carries out what the global service asked for.
-    fn route_global(&mut self, effects: Vec<global::Effect>) {
-        for e in effects {
-            match e {
-                global::Effect::Send { node, msg } => self.send_remote(&node, "", msg),
-                global::Effect::Connect { node } => {
-                    if self.transport.is_some() {
-                        let mut out = std::mem::take(&mut self.scratch);
-                        self.peers.ensure_connected(&node, self.now, &mut out);
-                        self.route_peers(&mut out);
-                        self.scratch = out;
-                    }
-                }
-                global::Effect::Addresses { node, addrs } => self.add_addresses(&node, addrs),
-                global::Effect::Reply { query, value } => match self.queries.remove(&query) {
-                    Some(cb) => {
-                        if catch_unwind(AssertUnwindSafe(|| cb(value))).is_err() {
-                            tracing::warn!("database query callback panicked");
-                        }
-                    }
-                    None => tracing::debug!(query, "answer for no pending query"),
-                },
-                global::Effect::Notify {
+                Effect::Notify {
                     subscribers,
                     family,
                     contents,
@@ -433,7 +279,7 @@ impl NodeHost {
                     deleted,
                 } => {
                     let change = DbChange {
-                        family: family.clone(),
+                        family,
                         contents,
                         added,
                         changed,
@@ -446,60 +292,30 @@ impl NodeHost {
                             .is_some_and(|tx| tx.send(change.clone()).is_ok());
                         if !alive {
                             self.subs.remove(&id);
-                            let eff = self.global.unwatch(&family, id);
-                            self.route_global(eff);
+                            let now = self.now;
+                            self.net.db_unwatch(&change.family, id, now);
                         }
                     }
                 }
-                global::Effect::Master(Some(m)) => {
-                    tracing::info!(node = %self.core.shared.id, master = %m, "master set")
-                }
-                global::Effect::Master(None) => {
-                    tracing::info!(node = %self.core.shared.id, "no master")
-                }
-                global::Effect::BecameGlobal => {
-                    tracing::info!(node = %self.core.shared.id, "becoming a global node")
-                }
-                global::Effect::Refused { from, error } => {
-                    tracing::warn!(src = %from, error = %error, "error processing node message")
-                }
-            }
-        }
-    }
-
-    // ---- database requests ---------------------------------------------------------------
-
-    pub(super) fn db(&mut self, cmd: DbCmd) {
-        match cmd {
-            DbCmd::Set { family, key, value } => match self.global.db_set(&family, &key, value) {
-                Ok(eff) => self.route_global(eff),
-                Err(e) => tracing::warn!(error = %e, "db_set refused"),
-            },
-            DbCmd::Del { family, keys } => {
-                let eff = self.global.db_del(&family, &keys);
-                self.route_global(eff);
-            }
-            DbCmd::Query {
-                kind,
-                family,
-                reply,
-            } => {
-                let (id, eff) = self.global.query(kind, &family);
-                self.queries.insert(id, reply);
-                self.route_global(eff);
-            }
-            DbCmd::Watch { family, id, tx } => {
-                self.subs.insert(id, tx);
-                let eff = self.global.watch(&family, id);
-                self.route_global(eff);
-            }
-            DbCmd::Unwatch { family, id } => {
-                if self.subs.remove(&id).is_some() {
-                    let eff = self.global.unwatch(&family, id);
-                    self.route_global(eff);
+                Effect::Reply { query, value } => match self.queries.remove(&query) {
+                    Some(cb) => {
+                        if catch_unwind(AssertUnwindSafe(|| cb(value))).is_err() {
+                            tracing::warn!("database query callback panicked");
+                        }
+                    }
+                    None => tracing::debug!(query, "answer for no pending query"),
+                },
+                Effect::Log(record) => {
+                    let node = &self.core.shared.id;
+                    match record.level() {
+                        Level::Debug => tracing::debug!(node = %node, "{record}"),
+                        Level::Info => tracing::info!(node = %node, "{record}"),
+                        Level::Warn => tracing::warn!(node = %node, "{record}"),
+                    }
                 }
             }
         }
+        self.woke_writer |= self.net.take_woke();
     }
 }
 
@@ -515,25 +331,24 @@ impl Host for NodeHost {
 
     #[inline]
     fn send_remote(&mut self, node: &str, port: &str, msg: Msg) {
-        let mut out = std::mem::take(&mut self.scratch);
-        self.woke_writer |= self.peers.send(node, port, msg, self.now, &mut out);
-        if !out.is_empty() {
-            self.route_peers(&mut out);
+        self.woke_writer |= self.net.send(node, port, msg, self.now);
+        if self.net.has_effects() {
+            self.drain();
         }
-        self.scratch = out;
     }
 
     fn send_if_up(&mut self, node: &str, port: &str, msg: Msg) {
-        self.woke_writer |= self.peers.send_if_up(node, port, msg);
+        self.woke_writer |= self.net.send_if_up(node, port, msg);
     }
 
     fn global_request(&mut self, from: &NodeId, tag: Str, args: Vec<Value>) {
-        let eff = self.global.request(from.as_str(), &tag, args);
-        self.route_global(eff);
+        let now = self.now;
+        self.net.global_request(from.as_str(), &tag, args, now);
+        self.drain();
     }
 
     fn up_nodes(&self) -> Vec<NodeId> {
-        self.peers
+        self.net
             .up_nodes()
             .filter_map(|n| NodeId::new(n).ok())
             .collect()

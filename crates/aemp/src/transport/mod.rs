@@ -227,7 +227,7 @@ impl Transport {
             hs,
             tls,
             bound: Mutex::new(Vec::new()),
-            conn_ids: AtomicU64::new(1),
+            conn_ids: AtomicU64::new(2),
             counters: Counters::default(),
             inbound: Inbound::default(),
             sink,
@@ -247,9 +247,10 @@ impl Transport {
         self.sink.upgrade()
     }
 
-    /// A fresh connection id.
+    /// A fresh id for an accepted connection. Accepted connections have even ids; the node
+    /// core gives its dials odd ones.
     pub(crate) fn next_conn_id(&self) -> u64 {
-        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+        self.conn_ids.fetch_add(2, Ordering::Relaxed)
     }
 
     /// Stops listening and closes every connection (the node shuts down).
