@@ -16,6 +16,11 @@
 //! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
 //! * [`node_core`]: the four state machines above (peer table, registry, global service,
 //!   seeds) composed into one: everything a node does about other nodes, minus the I/O.
+//!
+//! Because nothing here reads a clock, draws randomness or touches a socket, whole networks
+//! of [`node_core::NodeCore`]s run in a deterministic simulator (the crate's `sim` tests:
+//! virtual time, in-memory links, seeded randomness): master changes, partitions, simultaneous
+//! connects, no-holes and the formation of 1,000-node networks are tested in milliseconds.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -33,7 +33,7 @@
 //!    │ typed commands (runtime::Cmd) through the node's queue
 //!  node task (runtime)    owns and wires the state machines, routes their effects
 //!    ├─ Kernel (kernel)          ports, handlers, monitors; knows nothing else
-//!    └─ aemp-proto state machines: PeerTable, conn_registry, GlobalService, Seeds
+//!    └─ NodeCore (aemp-proto)    peer table, connection registry, global service, seeds
 //!    ▲ typed connection events (transport::ConnEvent) and frames
 //!  transport              sockets, handshake driving, read and write loops, TLS
 //! ```
