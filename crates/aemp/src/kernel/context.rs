@@ -40,7 +40,7 @@ impl<'k> Cx<'k> {
         &self.k.id
     }
 
-    /// Sends a message (see [`Node::snd`]). An empty message is not a message: it is
+    /// Sends a message (see [`Node::snd`](crate::Node::snd)). An empty message is not a message: it is
     /// dropped with a warning (`Node::snd` returns an error for it).
     pub fn snd(&mut self, port: &PortId, msg: impl Into<Msg>) {
         let msg = msg.into();
@@ -62,7 +62,7 @@ impl<'k> Cx<'k> {
         Ok(())
     }
 
-    /// Kills a port (see [`Node::kil`]).
+    /// Kills a port (see [`Node::kil`](crate::Node::kil)).
     pub fn kil(&mut self, port: &PortId, reason: Reason) -> Result<(), Error> {
         self.k.kil(port, reason, self.host)
     }
@@ -123,7 +123,7 @@ impl<'k> Cx<'k> {
         Ok(())
     }
 
-    /// Monitors a port (see [`Node::mon`]).
+    /// Monitors a port (see [`Node::mon`](crate::Node::mon)).
     pub fn mon(&mut self, port: &PortId, action: Monitor) -> MonGuard {
         let id = self.k.shared.next_guard();
         self.k.mon(port, id, action, self.host);
