@@ -57,7 +57,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -66,6 +66,13 @@ use std::time::{Duration, Instant};
 
 /// Reason of the [`Effect::NodeLost`] when a node without network is sent to.
 pub const NO_TRANSPORT: &str = "no known address (node has no transport)";
+
+/// How long the database shard of a global node that went down is kept beyond
+/// `connect_interval` (see [`crate::db::global`], "Orphaned shards"): its slaves notice the
+/// death when we do, and take another seed they are connected to at once, or dial one
+/// (at most `connect_interval`); their entries reach us again within
+/// `connect_interval + ORPHAN_SLACK`, and only what did not is reported deleted.
+pub const ORPHAN_SLACK: Duration = Duration::from_secs(1);
 
 /// What a node starts with.
 #[derive(Clone, Debug)]
@@ -116,6 +123,8 @@ pub enum Level {
     Info,
     /// Something was refused or went wrong.
     Warn,
+    /// Data was lost: the user has to do something about it.
+    Error,
 }
 
 /// Something worth a log line (the caller writes it with its logger; [`Log::level`] tells
@@ -175,6 +184,16 @@ pub enum Log {
         /// Why.
         error: NameError,
     },
+    /// An entry of this node's database was dropped because the master refused it: each
+    /// time it was sent on its own, the master closed the connection (error).
+    DbEntryRefused {
+        /// The family.
+        family: Str,
+        /// The key.
+        key: Str,
+        /// The master that refused it.
+        master: Str,
+    },
 }
 
 impl Log {
@@ -188,6 +207,7 @@ impl Log {
             | Log::Master(_)
             | Log::BecameGlobal => Level::Info,
             Log::Refused { .. } | Log::DbSetRefused { .. } => Level::Warn,
+            Log::DbEntryRefused { .. } => Level::Error,
         }
     }
 }
@@ -224,6 +244,15 @@ impl fmt::Display for Log {
                 write!(f, "error processing node message (from {from}: {error})")
             }
             Log::DbSetRefused { error } => write!(f, "db_set refused: {error}"),
+            Log::DbEntryRefused {
+                family,
+                key,
+                master,
+            } => write!(
+                f,
+                "database entry dropped: the master refuses it (family {family}, key {key}, \
+                 master {master}: it closed the connection each time the entry was sent)"
+            ),
         }
     }
 }
@@ -318,6 +347,10 @@ pub struct NodeCore<L, S = RandomState> {
     /// Pending re-dials (core timers).
     redials: BinaryHeap<Redial>,
     redial_seq: u64,
+    /// When the orphaned shards of global nodes that went down expire: the heap, and the
+    /// deadline in force per node (a heap entry that is not it is stale).
+    orphans: BinaryHeap<Reverse<(Instant, Str)>>,
+    orphan_due: HashMap<Str, Instant>,
     /// Local `db_mon` subscribers.
     subscribers: HashSet<u64>,
     effects: VecDeque<Effect>,
@@ -357,6 +390,8 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             next_dial: 1,
             redials: BinaryHeap::new(),
             redial_seq: 0,
+            orphans: BinaryHeap::new(),
+            orphan_due: HashMap::new(),
             subscribers: HashSet::new(),
             effects: VecDeque::new(),
             woke: false,
@@ -417,6 +452,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             self.registry.poll_timeout(),
             self.seeds.poll_timeout(),
             self.redials.peek().map(|Reverse((at, ..))| *at),
+            self.orphans.peek().map(|Reverse((at, _))| *at),
         ]
         .into_iter()
         .flatten()
@@ -424,7 +460,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
     }
 
     /// The clock reached `now`: paced dials and attempt deadlines of the peer table, held
-    /// decisions of the registry, a round of seed dials, re-dials.
+    /// decisions of the registry, a round of seed dials, re-dials, orphaned shards that expire.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut out = std::mem::take(&mut self.scratch);
         self.peers.handle_timeout(now, &mut out);
@@ -443,6 +479,18 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             }
             if let Some(Reverse((_, _, addr, node))) = self.redials.pop() {
                 self.dial(addr, Some(node), now);
+            }
+        }
+        while let Some(Reverse((at, _))) = self.orphans.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((at, node))) = self.orphans.pop() {
+                if self.orphan_due.get(&node) == Some(&at) {
+                    self.orphan_due.remove(&node);
+                    let eff = self.global.expire_orphan(&node);
+                    self.route_global(eff, now);
+                }
             }
         }
     }
@@ -810,10 +858,20 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }),
                 global::Effect::Master(m) => self.log(Log::Master(m)),
                 global::Effect::BecameGlobal => self.log(Log::BecameGlobal),
+                global::Effect::Orphaned { node } => {
+                    let at = later(now, self.connect_interval + ORPHAN_SLACK);
+                    self.orphan_due.insert(node.clone(), at);
+                    self.orphans.push(Reverse((at, node)));
+                }
                 global::Effect::Refused { from, error } => self.log(Log::Refused { from, error }),
             }
         }
     }
+}
+
+/// `now + d`, saturating at `now` should the clock's range end.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
 }
 
 #[cfg(test)]

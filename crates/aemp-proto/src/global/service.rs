@@ -63,6 +63,14 @@ pub enum Effect {
     Master(Option<Str>),
     /// This node became a global node (it is now its own master).
     BecameGlobal,
+    /// The database shard of global node `node`, which went down, is kept for now so that
+    /// its slaves can fail over without their entries being reported deleted (see
+    /// [`crate::db::global`], "Orphaned shards"): call [`GlobalService::expire_orphan`]
+    /// with it after a grace period.
+    Orphaned {
+        /// The global node that went down.
+        node: Str,
+    },
     /// A request from `from` was refused (malformed database request, a database request to
     /// a node that is not global, …); nothing changed. The runtime logs it.
     Refused {
@@ -319,8 +327,9 @@ impl GlobalService {
         fx
     }
 
-    /// The connection to `node` is gone. A global node forgets the node's shard and
-    /// monitors; a slave that lost its master takes the seed node that has been up longest
+    /// The connection to `node` is gone. A global node forgets the node's monitors and
+    /// shard (the shard of another global node is kept until [`GlobalService::expire_orphan`],
+    /// see [`Effect::Orphaned`]); a slave that lost its master takes the seed node that has been up longest
     /// (or none).
     pub fn node_down(&mut self, node: &str) -> Vec<Effect> {
         let mut fx = Vec::new();
@@ -333,8 +342,13 @@ impl GlobalService {
         self.global_nodes.remove(node);
         match &mut self.role {
             Role::Global(g) => {
-                let outs = g.node_down(node);
+                let (outs, orphaned) = g.node_down_orphaning(node);
                 self.route(outs, &mut fx);
+                if orphaned {
+                    fx.push(Effect::Orphaned {
+                        node: Str::from(node),
+                    });
+                }
             }
             Role::Slave { master, .. } => {
                 if master.as_deref() == Some(node) {
@@ -346,6 +360,18 @@ impl GlobalService {
                     self.master_set(next, &mut fx);
                 }
             }
+        }
+        fx
+    }
+
+    /// The grace period of the shard global node `node` left ([`Effect::Orphaned`]) is over:
+    /// its entries that no live node re-sent meanwhile are deleted. Nothing if there is no
+    /// such shard (any more).
+    pub fn expire_orphan(&mut self, node: &str) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if let Role::Global(g) = &mut self.role {
+            let outs = g.expire_orphan(node);
+            self.route(outs, &mut fx);
         }
         fx
     }
