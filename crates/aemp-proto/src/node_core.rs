@@ -469,7 +469,9 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         self.registry.handle_timeout(now);
         self.flush_verdicts();
         let peers = &self.peers;
-        let due = self.seeds.handle_timeout(now, |n| peers.is_up(n));
+        let due = self
+            .seeds
+            .handle_timeout(now, |n| peers.is_up(n), |n| peers.hold(n, now));
         for addr in due {
             self.dial(addr, None, now);
         }
@@ -606,7 +608,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             }
             Ok(()) => {
                 let mut out = std::mem::take(&mut self.scratch);
-                woke = self.peers.up(node, link, &mut out);
+                woke = self.peers.up(node, link, now, &mut out);
                 self.route_peers(&mut out, now);
                 self.scratch = out;
             }
@@ -634,7 +636,8 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                     reason: text.to_string(),
                 });
                 let mut out = std::mem::take(&mut self.scratch);
-                self.peers.down(node, id, text, &mut out);
+                let r: f64 = self.rng.gen();
+                self.peers.down(node, id, text, now, r, &mut out);
                 self.route_peers(&mut out, now);
                 self.scratch = out;
             }
