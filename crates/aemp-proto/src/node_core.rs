@@ -67,6 +67,12 @@ use std::time::{Duration, Instant};
 /// Reason of the [`Effect::NodeLost`] when a node without network is sent to.
 pub const NO_TRANSPORT: &str = "no known address (node has no transport)";
 
+/// How a connection's end reported to [`NodeCore::closed`] must begin when this node closed
+/// it because it refused a frame the peer sent (a decode error: the tokio transport's
+/// protocol errors read `protocol error: …`). Such an end is no sign that the peer refused
+/// anything of ours (see [`crate::global::probe`]).
+pub const PROTOCOL_ERROR: &str = "protocol error";
+
 /// How long the database shard of a global node that went down is kept beyond
 /// `connect_interval` (see [`crate::db::global`], "Orphaned shards"): its slaves notice the
 /// death when we do, and take another seed they are connected to at once, or dial one
@@ -811,11 +817,15 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 peers::Effect::NodeDown { node, reason } => {
                     let r: f64 = self.rng.gen();
                     self.seeds.node_down(&node, now, r);
+                    // The peer table counted a strike if the connection ended early.
+                    let early = self.peers.backoff(&node).is_some();
+                    let by_us = reason.starts_with(PROTOCOL_ERROR);
                     self.effects.push_back(Effect::NodeDown {
                         node: node.clone(),
                         reason,
                     });
-                    let eff = self.global.node_down(&node);
+                    let mut eff = self.global.connection_ended(&node, early, by_us);
+                    eff.extend(self.global.node_down(&node));
                     self.route_global(eff, now);
                 }
             }
@@ -861,6 +871,15 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }),
                 global::Effect::Master(m) => self.log(Log::Master(m)),
                 global::Effect::BecameGlobal => self.log(Log::BecameGlobal),
+                global::Effect::EntryDropped {
+                    family,
+                    key,
+                    master,
+                } => self.log(Log::DbEntryRefused {
+                    family,
+                    key,
+                    master,
+                }),
                 global::Effect::Orphaned { node } => {
                     let at = later(now, self.connect_interval + ORPHAN_SLACK);
                     self.orphan_due.insert(node.clone(), at);
