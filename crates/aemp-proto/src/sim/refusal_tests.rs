@@ -90,7 +90,8 @@ fn global_keys(sim: &Sim, g: usize, family: &str) -> BTreeSet<Str> {
 /// entries arrive.
 #[test]
 fn refused_slave_entry_is_dropped_and_reconnects_back_off() {
-    let cases: [(&str, fn(&str, &Msg) -> Option<Duration>, Value); 2] = [
+    type Rule = fn(&str, &Msg) -> Option<Duration>;
+    let cases: [(&str, Rule, Value); 2] = [
         ("too deep", too_deep, nested(70)),
         ("too large", too_large, Value::from("x".repeat(20_000))),
     ];
@@ -365,4 +366,26 @@ fn entries_of_nodes_that_died_with_their_global_are_deleted() {
     let want: BTreeSet<Str> = near.iter().map(|&i| sim.nodes[i].name.clone()).collect();
     assert_eq!(keys, want);
     assert!(global_keys(&sim, g0, "svc") == want);
+}
+
+/// Two global nodes; one sets a value the other refuses (its mesh forwarding, `g_upd` and
+/// `g_set`, carries it on every new connection). No entry is dropped there (global nodes
+/// have no master to probe), but the mesh reconnects back off instead of looping.
+#[test]
+fn global_mesh_refusing_a_value_backs_off() {
+    let mut sim = Sim::new(14, Opts::default());
+    let seeds: Vec<SocketAddr> = (0..2).map(Sim::addr_of).collect();
+    let g1 = sim.add("G1", |c| c.seeds = seeds.clone());
+    let g2 = sim.add("G2", |c| c.seeds = seeds.clone());
+    sim.refuse(g2, too_deep);
+    sim.start(g1);
+    sim.start(g2);
+    sim.run_for(secs(2));
+    assert!(sim.nodes[g1].core.peers().is_up("G2"));
+    let before = ups(&sim, g1, "G2");
+    sim.db_set(g1, "f", "poison", nested(70));
+    sim.run_for(secs(20));
+    let cycles = ups(&sim, g1, "G2") - before;
+    eprintln!("global mesh refusing a value: {cycles} connections G1-G2 in 20 s");
+    assert!(cycles <= 20, "{cycles} connections in 20 s");
 }
