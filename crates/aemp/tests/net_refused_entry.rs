@@ -44,7 +44,12 @@ async fn entry_the_master_refuses_is_dropped_without_a_reconnect_loop() {
     s.db_set("zdeep", "k", nested(20)).unwrap();
 
     let t0 = Instant::now();
-    let refusals = || g.counters().unwrap().protocol_errors.load(Ordering::Relaxed);
+    let refusals = || {
+        g.counters()
+            .unwrap()
+            .protocol_errors
+            .load(Ordering::Relaxed)
+    };
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let f = g.db_family("svc").await.expect("db_family");
@@ -60,7 +65,11 @@ async fn entry_the_master_refuses_is_dropped_without_a_reconnect_loop() {
         "refused entry: the master refused {} frames; the other entries arrived after {took:?}",
         refusals()
     );
-    assert!(found.is_ok(), "the other entries never arrived ({} refusals)", refusals());
+    assert!(
+        found.is_ok(),
+        "the other entries never arrived ({} refusals)",
+        refusals()
+    );
     assert!(refusals() <= 15, "{} refusals in {took:?}", refusals());
     assert!(g.db_family("zdeep").await.unwrap().is_empty());
     // Settled: no more refusals, and a later write goes through at once.
