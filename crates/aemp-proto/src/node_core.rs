@@ -57,7 +57,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -66,6 +66,19 @@ use std::time::{Duration, Instant};
 
 /// Reason of the [`Effect::NodeLost`] when a node without network is sent to.
 pub const NO_TRANSPORT: &str = "no known address (node has no transport)";
+
+/// How a connection's end reported to [`NodeCore::closed`] must begin when this node closed
+/// it because it refused a frame the peer sent (a decode error: the tokio transport's
+/// protocol errors read `protocol error: …`). Such an end is no sign that the peer refused
+/// anything of ours (see [`crate::global::probe`]).
+pub const PROTOCOL_ERROR: &str = "protocol error";
+
+/// How long the database shard of a global node that went down is kept beyond
+/// `connect_interval` (see [`crate::db::global`], "Orphaned shards"): its slaves notice the
+/// death when we do, and take another seed they are connected to at once, or dial one
+/// (at most `connect_interval`); their entries reach us again within
+/// `connect_interval + ORPHAN_SLACK`, and only what did not is reported deleted.
+pub const ORPHAN_SLACK: Duration = Duration::from_secs(1);
 
 /// What a node starts with.
 #[derive(Clone, Debug)]
@@ -116,6 +129,8 @@ pub enum Level {
     Info,
     /// Something was refused or went wrong.
     Warn,
+    /// Data was lost: the user has to do something about it.
+    Error,
 }
 
 /// Something worth a log line (the caller writes it with its logger; [`Log::level`] tells
@@ -175,6 +190,16 @@ pub enum Log {
         /// Why.
         error: NameError,
     },
+    /// An entry of this node's database was dropped because the master refused it: each
+    /// time it was sent on its own, the master closed the connection (error).
+    DbEntryRefused {
+        /// The family.
+        family: Str,
+        /// The key.
+        key: Str,
+        /// The master that refused it.
+        master: Str,
+    },
 }
 
 impl Log {
@@ -188,6 +213,7 @@ impl Log {
             | Log::Master(_)
             | Log::BecameGlobal => Level::Info,
             Log::Refused { .. } | Log::DbSetRefused { .. } => Level::Warn,
+            Log::DbEntryRefused { .. } => Level::Error,
         }
     }
 }
@@ -224,6 +250,15 @@ impl fmt::Display for Log {
                 write!(f, "error processing node message (from {from}: {error})")
             }
             Log::DbSetRefused { error } => write!(f, "db_set refused: {error}"),
+            Log::DbEntryRefused {
+                family,
+                key,
+                master,
+            } => write!(
+                f,
+                "database entry dropped: the master refuses it (family {family}, key {key}, \
+                 master {master}: it closed the connection each time the entry was sent)"
+            ),
         }
     }
 }
@@ -318,6 +353,10 @@ pub struct NodeCore<L, S = RandomState> {
     /// Pending re-dials (core timers).
     redials: BinaryHeap<Redial>,
     redial_seq: u64,
+    /// When the orphaned shards of global nodes that went down expire: the heap, and the
+    /// deadline in force per node (a heap entry that is not it is stale).
+    orphans: BinaryHeap<Reverse<(Instant, Str)>>,
+    orphan_due: HashMap<Str, Instant>,
     /// Local `db_mon` subscribers.
     subscribers: HashSet<u64>,
     effects: VecDeque<Effect>,
@@ -357,6 +396,8 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             next_dial: 1,
             redials: BinaryHeap::new(),
             redial_seq: 0,
+            orphans: BinaryHeap::new(),
+            orphan_due: HashMap::new(),
             subscribers: HashSet::new(),
             effects: VecDeque::new(),
             woke: false,
@@ -417,6 +458,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             self.registry.poll_timeout(),
             self.seeds.poll_timeout(),
             self.redials.peek().map(|Reverse((at, ..))| *at),
+            self.orphans.peek().map(|Reverse((at, _))| *at),
         ]
         .into_iter()
         .flatten()
@@ -424,7 +466,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
     }
 
     /// The clock reached `now`: paced dials and attempt deadlines of the peer table, held
-    /// decisions of the registry, a round of seed dials, re-dials.
+    /// decisions of the registry, a round of seed dials, re-dials, orphaned shards that expire.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut out = std::mem::take(&mut self.scratch);
         self.peers.handle_timeout(now, &mut out);
@@ -433,7 +475,9 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         self.registry.handle_timeout(now);
         self.flush_verdicts();
         let peers = &self.peers;
-        let due = self.seeds.handle_timeout(now, |n| peers.is_up(n));
+        let due = self
+            .seeds
+            .handle_timeout(now, |n| peers.is_up(n), |n| peers.hold(n, now));
         for addr in due {
             self.dial(addr, None, now);
         }
@@ -443,6 +487,18 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             }
             if let Some(Reverse((_, _, addr, node))) = self.redials.pop() {
                 self.dial(addr, Some(node), now);
+            }
+        }
+        while let Some(Reverse((at, _))) = self.orphans.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((at, node))) = self.orphans.pop() {
+                if self.orphan_due.get(&node) == Some(&at) {
+                    self.orphan_due.remove(&node);
+                    let eff = self.global.expire_orphan(&node);
+                    self.route_global(eff, now);
+                }
             }
         }
     }
@@ -558,7 +614,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             }
             Ok(()) => {
                 let mut out = std::mem::take(&mut self.scratch);
-                woke = self.peers.up(node, link, &mut out);
+                woke = self.peers.up(node, link, now, &mut out);
                 self.route_peers(&mut out, now);
                 self.scratch = out;
             }
@@ -586,7 +642,8 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                     reason: text.to_string(),
                 });
                 let mut out = std::mem::take(&mut self.scratch);
-                self.peers.down(node, id, text, &mut out);
+                let r: f64 = self.rng.gen();
+                self.peers.down(node, id, text, now, r, &mut out);
                 self.route_peers(&mut out, now);
                 self.scratch = out;
             }
@@ -760,11 +817,15 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 peers::Effect::NodeDown { node, reason } => {
                     let r: f64 = self.rng.gen();
                     self.seeds.node_down(&node, now, r);
+                    // The peer table counted a strike if the connection ended early.
+                    let early = self.peers.backoff(&node).is_some();
+                    let by_us = reason.starts_with(PROTOCOL_ERROR);
                     self.effects.push_back(Effect::NodeDown {
                         node: node.clone(),
                         reason,
                     });
-                    let eff = self.global.node_down(&node);
+                    let mut eff = self.global.connection_ended(&node, early, by_us);
+                    eff.extend(self.global.node_down(&node));
                     self.route_global(eff, now);
                 }
             }
@@ -810,10 +871,29 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }),
                 global::Effect::Master(m) => self.log(Log::Master(m)),
                 global::Effect::BecameGlobal => self.log(Log::BecameGlobal),
+                global::Effect::EntryDropped {
+                    family,
+                    key,
+                    master,
+                } => self.log(Log::DbEntryRefused {
+                    family,
+                    key,
+                    master,
+                }),
+                global::Effect::Orphaned { node } => {
+                    let at = later(now, self.connect_interval + ORPHAN_SLACK);
+                    self.orphan_due.insert(node.clone(), at);
+                    self.orphans.push(Reverse((at, node)));
+                }
                 global::Effect::Refused { from, error } => self.log(Log::Refused { from, error }),
             }
         }
     }
+}
+
+/// `now + d`, saturating at `now` should the clock's range end.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
 }
 
 #[cfg(test)]

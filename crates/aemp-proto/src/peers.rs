@@ -53,6 +53,22 @@
 //! An attempt dials its addresses one after another, the first at once, then one every
 //! `step = min(connect_interval, (monitor_timeout - connect_interval) / addresses)`, at
 //! least 0.4 s, as long as the next dial falls before the deadline.
+//!
+//! # Reconnect back-off
+//!
+//! A connection that ends soon after it came up is a strike against the node: a peer that
+//! refuses a frame we send (too deep, too large for its decoder) closes the connection right
+//! after it came up, every time, and so does one of ours that refuses a frame the peer
+//! sends on every new connection. Without a pause the node would be dialled again at once,
+//! in a tight loop. So after strike `n` the node is *held* for a random time in
+//! `[d/2, d]` with `d = min(BACKOFF_FIRST · 2^(n-1), cap)`: attempts to reach it dial
+//! nothing before the hold ends (their deadline moves by as much), and the seed connector
+//! skips it ([`PeerTable::hold`]). `cap` is `monitor_timeout`, at most [`BACKOFF_CAP`] (and
+//! at least [`BACKOFF_FIRST`]); a connection that stays up for `cap` ("stable") clears the
+//! strikes, and so does a quiet spell of `2 · cap` after a hold in which no connection came
+//! up. The randomness comes in with [`PeerTable::down`]. Ordinary recovery is not slowed:
+//! the loss of a connection that was up for a while holds nothing, and neither do dials
+//! that fail (their pacing is the business of the attempt, or of the seed connector).
 
 use crate::{Msg, Str};
 use std::cmp::Reverse;
@@ -73,6 +89,17 @@ pub const SWITCHED_CONNECTIONS: &str = "switched connections";
 
 /// Reason for [`PeerTable::connect_failed`] when a look-up found no address.
 pub const NO_KNOWN_ADDRESS: &str = "no known address";
+
+/// The nominal hold after the first strike (see [Reconnect back-off](self#reconnect-back-off));
+/// the actual hold is a random time between half of it and all of it.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest nominal hold (if `monitor_timeout` is shorter, that), and how long a
+/// connection must stay up to clear the strikes.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Timer id of a back-off record's expiry (attempt ids start at 1).
+const FORGET: u64 = 0;
 
 /// Longest interval the table works with; longer settings are cut to this so that no
 /// deadline overflows [`Instant`].
@@ -174,11 +201,25 @@ enum State<L> {
     Up(L),
 }
 
+/// Strikes against a node whose connections end soon after coming up.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    /// Connections in a row that ended before they were stable.
+    strikes: u32,
+    /// No dial before this.
+    until: Instant,
+    /// The record is dropped then, unless a connection is up.
+    forget: Instant,
+}
+
 /// What the table knows about one node.
 struct Entry<L> {
     /// Listen addresses of the node, in the order to try them.
     addrs: Vec<SocketAddr>,
     state: State<L>,
+    /// When the current link came up.
+    up_since: Option<Instant>,
+    backoff: Option<Backoff>,
 }
 
 impl<L> Entry<L> {
@@ -186,12 +227,19 @@ impl<L> Entry<L> {
         Entry {
             addrs: Vec::new(),
             state: State::Idle,
+            up_since: None,
+            backoff: None,
         }
     }
 
-    /// An idle entry without addresses carries nothing and can go.
+    /// An idle entry without addresses or strikes carries nothing and can go.
     fn is_empty(&self) -> bool {
-        matches!(self.state, State::Idle) && self.addrs.is_empty()
+        matches!(self.state, State::Idle) && self.addrs.is_empty() && self.backoff.is_none()
+    }
+
+    /// The end of the node's hold, if it is later than `now`.
+    fn hold(&self, now: Instant) -> Option<Instant> {
+        self.backoff.map(|b| b.until).filter(|u| *u > now)
     }
 }
 
@@ -297,7 +345,7 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
     /// [`Effect::NodeUp`]. A link that replaces one that is up closes the old one and emits
     /// [`Effect::NodeLost`] ([`SWITCHED_CONNECTIONS`]) first. Reporting the current link again
     /// (same id) changes nothing. Returns whether flushing the queue woke the writer.
-    pub fn up(&mut self, node: &str, link: L, out: &mut Vec<Effect>) -> bool {
+    pub fn up(&mut self, node: &str, link: L, now: Instant, out: &mut Vec<Effect>) -> bool {
         let key = Str::from(node);
         let entry = self.nodes.entry(key.clone()).or_insert_with(Entry::idle);
         let mut woke = false;
@@ -319,6 +367,7 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             State::Idle => {}
         }
         entry.state = State::Up(link);
+        entry.up_since = Some(now);
         out.push(Effect::NodeUp { node: key });
         self.prune_timers();
         woke
@@ -326,8 +375,20 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
 
     /// The connection `conn` to `node` was lost. Ignored unless `conn` is the node's current
     /// link (a replaced or refused connection reports its end too). Emits
-    /// [`Effect::NodeLost`], then [`Effect::NodeDown`].
-    pub fn down(&mut self, node: &str, conn: u64, reason: &str, out: &mut Vec<Effect>) {
+    /// [`Effect::NodeLost`], then [`Effect::NodeDown`]. A link that was up for less than the
+    /// back-off cap is a strike against the node and holds it for a while (see
+    /// [Reconnect back-off](self#reconnect-back-off)); `rand01`, in `[0, 1)`, picks the hold
+    /// within its range. A stable link clears the strikes.
+    pub fn down(
+        &mut self,
+        node: &str,
+        conn: u64,
+        reason: &str,
+        now: Instant,
+        rand01: f64,
+        out: &mut Vec<Effect>,
+    ) {
+        let cap = self.backoff_cap();
         let Some(entry) = self.nodes.get_mut(node) else {
             return;
         };
@@ -335,6 +396,23 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             return;
         }
         entry.state = State::Idle;
+        let lived = entry
+            .up_since
+            .take()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        if lived >= cap {
+            entry.backoff = None;
+        } else {
+            let strikes = entry.backoff.map_or(0, |b| b.strikes).saturating_add(1);
+            let until = later(now, hold_for(strikes, cap, rand01));
+            let forget = later(until, cap.saturating_mul(2));
+            entry.backoff = Some(Backoff {
+                strikes,
+                until,
+                forget,
+            });
+            self.timers.push(Reverse((forget, FORGET, Str::from(node))));
+        }
         if entry.is_empty() {
             self.nodes.remove(node);
         }
@@ -377,13 +455,14 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             .nodes
             .entry(Str::from(node))
             .or_insert_with(Entry::idle);
+        let hold = entry.hold(now);
         if let State::Connecting(attempt) = &mut entry.state {
             let key = Str::from(node);
             let step = dial_step(self.connect_interval, self.monitor_timeout, addrs.len());
             attempt.plan.clone_from(&addrs);
             attempt.next = 0;
             attempt.step = step;
-            dial_next(attempt, &key, now, &mut self.timers, out);
+            dial_first(attempt, &key, now, hold, &mut self.timers, out);
         }
         entry.addrs = addrs;
         self.prune_timers();
@@ -431,6 +510,10 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             let Some(Reverse((at, id, node))) = self.timers.pop() else {
                 break;
             };
+            if id == FORGET {
+                self.forget(&node, at);
+                continue;
+            }
             let Some(Entry {
                 state: State::Connecting(attempt),
                 ..
@@ -448,6 +531,23 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             }
         }
         self.prune_timers();
+    }
+
+    /// When the hold on `node` ends, if it is held at `now` (its connections kept ending
+    /// soon after they came up: see [Reconnect back-off](self#reconnect-back-off)). Nothing
+    /// dials it before.
+    pub fn hold(&self, node: &str, now: Instant) -> Option<Instant> {
+        self.nodes.get(node).and_then(|e| e.hold(now))
+    }
+
+    /// The strikes against `node` and the end of its (last) hold, while they are
+    /// remembered. Right after [`PeerTable::down`] this is `Some` exactly when the
+    /// connection ended before it was stable.
+    pub fn backoff(&self, node: &str) -> Option<(u32, Instant)> {
+        self.nodes
+            .get(node)
+            .and_then(|e| e.backoff)
+            .map(|b| (b.strikes, b.until))
     }
 
     /// The live link to `node`, if it is up.
@@ -521,8 +621,10 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         let key = Str::from(node);
         let id = self.next_attempt;
         self.next_attempt += 1;
-        let deadline = later(now, self.connect_interval);
         let entry = self.nodes.entry(key.clone()).or_insert_with(Entry::idle);
+        // A held node is dialled when its hold ends; the attempt has its usual time from then.
+        let hold = entry.hold(now);
+        let deadline = later(hold.unwrap_or(now), self.connect_interval);
         let mut attempt = Attempt {
             id,
             queue: first.into_iter().collect(),
@@ -542,7 +644,7 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
                 self.monitor_timeout,
                 attempt.plan.len(),
             );
-            dial_next(&mut attempt, &key, now, &mut self.timers, out);
+            dial_first(&mut attempt, &key, now, hold, &mut self.timers, out);
         }
         entry.state = State::Connecting(attempt);
     }
@@ -567,11 +669,38 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         });
     }
 
+    /// The nominal hold is capped at this, and a connection up this long is stable.
+    fn backoff_cap(&self) -> Duration {
+        self.monitor_timeout.clamp(BACKOFF_FIRST, BACKOFF_CAP)
+    }
+
+    /// The back-off record of `node` expires at `at` (unless it was renewed, or a
+    /// connection is up: its end decides).
+    fn forget(&mut self, node: &str, at: Instant) {
+        let Some(entry) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if matches!(entry.state, State::Up(_)) || entry.backoff.is_none_or(|b| b.forget != at) {
+            return;
+        }
+        entry.backoff = None;
+        if entry.is_empty() {
+            self.nodes.remove(node);
+        }
+    }
+
     /// Drops stale timers from the top of the heap, so that [`PeerTable::poll_timeout`] is
     /// exact.
     fn prune_timers(&mut self) {
         while let Some(Reverse((at, id, node))) = self.timers.peek() {
             let live = match self.nodes.get(node.as_str()) {
+                Some(Entry {
+                    state: State::Up(_),
+                    ..
+                }) if *id == FORGET => false,
+                Some(Entry { backoff, .. }) if *id == FORGET => {
+                    backoff.is_some_and(|b| b.forget == *at)
+                }
                 Some(Entry {
                     state: State::Connecting(a),
                     ..
@@ -592,6 +721,40 @@ fn dial_step(connect_interval: Duration, monitor_timeout: Duration, n: usize) ->
     connect_interval
         .min(monitor_timeout.saturating_sub(connect_interval) / n)
         .max(MIN_DIAL_STEP)
+}
+
+/// The nominal hold after strike `strikes` (doubling from [`BACKOFF_FIRST`], at most `cap`),
+/// scaled into `[1/2, 1]` of itself by `rand01`.
+fn hold_for(strikes: u32, cap: Duration, rand01: f64) -> Duration {
+    let r = if rand01.is_finite() {
+        rand01.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let doublings = strikes.saturating_sub(1).min(20);
+    let nominal = BACKOFF_FIRST.saturating_mul(1 << doublings).min(cap);
+    nominal.mul_f64(0.5 + r / 2.0)
+}
+
+/// Starts dialling the attempt's plan: at once, or when the node's hold ends (if that is
+/// before the deadline).
+fn dial_first(
+    attempt: &mut Attempt,
+    node: &Str,
+    now: Instant,
+    hold: Option<Instant>,
+    timers: &mut BinaryHeap<Timer>,
+    out: &mut Vec<Effect>,
+) {
+    match hold {
+        Some(at) if at > now => {
+            attempt.next_dial = (at < attempt.deadline).then_some(at);
+            if attempt.next_dial.is_some() {
+                timers.push(Reverse((at, attempt.id, node.clone())));
+            }
+        }
+        _ => dial_next(attempt, node, now, timers, out),
+    }
 }
 
 /// Dials the next address of the attempt's plan and schedules the one after, if it falls

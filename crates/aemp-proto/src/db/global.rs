@@ -5,6 +5,20 @@
 //! the merge of *its* slaves. The merged view of all shards (`GLOBAL_DB`) answers queries and
 //! feeds family monitors.
 //!
+//! # Orphaned shards
+//!
+//! When another global node goes away, its slaves are usually alive: they fail over to
+//! another seed and send their database there, which reaches us again (as our own slave's
+//! shard, or forwarded by the global they chose). Clearing the departed global's shard at
+//! once (as the reference does) would report their live entries as deleted to every
+//! monitor, and as added again a moment later, whenever we notice the death before they
+//! have failed over. [`GlobalDb::node_down_orphaning`] keeps that shard instead, as an
+//! *orphan*: it still counts in the merged view, is never forwarded, and gives way key by
+//! key to every later update of the same key from a live shard. The caller ends it with
+//! [`GlobalDb::expire_orphan`] after a grace period; what nobody re-sent by then is
+//! deleted (the entries of nodes that really went away). [`GlobalDb::node_down`] keeps
+//! the reference's behaviour.
+//!
 //! # Self-addressed messages
 //!
 //! The reference global node talks to itself through its own node port: its writes are
@@ -112,8 +126,9 @@ fn parse(msg: &Msg) -> Result<Request, DbError> {
 ///
 /// Invariants (checked by the tests after every step):
 /// * for every family, the keys of `global` are exactly the union of the keys of all
-///   shards, and every global value equals the value of some shard holding the key;
-/// * no family map (in `global` or in a shard) and no shard is empty;
+///   shards and orphans, and every global value equals the value of some shard or orphan
+///   holding the key;
+/// * no family map (in `global`, a shard or an orphan), no shard and no orphan is empty;
 /// * `inbox` is empty whenever no public method is running.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GlobalDb {
@@ -132,6 +147,9 @@ pub struct GlobalDb {
     monitors: BTreeMap<Str, BTreeSet<Str>>,
     /// `GLOBAL_NODE`: the other global nodes we know.
     peers: BTreeSet<Str>,
+    /// Shards of global nodes that went away, kept until [`GlobalDb::expire_orphan`] (see
+    /// the module docs).
+    orphans: BTreeMap<Str, Db>,
     /// Database requests we sent ourselves, processed in order after the current step.
     inbox: VecDeque<Msg>,
 }
@@ -154,6 +172,7 @@ impl GlobalDb {
             slaves: BTreeSet::new(),
             monitors: BTreeMap::new(),
             peers: BTreeSet::new(),
+            orphans: BTreeMap::new(),
             inbox: VecDeque::new(),
         };
         let mut out = Vec::new();
@@ -202,10 +221,75 @@ impl GlobalDb {
     pub fn node_down(&mut self, node: &str) -> Vec<Out> {
         let mut out = Vec::new();
         if node != self.me {
-            self.disconnect(node, &mut out);
+            self.disconnect(node, false, &mut out);
         }
         self.drain(&mut out);
         out
+    }
+
+    /// As [`GlobalDb::node_down`], except that the shard of a global peer is kept as an
+    /// orphan (see the module docs); returns whether it was. The caller ends it with
+    /// [`GlobalDb::expire_orphan`] after a grace period. An orphan that `node` left earlier
+    /// takes the new shard's entries.
+    pub fn node_down_orphaning(&mut self, node: &str) -> (Vec<Out>, bool) {
+        let mut out = Vec::new();
+        let mut orphaned = false;
+        if node != self.me {
+            orphaned = self.peers.contains(node) && self.shards.contains_key(node);
+            self.disconnect(node, orphaned, &mut out);
+        }
+        self.drain(&mut out);
+        (out, orphaned)
+    }
+
+    /// Ends the orphan `node` left (nothing if there is none): its entries that no live
+    /// shard holds are deleted (monitors hear `g_chg2`; nothing is forwarded, every global
+    /// node clears its own copy), those another shard holds with another value take that
+    /// value.
+    pub fn expire_orphan(&mut self, node: &str) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Some(db) = self.orphans.remove(node) else {
+            return out;
+        };
+        for (family, m) in db {
+            let mut set = DbMap::new();
+            let mut del = Vec::new();
+            for k in m.into_keys() {
+                let owner = self.owner_value(&family, &k).map(|(v, _)| v.clone());
+                let Some(gdb) = self.global.get_mut(&family) else {
+                    continue;
+                };
+                match owner {
+                    Some(v) => {
+                        if !gdb.get(&k).is_some_and(|g| values_equal(g, &v)) {
+                            gdb.insert(k.clone(), v.clone());
+                            set.insert(k, v);
+                        }
+                    }
+                    None => {
+                        if gdb.remove(&k).is_some() {
+                            del.push(k);
+                        }
+                    }
+                }
+            }
+            if self.global.get(&family).is_some_and(|m| m.is_empty()) {
+                self.global.remove(&family);
+            }
+            self.tell_monitors(&family, set, del, &mut out);
+        }
+        self.drain(&mut out);
+        out
+    }
+
+    /// The global nodes whose orphaned shard is still kept.
+    pub fn orphans(&self) -> impl Iterator<Item = &str> {
+        self.orphans.keys().map(|n| n.as_str())
+    }
+
+    /// The orphaned shard `node` left, if it is still kept.
+    pub fn orphan(&self, node: &str) -> Option<&Db> {
+        self.orphans.get(node)
     }
 
     /// `g_global_connect(P)`: `P` is a global peer. Records it, sets `'g: {P: null}` in our
@@ -393,7 +477,7 @@ impl GlobalDb {
             Request::Global => {
                 if from != self.me {
                     // Usually a no-op; not when a former slave became global.
-                    self.disconnect(from, out);
+                    self.disconnect(from, false, out);
                     self.connect_peer(from, out);
                 }
             }
@@ -472,8 +556,9 @@ impl GlobalDb {
         });
     }
 
-    /// `g_disconnect(node)`.
-    fn disconnect(&mut self, node: &str, out: &mut Vec<Out>) {
+    /// `g_disconnect(node)`; with `orphan`, the node's shard is kept as an orphan instead of
+    /// being cleared.
+    fn disconnect(&mut self, node: &str, orphan: bool, out: &mut Vec<Out>) {
         self.peers.remove(node);
         let me = self.me.clone();
         for family in [GLOBALS, LISTENERS] {
@@ -488,6 +573,14 @@ impl GlobalDb {
             nodes.remove(node);
             !nodes.is_empty()
         });
+        if orphan {
+            if let Some(shard) = self.shards.remove(node) {
+                let kept = self.orphans.entry(Str::from(node)).or_default();
+                for (family, m) in shard {
+                    kept.entry(family).or_default().extend(m);
+                }
+            }
+        }
         // Clear the shard while `node` still counts as our slave: its deletes must reach
         // the other global nodes.
         if let Some(shard) = self.shards.get(node).cloned() {
@@ -502,6 +595,20 @@ impl GlobalDb {
 
     /// The `g_upd` rule of §6.6 for one family of `node`'s shard.
     fn upd(&mut self, node: &str, family: &Str, mut set: DbMap, del: Vec<Str>, out: &mut Vec<Out>) {
+        if !self.orphans.is_empty() {
+            // A live shard speaks for these keys from now on.
+            self.orphans.retain(|_, db| {
+                if let Some(m) = db.get_mut(family) {
+                    for k in set.keys().chain(&del) {
+                        m.remove(k);
+                    }
+                    if m.is_empty() {
+                        db.remove(family);
+                    }
+                }
+                !db.is_empty()
+            });
+        }
         let node_is_slave = self.slaves.contains(node);
         let shard = self.shards.entry(Str::from(node)).or_default();
         let ldb = shard.entry(family.clone()).or_default();
@@ -521,29 +628,10 @@ impl GlobalDb {
             if let Some(l) = self.shards.get_mut(node).and_then(|s| s.get_mut(family)) {
                 l.remove(&k);
             }
-            // Other shards still holding k (ours no longer does), smallest node ID first;
-            // a shard of one of our own slaves wins over one of another global.
-            let mut owner: Option<(&Str, bool)> = None;
-            for (n, s) in &self.shards {
-                if s.get(family).is_some_and(|m| m.contains_key(&k)) {
-                    let is_slave = self.slaves.contains(n);
-                    match owner {
-                        None => owner = Some((n, is_slave)),
-                        Some((_, false)) if is_slave => owner = Some((n, true)),
-                        _ => {}
-                    }
-                }
-            }
+            let owner = self.owner_value(family, &k).map(|(v, s)| (v.clone(), s));
             let gdb = self.global.entry(family.clone()).or_default();
             match owner {
-                Some((n, own_slave)) => {
-                    let v = self
-                        .shards
-                        .get(n)
-                        .and_then(|s| s.get(family))
-                        .and_then(|m| m.get(&k))
-                        .cloned()
-                        .unwrap_or(Value::Null);
+                Some((v, own_slave)) => {
                     if !own_slave {
                         del_global.push(k.clone());
                     }
@@ -597,22 +685,54 @@ impl GlobalDb {
             }
         }
 
-        if !set.is_empty() || !local_set.is_empty() || !del_local.is_empty() {
-            set.extend(local_set);
-            let change = map_value(&set);
-            let dels = Value::List(del_local.into_iter().map(Value::Str).collect());
-            let targets: Vec<Str> = self
-                .monitors
-                .get(family)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
-            for t in targets {
-                self.emit(
-                    &t,
-                    msg!["g_chg2", family.clone(), change.clone(), dels.clone()],
-                    out,
-                );
+        set.extend(local_set);
+        self.tell_monitors(family, set, del_local, out);
+    }
+}
+
+impl GlobalDb {
+    /// The value `family`/`k` takes from the shards that hold it (smallest node ID first; a
+    /// shard of one of our own slaves wins over one of another global), else from an
+    /// orphan; with whether it comes from one of our own slaves.
+    fn owner_value(&self, family: &str, k: &str) -> Option<(&Value, bool)> {
+        let mut owner: Option<(&Value, bool)> = None;
+        for (n, s) in &self.shards {
+            if let Some(v) = s.get(family).and_then(|m| m.get(k)) {
+                let is_slave = self.slaves.contains(n);
+                match owner {
+                    None => owner = Some((v, is_slave)),
+                    Some((_, false)) if is_slave => owner = Some((v, true)),
+                    _ => {}
+                }
             }
+        }
+        owner.or_else(|| {
+            self.orphans
+                .values()
+                .find_map(|db| db.get(family).and_then(|m| m.get(k)))
+                .map(|v| (v, false))
+        })
+    }
+
+    /// `g_chg2` of what changed in `family` to every node monitoring it (nothing when
+    /// nothing changed).
+    fn tell_monitors(&mut self, family: &Str, set: DbMap, del: Vec<Str>, out: &mut Vec<Out>) {
+        if set.is_empty() && del.is_empty() {
+            return;
+        }
+        let change = map_value(&set);
+        let dels = Value::List(del.into_iter().map(Value::Str).collect());
+        let targets: Vec<Str> = self
+            .monitors
+            .get(family)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for t in targets {
+            self.emit(
+                &t,
+                msg!["g_chg2", family.clone(), change.clone(), dels.clone()],
+                out,
+            );
         }
     }
 }

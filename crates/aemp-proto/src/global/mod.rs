@@ -31,12 +31,18 @@
 //! [`Effect::Reply`] and [`Effect::Notify`] are for the application (answers to database
 //! queries, `db_mon` changes); the rest is for logs and node events.
 //!
+//! # Refused entries
+//!
+//! [`probe`]: how a slave whose master keeps closing the connection right after it sent its
+//! database finds the entry the master refuses, and drops it.
+//!
 //! # Seeds
 //!
 //! [`Seeds`] is the timer-driven part: which seed addresses to dial and when (first round at
 //! once, then a randomised back-off that doubles up to `monitor_timeout`, restarting when a
 //! seed node is lost).
 
+pub mod probe;
 mod seeds;
 mod service;
 

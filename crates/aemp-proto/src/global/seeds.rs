@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 /// the first). When a seed node goes down the back-off starts over: a round is due at once
 /// and a fresh base is drawn. Randomness comes in as a number in `[0, 1)`.
 ///
+/// A seed whose node is held by the reconnect back-off ([`crate::peers::PeerTable::hold`]:
+/// its connections keep ending soon after they come up) is skipped until the hold ends,
+/// also in the round that starts over at once when it went down; a round is due when the
+/// earliest such hold ends, if that comes before the next regular round.
+///
 /// A seed connection is a plain dial of the address; its greeting tells which node is
 /// behind it ([`Seeds::greeted`]), or that the address is this node ([`Seeds::is_self`]).
 #[derive(Clone, Debug)]
@@ -68,28 +73,37 @@ impl Seeds {
     }
 
     /// Runs a round if one is due at `now`: returns the seed addresses to dial, those whose
-    /// node is unknown or not up (`is_up`), and schedules the next round after the doubled
-    /// wait (at most `monitor_timeout`). Returns nothing when no round is due.
+    /// node is unknown, or neither up (`is_up`) nor held (`held` returns the end of a hold
+    /// later than `now`), and schedules the next round after the doubled wait (at most
+    /// `monitor_timeout`), or when the earliest hold ends if that is sooner. Returns
+    /// nothing when no round is due.
     pub fn handle_timeout(
         &mut self,
         now: Instant,
         is_up: impl Fn(&str) -> bool,
+        held: impl Fn(&str) -> Option<Instant>,
     ) -> Vec<SocketAddr> {
         match self.poll_timeout() {
             Some(due) if due <= now => {}
             _ => return Vec::new(),
         }
-        let todo = self
-            .seeds
-            .iter()
-            .filter(|(_, node)| match node {
-                Some(n) => !is_up(n),
-                None => true,
-            })
-            .map(|(a, _)| *a)
-            .collect();
+        let mut todo = Vec::new();
+        let mut hold_ends: Option<Instant> = None;
+        for (addr, node) in &self.seeds {
+            match node {
+                Some(n) if is_up(n) => {}
+                Some(n) => match held(n).filter(|h| *h > now) {
+                    Some(h) => hold_ends = Some(hold_ends.map_or(h, |e| e.min(h))),
+                    None => todo.push(*addr),
+                },
+                None => todo.push(*addr),
+            }
+        }
         self.wait = self.wait.saturating_mul(2).min(self.monitor_timeout);
         self.next = now.checked_add(self.wait);
+        if let Some(h) = hold_ends {
+            self.next = Some(self.next.map_or(h, |n| n.min(h)));
+        }
         todo
     }
 

@@ -1,6 +1,7 @@
 //! [`GlobalService`]: the per-node global service (roles, master, mesh, database API).
 
 use super::parse_addrs;
+use super::probe::Probe;
 use crate::addr::format_hostport;
 use crate::db::names::{Family, NameError, GLOBALS};
 use crate::db::{DbMap, FamilyChange, GlobalDb, LocalDb, Out, Watches};
@@ -63,6 +64,24 @@ pub enum Effect {
     Master(Option<Str>),
     /// This node became a global node (it is now its own master).
     BecameGlobal,
+    /// An entry of this node's database was dropped: the master refused it (see
+    /// [`super::probe`]). It is gone from the local database; the runtime logs an error.
+    EntryDropped {
+        /// The family.
+        family: Str,
+        /// The key.
+        key: Str,
+        /// The master that refused it.
+        master: Str,
+    },
+    /// The database shard of global node `node`, which went down, is kept for now so that
+    /// its slaves can fail over without their entries being reported deleted (see
+    /// [`crate::db::global`], "Orphaned shards"): call [`GlobalService::expire_orphan`]
+    /// with it after a grace period.
+    Orphaned {
+        /// The global node that went down.
+        node: Str,
+    },
     /// A request from `from` was refused (malformed database request, a database request to
     /// a node that is not global, …); nothing changed. The runtime logs it.
     Refused {
@@ -144,6 +163,8 @@ pub struct GlobalService {
     finds: BTreeSet<Str>,
     /// Local `db_mon` subscribers per family (internal watches have none).
     subs: BTreeMap<Str, Subscribers>,
+    /// Finding an entry the master refuses (slaves only).
+    probe: Probe,
 }
 
 impl GlobalService {
@@ -166,6 +187,7 @@ impl GlobalService {
             last_query: 0,
             finds: BTreeSet::new(),
             subs: BTreeMap::new(),
+            probe: Probe::default(),
         }
     }
 
@@ -271,6 +293,7 @@ impl GlobalService {
             }
         };
         fx.push(Effect::BecameGlobal);
+        self.probe = Probe::default();
         let (g, mut outs) = GlobalDb::new(local, watches);
         for n in self.up_order.values() {
             outs.extend(g.node_up(n));
@@ -319,8 +342,9 @@ impl GlobalService {
         fx
     }
 
-    /// The connection to `node` is gone. A global node forgets the node's shard and
-    /// monitors; a slave that lost its master takes the seed node that has been up longest
+    /// The connection to `node` is gone. A global node forgets the node's monitors and
+    /// shard (the shard of another global node is kept until [`GlobalService::expire_orphan`],
+    /// see [`Effect::Orphaned`]); a slave that lost its master takes the seed node that has been up longest
     /// (or none).
     pub fn node_down(&mut self, node: &str) -> Vec<Effect> {
         let mut fx = Vec::new();
@@ -333,8 +357,13 @@ impl GlobalService {
         self.global_nodes.remove(node);
         match &mut self.role {
             Role::Global(g) => {
-                let outs = g.node_down(node);
+                let (outs, orphaned) = g.node_down_orphaning(node);
                 self.route(outs, &mut fx);
+                if orphaned {
+                    fx.push(Effect::Orphaned {
+                        node: Str::from(node),
+                    });
+                }
             }
             Role::Slave { master, .. } => {
                 if master.as_deref() == Some(node) {
@@ -346,6 +375,51 @@ impl GlobalService {
                     self.master_set(next, &mut fx);
                 }
             }
+        }
+        fx
+    }
+
+    /// The connection to `node` ended (call before [`GlobalService::node_down`]). `early`:
+    /// it ended soon after it came up (the peer table's back-off counted a strike); `by_us`:
+    /// this node closed it because it refused a frame `node` sent. On a slave whose master
+    /// `node` is, this drives the search for an entry the master refuses ([`super::probe`]),
+    /// which may end with [`Effect::EntryDropped`].
+    pub fn connection_ended(&mut self, node: &str, early: bool, by_us: bool) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let Role::Slave { local, master, .. } = &mut self.role else {
+            return fx;
+        };
+        if master.as_deref() != Some(node) {
+            return fx;
+        }
+        if let Some((family, key)) = self.probe.master_lost(early, by_us, local) {
+            if let Ok(fam) = Family::internal(&family).or_else(|_| Family::user(&family)) {
+                // Never accepted by the master: nothing to tell it.
+                let _ = local.del(&fam, &[key.as_str()]);
+            }
+            fx.push(Effect::EntryDropped {
+                family,
+                key,
+                master: Str::from(node),
+            });
+        }
+        fx
+    }
+
+    /// True while this slave is searching for an entry its master refuses
+    /// ([`super::probe`]).
+    pub fn probing(&self) -> bool {
+        self.probe.is_active()
+    }
+
+    /// The grace period of the shard global node `node` left ([`Effect::Orphaned`]) is over:
+    /// its entries that no live node re-sent meanwhile are deleted. Nothing if there is no
+    /// such shard (any more).
+    pub fn expire_orphan(&mut self, node: &str) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if let Role::Global(g) = &mut self.role {
+            let outs = g.expire_orphan(node);
+            self.route(outs, &mut fx);
         }
         fx
     }
@@ -418,7 +492,10 @@ impl GlobalService {
         match &mut self.role {
             Role::Slave { local, master, .. } => {
                 let m = local.set(family, key, value)?;
-                if let (Some(m), Some(master)) = (m, master.clone()) {
+                if m.is_some() && self.probe.is_active() {
+                    self.probe.written(family.as_str(), key);
+                    self.probe_next(false, &mut fx);
+                } else if let (Some(m), Some(master)) = (m, master.clone()) {
                     self.send(&master, m, &mut fx);
                 }
             }
@@ -436,6 +513,11 @@ impl GlobalService {
         let mut fx = Vec::new();
         match &mut self.role {
             Role::Slave { local, master, .. } => {
+                if self.probe.is_active() {
+                    for k in keys {
+                        self.probe.deleted(family.as_str(), k);
+                    }
+                }
                 if let (Some(m), Some(master)) = (local.del(family, keys), master.clone()) {
                     self.send(&master, m, &mut fx);
                 }
@@ -566,6 +648,16 @@ impl GlobalService {
                 let Some(node) = msg.get(1).and_then(Value::as_str).map(Str::from) else {
                     return;
                 };
+                if node == self.me {
+                    // Our own address: only ever asked as the probe's marker.
+                    if self.master() == Some(from)
+                        && self.probe.awaits_marker()
+                        && self.probe.confirmed()
+                    {
+                        self.probe_next(false, fx);
+                    }
+                    return;
+                }
                 self.finds.remove(&node);
                 let addrs = parse_addrs(msg.get(2));
                 if !addrs.is_empty() {
@@ -702,12 +794,30 @@ impl GlobalService {
         if let Some(m) = &m {
             outs.push(Out::ToNode {
                 node: m.clone(),
-                msg: local.slave_msg(),
+                msg: self.probe.slave_msg(local),
             });
         }
         outs.extend(watches.set_master(m.as_deref()));
         self.route(outs, fx);
         self.resend_pending(fx);
+        self.probe_next(true, fx);
+    }
+
+    /// Sends what the probe has for the master now, if there is a master.
+    fn probe_next(&mut self, after_slave: bool, fx: &mut Vec<Effect>) {
+        let Role::Slave {
+            local,
+            master: Some(master),
+            ..
+        } = &self.role
+        else {
+            return;
+        };
+        let master = master.clone();
+        let msgs = self.probe.next(&self.me, local, after_slave);
+        for m in msgs {
+            self.send(&master, m, fx);
+        }
     }
 
     /// Sends every pending query and `g_find` to the (new) master.

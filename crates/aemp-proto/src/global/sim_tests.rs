@@ -89,14 +89,20 @@ impl Net {
         self.run();
     }
 
-    /// `id` leaves: messages to it are lost, everyone else sees it go down.
+    /// `id` leaves: messages to it are lost, everyone else sees it go down; then the grace
+    /// period of the shard it leaves on global nodes ends.
     fn kill(&mut self, id: &str) {
         self.gone.insert(s(id));
         self.queue.retain(|(f, t, _)| f != id && t != id);
         let others: Vec<Str> = self.nodes.keys().filter(|n| *n != id).cloned().collect();
-        for n in others {
-            let fx = self.nodes.get_mut(&n).unwrap().node_down(id);
-            self.apply(&n, fx);
+        for n in &others {
+            let fx = self.nodes.get_mut(n).unwrap().node_down(id);
+            self.apply(n, fx);
+        }
+        self.run();
+        for n in &others {
+            let fx = self.nodes.get_mut(n).unwrap().expire_orphan(id);
+            self.apply(n, fx);
         }
         self.run();
     }

@@ -587,25 +587,26 @@ fn seeds_first_round_at_once_then_doubling_up_to_the_cap() {
     let mut sd = Seeds::new(vec![a, b, a], secs(5.0), t0, 0.5);
     assert_eq!(sd.addrs().collect::<Vec<_>>(), [a, b]);
     assert_eq!(sd.poll_timeout(), Some(t0));
-    assert_eq!(sd.handle_timeout(t0, |_| false), vec![a, b]);
+    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None), vec![a, b]);
     // Base 0.9 s, doubled before the first wait.
     let t1 = sd.poll_timeout().unwrap();
     assert!(approx(t1, t0 + secs(1.8)));
     assert!(
-        sd.handle_timeout(t0 + secs(1.0), |_| false).is_empty(),
+        sd.handle_timeout(t0 + secs(1.0), |_| false, |_| None)
+            .is_empty(),
         "not due"
     );
     assert!(sd.greeted(a, "A"));
     assert!(!sd.greeted(addr("10.0.0.3:1"), "C"));
     assert_eq!(sd.node_of(a), Some("A"));
     // A's node is up: only b is dialled.
-    assert_eq!(sd.handle_timeout(t1, |n| n == "A"), vec![b]);
+    assert_eq!(sd.handle_timeout(t1, |n| n == "A", |_| None), vec![b]);
     let t2 = sd.poll_timeout().unwrap();
     assert!(approx(t2, t1 + secs(3.6)));
-    assert_eq!(sd.handle_timeout(t2, |_| false), vec![a, b]);
+    assert_eq!(sd.handle_timeout(t2, |_| false, |_| None), vec![a, b]);
     let t3 = sd.poll_timeout().unwrap();
     assert!(approx(t3, t2 + secs(5.0)), "capped at monitor_timeout");
-    sd.handle_timeout(t3, |_| true);
+    sd.handle_timeout(t3, |_| true, |_| None);
     assert!(approx(sd.poll_timeout().unwrap(), t3 + secs(5.0)));
 }
 
@@ -620,7 +621,7 @@ fn seeds_base_range() {
         (7.0, 2.4),
     ] {
         let mut sd = Seeds::new(vec![addr("10.0.0.1:1")], secs(60.0), t0, r);
-        sd.handle_timeout(t0, |_| false);
+        sd.handle_timeout(t0, |_| false, |_| None);
         assert!(approx(sd.poll_timeout().unwrap(), t0 + secs(first)), "{r}");
     }
 }
@@ -632,7 +633,7 @@ fn seeds_restart_when_a_seed_node_goes_down() {
     let mut sd = Seeds::new(vec![a], secs(30.0), t0, 0.0);
     for _ in 0..4 {
         let due = sd.poll_timeout().unwrap();
-        sd.handle_timeout(due, |_| false);
+        sd.handle_timeout(due, |_| false, |_| None);
     }
     let due = sd.poll_timeout().unwrap();
     sd.greeted(a, "A");
@@ -641,7 +642,7 @@ fn seeds_restart_when_a_seed_node_goes_down() {
     assert_eq!(sd.poll_timeout(), Some(due));
     assert!(sd.node_down("A", now, 1.0));
     assert_eq!(sd.poll_timeout(), Some(now), "a round at once");
-    assert_eq!(sd.handle_timeout(now, |_| false), vec![a]);
+    assert_eq!(sd.handle_timeout(now, |_| false, |_| None), vec![a]);
     assert!(
         approx(sd.poll_timeout().unwrap(), now + secs(2.4)),
         "fresh base, doubled"
@@ -655,10 +656,12 @@ fn seeds_that_are_ourselves_are_dropped() {
     let mut sd = Seeds::new(vec![a, b], secs(5.0), t0, 0.5);
     assert!(sd.is_self(a));
     assert!(!sd.is_self(a));
-    assert_eq!(sd.handle_timeout(t0, |_| false), vec![b]);
+    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None), vec![b]);
     assert!(sd.is_self(b));
     assert_eq!(sd.poll_timeout(), None);
-    assert!(sd.handle_timeout(t0 + secs(100.0), |_| false).is_empty());
+    assert!(sd
+        .handle_timeout(t0 + secs(100.0), |_| false, |_| None)
+        .is_empty());
     let empty = Seeds::new(Vec::new(), secs(5.0), t0, 0.5);
     assert_eq!(empty.poll_timeout(), None);
 }

@@ -177,6 +177,8 @@ fn a_lost_connection_gives_node_lost_then_node_down_then_master_change() {
     );
     assert_eq!(n.global().master(), Some("s"));
     effects(&mut n);
+    // Up for longer than the back-off cap: a stable connection, no hold.
+    let now = now + Duration::from_secs(31);
     n.closed(1, Some("s"), seed, true, "EOF from peer", now);
     let fx = effects(&mut n);
     assert_eq!(
@@ -207,6 +209,57 @@ fn a_lost_connection_gives_node_lost_then_node_down_then_master_change() {
     );
     n.handle_timeout(now);
     assert_eq!(brief(&effects(&mut n)), ["dial 3 10.0.0.2:1"]);
+}
+
+/// A seed connection that ends right after it came up (the seed refused what we sent)
+/// holds the seed: the round that starts over skips it, and it is dialled when the hold
+/// ends, later and later while this goes on.
+#[test]
+fn a_seed_connection_that_keeps_ending_at_once_is_redialled_with_back_off() {
+    let seed = addr("10.0.0.2:1");
+    let (mut n, mut now) = core(|c| c.seeds = vec![seed]);
+    effects(&mut n);
+    let mut id = 1;
+    let mut pauses = Vec::new();
+    for _ in 0..8 {
+        n.greeted(id, "s", seed, true, now);
+        n.committed(id);
+        n.peer_committed(id, now);
+        n.up(id, "s", TestLink::new(id), now);
+        effects(&mut n);
+        let t = now + Duration::from_millis(2);
+        n.closed(id, Some("s"), seed, true, "EOF from peer", t);
+        effects(&mut n);
+        let (_, until) = n.peers().backoff("s").expect("a strike");
+        // Nothing is dialled before the hold ends.
+        let mut at = t;
+        let dial = loop {
+            let next = n.poll_timeout().expect("a round is due");
+            assert!(next >= at);
+            at = next;
+            n.handle_timeout(at);
+            let fx = brief(&effects(&mut n));
+            if let Some(d) = fx.into_iter().find(|e| e.starts_with("dial")) {
+                break d;
+            }
+        };
+        assert!(
+            at >= until,
+            "dialled {:?} before the hold ended",
+            until - at
+        );
+        id += 2;
+        assert_eq!(dial, format!("dial {id} 10.0.0.2:1"));
+        pauses.push(at - t);
+        now = at;
+    }
+    let ms: Vec<u128> = pauses.iter().map(|p| p.as_millis()).collect();
+    for w in pauses.windows(2) {
+        assert!(w[1] * 2 >= w[0], "grows: {ms:?}");
+    }
+    assert!(pauses[0] >= Duration::from_millis(500), "{ms:?}");
+    assert!(pauses[7] >= Duration::from_secs(15), "{ms:?}");
+    assert!(pauses[7] <= Duration::from_secs(30), "bounded: {ms:?}");
 }
 
 #[test]

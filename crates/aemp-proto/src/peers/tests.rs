@@ -131,7 +131,7 @@ fn queued_messages_are_flushed_in_order_before_later_sends() {
 
     let link = TestLink::new(1);
     assert!(
-        t.up("n", link.clone(), &mut out),
+        t.up("n", link.clone(), t0, &mut out),
         "the flush woke the writer"
     );
     assert_eq!(out, vec![Effect::NodeUp { node: "n".into() }]);
@@ -267,10 +267,84 @@ fn a_look_up_that_finds_nothing_fails_at_once() {
     out.clear();
     // Not connecting: ignored.
     t.connect_failed("n", NO_KNOWN_ADDRESS, &mut out);
-    t.up("n", TestLink::new(1), &mut out);
+    t.up("n", TestLink::new(1), t0, &mut out);
     out.clear();
     t.connect_failed("n", "refused", &mut out);
     assert!(out.is_empty() && t.is_up("n"));
+}
+
+/// Connections that end soon after coming up hold the node: nothing dials it before the
+/// hold ends, the holds double up to the cap, a stable connection clears the strikes, and
+/// so does a quiet spell.
+#[test]
+fn connections_that_end_at_once_hold_the_node() {
+    let t0 = Instant::now();
+    // monitor_timeout 60 s: the cap is BACKOFF_CAP (30 s).
+    let mut t = table(2000, 60_000);
+    t.learn_address("n", addr(1));
+    let mut out = Vec::new();
+    t.up("n", TestLink::new(1), t0, &mut out);
+    let t1 = t0 + ms(10);
+    t.down("n", 1, "EOF", t1, 0.0, &mut out);
+    let until = t1 + ms(500);
+    assert_eq!(t.backoff("n"), Some((1, until)), "half of BACKOFF_FIRST");
+    assert_eq!(t.hold("n", t1), Some(until));
+    assert_eq!(t.hold("n", until), None);
+    out.clear();
+
+    // A send queues; the dial waits for the end of the hold, the deadline moves with it.
+    t.send("n", "p", m(0), t1, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(t.poll_timeout(), Some(until));
+    t.handle_timeout(until, &mut out);
+    assert_eq!(out, vec![dial("n", addr(1))]);
+    out.clear();
+    assert!(
+        run_until(&mut t, t0, until + ms(1999)).is_empty(),
+        "no timeout yet"
+    );
+
+    // More strikes: the nominal hold doubles (r = 1: all of it) up to the cap.
+    let mut now = until;
+    let mut holds = Vec::new();
+    for id in 2..10 {
+        t.up("n", TestLink::new(id), now, &mut out);
+        now += ms(100);
+        t.down("n", id, "EOF", now, 1.0, &mut out);
+        let (strikes, until) = t.backoff("n").unwrap();
+        assert_eq!(strikes, id as u32);
+        holds.push((until - now).as_secs());
+        now = until;
+    }
+    assert_eq!(holds, [2, 4, 8, 16, 30, 30, 30, 30]);
+    t.connect_failed("n", "gone", &mut out);
+    out.clear();
+
+    // A connection up for the cap is stable: the strikes go.
+    t.up("n", TestLink::new(20), now, &mut out);
+    assert!(t.backoff("n").is_some(), "kept while up");
+    now += BACKOFF_CAP;
+    t.down("n", 20, "EOF", now, 0.0, &mut out);
+    assert_eq!(t.backoff("n"), None);
+    assert_eq!(t.hold("n", now), None);
+
+    // A strike is forgotten after twice the cap without a connection.
+    t.up("n", TestLink::new(21), now, &mut out);
+    t.down("n", 21, "EOF", now, 0.0, &mut out);
+    let (_, until) = t.backoff("n").unwrap();
+    run_until(&mut t, t0, until + 2 * BACKOFF_CAP - ms(1));
+    assert!(t.backoff("n").is_some());
+    run_until(&mut t, t0, until + 2 * BACKOFF_CAP);
+    assert_eq!(t.backoff("n"), None);
+    assert_eq!(t.poll_timeout(), None);
+
+    // An entry kept only for its strikes goes with them.
+    let mut t = table(2000, 3000);
+    t.up("x", TestLink::new(1), t0, &mut out);
+    t.down("x", 1, "EOF", t0, 0.5, &mut out);
+    assert!(t.backoff("x").is_some());
+    run_until(&mut t, t0, t0 + Duration::from_secs(60));
+    assert!(t.nodes.is_empty());
 }
 
 #[test]
@@ -279,12 +353,12 @@ fn down_of_a_stale_connection_is_ignored() {
     let mut t = table(2000, 3000);
     let mut out = Vec::new();
     let link = TestLink::new(1);
-    t.up("n", link.clone(), &mut out);
+    t.up("n", link.clone(), t0, &mut out);
     out.clear();
-    t.down("n", 7, "gone", &mut out);
-    t.down("other", 1, "gone", &mut out);
+    t.down("n", 7, "gone", t0, 0.5, &mut out);
+    t.down("other", 1, "gone", t0, 0.5, &mut out);
     assert!(out.is_empty() && t.is_up("n"));
-    t.down("n", 1, "peer closed", &mut out);
+    t.down("n", 1, "peer closed", t0, 0.5, &mut out);
     assert_eq!(
         out,
         vec![
@@ -297,7 +371,7 @@ fn down_of_a_stale_connection_is_ignored() {
     );
     assert!(!t.is_up("n") && t.link("n").is_none());
     out.clear();
-    t.down("n", 1, "again", &mut out);
+    t.down("n", 1, "again", t0, 0.5, &mut out);
     assert!(out.is_empty());
     t.send("n", "", m(0), t0, &mut out);
     assert!(t.is_connecting("n"));
@@ -309,11 +383,11 @@ fn a_new_link_replaces_the_one_that_is_up() {
     let mut t = table(2000, 3000);
     let mut out = Vec::new();
     let old = TestLink::new(1);
-    t.up("n", old.clone(), &mut out);
+    t.up("n", old.clone(), t0, &mut out);
     t.send("n", "", m(0), t0, &mut out);
     out.clear();
     let new = TestLink::new(2);
-    assert!(!t.up("n", new.clone(), &mut out));
+    assert!(!t.up("n", new.clone(), t0, &mut out));
     assert_eq!(
         out,
         vec![
@@ -326,11 +400,11 @@ fn a_new_link_replaces_the_one_that_is_up() {
     t.send("n", "", m(1), t0, &mut out);
     assert_eq!((old.take(), new.take()), (vec![0], vec![1]));
     // The replaced connection reports its end: nothing happens.
-    t.down("n", 1, "closed", &mut out);
+    t.down("n", 1, "closed", t0, 0.5, &mut out);
     assert!(out.is_empty());
     assert_eq!(t.link("n").map(Link::id), Some(2));
     // The same link reported again changes nothing.
-    t.up("n", new.clone(), &mut out);
+    t.up("n", new.clone(), t0, &mut out);
     assert!(out.is_empty() && !new.closed());
 }
 
@@ -346,7 +420,7 @@ fn send_if_up_never_starts_a_connection() {
     assert!(!t.send_if_up("n", "", m(2)), "not queued while connecting");
     assert_eq!(t.queued("n"), 1);
     let link = TestLink::new(1);
-    t.up("n", link.clone(), &mut out);
+    t.up("n", link.clone(), t0, &mut out);
     assert!(t.send_if_up("n", "", m(3)));
     assert_eq!(link.take(), vec![1, 3]);
 }
@@ -365,7 +439,7 @@ fn ensure_connected_starts_an_empty_attempt_once() {
     t.handle_timeout(t0 + ms(2000), &mut out);
     assert_eq!(out, vec![lost("g", CONNECT_TIMEOUT, 0)]);
     out.clear();
-    t.up("g", TestLink::new(1), &mut out);
+    t.up("g", TestLink::new(1), t0, &mut out);
     out.clear();
     t.ensure_connected("g", t0, &mut out);
     assert!(out.is_empty());
@@ -394,8 +468,8 @@ fn up_nodes_and_close_all() {
     let mut t = table(2000, 3000);
     let mut out = Vec::new();
     let (a, b) = (TestLink::new(1), TestLink::new(2));
-    t.up("a", a.clone(), &mut out);
-    t.up("b", b.clone(), &mut out);
+    t.up("a", a.clone(), t0, &mut out);
+    t.up("b", b.clone(), t0, &mut out);
     t.learn_address("c", addr(1));
     t.send("c", "", m(0), t0, &mut out);
     let mut up: Vec<_> = t.up_nodes().collect();
@@ -530,8 +604,8 @@ impl Sim {
         self.next_link += 1;
         let link = TestLink::new(self.next_link);
         self.streams[Self::ix(node)].ids.push(link.id);
-        self.call(|t, _, out| {
-            t.up(node, link, out);
+        self.call(|t, now, out| {
+            t.up(node, link, now, out);
         });
     }
 
@@ -590,7 +664,7 @@ impl Sim {
         }
         let i = self.rng.gen_range(0..s.dead.len());
         let id = s.dead.swap_remove(i);
-        self.call(|t, _, out| t.down(node, id, "peer closed", out));
+        self.call(|t, now, out| t.down(node, id, "peer closed", now, 0.5, out));
     }
 
     fn advance(&mut self, by: Duration) {
@@ -623,7 +697,7 @@ impl Sim {
                 if !ids.is_empty() {
                     let id = ids[self.rng.gen_range(0..ids.len())];
                     if self.t.link(node).map(Link::id) != Some(id) {
-                        self.call(|t, _, out| t.down(node, id, "stale", out));
+                        self.call(|t, now, out| t.down(node, id, "stale", now, 0.5, out));
                     }
                 }
             }

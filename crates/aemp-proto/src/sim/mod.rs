@@ -43,6 +43,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
 mod tests;
 
 /// A fixed-key hasher, so that the cores' hash maps iterate in the same order every run.
@@ -171,6 +173,8 @@ struct End {
     /// The writer was closed: frames are no longer sent.
     tx_closed: bool,
     closed: bool,
+    /// Still reading (false once a frame was refused).
+    open_rx: bool,
 }
 
 impl End {
@@ -189,6 +193,7 @@ impl End {
             up: false,
             tx_closed: false,
             closed: false,
+            open_rx: true,
         }
     }
 }
@@ -285,7 +290,18 @@ pub struct Node {
     pub mirrors: BTreeMap<Str, BTreeMap<Str, Value>>,
     /// Log records seen.
     pub logs: Vec<(Instant, Log)>,
+    /// Keys reported deleted by `Notify` (family, key), with the time.
+    pub deletions: Vec<(Instant, Str, Str)>,
+    /// The frames this node's decoder refuses (see [`Sim::refuse`]).
+    refuse: Option<Refuse>,
+    /// Its configuration (for [`Sim::restart`]).
+    cfg: Config,
 }
+
+/// Decides whether a receiving node refuses a frame (`port`, message): `Some(delay)` closes
+/// the connection `delay` after the frame arrived, as a decoder error would (the frame and
+/// everything after it are not delivered).
+pub type Refuse = Rc<dyn Fn(&str, &Msg) -> Option<Duration>>;
 
 /// The simulated network.
 pub struct Sim {
@@ -352,19 +368,23 @@ impl Sim {
         cfg.rng_seed = self.rng.gen();
         f(&mut cfg);
         let core = Core::with_hasher(cfg.clone(), self.now, FixedHasher::default());
+        let connect_interval = cfg.connect_interval;
         self.nodes.push(Node {
             name: Str::from(name),
             addr,
             core,
             alive: true,
             group: 0,
-            connect_interval: cfg.connect_interval,
+            connect_interval,
             next_accept: 2,
             armed: None,
             ends: HashMap::new(),
             recs: Vec::new(),
             mirrors: BTreeMap::new(),
             logs: Vec::new(),
+            deletions: Vec::new(),
+            refuse: None,
+            cfg,
         });
         self.has_master.push(false);
         self.by_name.insert(Str::from(name), i);
@@ -375,6 +395,27 @@ impl Sim {
     /// The index of node `name`.
     pub fn idx(&self, name: &str) -> usize {
         self.by_name[name]
+    }
+
+    /// From now on node `i` refuses the frames `refuse` picks: the connection it arrived on
+    /// is closed with a protocol error (as the transport does after a decode error).
+    pub fn refuse(&mut self, i: usize, refuse: impl Fn(&str, &Msg) -> Option<Duration> + 'static) {
+        self.nodes[i].refuse = Some(Rc::new(refuse));
+    }
+
+    /// Node `i`, killed before, starts again with the same configuration (a new process:
+    /// new core, nothing remembered).
+    pub fn restart(&mut self, i: usize) {
+        assert!(!self.nodes[i].alive, "restart of a live node");
+        let mut cfg = self.nodes[i].cfg.clone();
+        cfg.rng_seed = self.rng.gen();
+        let n = &mut self.nodes[i];
+        n.core = Core::with_hasher(cfg, self.now, FixedHasher::default());
+        n.alive = true;
+        n.armed = None;
+        n.ends.clear();
+        n.mirrors.clear();
+        self.start(i);
     }
 
     /// Starts node `i`.
@@ -758,12 +799,14 @@ impl Sim {
                 deleted,
                 ..
             } => {
+                let family_name = family.clone();
                 let m = n.mirrors.entry(family).or_default();
                 for k in added.iter().chain(&changed) {
                     m.insert(k.clone(), contents[k].clone());
                 }
                 for k in &deleted {
                     m.remove(k);
+                    n.deletions.push((now, family_name.clone(), k.clone()));
                 }
                 assert_eq!(m.len(), contents.len(), "mirror follows the changes");
             }
@@ -819,7 +862,7 @@ impl Sim {
         let now = self.now;
         let conn = &self.conns[c];
         let e = &conn.ends[to];
-        if conn.broken || !e.open || e.closed || !self.nodes[e.node].alive {
+        if conn.broken || !e.open || e.closed || !e.open_rx || !self.nodes[e.node].alive {
             return;
         }
         let i = e.node;
@@ -856,6 +899,19 @@ impl Sim {
             }
             Wire::Frame(port, msg) => {
                 assert!(e.up, "a frame before the data phase");
+                if let Some(delay) = self.nodes[i].refuse.as_ref().and_then(|r| r(&port, &msg)) {
+                    // The decoder stops here: nothing more is read, the connection closes.
+                    self.conns[c].ends[to].open_rx = false;
+                    self.at(
+                        now + delay,
+                        Ev::Close {
+                            conn: c,
+                            side: to,
+                            text: "protocol error: frame refused",
+                        },
+                    );
+                    return;
+                }
                 let from = e.peer.clone().unwrap();
                 self.deliver(i, &from, &port, msg);
             }

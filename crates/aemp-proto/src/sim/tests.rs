@@ -456,8 +456,11 @@ fn no_holes_across_link_failures() {
 
 /// One-way stream, ends that notice breaks at different times: when the sender notices
 /// first, its new connection is refused while the receiver still holds the old one
-/// ("already connected", rule 1 of the registry), so the attempt fails at its deadline and
-/// drops its queue, announced by a `NodeLost` ("connect timeout"). Still no silent hole.
+/// ("already connected", rule 1 of the registry). Before the reconnect back-off the attempt
+/// then failed at its deadline and dropped its queue, announced by a `NodeLost` ("connect
+/// timeout"); now that these connections never live long, the sender's re-dial waits out
+/// its hold, by which time the receiver has noticed too, and attempts rarely fail (none in
+/// this run). Still no silent hole.
 #[test]
 fn no_holes_one_way_with_failed_attempts() {
     let st = stream(300, false, ms(300));
@@ -474,7 +477,7 @@ fn no_holes_one_way_with_failed_attempts() {
         st.lost[0].len(),
         timeouts
     );
-    assert!(st.gaps[0] > 0 && timeouts > 0, "attempts failed");
+    assert!(st.gaps[0] > 0, "connections broke");
 }
 
 /// FINDING (liveness, not fixed): the same one-way stream loses almost everything. When the
@@ -488,6 +491,11 @@ fn no_holes_one_way_with_failed_attempts() {
 /// soon after the receiver notices (re-dial within the attempt), or an incoming connection
 /// from a node that is up replaces the old one (the peer would not dial if its side were
 /// alive). Both change protocol rules (peers pacing, registry rule 1): left for a decision.
+///
+/// Since the reconnect back-off this stream delivers about 91 %: its connections never live
+/// long, so the sender is held after each break and dials only once the receiver has
+/// noticed too. The stall remains after a break of a *stable* connection (no hold), which
+/// this scenario does not show any more: kept ignored as the record of the finding.
 #[test]
 #[ignore = "finding: half-open connections stall a one-way sender for connect_interval"]
 fn one_way_stream_recovers_after_half_open_connection() {

@@ -311,6 +311,7 @@ impl NodeHost {
                         Level::Debug => tracing::debug!(node = %node, "{record}"),
                         Level::Info => tracing::info!(node = %node, "{record}"),
                         Level::Warn => tracing::warn!(node = %node, "{record}"),
+                        Level::Error => tracing::error!(node = %node, "{record}"),
                     }
                 }
             }

@@ -670,3 +670,21 @@ impl aemp_proto::peers::Link for ConnTx {
         ConnTx::close(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The node core tells a close caused by a frame this node refused from one the peer
+    /// caused by the text's start (`aemp_proto::node_core::PROTOCOL_ERROR`).
+    #[test]
+    fn protocol_errors_read_as_the_core_expects() {
+        let e = ConnError::Protocol(aemp_proto::codec::DecodeError::InvalidUtf8 { offset: 0 });
+        assert!(e
+            .to_string()
+            .starts_with(aemp_proto::node_core::PROTOCOL_ERROR));
+        assert!(!ConnError::Eof
+            .to_string()
+            .starts_with(aemp_proto::node_core::PROTOCOL_ERROR));
+    }
+}

@@ -32,7 +32,7 @@ fn global() -> GlobalDb {
 fn check(g: &GlobalDb) {
     assert!(g.inbox.is_empty());
     let mut union: Db = Db::new();
-    for shard in g.shards.values() {
+    for shard in g.shards.values().chain(g.orphans.values()) {
         assert!(!shard.is_empty(), "empty shard kept");
         for (f, m) in shard {
             assert!(!m.is_empty(), "empty shard family {f} kept");
@@ -54,7 +54,7 @@ fn check(g: &GlobalDb) {
         for (k, v) in m {
             assert!(union[f].contains_key(k), "{f}/{k} owned by no shard");
             assert!(
-                g.shards.values().any(|sh| sh
+                g.shards.values().chain(g.orphans.values()).any(|sh| sh
                     .get(f)
                     .and_then(|x| x.get(k))
                     .is_some_and(|sv| values_equal(sv, v))),
@@ -519,6 +519,70 @@ fn global_peer_connect_and_departure() {
         "{outs:?}"
     );
     assert!(outs.contains(&to("M", msg!["g_chg2", "'g", map(&[]), keys(&["P"])])));
+}
+
+/// The shard of a global peer that goes down is kept as an orphan: nothing is reported
+/// deleted, a slave of the peer that fails over to us takes its keys back, and only what
+/// nobody re-sent is deleted when the orphan expires.
+#[test]
+fn orphaned_shard_of_a_departed_global() {
+    let mut g = global();
+    handle(&mut g, "M", msg!["g_mon1", "f"]);
+    handle(&mut g, "P", msg!["g_global"]);
+    let abc = map(&[("a", 1.into()), ("b", 2.into()), ("c", 3.into())]);
+    handle(&mut g, "P", msg!["g_set", map(&[("f", abc)])]);
+    assert_eq!(g.family("f").unwrap().len(), 3);
+
+    let (outs, orphaned) = g.node_down_orphaning("P");
+    check(&g);
+    assert!(orphaned);
+    assert_eq!(g.peers().count(), 0);
+    assert_eq!(g.orphans().collect::<Vec<_>>(), ["P"]);
+    assert!(
+        !outs.iter().any(|o| matches!(o, Out::ToNode { msg, .. }
+            if msg.tag() == Some("g_chg2") && msg.get(1) == Some(&Value::from("f")))),
+        "no change of f reported: {outs:?}"
+    );
+    assert_eq!(g.family("f").unwrap().len(), 3);
+
+    // A slave of P fails over to us: a unchanged, b with a new value.
+    let outs = handle(
+        &mut g,
+        "S",
+        msg![
+            "g_slave",
+            map(&[("f", map(&[("a", 1.into()), ("b", 20.into())]))])
+        ],
+    );
+    assert!(outs.contains(&to(
+        "M",
+        msg![
+            "g_chg2",
+            "f",
+            map(&[("a", 1.into()), ("b", 20.into())]),
+            keys(&[])
+        ]
+    )));
+    assert_eq!(
+        g.orphan("P").unwrap()["f"].keys().collect::<Vec<_>>(),
+        ["c"]
+    );
+
+    // The grace period ends: c, which nobody re-sent, goes.
+    let outs = g.expire_orphan("P");
+    check(&g);
+    assert_eq!(
+        outs,
+        vec![to("M", msg!["g_chg2", "f", map(&[]), keys(&["c"])])]
+    );
+    assert_eq!(g.orphans().count(), 0);
+    assert_eq!(g.family("f").unwrap().len(), 2);
+    assert!(g.expire_orphan("P").is_empty(), "once");
+
+    // A slave's departure is not orphaned.
+    let (_, orphaned) = g.node_down_orphaning("S");
+    assert!(!orphaned);
+    assert!(g.family("f").is_none());
 }
 
 #[test]

@@ -1,0 +1,391 @@
+//! Scenarios of the issue "refused frames loop forever": a peer that closes the connection
+//! on a frame it refuses (too deep, too large), reconnect back-off, refused database entries,
+//! and `db_mon` watchers when a global node dies.
+
+use super::*;
+use std::collections::BTreeSet;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Nesting depth of a value (a scalar is 0, `[x]` is 1 more than `x`).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::List(l) => 1 + l.iter().map(depth).max().unwrap_or(0),
+        Value::Map(m) => 1 + m.iter().map(|(_, v)| depth(v)).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Depth of a frame as the decoder counts it: the frame array is level 1, and the port
+/// name is its first element.
+fn frame_depth(msg: &Msg) -> usize {
+    1 + msg.as_slice().iter().map(depth).max().unwrap_or(0)
+}
+
+/// A list nested `n` deep.
+fn nested(n: usize) -> Value {
+    let mut v = Value::from(1);
+    for _ in 0..n {
+        v = Value::List(vec![v]);
+    }
+    v
+}
+
+/// The longest string in a value.
+fn longest(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::List(l) => l.iter().map(longest).max().unwrap_or(0),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| k.len().max(longest(v)))
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Refuses frames nested deeper than 64 levels at once (the default decoder limit).
+fn too_deep(_port: &str, msg: &Msg) -> Option<Duration> {
+    (frame_depth(msg) > 64).then_some(Duration::ZERO)
+}
+
+/// Refuses frames with a string longer than 10 kB, 400 ms after they started arriving:
+/// a stand-in for a 300 MiB value that takes its time to read before the size limit trips.
+fn too_large(_port: &str, msg: &Msg) -> Option<Duration> {
+    (msg.as_slice().iter().map(longest).max().unwrap_or(0) > 10_000).then_some(ms(400))
+}
+
+/// How often node `i` saw node `peer` come up.
+fn ups(sim: &Sim, i: usize, peer: &str) -> usize {
+    sim.nodes[i]
+        .recs
+        .iter()
+        .filter(|(_, r)| matches!(r, Rec::Up(n) if n == peer))
+        .count()
+}
+
+/// The keys of `family` in global node `g`'s merged database.
+fn global_keys(sim: &Sim, g: usize, family: &str) -> BTreeSet<Str> {
+    sim.nodes[g]
+        .core
+        .global()
+        .global_db()
+        .and_then(|db| db.family(family))
+        .map(|f| f.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A slave whose database holds an entry its master refuses (the master closes the
+/// connection on the frame that carries it, like a decoder at its depth or size limit).
+/// Before: the slave reconnected at once and re-sent its database forever (tens of
+/// thousands of cycles in 20 s), and its other entries never arrived. Now its reconnects
+/// back off, the entry is found, dropped with an error logged on the slave, and the other
+/// entries arrive.
+#[test]
+fn refused_slave_entry_is_dropped_and_reconnects_back_off() {
+    type Rule = fn(&str, &Msg) -> Option<Duration>;
+    let cases: [(&str, Rule, Value); 2] = [
+        ("too deep", too_deep, nested(70)),
+        ("too large", too_large, Value::from("x".repeat(20_000))),
+    ];
+    for (what, refuse, poison) in cases {
+        let mut sim = Sim::new(11, Opts::default());
+        let seed = [Sim::addr_of(0)];
+        let g = sim.add("G", |c| c.seeds = seed.to_vec());
+        let s = sim.add("S", |c| c.seeds = seed.to_vec());
+        sim.refuse(g, refuse);
+        sim.start(g);
+        sim.start(s);
+        // 60 entries, the refused one sorts after them all (the search has to narrow
+        // its batches down to it), and a watcher of the slave's own family.
+        for k in 0..60 {
+            sim.db_set(s, "svc", &format!("k{k:02}"), Value::from(k));
+        }
+        sim.db_set(s, "zpoison", "k", poison.clone());
+        sim.db_set(s, "svc", "last", Value::from(99));
+        sim.db_mon(s, "svc");
+        sim.run_for(secs(20));
+        let cycles = ups(&sim, s, "G");
+        eprintln!("refused slave entry ({what}): {cycles} connections to the master in 20 s");
+        assert!(cycles <= 20, "{what}: {cycles} connections in 20 s");
+        let dropped_at = sim.run_until_cond(secs(120), |sim| {
+            sim.nodes[s]
+                .logs
+                .iter()
+                .any(|(_, l)| matches!(l, Log::DbEntryRefused { .. }))
+        });
+        let dropped: Vec<String> = sim.nodes[s]
+            .logs
+            .iter()
+            .filter(|(_, l)| matches!(l, Log::DbEntryRefused { .. }))
+            .map(|(t, l)| format!("{:?} {l}", *t - sim.t0))
+            .collect();
+        sim.run_for(secs(10));
+        eprintln!(
+            "refused slave entry ({what}): dropped after {dropped_at:?}, {} connections in \
+             all: {dropped:?}",
+            ups(&sim, s, "G")
+        );
+        assert_eq!(
+            dropped.len(),
+            1,
+            "{what}: the refused entry is dropped once"
+        );
+        assert!(
+            sim.nodes[s]
+                .core
+                .global()
+                .local_db()
+                .get("zpoison", "k")
+                .is_none(),
+            "{what}: gone from the slave's database"
+        );
+        assert!(!sim.nodes[s].core.global().probing());
+        let want: BTreeSet<Str> = (0..60)
+            .map(|k| Str::from(format!("k{k:02}")))
+            .chain([Str::from("last")])
+            .collect();
+        assert_eq!(
+            global_keys(&sim, g, "svc"),
+            want,
+            "{what}: the other entries"
+        );
+        assert!(global_keys(&sim, g, "zpoison").is_empty());
+        let seen: BTreeSet<Str> = sim.nodes[s].mirrors["svc"].keys().cloned().collect();
+        assert_eq!(seen, want, "{what}: the watcher sees them");
+        // Written after the search: goes out at once as usual.
+        sim.db_set(s, "svc", "later", Value::from(1));
+        sim.run_for(ms(100));
+        assert!(global_keys(&sim, g, "svc").contains("later"));
+        // Settled: the connection stays up from now on.
+        let before = ups(&sim, s, "G");
+        sim.run_for(secs(30));
+        assert_eq!(ups(&sim, s, "G"), before, "{what}: no more reconnects");
+        assert!(sim.nodes[s].core.peers().is_up("G"));
+    }
+}
+
+/// A global node sets a value that a slave watching its family refuses: the slave closes
+/// the connection on every snapshot. Before: it reconnected at once, forever (about 1,850
+/// cycles/s). Now its reconnects back off.
+#[test]
+fn watcher_refusing_a_value_backs_off() {
+    let mut sim = Sim::new(12, Opts::default());
+    let seed = [Sim::addr_of(0)];
+    let g = sim.add("G", |c| c.seeds = seed.to_vec());
+    let w = sim.add("W", |c| c.seeds = seed.to_vec());
+    sim.refuse(w, too_deep);
+    sim.start(g);
+    sim.start(w);
+    sim.run_for(secs(1));
+    sim.db_set(g, "f", "poison", nested(70));
+    for k in 0..5 {
+        sim.db_set(w, "svc", &format!("w{k}"), Value::from(k));
+    }
+    sim.db_mon(w, "f");
+    sim.run_for(secs(20));
+    let cycles = ups(&sim, w, "G");
+    eprintln!("watcher refusing a value: {cycles} connections to the master in 20 s");
+    assert!(cycles <= 20, "{cycles} connections in 20 s");
+    // The slave closed the connections itself: none of its own entries is blamed.
+    assert!(!sim.nodes[w]
+        .logs
+        .iter()
+        .any(|(_, l)| matches!(l, Log::DbEntryRefused { .. })));
+    assert!(!sim.nodes[w].core.global().probing());
+    assert_eq!(
+        sim.nodes[w]
+            .core
+            .global()
+            .local_db()
+            .family("svc")
+            .map(|f| f.len()),
+        Some(5)
+    );
+}
+
+/// Ordinary recovery stays fast: a seed that restarts (after a long uptime, and after a
+/// short one) has its slaves back within a few seconds.
+#[test]
+fn restarted_seed_is_reattached_quickly() {
+    for uptime in [secs(40), ms(1500)] {
+        let mut sim = Sim::new(13, Opts::default());
+        let seed = [Sim::addr_of(0)];
+        let g = sim.add("G", |c| c.seeds = seed.to_vec());
+        let slaves: Vec<usize> = (0..20)
+            .map(|k| sim.add(&format!("S{k}"), |c| c.seeds = seed.to_vec()))
+            .collect();
+        for i in 0..sim.nodes.len() {
+            sim.start(i);
+        }
+        let total = sim.nodes.len();
+        assert!(sim
+            .run_until_cond(secs(5), |s| s.with_master == total)
+            .is_some());
+        sim.run_for(uptime);
+        sim.kill(g);
+        sim.run_for(ms(500));
+        sim.restart(g);
+        let t = sim.elapsed();
+        let back = sim
+            .run_until_cond(secs(30), |s| {
+                slaves
+                    .iter()
+                    .all(|&i| s.nodes[i].core.global().master() == Some("G"))
+            })
+            .expect("the slaves come back");
+        eprintln!(
+            "seed restarted after {uptime:?} up: slaves re-attached after {:?}",
+            back - t
+        );
+        assert!(back - t < secs(4), "{:?}", back - t);
+    }
+}
+
+/// Three global seeds, a few hundred slaves, a `db_mon` watcher on a slave; one global
+/// dies. Its slaves move to the others; no slave died, so the watcher must see no entry
+/// deleted. Before: when a global noticed the death before the dead global's slaves had
+/// re-attached, it dropped their entries and the watcher saw them deleted and re-added.
+#[test]
+fn global_death_deletes_no_live_entry() {
+    let mut spurious = Vec::new();
+    for seed in 0..5u64 {
+        let opts = Opts {
+            check: false,
+            detect: ms(50),
+            ..Opts::default()
+        };
+        let mut sim = Sim::new(500 + seed, opts);
+        let seeds: Vec<SocketAddr> = (0..3).map(Sim::addr_of).collect();
+        let globals: Vec<usize> = (0..3)
+            .map(|k| sim.add(&format!("G{k}"), |c| c.seeds = seeds.clone()))
+            .collect();
+        let slaves: Vec<usize> = (0..300)
+            .map(|k| sim.add(&format!("S{k:03}"), |c| c.seeds = seeds.clone()))
+            .collect();
+        for i in 0..sim.nodes.len() {
+            sim.start(i);
+        }
+        for &s in &slaves {
+            let name = sim.nodes[s].name.clone();
+            sim.db_set(s, "svc", &name, Value::from(s as u64));
+        }
+        let watcher = slaves[0];
+        sim.db_mon(watcher, "svc");
+        let total = sim.nodes.len();
+        let formed = sim.run_until_cond(secs(20), |s| {
+            s.with_master == total
+                && s.nodes[watcher]
+                    .mirrors
+                    .get("svc")
+                    .is_some_and(|m| m.len() == slaves.len())
+        });
+        assert!(formed.is_some(), "formation");
+        sim.run_for(secs(2));
+        // Alternate between killing the watcher's master and another global.
+        let wm = sim.nodes[watcher].core.global().master().map(Str::from);
+        let victim = *globals
+            .iter()
+            .find(|&&g| (Some(&sim.nodes[g].name) == wm.as_ref()) == (seed % 2 == 0))
+            .unwrap();
+        let t_kill = sim.now;
+        sim.kill(victim);
+        sim.run_for(secs(15));
+        let deleted = sim.nodes[watcher]
+            .deletions
+            .iter()
+            .filter(|(t, f, _)| *t >= t_kill && f == "svc")
+            .count();
+        eprintln!(
+            "global death, seed {seed} (killed {}, the watcher's master: {}): {deleted} \
+             live entries reported deleted",
+            sim.nodes[victim].name,
+            seed % 2 == 0
+        );
+        spurious.push(deleted);
+        let keys: BTreeSet<Str> = sim.nodes[watcher].mirrors["svc"].keys().cloned().collect();
+        assert_eq!(keys.len(), slaves.len(), "every entry is there in the end");
+    }
+    assert_eq!(spurious, vec![0; 5], "deletions of live entries per run");
+}
+
+/// A global node with slaves dies for good, and so do its slaves (a whole rack): their
+/// entries do disappear from a watcher's view, only later (after the grace period).
+#[test]
+fn entries_of_nodes_that_died_with_their_global_are_deleted() {
+    let mut sim = Sim::new(600, Opts::default());
+    let seeds: Vec<SocketAddr> = (0..2).map(Sim::addr_of).collect();
+    let g0 = sim.add("G0", |c| c.seeds = seeds.clone());
+    let g1 = sim.add("G1", |c| c.seeds = seeds.clone());
+    // Slaves of G1 only, and slaves of G0 only.
+    let far: Vec<usize> = (0..5)
+        .map(|k| sim.add(&format!("F{k}"), |c| c.seeds = vec![seeds[1]]))
+        .collect();
+    let near: Vec<usize> = (0..5)
+        .map(|k| sim.add(&format!("N{k}"), |c| c.seeds = vec![seeds[0]]))
+        .collect();
+    for i in 0..sim.nodes.len() {
+        sim.start(i);
+    }
+    for &s in far.iter().chain(&near) {
+        let name = sim.nodes[s].name.clone();
+        sim.db_set(s, "svc", &name, Value::from(1));
+    }
+    let watcher = near[0];
+    sim.db_mon(watcher, "svc");
+    let formed = sim.run_until_cond(secs(10), |s| {
+        s.nodes[watcher]
+            .mirrors
+            .get("svc")
+            .is_some_and(|m| m.len() == 10)
+    });
+    assert!(formed.is_some(), "formation");
+    sim.run_for(secs(1));
+    sim.kill(g1);
+    for &f in &far {
+        sim.kill(f);
+    }
+    let t = sim.elapsed();
+    let gone = sim
+        .run_until_cond(secs(30), |s| {
+            s.nodes[watcher].mirrors.get("svc").map(|m| m.len()) == Some(5)
+        })
+        .expect("the dead nodes' entries go");
+    eprintln!(
+        "entries of a dead global's dead slaves deleted after {:?}",
+        gone - t
+    );
+    let keys: BTreeSet<Str> = sim.nodes[watcher].mirrors["svc"].keys().cloned().collect();
+    let want: BTreeSet<Str> = near.iter().map(|&i| sim.nodes[i].name.clone()).collect();
+    assert_eq!(keys, want);
+    assert!(global_keys(&sim, g0, "svc") == want);
+}
+
+/// Two global nodes; one sets a value the other refuses (its mesh forwarding, `g_upd` and
+/// `g_set`, carries it on every new connection). No entry is dropped there (global nodes
+/// have no master to probe), but the mesh reconnects back off instead of looping.
+#[test]
+fn global_mesh_refusing_a_value_backs_off() {
+    let mut sim = Sim::new(14, Opts::default());
+    let seeds: Vec<SocketAddr> = (0..2).map(Sim::addr_of).collect();
+    let g1 = sim.add("G1", |c| c.seeds = seeds.clone());
+    let g2 = sim.add("G2", |c| c.seeds = seeds.clone());
+    sim.refuse(g2, too_deep);
+    sim.start(g1);
+    sim.start(g2);
+    sim.run_for(secs(2));
+    assert!(sim.nodes[g1].core.peers().is_up("G2"));
+    let before = ups(&sim, g1, "G2");
+    sim.db_set(g1, "f", "poison", nested(70));
+    sim.run_for(secs(20));
+    let cycles = ups(&sim, g1, "G2") - before;
+    eprintln!("global mesh refusing a value: {cycles} connections G1-G2 in 20 s");
+    assert!(cycles <= 20, "{cycles} connections in 20 s");
+}
