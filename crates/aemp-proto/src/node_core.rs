@@ -49,8 +49,7 @@
 
 use crate::conn_registry::{Registry, Verdict};
 use crate::db::names::{Family, NameError};
-use crate::db::DbMap;
-use crate::global::{self, GlobalService, QueryKind, Seeds};
+use crate::global::{self, DbChange, GlobalService, QueryKind, Seeds};
 use crate::peers::{self, Link, PeerTable, NO_KNOWN_ADDRESS};
 use crate::value::{Msg, Str, Value};
 use rand::rngs::StdRng;
@@ -61,7 +60,6 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Reason of the [`Effect::NodeLost`] when a node without network is sent to.
@@ -308,16 +306,8 @@ pub enum Effect {
     Notify {
         /// Subscriber ids given to [`NodeCore::db_watch`].
         subscribers: Vec<u64>,
-        /// The family.
-        family: Str,
-        /// The family's contents after the change (a shared snapshot).
-        contents: Arc<DbMap>,
-        /// Keys that appeared.
-        added: Vec<Str>,
-        /// Keys whose value was set again.
-        changed: Vec<Str>,
-        /// Keys that disappeared.
-        deleted: Vec<Str>,
+        /// What changed.
+        change: DbChange,
     },
     /// The answer to the database query [`NodeCore::db_query`] returned `query` for.
     Reply {
@@ -856,18 +846,10 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }
                 global::Effect::Notify {
                     subscribers,
-                    family,
-                    contents,
-                    added,
-                    changed,
-                    deleted,
+                    change,
                 } => self.effects.push_back(Effect::Notify {
                     subscribers,
-                    family,
-                    contents,
-                    added,
-                    changed,
-                    deleted,
+                    change,
                 }),
                 global::Effect::Master(m) => self.log(Log::Master(m)),
                 global::Effect::BecameGlobal => self.log(Log::BecameGlobal),

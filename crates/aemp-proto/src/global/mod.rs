@@ -52,7 +52,7 @@ mod sim_tests;
 mod tests;
 
 pub use seeds::Seeds;
-pub use service::{Effect, GlobalService, QueryKind};
+pub use service::{DbChange, Effect, GlobalService, QueryKind};
 
 use crate::value::Value;
 use std::net::SocketAddr;

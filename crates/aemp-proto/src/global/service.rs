@@ -48,16 +48,8 @@ pub enum Effect {
     Notify {
         /// The subscriber ids given to [`GlobalService::watch`].
         subscribers: Vec<u64>,
-        /// The family.
-        family: Str,
-        /// The family's contents after the change (a shared snapshot).
-        contents: Arc<DbMap>,
-        /// Keys that appeared.
-        added: Vec<Str>,
-        /// Keys whose value was set again.
-        changed: Vec<Str>,
-        /// Keys that disappeared.
-        deleted: Vec<Str>,
+        /// What changed.
+        change: DbChange,
     },
     /// The master of this slave changed (`None`: lost, no other seed node is up). For logs
     /// and events; the requests it needs are among the effects that follow.
@@ -90,6 +82,23 @@ pub enum Effect {
         /// Why it was refused.
         error: String,
     },
+}
+
+/// One `db_mon` notification: a family's contents after a change and what changed. The
+/// first notification of a watch lists every current key as added (it comes even when the
+/// family is empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbChange {
+    /// The family.
+    pub family: Str,
+    /// The family's contents after the change (a shared snapshot).
+    pub contents: Arc<DbMap>,
+    /// Keys that appeared.
+    pub added: Vec<Str>,
+    /// Keys whose value was set again.
+    pub changed: Vec<Str>,
+    /// Keys that disappeared.
+    pub deleted: Vec<Str>,
 }
 
 /// Which database query [`GlobalService::query`] sends.
@@ -557,11 +566,13 @@ impl GlobalService {
                 let contents = self.family_mirror(&name);
                 fx.push(Effect::Notify {
                     subscribers: vec![subscriber],
-                    family: name.clone(),
-                    added: contents.keys().cloned().collect(),
-                    contents,
-                    changed: Vec::new(),
-                    deleted: Vec::new(),
+                    change: DbChange {
+                        family: name.clone(),
+                        added: contents.keys().cloned().collect(),
+                        contents,
+                        changed: Vec::new(),
+                        deleted: Vec::new(),
+                    },
                 });
             }
             if let Some(subs) = self.subs.get_mut(&name) {
@@ -752,11 +763,13 @@ impl GlobalService {
         subs.synced = true;
         fx.push(Effect::Notify {
             subscribers: subs.ids.clone(),
-            family: c.family,
-            contents,
-            added: c.added,
-            changed: c.changed,
-            deleted: c.deleted,
+            change: DbChange {
+                family: c.family,
+                contents,
+                added: c.added,
+                changed: c.changed,
+                deleted: c.deleted,
+            },
         });
     }
 

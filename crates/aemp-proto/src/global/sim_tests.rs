@@ -124,11 +124,14 @@ impl Net {
             .filter_map(|e| match e {
                 Effect::Notify {
                     subscribers,
-                    family: f,
-                    contents,
-                    added,
-                    deleted,
-                    ..
+                    change:
+                        DbChange {
+                            family: f,
+                            contents,
+                            added,
+                            deleted,
+                            ..
+                        },
                 } if f == family => Some((subscribers, (*contents).clone(), added, deleted)),
                 _ => None,
             })

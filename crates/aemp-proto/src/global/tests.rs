@@ -62,11 +62,14 @@ fn notify(fx: &[Effect]) -> (Vec<u64>, Str, DbMap, Vec<Str>, Vec<Str>, Vec<Str>)
         .filter_map(|e| match e {
             Effect::Notify {
                 subscribers,
-                family,
-                contents,
-                added,
-                changed,
-                deleted,
+                change:
+                    DbChange {
+                        family,
+                        contents,
+                        added,
+                        changed,
+                        deleted,
+                    },
             } => Some((
                 subscribers.clone(),
                 family.clone(),
@@ -474,14 +477,12 @@ fn watches_survive_becoming_global() {
     // The own database is now the only one: a is gone, b (our own) is there.
     let n: Vec<_> = fx
         .iter()
-        .filter(|e| matches!(e, Effect::Notify { family, .. } if family == "f"))
+        .filter(|e| matches!(e, Effect::Notify { change: DbChange { family, .. }, .. } if family == "f"))
         .collect();
     assert_eq!(n.len(), 1);
     if let Effect::Notify {
         subscribers,
-        added,
-        deleted,
-        ..
+        change: DbChange { added, deleted, .. },
     } = n[0]
     {
         assert_eq!(subscribers, &vec![1]);

@@ -72,7 +72,10 @@ fn brief(fx: &[Effect]) -> Vec<String> {
             Effect::NodeUp(node) => Some(format!("up {node}")),
             Effect::NodeDown { node, reason } => Some(format!("down {node}: {reason}")),
             Effect::Reply { query, .. } => Some(format!("reply {query}")),
-            Effect::Notify { family, .. } => Some(format!("notify {family}")),
+            Effect::Notify {
+                change: DbChange { family, .. },
+                ..
+            } => Some(format!("notify {family}")),
             Effect::Verdict { .. } | Effect::Log(_) => None,
         })
         .collect()
@@ -363,7 +366,8 @@ fn database_requests_and_subscribers() {
     n.db_set(&fam, "k", Value::from(1), now);
     match &effects(&mut n)[..] {
         [Effect::Notify {
-            subscribers, added, ..
+            subscribers,
+            change: DbChange { added, .. },
         }] => {
             assert_eq!(subscribers, &[7]);
             assert_eq!(added, &[Str::from("k")]);

@@ -27,6 +27,7 @@
 
 use crate::conn_registry::Verdict;
 use crate::db::names::Family;
+use crate::global::DbChange;
 use crate::global::QueryKind;
 use crate::node_core::{Config, Effect, Log, NodeCore};
 use crate::peers::Link;
@@ -792,11 +793,15 @@ impl Sim {
             Effect::NodeUp(node) => n.recs.push((now, Rec::Up(node))),
             Effect::NodeDown { node, reason } => n.recs.push((now, Rec::Down(node, reason))),
             Effect::Notify {
-                family,
-                contents,
-                added,
-                changed,
-                deleted,
+                change:
+                    DbChange {
+                        family,
+                        contents,
+                        added,
+                        changed,
+                        deleted,
+                        ..
+                    },
                 ..
             } => {
                 let family_name = family.clone();

@@ -272,19 +272,8 @@ impl NodeHost {
                 }
                 Effect::Notify {
                     subscribers,
-                    family,
-                    contents,
-                    added,
-                    changed,
-                    deleted,
+                    change,
                 } => {
-                    let change = DbChange {
-                        family,
-                        contents,
-                        added,
-                        changed,
-                        deleted,
-                    };
                     for id in subscribers {
                         let alive = self
                             .subs

@@ -22,7 +22,6 @@ use crate::kernel::monitor::Canceller;
 use crate::kernel::{Kernel, Shared, Task};
 use crate::transport::{ConnEvent, EventSink, Frames, Transport};
 use aemp_proto::db::names::Family;
-use aemp_proto::db::DbMap;
 use aemp_proto::global::QueryKind;
 use aemp_proto::{Msg, NodeId, PortId, Str, Value};
 use host::NodeHost;
@@ -65,22 +64,7 @@ pub async fn next_up(events: &mut broadcast::Receiver<NodeEvent>) -> Option<Node
     }
 }
 
-/// One `db_mon` notification: the family's current contents and what changed. The first
-/// notification of a watch lists every current key as added (it comes even when the family
-/// is empty).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DbChange {
-    /// The family.
-    pub family: Str,
-    /// The family's contents after the change (a shared snapshot).
-    pub contents: Arc<DbMap>,
-    /// Keys that appeared.
-    pub added: Vec<Str>,
-    /// Keys whose value changed.
-    pub changed: Vec<Str>,
-    /// Keys that disappeared.
-    pub deleted: Vec<Str>,
-}
+pub use aemp_proto::global::DbChange;
 
 /// The answer callback of a database query.
 pub(crate) type ReplyFn = Box<dyn FnOnce(Value) + Send + 'static>;
