@@ -620,6 +620,40 @@ impl Sim {
         self.run_until(t);
     }
 
+    /// Starts every node.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// Each of `nodes` sets `family`/<its name> to `value(node)`.
+    pub fn set_each(&mut self, nodes: &[usize], family: &str, value: impl Fn(usize) -> Value) {
+        for &n in nodes {
+            let name = self.nodes[n].name.clone();
+            self.db_set(n, family, &name, value(n));
+        }
+    }
+
+    /// Runs until every node has a master and `watcher`'s `db_mon` mirror of `family` holds
+    /// `keys` entries; returns the virtual time that took.
+    pub fn run_until_formed(
+        &mut self,
+        limit: Duration,
+        watcher: usize,
+        family: &str,
+        keys: usize,
+    ) -> Option<Duration> {
+        let total = self.nodes.len();
+        self.run_until_cond(limit, |s| {
+            s.with_master == total
+                && s.nodes[watcher]
+                    .mirrors
+                    .get(family)
+                    .is_some_and(|m| m.len() == keys)
+        })
+    }
+
     /// Runs until `cond` holds (checked after every event) or `limit` of virtual time has
     /// passed; returns the virtual time when it first held.
     pub fn run_until_cond(

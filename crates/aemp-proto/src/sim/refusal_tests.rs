@@ -222,9 +222,7 @@ fn restarted_seed_is_reattached_quickly() {
         let slaves: Vec<usize> = (0..20)
             .map(|k| sim.add(&format!("S{k}"), |c| c.seeds = seed.to_vec()))
             .collect();
-        for i in 0..sim.nodes.len() {
-            sim.start(i);
-        }
+        sim.start_all();
         let total = sim.nodes.len();
         assert!(sim
             .run_until_cond(secs(5), |s| s.with_master == total)
@@ -270,23 +268,11 @@ fn global_death_deletes_no_live_entry() {
         let slaves: Vec<usize> = (0..300)
             .map(|k| sim.add(&format!("S{k:03}"), |c| c.seeds = seeds.clone()))
             .collect();
-        for i in 0..sim.nodes.len() {
-            sim.start(i);
-        }
-        for &s in &slaves {
-            let name = sim.nodes[s].name.clone();
-            sim.db_set(s, "svc", &name, Value::from(s as u64));
-        }
+        sim.start_all();
+        sim.set_each(&slaves, "svc", |s| Value::from(s as u64));
         let watcher = slaves[0];
         sim.db_mon(watcher, "svc");
-        let total = sim.nodes.len();
-        let formed = sim.run_until_cond(secs(20), |s| {
-            s.with_master == total
-                && s.nodes[watcher]
-                    .mirrors
-                    .get("svc")
-                    .is_some_and(|m| m.len() == slaves.len())
-        });
+        let formed = sim.run_until_formed(secs(20), watcher, "svc", slaves.len());
         assert!(formed.is_some(), "formation");
         sim.run_for(secs(2));
         // Alternate between killing the watcher's master and another global.
@@ -331,9 +317,7 @@ fn entries_of_nodes_that_died_with_their_global_are_deleted() {
     let near: Vec<usize> = (0..5)
         .map(|k| sim.add(&format!("N{k}"), |c| c.seeds = vec![seeds[0]]))
         .collect();
-    for i in 0..sim.nodes.len() {
-        sim.start(i);
-    }
+    sim.start_all();
     for &s in far.iter().chain(&near) {
         let name = sim.nodes[s].name.clone();
         sim.db_set(s, "svc", &name, Value::from(1));

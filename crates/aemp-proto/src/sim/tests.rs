@@ -46,13 +46,8 @@ fn master_change() {
     let a = sim.add("A", |c| c.seeds = seeds.to_vec());
     let b = sim.add("B", |c| c.seeds = seeds.to_vec());
     let slaves = add_nodes(&mut sim, "S", 12, &seeds);
-    for i in 0..sim.nodes.len() {
-        sim.start(i);
-    }
-    for &s in &slaves {
-        let name = sim.nodes[s].name.clone();
-        sim.db_set(s, "svc", &name, Value::from(s as u64));
-    }
+    sim.start_all();
+    sim.set_each(&slaves, "svc", |s| Value::from(s as u64));
     let watcher = slaves[0];
     sim.db_mon(watcher, "svc");
     let total = sim.nodes.len();
@@ -135,13 +130,8 @@ fn partition_and_healing() {
     let g1 = sim.add("G1", |c| c.seeds = seeds.to_vec());
     let g2 = sim.add("G2", |c| c.seeds = seeds.to_vec());
     let slaves = add_nodes(&mut sim, "S", 8, &seeds);
-    for i in 0..sim.nodes.len() {
-        sim.start(i);
-    }
-    for &s in &slaves {
-        let name = sim.nodes[s].name.clone();
-        sim.db_set(s, "svc", &name, Value::from(1));
-    }
+    sim.start_all();
+    sim.set_each(&slaves, "svc", |_| Value::from(1));
     let watcher = slaves[0];
     sim.db_mon(watcher, "svc");
     // A direct connection across the future partition.
@@ -542,27 +532,16 @@ fn formation(n_seeds: usize, n_slaves: usize, seed: u64) -> Duration {
     let seeds: Vec<SocketAddr> = (0..n_seeds).map(Sim::addr_of).collect();
     let globals = add_nodes(&mut sim, "G", n_seeds, &seeds);
     let slaves = add_nodes(&mut sim, "S", n_slaves, &seeds);
-    for i in 0..sim.nodes.len() {
-        sim.start(i);
-    }
-    for &s in &slaves {
-        let name = sim.nodes[s].name.clone();
-        sim.db_set(s, "svc", &name, Value::from(s as u64));
-    }
+    sim.start_all();
+    sim.set_each(&slaves, "svc", |s| Value::from(s as u64));
     let watcher = slaves[0];
     sim.db_mon(watcher, "svc");
-    let total = sim.nodes.len();
-    let formed = sim.run_until_cond(secs(60), |s| {
-        s.with_master == total
-            && s.nodes[watcher]
-                .mirrors
-                .get("svc")
-                .is_some_and(|m| m.len() == n_slaves)
-    });
+    let formed = sim.run_until_formed(secs(60), watcher, "svc", n_slaves);
     let at = formed.unwrap_or_else(|| {
         panic!(
-            "no formation: {} of {total} with a master, watcher sees {}",
+            "no formation: {} of {} with a master, watcher sees {}",
             sim.with_master,
+            sim.nodes.len(),
             mirror_keys(&sim, watcher, "svc").len()
         )
     });
