@@ -1,5 +1,6 @@
 //! Micro-benchmark of the data-phase codecs on the remote-benchmark frame shape
-//! `["name","msg",123,"<48 chars>"]`, plus one 100 MiB message in 4 KiB feeds.
+//! `["name","msg",123,"<48 chars>"]`, plus one 100 MiB message in 4 KiB feeds, and the
+//! sending side's limit check (`Limits::check_frame`) on that shape and a nested one.
 //!
 //! Run with `cargo run --release -p aemp-proto --example codec_bench`.
 
@@ -78,6 +79,44 @@ fn main() {
         println!(
             "{framing}: frame {frame_len} bytes, encode {enc_ns:.1} ns/frame, decode+split {dec_ns:.1} ns/frame (stream), frames_into {frame_ns:.1} ns/frame (stream), {hot_ns:.1} ns/frame (hot)"
         );
+
+        // The limit check senders run on every message: the flat frame, and a nested one
+        // (a map of lists), next to encoding the nested one.
+        let limits = Limits::default();
+        let nested = msg![
+            "nested",
+            Value::Map(vec![
+                (
+                    "a".into(),
+                    aemp_proto::list![1, 2, 3, aemp_proto::list!["x", "y"]]
+                ),
+                ("b".into(), aemp_proto::list![4.5, Value::Null, true]),
+            ])
+        ];
+        for (shape, m) in [("flat", &m), ("nested", &nested)] {
+            let start = Instant::now();
+            for _ in 0..FRAMES {
+                black_box(limits.check_frame(framing, black_box("name"), black_box(m.as_slice())))
+                    .unwrap();
+            }
+            let check_ns = start.elapsed().as_nanos() as f64 / FRAMES as f64;
+            let start = Instant::now();
+            for _ in 0..FRAMES {
+                out.clear();
+                encode_frame(
+                    framing,
+                    black_box("name"),
+                    black_box(m.as_slice()),
+                    &mut out,
+                );
+                black_box(&out);
+            }
+            let enc_ns = start.elapsed().as_nanos() as f64 / FRAMES as f64;
+            println!(
+                "{framing}: {shape} frame {} bytes: check {check_ns:.1} ns, encode {enc_ns:.1} ns",
+                out.len()
+            );
+        }
 
         // One 100 MiB message arriving in 4 KiB reads: must be linear.
         let big = Value::from("z".repeat(100 << 20));

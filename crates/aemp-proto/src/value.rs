@@ -13,6 +13,17 @@
 //!
 //! A [`Msg`] is the non-empty list that travels to a port; its first element is by
 //! convention the tag string.
+//!
+//! # Deeply nested values
+//!
+//! Nothing stops a program from building a value nested a million levels deep, but peers
+//! refuse anything deeper than [`Limits::max_depth`](crate::codec::Limits) (64 by default),
+//! and senders refuse to send it ([`Limits::check_frame`](crate::codec::Limits::check_frame)).
+//! What works at any depth, without recursion: that check, the encoders, [`Value`]'s and
+//! [`Msg`]'s `Display`, and [`drop_nested`]. What recurses once per level, like any derived
+//! implementation: an ordinary drop, `Debug`, `Clone` and `==`. Values that come out of a
+//! decoder or passed the check are at most [`MAX_DEPTH_CAP`](crate::codec::MAX_DEPTH_CAP)
+//! levels deep, for which all of these are safe.
 
 use compact_str::CompactString;
 use std::fmt;
@@ -253,43 +264,114 @@ impl From<Msg> for Value {
 }
 
 impl fmt::Display for Value {
-    /// Compact JSON-like rendering, for logs and the CLI (bytes are shown as hex).
+    /// Compact JSON-like rendering, for logs and the CLI (bytes are shown as hex). Written
+    /// with an explicit stack: any depth renders without recursion.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Null => f.write_str("null"),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Int(i) => write!(f, "{i}"),
-            Value::UInt(u) => write!(f, "{u}"),
-            Value::Float(x) => write!(f, "{x:?}"),
-            Value::Str(s) => write!(f, "{:?}", s.as_str()),
-            Value::Bytes(b) => {
-                f.write_str("h'")?;
-                for byte in b {
-                    write!(f, "{byte:02x}")?;
-                }
-                f.write_str("'")
-            }
-            Value::List(l) => {
-                f.write_str("[")?;
-                for (i, v) in l.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{v}")?;
-                }
-                f.write_str("]")
-            }
-            Value::Map(m) => {
-                f.write_str("{")?;
-                for (i, (k, v)) in m.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{:?}:{v}", k.as_str())?;
-                }
-                f.write_str("}")
-            }
+            Value::List(items) => display_nested(Open::List(items.iter(), false), f),
+            Value::Map(entries) => display_nested(Open::Map(entries.iter(), false), f),
+            scalar => display_scalar(scalar, f),
         }
+    }
+}
+
+fn display_scalar(v: &Value, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match v {
+        Value::Null => f.write_str("null"),
+        Value::Bool(b) => write!(f, "{b}"),
+        Value::Int(i) => write!(f, "{i}"),
+        Value::UInt(u) => write!(f, "{u}"),
+        Value::Float(x) => write!(f, "{x:?}"),
+        Value::Str(s) => write!(f, "{:?}", s.as_str()),
+        Value::Bytes(b) => {
+            f.write_str("h'")?;
+            for byte in b {
+                write!(f, "{byte:02x}")?;
+            }
+            f.write_str("'")
+        }
+        Value::List(_) => f.write_str("[..]"),
+        Value::Map(_) => f.write_str("{..}"),
+    }
+}
+
+/// A container being rendered: what is left of it, and whether an element was written.
+enum Open<'a> {
+    List(std::slice::Iter<'a, Value>, bool),
+    Map(std::slice::Iter<'a, (Str, Value)>, bool),
+}
+
+/// Renders a container and everything in it without recursion.
+fn display_nested(first: Open<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut stack = vec![first];
+    f.write_str(match stack[0] {
+        Open::List(..) => "[",
+        Open::Map(..) => "{",
+    })?;
+    while let Some(top) = stack.last_mut() {
+        let (next, started, close) = match top {
+            Open::List(it, started) => (it.next().map(|v| (None, v)), started, "]"),
+            Open::Map(it, started) => (it.next().map(|(k, v)| (Some(k), v)), started, "}"),
+        };
+        let Some((key, v)) = next else {
+            f.write_str(close)?;
+            stack.pop();
+            continue;
+        };
+        if std::mem::replace(started, true) {
+            f.write_str(",")?;
+        }
+        if let Some(k) = key {
+            write!(f, "{:?}:", k.as_str())?;
+        }
+        match v {
+            Value::List(items) => {
+                f.write_str("[")?;
+                stack.push(Open::List(items.iter(), false));
+            }
+            Value::Map(entries) => {
+                f.write_str("{")?;
+                stack.push(Open::Map(entries.iter(), false));
+            }
+            scalar => display_scalar(scalar, f)?,
+        }
+    }
+    Ok(())
+}
+
+/// Drops values of any nesting depth without recursion.
+///
+/// Dropping a [`Value`] the ordinary way recurses once per nesting level, so a value nested
+/// hundreds of thousands of levels deep (which no decoder produces, but a program can build)
+/// overflows the thread's stack when it goes out of scope. This takes the containers apart
+/// with an explicit stack instead. `aemp` uses it wherever it drops a value that was not
+/// checked against [`Limits`](crate::codec::Limits) (a refused message); a value that
+/// passed the check, or came out of a decoder, is at most
+/// [`MAX_DEPTH_CAP`](crate::codec::MAX_DEPTH_CAP) levels deep and drops normally.
+///
+/// Takes anything that yields values: a [`Msg`], a `Vec<Value>`, or `[value]`.
+///
+/// ```
+/// use aemp_proto::value::{drop_nested, Value};
+/// let mut v = Value::Null;
+/// for _ in 0..1_000_000 {
+///     v = Value::List(vec![v]);
+/// }
+/// drop_nested([v]); // `drop(v)` would overflow the stack
+/// ```
+pub fn drop_nested(values: impl IntoIterator<Item = Value>) {
+    let is_container = |v: &Value| matches!(v, Value::List(_) | Value::Map(_));
+    // Containers only: scalars are dropped on the spot.
+    let mut stack: Vec<Value> = values.into_iter().filter(is_container).collect();
+    while let Some(mut v) = stack.pop() {
+        match &mut v {
+            Value::List(items) => stack.extend(items.drain(..).filter(is_container)),
+            Value::Map(entries) => {
+                stack.extend(entries.drain(..).map(|(_, v)| v).filter(is_container))
+            }
+            _ => {}
+        }
+        // `v` holds no container any more: dropping it does not recurse.
     }
 }
 
@@ -384,8 +466,9 @@ impl IntoIterator for Msg {
 }
 
 impl fmt::Display for Msg {
+    /// Renders the elements as a list, like [`Value`]'s `Display`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&Value::List(self.0.to_vec()), f)
+        display_nested(Open::List(self.0.iter(), false), f)
     }
 }
 
@@ -450,6 +533,47 @@ mod tests {
         for v in [Value::from("1"), Value::Int(1), Value::Bool(true)] {
             assert!(v.is_truthy(), "{v} should be true");
         }
+    }
+
+    /// A string inside `levels` nested lists.
+    fn deep(levels: usize) -> Value {
+        let mut v = Value::from("x");
+        for _ in 0..levels {
+            v = Value::List(vec![v]);
+        }
+        v
+    }
+
+    #[test]
+    fn nested_values_display_like_json() {
+        let v = Value::Map(vec![
+            ("a".into(), list![1, list![], Value::Map(vec![])]),
+            ("b\"".into(), list!["x", Value::Bytes(vec![0xff, 1])]),
+        ]);
+        assert_eq!(v.to_string(), r#"{"a":[1,[],{}],"b\"":["x",h'ff01']}"#);
+        assert_eq!(
+            msg![v, 2.5].to_string(),
+            r#"[{"a":[1,[],{}],"b\"":["x",h'ff01']},2.5]"#
+        );
+        assert_eq!(Msg::new().to_string(), "[]");
+    }
+
+    #[test]
+    fn deep_values_display_and_drop_without_recursion() {
+        assert_eq!(deep(2).to_string(), r#"[["x"]]"#);
+        let v = deep(1_000_000);
+        let text = v.to_string();
+        // Dropped first: a failed assertion must not drop it the ordinary way.
+        drop_nested([v]);
+        assert_eq!(text.len(), 2_000_003);
+        assert_eq!(&text[999_998..1_000_005], r#"[["x"]]"#);
+        // A map nesting, a wide list of deep values, a message.
+        let mut m = Value::Null;
+        for _ in 0..1_000_000 {
+            m = Value::Map(vec![("k".into(), m), ("s".into(), "t".into())]);
+        }
+        drop_nested(vec![m, deep(100_000), Value::Null, deep(3)]);
+        drop_nested(msg!["tag", deep(1_000_000)]);
     }
 
     #[test]

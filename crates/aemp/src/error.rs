@@ -1,5 +1,6 @@
 //! Errors as values: one enum per failure kind, never a panic on bad input.
 
+use aemp_proto::codec::LimitError;
 use aemp_proto::ids::{IdError, PortIdError};
 
 /// The error a port handler may return; it kills the port with `("die", <text>)`.
@@ -51,6 +52,13 @@ pub enum Error {
     /// An I/O error (binding listeners and the like).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A message (or database value, spawn argument list, kill reason) that peers would
+    /// refuse: nested too deep or too large for the node's
+    /// [`Limits`](aemp_proto::codec::Limits). Nothing was sent or queued; a peer closes the
+    /// whole connection on such a frame, so it is refused here, for local ports too (one rule
+    /// for every destination).
+    #[error("not sent: {0}")]
+    Refused(#[from] LimitError),
 }
 
 /// Why a `cal` produced no reply.
@@ -66,4 +74,8 @@ pub enum CalError {
     /// The node shut down.
     #[error("no reply: node shut down")]
     Shutdown,
+    /// The request (with its reply port) is one that peers would refuse (see
+    /// [`Error::Refused`]); it was not sent.
+    #[error("no reply: request not sent: {0}")]
+    Refused(LimitError),
 }

@@ -740,7 +740,39 @@ pub(super) fn encode_frame(port: &str, msg: &[Value], out: &mut Vec<u8>) {
     }
 }
 
+#[inline]
 pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::List(_) | Value::Map(_) => encode_bounded(v, out, super::RECURSION_BUDGET),
+        scalar => encode_scalar(scalar, out),
+    }
+}
+
+/// Writes `v` recursively (the fast way) for up to `budget` more levels of nesting, and
+/// anything nested deeper with an explicit stack ([`encode_nested`]).
+fn encode_bounded(v: &Value, out: &mut Vec<u8>, budget: usize) {
+    match v {
+        Value::List(_) | Value::Map(_) if budget == 0 => encode_nested(v, out),
+        Value::List(items) => {
+            head(4, items.len() as u64, out);
+            for v in items {
+                encode_bounded(v, out, budget - 1);
+            }
+        }
+        Value::Map(entries) => {
+            head(5, entries.len() as u64, out);
+            for (k, v) in entries {
+                text(k, out);
+                encode_bounded(v, out, budget - 1);
+            }
+        }
+        scalar => encode_scalar(scalar, out),
+    }
+}
+
+/// Writes a value that is not a container.
+#[inline(always)]
+fn encode_scalar(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.push(0xf6),
         Value::Bool(false) => out.push(0xf4),
@@ -755,19 +787,109 @@ pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
             head(2, b.len() as u64, out);
             out.extend_from_slice(b);
         }
-        Value::List(items) => {
-            head(4, items.len() as u64, out);
-            for v in items {
-                encode_value(v, out);
+        // Containers go through `encode_bounded`.
+        Value::List(_) | Value::Map(_) => {}
+    }
+}
+
+/// The elements of a container still to be written.
+enum Pending<'a> {
+    List(std::slice::Iter<'a, Value>),
+    Map(std::slice::Iter<'a, (Str, Value)>),
+}
+
+impl<'a> Pending<'a> {
+    /// Writes the head of `v` and returns what is left to write of it (`None`: a scalar,
+    /// written whole).
+    fn open(v: &'a Value, out: &mut Vec<u8>) -> Option<Pending<'a>> {
+        match v {
+            Value::List(items) => {
+                head(4, items.len() as u64, out);
+                Some(Pending::List(items.iter()))
+            }
+            Value::Map(entries) => {
+                head(5, entries.len() as u64, out);
+                Some(Pending::Map(entries.iter()))
+            }
+            scalar => {
+                encode_scalar(scalar, out);
+                None
             }
         }
-        Value::Map(entries) => {
-            head(5, entries.len() as u64, out);
-            for (k, v) in entries {
+    }
+}
+
+/// Writes a value with an explicit stack instead of recursion, so that no nesting depth can
+/// overflow the thread's stack (CBOR needs no closing bytes: definite lengths).
+#[inline(never)]
+fn encode_nested(v: &Value, out: &mut Vec<u8>) {
+    let Some(mut cur) = Pending::open(v, out) else {
+        return;
+    };
+    // `cur` is the innermost open container, `parents` the ones around it.
+    let mut parents: smallvec::SmallVec<[Pending<'_>; 8]> = smallvec::SmallVec::new();
+    loop {
+        let next = match &mut cur {
+            Pending::List(it) => it.next(),
+            Pending::Map(it) => it.next().map(|(k, v)| {
                 text(k, out);
-                encode_value(v, out);
+                v
+            }),
+        };
+        match next {
+            Some(v) => {
+                if let Some(inner) = Pending::open(v, out) {
+                    parents.push(std::mem::replace(&mut cur, inner));
+                }
             }
+            None => match parents.pop() {
+                Some(p) => cur = p,
+                None => return,
+            },
         }
+    }
+}
+
+/// Length of the head [`head`] writes for argument `n`.
+#[inline]
+pub(super) fn head_len(n: u64) -> usize {
+    if n < 24 {
+        1
+    } else if n <= 0xff {
+        2
+    } else if n <= 0xffff {
+        3
+    } else if n <= 0xffff_ffff {
+        5
+    } else {
+        9
+    }
+}
+
+/// Encoded length of a value that is not a container (what [`encode_scalar`] writes); for
+/// a list or map, the length of its head.
+#[inline]
+pub(super) fn scalar_len(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Int(i) if *i >= 0 => head_len(*i as u64),
+        Value::Int(i) => head_len(!*i as u64),
+        Value::UInt(u) => head_len(*u),
+        Value::Float(f) => float_len(*f),
+        Value::Str(s) => head_len(s.len() as u64) + s.len(),
+        Value::Bytes(b) => head_len(b.len() as u64) + b.len(),
+        Value::List(items) => head_len(items.len() as u64),
+        Value::Map(entries) => head_len(entries.len() as u64),
+    }
+}
+
+/// Length of what [`float`] writes.
+#[inline]
+fn float_len(f: f64) -> usize {
+    if !f.is_nan() && f64::from(f as f32) == f {
+        5
+    } else {
+        9
     }
 }
 

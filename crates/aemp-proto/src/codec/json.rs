@@ -673,7 +673,48 @@ pub(super) fn encode_frame(port: &str, msg: &[Value], out: &mut Vec<u8>) {
     out.push(b']');
 }
 
+#[inline]
 pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::List(_) | Value::Map(_) => encode_bounded(v, out, super::RECURSION_BUDGET),
+        scalar => encode_scalar(scalar, out),
+    }
+}
+
+/// Writes `v` recursively (the fast way) for up to `budget` more levels of nesting, and
+/// anything nested deeper with an explicit stack ([`encode_nested`]).
+fn encode_bounded(v: &Value, out: &mut Vec<u8>, budget: usize) {
+    match v {
+        Value::List(_) | Value::Map(_) if budget == 0 => encode_nested(v, out),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                encode_bounded(v, out, budget - 1);
+            }
+            out.push(b']');
+        }
+        Value::Map(entries) => {
+            out.push(b'{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                encode_bounded(v, out, budget - 1);
+            }
+            out.push(b'}');
+        }
+        scalar => encode_scalar(scalar, out),
+    }
+}
+
+/// Writes a value that is not a container.
+#[inline(always)]
+fn encode_scalar(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -689,28 +730,139 @@ pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
         Value::Float(_) => out.extend_from_slice(b"null"),
         Value::Str(s) => write_str(s, out),
         Value::Bytes(b) => write_latin1(b, out),
-        Value::List(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
+        // Containers go through `encode_bounded`.
+        Value::List(_) | Value::Map(_) => {}
+    }
+}
+
+/// The elements of a container still to be written, and whether one was written already
+/// (then the next needs a comma).
+enum Pending<'a> {
+    List(std::slice::Iter<'a, Value>, bool),
+    Map(std::slice::Iter<'a, (Str, Value)>, bool),
+}
+
+impl<'a> Pending<'a> {
+    /// Writes the opening bracket of `v` and returns what is left to write of it (`None`: a
+    /// scalar, written whole).
+    fn open(v: &'a Value, out: &mut Vec<u8>) -> Option<Pending<'a>> {
+        match v {
+            Value::List(items) => {
+                out.push(b'[');
+                Some(Pending::List(items.iter(), false))
+            }
+            Value::Map(entries) => {
+                out.push(b'{');
+                Some(Pending::Map(entries.iter(), false))
+            }
+            scalar => {
+                encode_scalar(scalar, out);
+                None
+            }
+        }
+    }
+}
+
+/// Writes a value with an explicit stack instead of recursion, so that no nesting depth can
+/// overflow the thread's stack.
+#[inline(never)]
+fn encode_nested(v: &Value, out: &mut Vec<u8>) {
+    let Some(mut cur) = Pending::open(v, out) else {
+        return;
+    };
+    // `cur` is the innermost open container, `parents` the ones around it.
+    let mut parents: smallvec::SmallVec<[Pending<'_>; 8]> = smallvec::SmallVec::new();
+    loop {
+        let next = match &mut cur {
+            Pending::List(it, started) => it.next().inspect(|_| {
+                if std::mem::replace(started, true) {
                     out.push(b',');
                 }
-                encode_value(v, out);
-            }
-            out.push(b']');
-        }
-        Value::Map(entries) => {
-            out.push(b'{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
+            }),
+            Pending::Map(it, started) => it.next().map(|(k, v)| {
+                if std::mem::replace(started, true) {
                     out.push(b',');
                 }
                 write_str(k, out);
                 out.push(b':');
-                encode_value(v, out);
+                v
+            }),
+        };
+        match next {
+            Some(v) => {
+                if let Some(inner) = Pending::open(v, out) {
+                    parents.push(std::mem::replace(&mut cur, inner));
+                }
             }
-            out.push(b'}');
+            None => {
+                out.push(match cur {
+                    Pending::List(..) => b']',
+                    Pending::Map(..) => b'}',
+                });
+                match parents.pop() {
+                    Some(p) => cur = p,
+                    None => return,
+                }
+            }
         }
+    }
+}
+
+/// Length of what [`write_str`] writes for `s`, quotes included.
+pub(super) fn str_len(s: &str) -> usize {
+    let mut rest = s.as_bytes();
+    let mut n = 2;
+    loop {
+        let plain = find_special(rest);
+        n += plain;
+        let Some(&b) = rest.get(plain) else { break };
+        n += escape_len(ESCAPE[usize::from(b)]);
+        rest = &rest[plain + 1..];
+    }
+    n
+}
+
+/// Length of what [`write_latin1`] writes for `bytes`, quotes included.
+pub(super) fn latin1_len(bytes: &[u8]) -> usize {
+    2 + bytes
+        .iter()
+        .map(|&b| match ESCAPE[usize::from(b)] {
+            0 if b < 0x80 => 1,
+            0 => 2,
+            esc => escape_len(esc),
+        })
+        .sum::<usize>()
+}
+
+/// Length of what [`write_escape`] writes.
+#[inline]
+fn escape_len(esc: u8) -> usize {
+    if esc == b'u' {
+        6
+    } else {
+        2
+    }
+}
+
+/// The most bytes [`write_str`] or [`write_latin1`] write per byte of input (`\u00XX`).
+pub(super) const MAX_EXPANSION: usize = 6;
+
+/// The most bytes a number takes (`-9223372036854775808` is 20, and ryu writes at most
+/// 24).
+pub(super) const MAX_NUMBER: usize = 24;
+
+/// Exact length of what [`encode_scalar`] writes; for a list or map, of its brackets.
+pub(super) fn scalar_len(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Int(i) => itoa::Buffer::new().format(*i).len(),
+        Value::UInt(u) => itoa::Buffer::new().format(*u).len(),
+        Value::Float(f) if f.is_finite() => ryu::Buffer::new().format_finite(*f).len(),
+        Value::Float(_) => 4,
+        Value::Str(s) => str_len(s),
+        Value::Bytes(b) => latin1_len(b),
+        Value::List(_) | Value::Map(_) => 2,
     }
 }
 

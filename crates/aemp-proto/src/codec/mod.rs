@@ -12,7 +12,12 @@
 //! * [`decode_frame`] splits a decoded item into the destination port name and the [`Msg`].
 //! * [`encode_frame`] writes `[port_name, msg...]` straight from borrowed parts;
 //!   [`encode_frame_owned`] (the hot path of remote sends) leaves long strings where they
-//!   are, for a vectored write ([`Outbox`]); [`encode_value`] writes any [`Value`].
+//!   are, for a vectored write ([`Outbox`]); [`encode_value`] writes any [`Value`]. The
+//!   encoders write values of any depth (deeper than a few dozen levels with an explicit
+//!   stack instead of recursion).
+//! * [`Limits`] are what a receiver accepts; [`Limits::check_frame`] tells a sender, before
+//!   it encodes, whether a receiver with those limits accepts a frame ([`LimitError`]), so
+//!   that no sender ever writes a frame that makes its peer close the connection.
 //!
 //! # Cost model of the decoder
 //!
@@ -41,7 +46,10 @@
 //! * Duplicate map keys are kept as received, in order ([`Value::get`] finds the first).
 
 mod cbor;
+mod check;
 mod json;
+
+pub use check::LimitError;
 
 use crate::value::{Msg, Str, Value};
 
@@ -49,6 +57,11 @@ use crate::value::{Msg, Str, Value};
 /// says: the parsers recurse once per nesting level, and this keeps their stack use far
 /// below the 2 MiB of a default thread (also when dropping a nested [`Value`]).
 pub const MAX_DEPTH_CAP: usize = 512;
+
+/// How many levels of nesting the encoders write by plain recursion (the fastest way for
+/// the shallow values of real messages); anything nested deeper is written with an explicit
+/// stack, so encoding never recurses further than this, whatever the depth of the value.
+const RECURSION_BUDGET: usize = 32;
 
 /// A data-phase framing, as named in the handshake's auth line (PROTOCOL.md §2.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,6 +76,11 @@ impl Framing {
     /// Every framing this implementation speaks, in its order of preference. The handshake's
     /// name lists ([`crate::handshake::SUPPORTED_FRAMINGS`] and the defaults) derive from it.
     pub const ALL: [Framing; 2] = [Framing::Cbor, Framing::Json];
+
+    /// The first of [`Framing::ALL`]: what two aemp nodes with default settings negotiate,
+    /// and so the framing a sender checks a message for ([`Limits::check_frame`]) before it
+    /// knows which connection will carry it.
+    pub const PREFERRED: Framing = Framing::ALL[0];
 
     /// The name used in greetings and auth lines.
     pub const fn name(self) -> &'static str {
@@ -90,7 +108,8 @@ impl std::fmt::Display for Framing {
     }
 }
 
-/// Resource limits applied to peer input.
+/// Resource limits applied to peer input, and (see [`Limits::check_frame`]) to what is sent
+/// to peers that apply them: one definition for both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Maximum nesting depth of arrays and maps; the frame array itself is level 1.

@@ -1,7 +1,7 @@
 //! The deserializers: a [`Value`] or message elements into any `Deserialize` type, leniently
 //! (see the [module docs](super)).
 
-use super::{TypedError, TypedErrorKind};
+use super::{nested, TypedError, TypedErrorKind};
 use crate::value::{Str, Value};
 use serde::de::value::{BorrowedStrDeserializer, U8Deserializer};
 use serde::de::{
@@ -279,7 +279,7 @@ impl<'de> de::Deserializer<'de> for ValueDe<'de> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypedError> {
         match self.0 {
             Value::Null => visitor.visit_none(),
-            _ => visitor.visit_some(self),
+            _ => nested(|| visitor.visit_some(self)),
         }
     }
 
@@ -303,7 +303,7 @@ impl<'de> de::Deserializer<'de> for ValueDe<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, TypedError> {
-        visitor.visit_newtype_struct(self)
+        nested(|| visitor.visit_newtype_struct(self))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypedError> {
@@ -403,8 +403,7 @@ impl<'de> SeqAccess<'de> for SeqDe<'de> {
         let i = self.pos;
         if let Some(v) = self.items.get(i) {
             self.pos += 1;
-            return seed
-                .deserialize(ValueDe(v))
+            return nested(|| seed.deserialize(ValueDe(v)))
                 .map(Some)
                 .map_err(|e| e.at_index(i));
         }
@@ -512,7 +511,7 @@ impl<'de> MapAccess<'de> for MapDe<'de> {
         let Some((k, v)) = self.current.take() else {
             return Err(de::Error::custom("map value asked for before its key"));
         };
-        seed.deserialize(ValueDe(v)).map_err(|e| e.at_field(k))
+        nested(|| seed.deserialize(ValueDe(v))).map_err(|e| e.at_field(k))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -570,7 +569,7 @@ impl<'de> de::Deserializer<'de> for KeyDe<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypedError> {
-        visitor.visit_some(self)
+        nested(|| visitor.visit_some(self))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -578,7 +577,7 @@ impl<'de> de::Deserializer<'de> for KeyDe<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, TypedError> {
-        visitor.visit_newtype_struct(self)
+        nested(|| visitor.visit_newtype_struct(self))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -642,9 +641,9 @@ impl<'de> VariantAccess<'de> for VariantDe<'de> {
         seed: T,
     ) -> Result<T::Value, TypedError> {
         match self.value {
-            Some(v) => seed
-                .deserialize(ValueDe(v))
-                .map_err(|e| e.at_field(self.variant)),
+            Some(v) => {
+                nested(|| seed.deserialize(ValueDe(v))).map_err(|e| e.at_field(self.variant))
+            }
             None => Err(de::Error::invalid_type(
                 Unexpected::UnitVariant,
                 &"newtype variant",
@@ -658,7 +657,7 @@ impl<'de> VariantAccess<'de> for VariantDe<'de> {
         visitor: V,
     ) -> Result<V::Value, TypedError> {
         match self.value {
-            Some(v) => de::Deserializer::deserialize_tuple(ValueDe(v), len, visitor)
+            Some(v) => nested(|| de::Deserializer::deserialize_tuple(ValueDe(v), len, visitor))
                 .map_err(|e| e.at_field(self.variant)),
             None => Err(de::Error::invalid_type(
                 Unexpected::UnitVariant,
@@ -673,8 +672,10 @@ impl<'de> VariantAccess<'de> for VariantDe<'de> {
         visitor: V,
     ) -> Result<V::Value, TypedError> {
         match self.value {
-            Some(v) => de::Deserializer::deserialize_struct(ValueDe(v), "", fields, visitor)
-                .map_err(|e| e.at_field(self.variant)),
+            Some(v) => {
+                nested(|| de::Deserializer::deserialize_struct(ValueDe(v), "", fields, visitor))
+                    .map_err(|e| e.at_field(self.variant))
+            }
             None => Err(de::Error::invalid_type(
                 Unexpected::UnitVariant,
                 &"struct variant",
@@ -758,7 +759,7 @@ impl<'de> de::Deserializer<'de> for MsgDe<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, TypedError> {
-        visitor.visit_newtype_struct(self)
+        nested(|| visitor.visit_newtype_struct(self))
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TypedError> {

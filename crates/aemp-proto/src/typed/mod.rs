@@ -80,6 +80,48 @@ use std::fmt;
 /// message; errors are logged, and a peer must not be able to blow them up.
 const MAX_ERROR_TEXT: usize = 64;
 
+/// How deep typed conversions nest: a value (or a Rust type being serialized) nested deeper
+/// than this is refused with [`TypedErrorKind::TooDeep`] instead of recursing on. Counted per
+/// nested value and per `Option`/newtype layer. Above what peers accept anyway (64 by
+/// default, see [`Limits`](crate::codec::Limits)), and low enough for a 2 MiB thread stack in
+/// unoptimised builds.
+pub const MAX_NESTING: usize = 256;
+
+thread_local! {
+    /// Nesting of the typed conversions running on this thread (they recurse once per
+    /// level, so the call stack is the nesting).
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of nesting, given back when dropped.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Result<Nesting, TypedError> {
+        NESTING.with(|n| {
+            let depth = n.get();
+            if depth >= MAX_NESTING {
+                return Err(TypedError::new(TypedErrorKind::TooDeep(MAX_NESTING)));
+            }
+            n.set(depth + 1);
+            Ok(Nesting)
+        })
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Runs `f` (which converts a nested value) one level deeper, or refuses beyond
+/// [`MAX_NESTING`].
+fn nested<R>(f: impl FnOnce() -> Result<R, TypedError>) -> Result<R, TypedError> {
+    let _level = Nesting::enter()?;
+    f()
+}
+
 /// Upper bound on capacity reserved from a size hint. Hints from our own deserializers are
 /// exact, but other formats may pass a peer-supplied length; the vector still grows as far
 /// as the real elements need.
@@ -244,6 +286,9 @@ pub enum TypedErrorKind {
     /// Any other message, e.g. from a type's own `Serialize`/`Deserialize` implementation.
     #[error("{0}")]
     Custom(String),
+    /// Nested deeper than [`MAX_NESTING`] levels.
+    #[error("nested deeper than {0} levels")]
+    TooDeep(usize),
 }
 
 /// Error of a typed conversion: what went wrong and where.

@@ -1,6 +1,6 @@
 //! The serializers: any `Serialize` type to a [`Value`] or to message elements.
 
-use super::{int_value, TypedError, TypedErrorKind, MAX_PREALLOC};
+use super::{int_value, nested, TypedError, TypedErrorKind, MAX_PREALLOC};
 use crate::value::{Str, Value};
 use serde::ser::{self, Impossible, Serialize};
 
@@ -105,7 +105,7 @@ impl ser::Serializer for ValueSerializer {
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, TypedError> {
-        value.serialize(self)
+        nested(|| value.serialize(self))
     }
 
     fn serialize_unit(self) -> Result<Value, TypedError> {
@@ -130,7 +130,7 @@ impl ser::Serializer for ValueSerializer {
         _name: &'static str,
         value: &T,
     ) -> Result<Value, TypedError> {
-        value.serialize(self)
+        nested(|| value.serialize(self))
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -140,9 +140,7 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         value: &T,
     ) -> Result<Value, TypedError> {
-        let inner = value
-            .serialize(ValueSerializer)
-            .map_err(|e| e.at_field(variant))?;
+        let inner = nested(|| value.serialize(ValueSerializer)).map_err(|e| e.at_field(variant))?;
         Ok(Value::Map(vec![(Str::from(variant), inner)]))
     }
 
@@ -210,9 +208,7 @@ impl SeqSer {
 
     fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TypedError> {
         let index = self.items.len();
-        let v = value
-            .serialize(ValueSerializer)
-            .map_err(|e| e.at_index(index))?;
+        let v = nested(|| value.serialize(ValueSerializer)).map_err(|e| e.at_index(index))?;
         self.items.push(v);
         Ok(())
     }
@@ -300,9 +296,7 @@ impl ser::SerializeMap for MapSer {
         let Some(key) = self.key.take() else {
             return Err(ser::Error::custom("map value written before its key"));
         };
-        let v = value
-            .serialize(ValueSerializer)
-            .map_err(|e| e.at_field(&key))?;
+        let v = nested(|| value.serialize(ValueSerializer)).map_err(|e| e.at_field(&key))?;
         self.entries.push((key, v));
         Ok(())
     }
@@ -329,9 +323,7 @@ impl StructSer {
         key: &'static str,
         value: &T,
     ) -> Result<(), TypedError> {
-        let v = value
-            .serialize(ValueSerializer)
-            .map_err(|e| e.at_field(key))?;
+        let v = nested(|| value.serialize(ValueSerializer)).map_err(|e| e.at_field(key))?;
         self.entries.push((Str::from(key), v));
         Ok(())
     }
@@ -480,7 +472,7 @@ impl ser::Serializer for KeySerializer {
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Str, TypedError> {
-        value.serialize(self)
+        nested(|| value.serialize(self))
     }
 
     fn serialize_unit(self) -> Result<Str, TypedError> {
@@ -505,7 +497,7 @@ impl ser::Serializer for KeySerializer {
         _name: &'static str,
         value: &T,
     ) -> Result<Str, TypedError> {
-        value.serialize(self)
+        nested(|| value.serialize(self))
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -688,7 +680,7 @@ impl ser::Serializer for MsgSerializer {
         _name: &'static str,
         value: &T,
     ) -> Result<Vec<Value>, TypedError> {
-        value.serialize(self)
+        nested(|| value.serialize(self))
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

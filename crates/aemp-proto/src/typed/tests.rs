@@ -651,3 +651,84 @@ fn non_utf8_bytes_are_not_a_string() {
         "invalid value: byte array, expected a string"
     );
 }
+
+/// A string inside `levels` nested lists.
+fn deep_list(levels: usize) -> Value {
+    let mut v = s("x");
+    for _ in 0..levels {
+        v = Value::List(vec![v]);
+    }
+    v
+}
+
+/// Runs `f` on a thread with a 2 MiB stack (what test and tokio threads get by default).
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn nesting_is_bounded_both_ways() {
+    on_small_stack(|| {
+        // Up to the limit, both ways (a Value into a Value: every level counts once).
+        let ok = deep_list(MAX_NESTING - 1);
+        let v = to_value(&ok).unwrap();
+        assert_eq!(v, ok);
+        let back: Value = from_value_ref(&ok).unwrap();
+        assert_eq!(back, ok);
+        // Beyond it: an error, not a stack overflow, at any depth.
+        let deep = deep_list(1_000_000);
+        let errs = [
+            to_value(&deep).unwrap_err(),
+            from_value_ref::<Value>(&deep).unwrap_err(),
+            to_msg(&deep).unwrap_err(),
+        ];
+        // Dropped before asserting: a failed assertion must not drop it recursively.
+        crate::value::drop_nested([deep]);
+        for err in errs {
+            assert_eq!(err.kind(), &TypedErrorKind::TooDeep(MAX_NESTING));
+            // Where: one index per level, down to the one refused.
+            assert!(err.path().len() > MAX_NESTING - 2, "{}", err.path().len());
+        }
+        // The counter is back at zero after errors.
+        assert_eq!(to_value(&ok).unwrap(), ok);
+    });
+}
+
+#[test]
+fn recursive_types_are_bounded() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Tree {
+        Leaf,
+        Node(Box<Tree>),
+    }
+    /// `Option` and newtype layers that never make a container.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Chain(Option<Box<Chain>>);
+    on_small_stack(|| {
+        let mut t = Tree::Leaf;
+        for _ in 0..1000 {
+            t = Tree::Node(Box::new(t));
+        }
+        let err = to_value(&t).unwrap_err();
+        assert_eq!(err.kind(), &TypedErrorKind::TooDeep(MAX_NESTING));
+        let mut c = Chain(None);
+        for _ in 0..1000 {
+            c = Chain(Some(Box::new(c)));
+        }
+        let err = to_value(&c).unwrap_err();
+        assert_eq!(err.kind(), &TypedErrorKind::TooDeep(MAX_NESTING));
+        // A value that never ends for this type: `Chain` reads a non-null as `Some(Chain)`
+        // of the same value, forever.
+        let err = from_value::<Chain>(Value::Int(1)).unwrap_err();
+        assert_eq!(err.kind(), &TypedErrorKind::TooDeep(MAX_NESTING));
+        assert_eq!(
+            err.to_string(),
+            format!("nested deeper than {MAX_NESTING} levels")
+        );
+    });
+}

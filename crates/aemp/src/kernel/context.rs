@@ -40,26 +40,45 @@ impl<'k> Cx<'k> {
         &self.k.id
     }
 
-    /// Sends a message (see [`Node::snd`](crate::Node::snd)). An empty message is not a message: it is
-    /// dropped with a warning (`Node::snd` returns an error for it).
+    /// Sends a message (see [`Node::snd`](crate::Node::snd)). What `Node::snd` refuses with an
+    /// error is dropped here with a WARN log line naming the port and the reason (use
+    /// [`Cx::try_snd`] to get the error instead):
+    ///
+    /// * an empty message;
+    /// * a message that peers would refuse ([`Error::Refused`]: nested too deep or too large
+    ///   for the node's limits), whatever the destination, local ports included. Nothing is
+    ///   sent, the handler and its port carry on, and the message is dropped without
+    ///   recursion however deep it is.
     pub fn snd(&mut self, port: &PortId, msg: impl Into<Msg>) {
-        let msg = msg.into();
-        if msg.is_empty() {
-            tracing::warn!(port = %port, "empty message not sent");
-            return;
+        if let Err(e) = self.try_snd(port, msg) {
+            tracing::warn!(port = %port, error = %e, "message not sent");
         }
-        self.k.snd(port, msg, self.host);
     }
 
-    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
+    /// [`Cx::snd`], returning [`Error::EmptyMessage`] or [`Error::Refused`] instead of
+    /// logging them.
+    pub fn try_snd(&mut self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
+        let msg = msg.into();
+        if msg.is_empty() {
+            return Err(Error::EmptyMessage);
+        }
+        if let Err(e) = self.k.shared.check(port.name(), &msg.0) {
+            aemp_proto::value::drop_nested(msg);
+            return Err(Error::Refused(e));
+        }
+        self.k.snd(port, msg, self.host);
+        Ok(())
+    }
+
+    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]); returns
+    /// the errors that [`Cx::try_snd`] returns.
     pub fn snd_typed<T: serde::Serialize + ?Sized>(
         &mut self,
         port: &PortId,
         msg: &T,
     ) -> Result<(), Error> {
         let msg = aemp_proto::typed::to_msg(msg)?;
-        self.snd(port, msg);
-        Ok(())
+        self.try_snd(port, msg)
     }
 
     /// Kills a port (see [`Node::kil`](crate::Node::kil)).
@@ -67,7 +86,8 @@ impl<'k> Cx<'k> {
         self.k.kil(port, reason, self.host)
     }
 
-    /// Kills the port this handler runs for.
+    /// Kills the port this handler runs for. A reason that could not be sent to a remote
+    /// monitor is replaced by `("die", "kill reason refused: …")` (logged as a warning).
     pub fn kil_self(&mut self, reason: Reason) {
         let name = self.port.clone();
         self.k.kill_local(&name, reason, self.host);

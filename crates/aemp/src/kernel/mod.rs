@@ -25,6 +25,7 @@ pub(crate) mod registry;
 mod table;
 
 use crate::error::Error;
+use aemp_proto::codec::{Framing, LimitError, Limits};
 use aemp_proto::ids::PortNamer;
 use aemp_proto::node_req::NodeReq;
 use aemp_proto::{Msg, NodeId, PortId, Str, Value};
@@ -68,6 +69,10 @@ pub(crate) struct Shared {
     pub registry: RwLock<Registry>,
     /// Secure mode: refuse remote spawns and function calls.
     pub secure: AtomicBool,
+    /// What this node's peers accept (the node's own decoder limits: one rule for both
+    /// directions). Every message that enters the node is checked against them
+    /// ([`Shared::check`]).
+    pub limits: Limits,
     guard_ids: AtomicU64,
 }
 
@@ -78,7 +83,57 @@ impl Shared {
             namer,
             registry: RwLock::new(Registry::default()),
             secure: AtomicBool::new(false),
+            limits: Limits::default(),
             guard_ids: AtomicU64::new(1),
+        }
+    }
+
+    /// Checks that a peer would accept `msg` for the port named `port` (`""`: a node port)
+    /// in a frame of [`Framing::PREFERRED`] (CBOR): the rule for every message that enters
+    /// the node, whatever its destination. It is checked there, before anyone knows which
+    /// connection (if any) will carry it; for CBOR the check is exact, and a connection
+    /// that speaks JSON checks the JSON size again, exactly, before it encodes (escapes can
+    /// make a JSON frame larger than its CBOR form; see `ConnTx::send_checked`).
+    #[inline]
+    pub(crate) fn check(&self, port: &str, msg: &[Value]) -> Result<(), LimitError> {
+        self.limits.check_frame(Framing::PREFERRED, port, msg)
+    }
+
+    /// Checks a kill reason as the `kil0`/`kil1` request that carries it to another node:
+    /// `["", tag, port name, reason...]`. Gives the reason back either way.
+    pub(crate) fn check_reason(
+        &self,
+        tag: &str,
+        name: &str,
+        reason: Reason,
+    ) -> (Reason, Result<(), LimitError>) {
+        let mut req = Vec::with_capacity(reason.len() + 2);
+        req.push(Value::from(tag));
+        req.push(Value::from(name));
+        req.extend(reason);
+        let checked = self.check("", &req);
+        req.drain(..2);
+        (req, checked)
+    }
+
+    /// The reason of a kill by `kil` (`local`: of a port of this node, named `name`), if it
+    /// could be sent to another node: as the `kil1` request to a remote port's node, or the
+    /// `kil0` notice to a remote monitor of a local port. A refused reason is dropped.
+    pub(crate) fn sendable_reason(
+        &self,
+        local: bool,
+        name: &str,
+        reason: Reason,
+    ) -> Result<Reason, Error> {
+        if reason.is_empty() {
+            return Ok(reason);
+        }
+        match self.check_reason(if local { "kil0" } else { "kil1" }, name, reason) {
+            (reason, Ok(())) => Ok(reason),
+            (refused, Err(e)) => {
+                aemp_proto::value::drop_nested(refused);
+                Err(Error::Refused(e))
+            }
         }
     }
 
@@ -302,7 +357,21 @@ impl Kernel {
         self.kill_local(&name, vec!["die".into(), failure.into()], host);
     }
 
-    /// Sends a message to any port.
+    /// Sends a message the kernel made or relays itself (monitor messages, replies of the
+    /// node port, relayed `snd` requests), checked like every message that enters the node
+    /// ([`Shared::check`]): a refused one is logged and dropped.
+    pub(crate) fn snd_checked(&mut self, port: &PortId, msg: Msg, host: &mut dyn Host) {
+        match self.shared.check(port.name(), &msg.0) {
+            Ok(()) => self.snd(port, msg, host),
+            Err(e) => {
+                tracing::warn!(port = %port, error = %e, "message not sent");
+                aemp_proto::value::drop_nested(msg);
+            }
+        }
+    }
+
+    /// Sends a message that was checked where it entered the node (see [`Shared::check`])
+    /// to any port.
     #[inline]
     pub(crate) fn snd(&mut self, port: &PortId, msg: Msg, host: &mut dyn Host) {
         if port::short_eq(port.node(), self.id.as_str()) {
@@ -316,7 +385,8 @@ impl Kernel {
         }
     }
 
-    /// Kills any port; node ports are refused.
+    /// Kills any port; node ports are refused, and so is a reason that could not be sent to
+    /// another node (see [`Shared::sendable_reason`]).
     pub(crate) fn kil(
         &mut self,
         port: &PortId,
@@ -326,7 +396,9 @@ impl Kernel {
         if port.is_node_port() {
             return Err(Error::KillNodePort(port.to_string()));
         }
-        if port.node() == self.id.as_str() {
+        let local = port.node() == self.id.as_str();
+        let reason = self.shared.sendable_reason(local, port.name(), reason)?;
+        if local {
             self.kill_local(&Str::from(port.name()), reason, host);
         } else {
             let req = NodeReq::Kil1(Str::from(port.name()), reason).to_msg();
@@ -336,9 +408,26 @@ impl Kernel {
     }
 
     /// Kills a local port: removes it, fires its local monitors and notifies remote ones.
+    ///
+    /// A reason that the `kil0` notice to a remote monitor could not carry (nested too deep,
+    /// too large) is replaced, for every monitor, by `("die", "kill reason refused: …")`:
+    /// monitors still fire exactly once, and no peer gets a frame it refuses.
     pub(crate) fn kill_local(&mut self, name: &str, reason: Reason, host: &mut dyn Host) {
         let Some(mut port) = self.ports.remove(name) else {
+            aemp_proto::value::drop_nested(reason);
             return;
+        };
+        let reason = if reason.is_empty() {
+            reason
+        } else {
+            match self.shared.check_reason("kil0", name, reason) {
+                (reason, Ok(())) => reason,
+                (refused, Err(e)) => {
+                    tracing::warn!(port = %name, error = %e, "kill reason refused");
+                    aemp_proto::value::drop_nested(refused);
+                    vec!["die".into(), format!("kill reason refused: {e}").into()]
+                }
+            }
         };
         let port::Watchers {
             monitors,
@@ -373,14 +462,14 @@ impl Kernel {
                             port: Str::from(port.name()),
                             reason,
                         });
-                    } else {
-                        let _ = self.kil(&port, reason, host);
+                    } else if let Err(e) = self.kil(&port, reason, host) {
+                        tracing::warn!(port = %port, error = %e, "monitor could not kill");
                     }
                 }
             }
             Monitor::Send(port, mut msg) => {
                 msg.0.extend(reason);
-                self.snd(&port, msg, host);
+                self.snd_checked(&port, msg, host);
             }
         }
     }

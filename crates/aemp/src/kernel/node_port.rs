@@ -33,7 +33,7 @@ impl Kernel {
             NodeReq::Kil1(name, reason) => self.kill_local(&name, reason, host),
             // Relayed as is, even empty: the reference echoes an empty message to confirm
             // delivery (`aemp snd`); only a default handler can take it.
-            NodeReq::Snd(port, msg) => self.snd(&port, msg, host),
+            NodeReq::Snd(port, msg) => self.snd_checked(&port, msg, host),
             NodeReq::Can {
                 tag,
                 reply,
@@ -43,16 +43,16 @@ impl Kernel {
                     || tag == node_req::SPAWN_FUNC
                     || self.shared.registry.read().get(&tag).is_some();
                 extra.push(Value::Bool(known));
-                self.snd(&reply, Msg::from(extra), host);
+                self.snd_checked(&reply, Msg::from(extra), host);
             }
             NodeReq::Time { reply, mut extra } => {
                 extra.push(Value::Float(unix_now()));
-                self.snd(&reply, Msg::from(extra), host);
+                self.snd_checked(&reply, Msg::from(extra), host);
             }
             NodeReq::UpNodes { reply, mut extra } => {
                 let nodes = host.up_nodes().into_iter().map(Value::from).collect();
                 extra.push(Value::List(nodes));
-                self.snd(&reply, Msg::from(extra), host);
+                self.snd_checked(&reply, Msg::from(extra), host);
             }
             NodeReq::Eval {
                 reply, mut extra, ..
@@ -60,7 +60,7 @@ impl Kernel {
                 tracing::warn!(src = %from, "refused eval request");
                 if let Some(reply) = reply {
                     extra.push(EVAL_REFUSED.into());
-                    self.snd(&reply, Msg::from(extra), host);
+                    self.snd_checked(&reply, Msg::from(extra), host);
                 }
             }
             NodeReq::Spawn { port, init, args } => {
@@ -87,7 +87,7 @@ impl Kernel {
                         .and_then(|s| aemp_proto::PortId::parse(s).ok())
                     {
                         let text = format!("unable to resolve function '{func}'");
-                        self.snd(&reply, aemp_proto::msg!["error", text], host);
+                        self.snd_checked(&reply, aemp_proto::msg!["error", text], host);
                     }
                     return;
                 }

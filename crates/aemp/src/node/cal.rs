@@ -3,6 +3,7 @@
 use super::Node;
 use crate::error::CalError;
 use crate::runtime::{CalRequest, Cmd};
+use aemp_proto::value::drop_nested;
 use aemp_proto::{Msg, PortId};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -37,16 +38,29 @@ impl Cal {
     }
 
     /// Sends the request; `cb` gets the first reply or the reason there was none.
+    ///
+    /// A request that peers would refuse, reply port included (see
+    /// [`Node::snd`](crate::Node::snd)), is not sent: `cb` gets [`CalError::Refused`] at
+    /// once, before this returns.
     pub fn then(self, cb: impl FnOnce(Result<Msg, CalError>) + Send + 'static) {
         let Cal {
             node,
             target,
-            msg,
+            mut msg,
             timeout,
         } = self;
+        let shared = node.shared();
+        let reply_name = shared.namer.next_local();
+        msg.push(shared.id.port(&reply_name));
+        if let Err(e) = shared.check(target.name(), msg.as_slice()) {
+            drop_nested(msg);
+            cb(Err(CalError::Refused(e)));
+            return;
+        }
         node.core().push(Cmd::Cal(Box::new(CalRequest {
             target,
             msg,
+            reply_name,
             timeout,
             callback: Box::new(cb),
         })));

@@ -117,6 +117,28 @@ fn values_reply(v: Value) -> Vec<Value> {
     }
 }
 
+/// Checks a database value as the deepest message that carries it between nodes, a global
+/// node's `g_set` (and `g_slave`): `["", "g_set", {family: {key: value}}]`, two map levels
+/// above the value (the size is that of the value's own entry). Gives the value back, or
+/// drops a refused one.
+fn sendable_value(node: &Node, family: &Family, key: &Str, value: Value) -> Result<Value, Error> {
+    let entry = Value::Map(vec![(key.clone(), value)]);
+    let msg = [
+        Value::from("g_set"),
+        Value::Map(vec![(family.to_str(), entry)]),
+    ];
+    if let Err(e) = node.shared().check("", &msg) {
+        return Err(super::refused(msg, e));
+    }
+    let [_, Value::Map(mut families)] = msg else {
+        return Ok(Value::Null);
+    };
+    match families.pop() {
+        Some((_, Value::Map(mut entries))) => Ok(entries.pop().map_or(Value::Null, |(_, v)| v)),
+        _ => Ok(Value::Null),
+    }
+}
+
 fn subkey(key: &str) -> Result<(), Error> {
     aemp_proto::db::names::validate_subkey(key).map_err(|e| Error::Db(e.to_string()))
 }
@@ -125,6 +147,10 @@ impl Node {
     /// Sets (or replaces) `family`/`key` to `value`. The entry is owned by this node: when
     /// the node leaves the network it disappears everywhere. Family names must match
     /// `[A-Za-z][A-Za-z0-9_:]*`, keys must be non-empty.
+    ///
+    /// A value that could not travel between nodes is refused with [`Error::Refused`]:
+    /// nested so deep, or so large, that the `g_set` message carrying it (where the value is
+    /// nested two maps deep) would exceed the node's limits (see [`Node::snd`]).
     pub fn db_set(
         &self,
         family_name: &str,
@@ -133,10 +159,12 @@ impl Node {
     ) -> Result<(), Error> {
         let fam = family(family_name)?;
         subkey(key)?;
+        let key = Str::from(key);
+        let value = sendable_value(self, &fam, &key, value.into())?;
         self.core().push(Cmd::Db(DbCmd::Set {
             family: fam,
-            key: Str::from(key),
-            value: value.into(),
+            key,
+            value,
         }));
         Ok(())
     }
@@ -189,7 +217,7 @@ impl Node {
     ) -> Result<DbEntry, Error> {
         let fam = family(family_name)?;
         let key = Str::from(port.as_str());
-        let value = value.into();
+        let value = sendable_value(self, &fam, &key, value.into())?;
         let id = self.shared().next_guard();
         let core = std::sync::Arc::downgrade(self.core());
         self.core().push(Cmd::Db(DbCmd::Set {

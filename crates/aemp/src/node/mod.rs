@@ -23,8 +23,10 @@ use crate::kernel::registry::NamedFn;
 use crate::kernel::{self, MonRequest, Shared, Task};
 use crate::runtime::{self, Cmd, Core, Query, Setup};
 use crate::transport::Transport;
+use aemp_proto::codec::LimitError;
 use aemp_proto::ids::{self, PortNamer};
 use aemp_proto::node_req::NodeReq;
+use aemp_proto::value::drop_nested;
 use aemp_proto::{Msg, NodeId, PortId, Str, Value};
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -248,10 +250,24 @@ impl Node {
 
     /// Sends a message to any port, local or remote. Returns at once. A message to a port
     /// that does not exist is dropped silently; monitors are the failure signal.
+    ///
+    /// Refused, with nothing sent or queued:
+    ///
+    /// * an empty message ([`Error::EmptyMessage`]);
+    /// * a message that peers would refuse ([`Error::Refused`]): lists and maps nested
+    ///   deeper than the node's [`Limits`](aemp_proto::codec::Limits) allow (64 levels by
+    ///   default, the frame `[port, msg…]` counting as the first), or a frame larger than
+    ///   their message size limit (256 MiB by default). A peer closes the whole connection
+    ///   on such a frame, firing every monitor of the link, so it is refused here; for local
+    ///   ports too (one rule for every destination). The refused message is dropped without
+    ///   recursion, however deep it is.
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
         let msg = msg.into();
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
+        }
+        if let Err(e) = self.shared().check(port.name(), msg.as_slice()) {
+            return Err(refused(msg, e));
         }
         let task = if port.node() == self.id().as_str() {
             Task::Deliver {
@@ -263,7 +279,7 @@ impl Node {
             // The direct path (see `runtime::direct`): straight into the connection when
             // the node task has nothing of ours pending.
             match self.inner.core.try_direct(port, msg) {
-                Ok(()) => return Ok(()),
+                Ok(sent) => return sent.map_err(Error::Refused),
                 Err(msg) => Task::Send {
                     port: port.clone(),
                     msg,
@@ -275,15 +291,23 @@ impl Node {
     }
 
     /// Sends a batch of messages to one local or remote port with a single queue operation.
+    /// Empty messages are skipped. If one message would be refused (see [`Node::snd`]), none
+    /// is sent and the error is returned.
     pub fn snd_many(
         &self,
         port: &PortId,
         msgs: impl IntoIterator<Item = Msg>,
     ) -> Result<(), Error> {
-        let msgs = msgs.into_iter().filter(|m| !m.is_empty());
+        let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
+        if let Some(e) = msgs
+            .iter()
+            .find_map(|m| self.shared().check(port.name(), m.as_slice()).err())
+        {
+            return Err(refused(msgs.into_iter().flatten(), e));
+        }
         if port.node() == self.id().as_str() {
             let name = Str::from(port.name());
-            self.inner.core.push_many(msgs.map(|msg| {
+            self.inner.core.push_many(msgs.into_iter().map(|msg| {
                 Cmd::Task(Task::Deliver {
                     port: name.clone(),
                     msg,
@@ -293,7 +317,7 @@ impl Node {
         } else {
             self.inner.core.task(Task::SendMany {
                 port: port.clone(),
-                msgs: msgs.collect(),
+                msgs,
             });
         }
         Ok(())
@@ -319,11 +343,17 @@ impl Node {
 
     /// Kills a port with a reason (empty = normal kill). Killing a port that does not exist is
     /// fine; killing a node port is an error.
+    ///
+    /// A reason that could not be sent to another node (in the `kil1` request to a remote
+    /// port's node, or the `kil0` notice to a remote monitor of a local port) is refused with
+    /// [`Error::Refused`], and nothing is killed (see [`Node::snd`]).
     pub fn kil(&self, port: &PortId, reason: Reason) -> Result<(), Error> {
         if port.is_node_port() {
             return Err(Error::KillNodePort(port.to_string()));
         }
-        let task = if port.node() == self.id().as_str() {
+        let local = port.node() == self.id().as_str();
+        let reason = self.shared().sendable_reason(local, port.name(), reason)?;
+        let task = if local {
             Task::Kill {
                 port: Str::from(port.name()),
                 reason,
@@ -450,10 +480,25 @@ impl Node {
     /// its context, with `args`. Returns the new port's ID at once. On the local node the init
     /// function never runs before this returns: it waits behind a gate that `spawn` opens as
     /// its last step (on a multi-threaded runtime it may then run at once, on another worker).
+    ///
+    /// Arguments that a remote node would refuse in the spawn request are refused with
+    /// [`Error::Refused`], for the local node too (see [`Node::snd`]).
     pub fn spawn(&self, node: &NodeId, init: &str, args: Vec<Value>) -> Result<PortId, Error> {
         let name = self.shared().namer.next_spawn();
         let port = node.port(&name);
         if node == self.id() {
+            // Checked as the request a remote spawn sends: one rule for both.
+            let req = NodeReq::Spawn {
+                port: name.clone(),
+                init: Str::from(init),
+                args,
+            }
+            .to_msg();
+            if let Err(e) = self.shared().check("", req.as_slice()) {
+                return Err(refused(req, e));
+            }
+            // The arguments follow the tag, the port name and the init function's name.
+            let args = req.into_vec().split_off(3);
             // The dispatcher may run on another thread: the init function waits behind a gate
             // that opens only when this call returns.
             let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -484,7 +529,8 @@ impl Node {
     }
 
     /// Sends `msg` to `port` after `delay`. Dropping the guard cancels it;
-    /// [`TimerGuard::keep`] lets it run.
+    /// [`TimerGuard::keep`] lets it run. What [`Node::snd`] would refuse is dropped then,
+    /// with a WARN log line.
     pub fn after_snd(
         &self,
         delay: std::time::Duration,
@@ -495,7 +541,9 @@ impl Node {
         let port = port.clone();
         let msg = msg.into();
         timer::after(delay, move || {
-            let _ = node.snd(&port, msg);
+            if let Err(e) = node.snd(&port, msg) {
+                tracing::warn!(port = %port, error = %e, "delayed message not sent");
+            }
         })
     }
 
@@ -534,6 +582,13 @@ impl Node {
             .push(Cmd::Query(Query::PortExists(name, tx)));
         rx.await.unwrap_or(false)
     }
+}
+
+/// The error for a refused message (or argument list, or value), which is dropped here
+/// without recursion, however deeply nested it is.
+pub(crate) fn refused(values: impl IntoIterator<Item = Value>, e: LimitError) -> Error {
+    drop_nested(values);
+    Error::Refused(e)
 }
 
 /// Builder for a port with handlers, returned by [`Node::port`].

@@ -23,7 +23,10 @@ impl Node {
         Node::configure_with_limits(cfg, Limits::default()).await
     }
 
-    /// [`Node::configure`] with explicit decoder limits (nesting depth, message size).
+    /// [`Node::configure`] with explicit limits (nesting depth, message size): what the node
+    /// accepts from peers, and what it sends (the node assumes that its peers use the same
+    /// limits: a message they would refuse is refused where it enters the node, see
+    /// [`Node::snd`]).
     pub async fn configure_with_limits(cfg: Config, limits: Limits) -> Result<Node, Error> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let bind_eps = cfg.binds.clone();
@@ -47,10 +50,12 @@ impl Node {
         hs.auth_accept = cfg.auth_accept.clone();
         hs.auth_offer = cfg.auth_offer.clone();
         hs.framings = cfg.framing_format.clone();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             cfg.node_id.clone(),
             PortNamer::new(&crate::config::port_prefix(cfg.randomised), &cfg.runiq),
-        ));
+        );
+        shared.limits = limits;
+        let shared = Arc::new(shared);
         shared.secure.store(cfg.secure, Ordering::Relaxed);
         let core = Arc::new(Core::new(shared, DEFAULT_SPIN));
         let sink: Weak<dyn EventSink> = {

@@ -19,23 +19,25 @@ pub(crate) type Pending = Arc<Mutex<Option<Callback>>>;
 /// A `cal` as a node handle asks for it.
 pub(crate) struct CalRequest {
     pub target: PortId,
+    /// The request, its reply port appended and checked (see `Shared::check`).
     pub msg: Msg,
+    /// The name of the reply port (to be created).
+    pub reply_name: Str,
     pub timeout: Option<Duration>,
     pub callback: Callback,
 }
 
 /// Starts a `cal`: creates the reply port, watches the target (without a timeout) or starts
-/// the timer (with one), and sends the request with the reply port appended.
+/// the timer (with one), and sends the request (its reply port already appended).
 pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: CalRequest) {
     let CalRequest {
         target,
-        mut msg,
+        msg,
+        reply_name,
         timeout,
         callback,
     } = req;
     let pending: Pending = Arc::new(Mutex::new(Some(callback)));
-    let reply_name = k.shared.namer.next_local();
-    let reply = k.id.port(&reply_name);
     let mon_id = k.shared.next_guard();
     let timer = timeout.map(|d| {
         let core = Arc::downgrade(core);
@@ -88,7 +90,6 @@ pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: 
             host,
         );
     }
-    msg.push(reply);
     k.snd(&target, msg, host);
 }
 

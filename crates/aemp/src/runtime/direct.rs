@@ -15,6 +15,7 @@
 //! is busy by definition, so handlers never take it.
 
 use crate::transport::connection::ConnTx;
+use aemp_proto::codec::LimitError;
 use aemp_proto::{Msg, PortId, Str};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
@@ -42,15 +43,13 @@ impl DirectLinks {
         self.links.write().clear();
     }
 
-    /// Encodes `msg` for `port` into its node's connection if that node is up; gives the
-    /// message back otherwise.
+    /// Encodes `msg` for `port` into its node's connection if that node is up (`Ok`, with
+    /// the connection's verdict on a message checked for CBOR: see `ConnTx::send_checked`);
+    /// gives the message back otherwise.
     #[inline]
-    pub(super) fn send(&self, port: &PortId, msg: Msg) -> Result<(), Msg> {
+    pub(super) fn send(&self, port: &PortId, msg: Msg) -> Result<Result<(), LimitError>, Msg> {
         match self.links.read().get(port.node()) {
-            Some(tx) => {
-                tx.send(port.name(), msg);
-                Ok(())
-            }
+            Some(tx) => Ok(tx.send_checked(port.name(), msg).map(drop)),
             None => Err(msg),
         }
     }

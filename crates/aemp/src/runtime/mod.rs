@@ -212,9 +212,15 @@ impl Core {
     }
 
     /// Sends a message of a node handle to a remote port straight into its connection, if
-    /// the node task is idle and the node is up (see [`direct`]); gives it back otherwise.
+    /// the node task is idle and the node is up (see [`direct`]): `Ok` with the connection's
+    /// verdict (a message checked for CBOR may still be too large for a JSON connection);
+    /// gives the message back otherwise.
     #[inline]
-    pub(crate) fn try_direct(&self, port: &PortId, msg: Msg) -> Result<(), Msg> {
+    pub(crate) fn try_direct(
+        &self,
+        port: &PortId,
+        msg: Msg,
+    ) -> Result<Result<(), aemp_proto::codec::LimitError>, Msg> {
         if self.queued.load(Ordering::Acquire)
             || self.busy.load(Ordering::Acquire)
             || std::ptr::eq(ACTIVE.get(), self)

@@ -14,9 +14,10 @@
 //! auth line (commit to this peer) it learns from its verdict channel.
 
 use super::{format_hostport, inbound_cost, ConnEvent, Frames, Transport};
-use aemp_proto::codec::{self, Decoder, Framing, Outbox};
+use aemp_proto::codec::{self, Decoder, Framing, LimitError, Limits, Outbox};
 use aemp_proto::conn_registry::Verdict;
 use aemp_proto::handshake::{new_nonce, Established, Event, Handshake, HandshakeError};
+use aemp_proto::value::drop_nested;
 use aemp_proto::{Msg, NodeId, Str};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
@@ -105,6 +106,8 @@ pub(crate) struct ConnTx {
     /// The node at the other end.
     pub peer: NodeId,
     framing: Framing,
+    /// What the peer accepts (the node's limits: one rule for both directions).
+    limits: Limits,
     /// Encoded frames waiting for the writer; large strings are kept by reference.
     buf: Mutex<Outbox>,
     notify: Notify,
@@ -129,11 +132,12 @@ const CHUNK: usize = 32;
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
 
 impl ConnTx {
-    pub(crate) fn new(id: u64, framing: Framing, peer: NodeId) -> ConnTx {
+    pub(crate) fn new(id: u64, framing: Framing, limits: Limits, peer: NodeId) -> ConnTx {
         ConnTx {
             id,
             peer,
             framing,
+            limits,
             buf: Mutex::new(Outbox::default()),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
@@ -145,12 +149,44 @@ impl ConnTx {
         }
     }
 
+    /// Encodes `[port, msg…]` into the write buffer, if the peer accepts it: the full check
+    /// of [`Limits::check_frame`] for this connection's framing, for messages that were not
+    /// checked where they entered the node (what the node's state machines send). A refused
+    /// message is logged and dropped; nothing of it is written.
+    ///
+    /// Returns true when this woke the writer (the buffer was empty).
+    pub(crate) fn send(&self, port: &str, msg: Msg) -> bool {
+        if let Err(e) = self.limits.check_frame(self.framing, port, &msg.0) {
+            tracing::warn!(peer = %self.peer, port, error = %e, "message not sent");
+            drop_nested(msg);
+            return false;
+        }
+        self.encode(port, msg)
+    }
+
+    /// Encodes `[port, msg…]` for a message that passed the node's entry check, which is
+    /// exact for [`Framing::PREFERRED`] (CBOR). A JSON connection checks the JSON size
+    /// again, exactly (escapes can make it larger than the CBOR form); cheap unless the
+    /// message is several MiB. A refused message is dropped, nothing of it written.
+    ///
+    /// Returns whether this woke the writer (the buffer was empty).
+    #[inline]
+    pub(crate) fn send_checked(&self, port: &str, msg: Msg) -> Result<bool, LimitError> {
+        if self.framing != Framing::PREFERRED {
+            if let Err(e) = self.limits.check_frame(self.framing, port, &msg.0) {
+                drop_nested(msg);
+                return Err(e);
+            }
+        }
+        Ok(self.encode(port, msg))
+    }
+
     /// Encodes `[port, msg…]` into the write buffer. Never blocks on the network. Large
     /// strings of `msg` are moved into the queue instead of being copied (see
     /// [`codec::encode_frame_owned`]).
     ///
     /// Returns true when this woke the writer (the buffer was empty).
-    pub(crate) fn send(&self, port: &str, mut msg: Msg) -> bool {
+    fn encode(&self, port: &str, mut msg: Msg) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
@@ -448,7 +484,7 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         return Err(ConnError::Refused(why));
     }
     tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
-    let tx = Arc::new(ConnTx::new(id, send, node.clone()));
+    let tx = Arc::new(ConnTx::new(id, send, net.cfg.limits, node.clone()));
     net.add_live(&tx);
     net.report(ConnEvent::Up {
         id,
