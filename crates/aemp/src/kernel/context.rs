@@ -8,7 +8,7 @@ use super::monitor::{MonGuard, Monitor, Reason};
 use super::port::Handler;
 use super::{Host, Kernel};
 use crate::error::{Error, HandlerResult};
-use aemp_proto::{Msg, NodeId, PortId, Str};
+use aemp_proto::{Msg, NodeId, PortId, Str, Value};
 
 /// Handler context: the port a handler runs for, the node the message came from, and the
 /// kernel operations.
@@ -49,7 +49,38 @@ impl<'k> Cx<'k> {
     ///   for the node's limits), whatever the destination, local ports included. Nothing is
     ///   sent, the handler and its port carry on, and the message is dropped without
     ///   recursion however deep it is.
+    #[inline]
     pub fn snd(&mut self, port: &PortId, msg: impl Into<Msg>) {
+        let msg = msg.into();
+        // The hot paths: a flat local message is queued at once (only nesting could hurt a
+        // local receiver, see `Shared::check_to`), a remote one once it passed the check;
+        // everything else (empty, nested, refused) takes the out-of-line path that checks
+        // fully and explains a refusal.
+        if !msg.is_empty() {
+            if super::port::short_eq(port.node(), self.k.id.as_str()) {
+                if !msg
+                    .0
+                    .iter()
+                    .any(|v| matches!(v, Value::List(_) | Value::Map(_)))
+                {
+                    self.host.postpone(super::Task::Deliver {
+                        port: Str::from(port.name()),
+                        msg,
+                        src: None,
+                    });
+                    return;
+                }
+            } else if self.k.shared.check(port.name(), &msg.0).is_ok() {
+                self.host.send_remote(port.node(), port.name(), msg);
+                return;
+            }
+        }
+        self.snd_slow(port, msg);
+    }
+
+    /// [`Cx::snd`] for what its hot paths do not take: checked fully, sent or refused.
+    #[inline(never)]
+    fn snd_slow(&mut self, port: &PortId, msg: Msg) {
         if let Err(e) = self.try_snd(port, msg) {
             tracing::warn!(port = %port, error = %e, "message not sent");
         }
@@ -62,7 +93,7 @@ impl<'k> Cx<'k> {
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
-        if let Err(e) = self.k.shared.check(port.name(), &msg.0) {
+        if let Err(e) = self.k.shared.check_to(port, &msg.0) {
             aemp_proto::value::drop_nested(msg);
             return Err(Error::Refused(e));
         }

@@ -258,15 +258,15 @@ impl Node {
     ///   deeper than the node's [`Limits`](aemp_proto::codec::Limits) allow (64 levels by
     ///   default, the frame `[port, msg…]` counting as the first), or a frame larger than
     ///   their message size limit (256 MiB by default). A peer closes the whole connection
-    ///   on such a frame, firing every monitor of the link, so it is refused here; for local
-    ///   ports too (one rule for every destination). The refused message is dropped without
-    ///   recursion, however deep it is.
+    ///   on such a frame, firing every monitor of the link, so it is refused here. For local
+    ///   ports the nesting rule holds too; a flat local message is never encoded and is not
+    ///   measured. The refused message is dropped without recursion, however deep it is.
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
         let msg = msg.into();
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
-        if let Err(e) = self.shared().check(port.name(), msg.as_slice()) {
+        if let Err(e) = self.shared().check_to(port, msg.as_slice()) {
             return Err(refused(msg, e));
         }
         let task = if port.node() == self.id().as_str() {
@@ -301,7 +301,7 @@ impl Node {
         let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
         if let Some(e) = msgs
             .iter()
-            .find_map(|m| self.shared().check(port.name(), m.as_slice()).err())
+            .find_map(|m| self.shared().check_to(port, m.as_slice()).err())
         {
             return Err(refused(msgs.into_iter().flatten(), e));
         }
