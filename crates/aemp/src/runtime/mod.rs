@@ -4,9 +4,9 @@
 //! Everything reaches it as a typed [`Cmd`] through the node's command queue ([`Core`]):
 //! kernel work from node handles, frames and connection events from the transport, database
 //! requests, timer ticks. The protocol decisions are taken by the state machines
-//! (`kernel::Kernel` and, in `aemp-proto`, `peers::PeerTable`,
-//! `conn_registry::Registry`, `global::GlobalService`, `global::Seeds`); this module only
-//! feeds them events with the current time and carries out what they return.
+//! (`kernel::Kernel`, and `aemp_proto::node_core::NodeCore`, which composes the peer table,
+//! the connection registry, the global service and the seeds); this module only feeds them
+//! events with the current time and carries out what they return.
 //!
 //! Order: commands from outside run in arrival order; what handlers queue goes to the run
 //! queue and runs after the command that queued it. A node handle used inside a handler
@@ -356,7 +356,10 @@ impl Runtime {
             Cmd::Dial(addr, node) => self.host.dial(addr, node),
             Cmd::AddAddress(node, addrs) => self.host.add_addresses(&node, addrs),
             Cmd::Tick => self.host.tick(),
-            Cmd::Task(_) | Cmd::Frames(_) | Cmd::Nop => unreachable!("handled in exec"),
+            // Taken by `exec` before it gets here; handled the same way all the same.
+            Cmd::Task(t) => self.kernel.exec(t, &mut self.host),
+            Cmd::Frames(f) => self.deliver_frames(f),
+            Cmd::Nop => {}
         }
     }
 
