@@ -79,3 +79,64 @@ async fn entry_the_master_refuses_is_dropped_without_a_reconnect_loop() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(refusals(), before);
 }
+
+/// A global node sets a value that one of its slaves refuses (the slave's decoder takes fewer
+/// nesting levels, as a node configured otherwise would): the slave, watching that family,
+/// closes the connection on every snapshot. It must reconnect with back-off, not in a loop
+/// (the issue measured about 1,850 cycles a second), and stay usable in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_a_watching_slave_refuses_causes_no_reconnect_loop() {
+    let addrs = free_addrs(1);
+    let g = seeded_at("rv-g", &addrs).await;
+    let cfg = cfg("rv-s", SECRET)
+        .seeds([addrs[0].as_str()])
+        .monitor_timeout(Duration::from_secs(3))
+        .build()
+        .expect("config");
+    let limits = Limits {
+        max_depth: 16,
+        ..Limits::default()
+    };
+    let s = Node::configure_with_limits(cfg, limits)
+        .await
+        .expect("configure");
+    s.db_set("fine", "k", 1).unwrap();
+    wait_family(&g, "fine", |m| m.contains_key("k")).await;
+
+    let refusals = || {
+        s.counters()
+            .unwrap()
+            .protocol_errors
+            .load(Ordering::Relaxed)
+    };
+    let mut events = s.node_events();
+    let _watch = s.db_mon("poison").unwrap();
+    g.db_set("poison", "k", nested(20)).unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let n = refusals();
+    eprintln!("watching slave refused {n} frames in 10 s");
+    assert!(n >= 1, "the slave never refused the value (test setup)");
+    assert!(n <= 12, "{n} refusals in 10 s: reconnecting in a loop");
+    // Between refusals the slave comes back to its master (with back-off, not at once).
+    let mut ups = 0;
+    while let Ok(ev) = events.try_recv() {
+        if matches!(ev, aemp::NodeEvent::Up(ref id) if id == g.id()) {
+            ups += 1;
+        }
+    }
+    assert!(
+        ups >= 2,
+        "the slave stopped reconnecting ({ups} connections in 10 s)"
+    );
+}
+
+/// A global seed listening on `addrs[0]` (it finds itself among its seeds).
+async fn seeded_at(name: &str, addrs: &[String]) -> Node {
+    let cfg = cfg(name, SECRET)
+        .binds([addrs[0].as_str()])
+        .seeds([addrs[0].as_str()])
+        .monitor_timeout(Duration::from_secs(3))
+        .build()
+        .expect("config");
+    Node::configure(cfg).await.expect("configure")
+}
