@@ -65,12 +65,6 @@ use std::time::{Duration, Instant};
 /// Reason of the [`Effect::NodeLost`] when a node without network is sent to.
 pub const NO_TRANSPORT: &str = "no known address (node has no transport)";
 
-/// How a connection's end reported to [`NodeCore::closed`] must begin when this node closed
-/// it because it refused a frame the peer sent (a decode error: the tokio transport's
-/// protocol errors read `protocol error: …`). Such an end is no sign that the peer refused
-/// anything of ours (see [`crate::global::probe`]).
-pub const PROTOCOL_ERROR: &str = "protocol error";
-
 /// How long the database shard of a global node that went down is kept beyond
 /// `connect_interval` (see [`crate::db::global`], "Orphaned shards"): its slaves notice the
 /// death when we do, and take another seed they are connected to at once, or dial one
@@ -343,6 +337,11 @@ pub struct NodeCore<L, S = RandomState> {
     /// Pending re-dials (core timers).
     redials: BinaryHeap<Redial>,
     redial_seq: u64,
+    /// Connections this node closes because it refused what the peer sent (reported with
+    /// [`NodeCore::refused_input`] before [`NodeCore::closed`]).
+    refusing: HashSet<u64>,
+    /// True while [`NodeCore::closed`] handles such a connection's end.
+    closing_by_us: bool,
     /// When the orphaned shards of global nodes that went down expire: the heap, and the
     /// deadline in force per node (a heap entry that is not it is stale).
     orphans: BinaryHeap<Reverse<(Instant, Str)>>,
@@ -386,6 +385,8 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             next_dial: 1,
             redials: BinaryHeap::new(),
             redial_seq: 0,
+            refusing: HashSet::new(),
+            closing_by_us: false,
             orphans: BinaryHeap::new(),
             orphan_due: HashMap::new(),
             subscribers: HashSet::new(),
@@ -613,6 +614,13 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         woke
     }
 
+    /// Connection `id` is being closed by this node because it refused what the peer sent
+    /// (a frame it could not decode). Reported before [`NodeCore::closed`]: such an end is no
+    /// sign that the peer refused anything of ours (see [`crate::global::probe`]).
+    pub fn refused_input(&mut self, id: u64) {
+        self.refusing.insert(id);
+    }
+
     /// Connection `id` ended (also a dial that failed). `node` is the peer if its greeting
     /// arrived, `addr` the address dialled (outgoing) or the peer's address, `text` why.
     pub fn closed(
@@ -624,6 +632,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         text: &str,
         now: Instant,
     ) {
+        self.closing_by_us = self.refusing.remove(&id);
         let closed = self.registry.closed(id, now);
         match node {
             Some(node) if closed.was_up => {
@@ -809,7 +818,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                     self.seeds.node_down(&node, now, r);
                     // The peer table counted a strike if the connection ended early.
                     let early = self.peers.backoff(&node).is_some();
-                    let by_us = reason.starts_with(PROTOCOL_ERROR);
+                    let by_us = std::mem::take(&mut self.closing_by_us);
                     self.effects.push_back(Effect::NodeDown {
                         node: node.clone(),
                         reason,

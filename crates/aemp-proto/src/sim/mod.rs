@@ -43,6 +43,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// How a connection end reads when the receiving node refused a frame (see [`Sim::refuse`]).
+const REFUSED: &str = "protocol error: frame refused";
+
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
@@ -946,7 +949,7 @@ impl Sim {
                         Ev::Close {
                             conn: c,
                             side: to,
-                            text: "protocol error: frame refused",
+                            text: REFUSED,
                         },
                     );
                     return;
@@ -1027,6 +1030,9 @@ impl Sim {
             );
         }
         self.nodes[i].ends.remove(&id);
+        if text == REFUSED {
+            self.nodes[i].core.refused_input(id);
+        }
         self.nodes[i]
             .core
             .closed(id, peer.as_deref(), addr, outgoing, text, now);

@@ -190,8 +190,12 @@ impl NodeHost {
                 addr,
                 outgoing,
                 text,
+                refused_input,
             } => {
                 self.verdicts.remove(&id);
+                if refused_input {
+                    self.net.refused_input(id);
+                }
                 let node = node.as_ref().map(|n| n.as_str());
                 self.net.closed(id, node, addr, outgoing, &text, now);
             }

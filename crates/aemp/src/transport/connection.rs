@@ -254,6 +254,7 @@ pub(crate) async fn run(
         .instrument(span.clone())
         .await;
     t.remove_live(id);
+    let refused_input = matches!(result, Err(ConnError::Protocol(_)));
     let text = match result {
         Ok(()) => "connection closed".to_string(),
         Err(e) => e.to_string(),
@@ -269,6 +270,7 @@ pub(crate) async fn run(
         addr,
         outgoing,
         text,
+        refused_input,
     });
 }
 
@@ -704,23 +706,5 @@ impl aemp_proto::peers::Link for ConnTx {
 
     fn close(&self) {
         ConnTx::close(self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The node core tells a close caused by a frame this node refused from one the peer
-    /// caused by the text's start (`aemp_proto::node_core::PROTOCOL_ERROR`).
-    #[test]
-    fn protocol_errors_read_as_the_core_expects() {
-        let e = ConnError::Protocol(aemp_proto::codec::DecodeError::InvalidUtf8 { offset: 0 });
-        assert!(e
-            .to_string()
-            .starts_with(aemp_proto::node_core::PROTOCOL_ERROR));
-        assert!(!ConnError::Eof
-            .to_string()
-            .starts_with(aemp_proto::node_core::PROTOCOL_ERROR));
     }
 }

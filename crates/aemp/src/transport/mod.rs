@@ -93,13 +93,15 @@ pub(crate) enum ConnEvent {
         node: NodeId,
         tx: Arc<ConnTx>,
     },
-    /// The connection ended (before or after it was up), with the reason.
+    /// The connection ended (before or after it was up), with the reason; `refused_input`
+    /// when this node closed it because it could not decode what the peer sent.
     Closed {
         id: u64,
         node: Option<NodeId>,
         addr: SocketAddr,
         outgoing: bool,
         text: String,
+        refused_input: bool,
     },
     /// An outgoing connection reached this very node (a seed address of our own).
     ReachedSelf { addr: SocketAddr },
@@ -304,6 +306,7 @@ impl Transport {
                 addr,
                 outgoing: true,
                 text,
+                refused_input: false,
             });
         });
     }
