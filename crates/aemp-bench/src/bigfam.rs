@@ -1,5 +1,5 @@
-//! `Dbig`: a database family with 100,000 subkeys (issue figures, not a BENCHMARKS.md
-//! workload): memory per entry on the global node, and how long the first `db_mon` call of
+//! `Dbig`: a database family with 100,000 subkeys (issue figures, not one of the standard
+//! workloads): memory per entry on the global node, and how long the first `db_mon` call of
 //! a slave takes (the full family travels in one `g_chg1`).
 
 use crate::{result, within, BenchResult, Opts};

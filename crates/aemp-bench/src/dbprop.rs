@@ -1,6 +1,6 @@
 //! D1: propagation of a database update through the global seed, across three processes.
 //!
-//! Three nodes, as in BENCHMARKS.md: a global seed G (its seeds list its own bind address),
+//! Three nodes, as the D1 workload defines them: a global seed G (its seeds list its own bind address),
 //! and two slaves A and B that use G as their seed. This process is A, the measuring one; G
 //! and B are re-executions of this binary in hidden modes:
 //!

@@ -1,4 +1,5 @@
-//! `aemp-bench`: the benchmark workloads of BENCHMARKS.md.
+//! `aemp-bench`: the benchmark workloads by which aemp is compared with its peers
+//! (Erlang/OTP distribution, raw TCP) on the same machine.
 //!
 //! Prints `RESULT <workload> <figure> <value> <unit>` lines on stdout, everything else on
 //! stderr, and exits non-zero when a workload fails (lost message, wrong reply, timeout).
@@ -32,7 +33,8 @@ pub struct Opts {
 /// A workload failure: printed, and the exit code becomes 1.
 pub type BenchResult = Result<(), String>;
 
-/// Prints one result line in the exact format of BENCHMARKS.md.
+/// Prints one result line in the format every compared implementation prints:
+/// `RESULT <workload> <figure> <value> <unit>`.
 pub fn result(workload: &str, figure: &str, value: f64, unit: &str) {
     let v = if value >= 1000.0 {
         format!("{value:.0}")

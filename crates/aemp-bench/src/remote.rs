@@ -733,7 +733,7 @@ fn signal(pid: u32, signal: &str) -> BenchResult {
     }
 }
 
-/// `Rmem` (not a BENCHMARKS.md workload, opt-in): memory per idle connection and per message
+/// `Rmem` (not a standard workload, opt-in): memory per idle connection and per message
 /// queued for a node that does not read. Prints on stderr only.
 ///
 /// * Idle connection: RSS of A and of B before and after 50 extra nodes in A connect to B

@@ -1,4 +1,4 @@
-//! `aemp`: the command-line tool of aemp (PROTOCOL.md §8.6).
+//! `aemp`: the command-line tool of aemp.
 //!
 //! Command groups:
 //! * `demo`: a small local network in one process (see [`demo`]);

@@ -1,4 +1,4 @@
-//! The configuration commands of the `aemp` tool (PROTOCOL.md §8.6), acting on an rc
+//! The configuration commands of the `aemp` tool, acting on an rc
 //! document ([`RcDoc`]).
 //!
 //! [`run`] executes the configuration commands at the front of a command line and returns the

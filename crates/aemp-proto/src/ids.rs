@@ -1,6 +1,6 @@
 //! Node IDs, port IDs and the generation of port names.
 //!
-//! * A node ID is a non-empty printable string without `#`, `;` or `,` (PROTOCOL.md §3.1: `#`
+//! * A node ID is a non-empty printable string without `#`, `;` or `,` (`#`
 //!   separates node and port, `;` and `,` separate greeting fields and lists).
 //! * A port ID is `<nodeid>#<portname>`, split at the **first** `#`; a string without `#` is
 //!   the node port of that node (empty port name).
@@ -250,7 +250,7 @@ pub struct ExpandedNodeId {
     pub randomised: bool,
 }
 
-/// Expands a configured node ID (PROTOCOL.md §8.3): `%n` becomes `nodename`, `%u` and an empty
+/// Expands a configured node ID: `%n` becomes `nodename`, `%u` and an empty
 /// position after a trailing `/` become `runiq`.
 pub fn expand_node_id(
     pattern: &str,

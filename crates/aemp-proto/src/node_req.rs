@@ -1,4 +1,4 @@
-//! Node-port requests (PROTOCOL.md §4): parsing a message sent to the node port (`""`) into a
+//! Node-port requests: parsing a message sent to the node port (`""`) into a
 //! typed request, with every argument checked, and building the message for a request.
 //!
 //! A malformed request is refused on its own ([`ReqError`]); it never disturbs anything else

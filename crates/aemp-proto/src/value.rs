@@ -9,7 +9,7 @@
 //!   conversions and the decoders keep this, so derived equality is numeric equality.
 //! * Perl byte strings may hold bytes that are not UTF-8 (Latin-1, binary). Those decode to
 //!   [`Value::Bytes`]; every byte or text string that *is* valid UTF-8 becomes a
-//!   [`Value::Str`], because Perl does not distinguish them for ASCII (PROTOCOL.md §2.7).
+//!   [`Value::Str`], because Perl does not distinguish them for ASCII.
 //!
 //! A [`Msg`] is the non-empty list that travels to a port; its first element is by
 //! convention the tag string.
@@ -122,7 +122,7 @@ impl Value {
     }
 
     /// Perl's idea of truth, which is how booleans arrive from Perl peers
-    /// (PROTOCOL.md §3.3, §10.21): `null`, `false`, `0`, `0.0`, `""` and `"0"` are false.
+    ///: `null`, `false`, `0`, `0.0`, `""` and `"0"` are false.
     pub fn is_truthy(&self) -> bool {
         match self {
             Value::Null => false,
@@ -386,7 +386,7 @@ pub const MSG_INLINE: usize = 2;
 /// A message: the non-empty list of values sent to a port.
 ///
 /// Element 0 is by convention the tag string that `rcv` matches on. On the wire the
-/// destination port name is prepended (PROTOCOL.md §3.2); that happens in the framing layer,
+/// destination port name is prepended; that happens in the framing layer,
 /// never here.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Msg(pub MsgVec);

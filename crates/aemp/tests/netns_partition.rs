@@ -4,7 +4,7 @@
 //! Each node is this test binary re-executed in a namespace (see `netns_common`); links are
 //! cut by setting a veth down, so the TCP connections are not closed: the nodes notice the
 //! loss only through TCP itself. aemp, like Perl AnyEvent::MP 2.02, sends no keepalives of
-//! its own after the handshake (PROTOCOL.md §2.8) and relies on `SO_KEEPALIVE`; the tests
+//! its own after the handshake and relies on `SO_KEEPALIVE`; the tests
 //! that expect a timely detection therefore shorten the kernel's keepalive settings inside
 //! the hosts' own namespaces.
 

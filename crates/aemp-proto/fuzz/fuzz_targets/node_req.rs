@@ -1,4 +1,4 @@
-//! Node-port requests (PROTOCOL.md §4) decoded from arbitrary frames: the frame decoder's
+//! Node-port requests decoded from arbitrary frames: the frame decoder's
 //! output goes to `node_req::parse`, as a connection's node port would see it.
 #![no_main]
 

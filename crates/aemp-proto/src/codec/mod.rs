@@ -1,4 +1,4 @@
-//! The `json` and `cbor` data-phase framings (PROTOCOL.md §2.7, §3.2).
+//! The `json` and `cbor` data-phase framings.
 //!
 //! After the handshake each direction of a connection is a plain concatenation of JSON texts
 //! or CBOR items, with no length prefix and no delimiter. Every item is an array
@@ -63,7 +63,7 @@ pub const MAX_DEPTH_CAP: usize = 512;
 /// stack, so encoding never recurses further than this, whatever the depth of the value.
 const RECURSION_BUDGET: usize = 32;
 
-/// A data-phase framing, as named in the handshake's auth line (PROTOCOL.md §2.6).
+/// A data-phase framing, as named in the handshake's auth line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Framing {
     /// Concatenated compact JSON texts (Perl `JSON::XS`).
@@ -669,7 +669,7 @@ fn parse(framing: Framing, buf: &[u8], base: u64, limits: &Limits) -> Result<(Va
     }
 }
 
-/// Why a decoded item is not a valid AEMP frame (PROTOCOL.md §3.2).
+/// Why a decoded item is not a valid AEMP frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The item is not an array.

@@ -1,4 +1,4 @@
-//! The database role of a global node (PROTOCOL.md §4.2, §6.4, §6.6).
+//! The database role of a global node.
 //!
 //! A [`GlobalDb`] holds one shard per node that sent us its data (`LOCAL_DBS`): our slaves,
 //! ourselves (a global node is its own slave), and every other global node, whose shard is

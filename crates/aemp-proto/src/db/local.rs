@@ -1,4 +1,4 @@
-//! A node's own database (`LOCAL_DB`, PROTOCOL.md §6.6 "Writes, slave to master").
+//! A node's own database (`LOCAL_DB`: writes, slave to master).
 //!
 //! Every write returns the `g_upd` request the master must receive, or `None` when nothing
 //! changed. The caller sends it to the current master, or drops it when there is none: the

@@ -1,4 +1,4 @@
-//! The distributed database of AnyEvent::MP 2.02 (PROTOCOL.md §4.2, §6.3–§6.7) as sans-IO
+//! The distributed database of AnyEvent::MP 2.02 as sans-IO
 //! state machines.
 //!
 //! * [`LocalDb`] ([`local`]): what one node set itself (`LOCAL_DB`), and the `g_upd`

@@ -1,4 +1,4 @@
-//! Validated family names and subkeys (PROTOCOL.md §6.6, API.md `db_set`).
+//! Validated family names and subkeys.
 //!
 //! * User families match `[A-Za-z][A-Za-z0-9_:]*`.
 //! * Internal families are `'` followed by at least one character of `[A-Za-z0-9_:]`; only

@@ -1,5 +1,4 @@
-//! Slave-side mirrors of monitored families (`db_mon`, PROTOCOL.md §6.6 "Monitoring a
-//! family").
+//! Slave-side mirrors of monitored families (`db_mon`).
 //!
 //! [`Watches`] keeps one mirror per watched family and the current master. Watching a family
 //! sends `["g_mon1", family]` to the master; the master answers with a full snapshot

@@ -1,4 +1,4 @@
-//! The global service of a node (PROTOCOL.md §6.2–§6.7) as sans-IO state machines.
+//! The global service of a node as sans-IO state machines.
 //!
 //! The database rules live in [`crate::db`]; this module decides *which* of them is active
 //! on a node and what the surrounding network has to do about it. Nothing here opens a

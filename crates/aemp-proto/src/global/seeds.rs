@@ -1,4 +1,4 @@
-//! [`Seeds`]: when to dial which seed address (PROTOCOL.md §6.2).
+//! [`Seeds`]: when to dial which seed address.
 
 use crate::value::Str;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! Auth tokens, their verification and the choice of auth method and framing
-//! (PROTOCOL.md §2.5, §2.6).
+//!.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -245,7 +245,7 @@ pub fn choose_framing<'a>(
 mod tests {
     use super::*;
 
-    // PROTOCOL.md §2.10, secret `geheim`.
+    // The reference's worked example, secret `geheim`.
     const A1: &str = "aemp;1;rustnode;hmac_sha3_512,cleartext;json;provider=rust-0.1;peeraddr=127.0.0.1:4040;mproto=1;gproto=1";
     const A2: &str =
         "OQyMfXJHNCzYEA8vb3cNZdZw5Y4DUdiujk9urDQvwjG3sIcW6z/BKJa5YiMXdJQodzPCjui6U721a4gkV31T7MKK";

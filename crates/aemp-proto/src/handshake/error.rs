@@ -1,6 +1,6 @@
 //! Errors of the transport handshake.
 //!
-//! Perl closes the socket without any message on every failure (PROTOCOL.md §2.1); the texts
+//! Perl closes the socket without any message on every failure; the texts
 //! here are for local logs only and follow Perl's wording where Perl has one.
 
 use thiserror::Error;

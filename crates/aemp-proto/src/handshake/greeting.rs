@@ -1,4 +1,4 @@
-//! Greeting line 1 (PROTOCOL.md §2.2): parsing exactly as Perl 2.02 does, and formatting.
+//! Greeting line 1: parsing exactly as Perl 2.02 does, and formatting.
 
 use super::HandshakeError;
 
@@ -164,7 +164,7 @@ impl Greeting {
     }
 
     /// Whether the sender asks for TLS: a `tls` key whose value `v` has `int(v) == 1`
-    /// (PROTOCOL.md §2.4).
+    ///.
     pub fn wants_tls(&self) -> bool {
         self.get("tls")
             .is_some_and(|v| perl_numify(v).trunc() == 1.0)
@@ -180,7 +180,7 @@ impl Greeting {
         self.get("peeraddr")
     }
 
-    /// The `dataconn_id` key of the `aemp-dataconn` sub-protocol (PROTOCOL.md §9).
+    /// The `dataconn_id` key of the `aemp-dataconn` sub-protocol.
     pub fn dataconn_id(&self) -> Option<&str> {
         self.get("dataconn_id")
     }

@@ -1,4 +1,4 @@
-//! The AEMP transport handshake (PROTOCOL.md §2.1–§2.6, §2.9) as a sans-IO state machine.
+//! The AEMP transport handshake as a sans-IO state machine.
 //!
 //! Both sides of a connection do the same thing, whoever connected:
 //!
@@ -492,7 +492,7 @@ impl Handshake {
         }
     }
 
-    /// Line 1: PROTOCOL.md §2.2 checks, in Perl's order.
+    /// Line 1: the protocol's checks, in Perl's order.
     fn on_greeting(&mut self, line: String) -> Result<(), HandshakeError> {
         let g = Greeting::parse(&line)?;
         if self.protocol == "aemp" && is_sub_protocol(&g.protocol) {

@@ -45,7 +45,7 @@
 //! | unit variant | `Str(variant)` |
 //! | newtype / tuple / struct variant | one-entry `Map {variant: inner}` |
 //!
-//! # Leniency (PROTOCOL.md §3.3)
+//! # Leniency
 //!
 //! Perl scalars are untyped, so decoding accepts what a Perl peer may send for a field:
 //!

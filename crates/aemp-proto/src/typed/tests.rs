@@ -377,7 +377,7 @@ fn positional_trailing_options_and_defaults() {
         set: Option<Value>,
         del: Option<Vec<String>>,
     }
-    // g_upd may lack its fourth element (PROTOCOL.md §10.20).
+    // g_upd may lack its fourth element.
     let u: Upd = from_msg(msg!["g_upd", "fam", Value::Null]).unwrap();
     assert_eq!(u.set, None);
     assert_eq!(u.del, None);

@@ -1,4 +1,4 @@
-//! Bind and seed addresses (PROTOCOL.md §8.4): parsing `host:port` entries, finding the local
+//! Bind and seed addresses: parsing `host:port` entries, finding the local
 //! interface addresses for `*`, resolving names, and formatting addresses the way the
 //! reference does (AnyEvent::Socket `format_hostport`).
 //!
@@ -273,7 +273,7 @@ pub fn is_wanted_v6(ip: &Ipv6Addr) -> bool {
 }
 
 /// The addresses host `*` stands for: every local IPv4 address except `127.0.0.0/8`, then
-/// every global-unicast or ULA IPv6 address that can be bound (PROTOCOL.md §8.4), each once,
+/// every global-unicast or ULA IPv6 address that can be bound, each once,
 /// in the order the system lists them. Blocks briefly.
 ///
 /// The addresses come from the interface list (`getifaddrs`, through the `if-addrs` crate),

@@ -1,4 +1,4 @@
-//! Node configuration (PROTOCOL.md §8): the rc file, profiles, the merge that yields the
+//! Node configuration: the rc file, profiles, the merge that yields the
 //! effective configuration, node ID expansion, and bind/seed addresses.
 //!
 //! * [`rc`]: the rc file ([`RcDoc`]): location, relaxed JSON, profiles, saving.
@@ -147,7 +147,7 @@ impl ConfigError {
 /// offers `storable` (Perl's native serialisation), which we cannot decode.
 pub use aemp_proto::handshake::SUPPORTED_FRAMINGS;
 
-/// The built-in defaults (first layer of the merge, PROTOCOL.md §8.2), with our framing list
+/// The built-in defaults (first layer of the merge), with our framing list
 /// and the handshake's default auth lists.
 pub fn builtin_defaults() -> Map<String, Value> {
     use aemp_proto::handshake::{DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_FRAMINGS};
@@ -204,7 +204,7 @@ pub fn generate_secret() -> String {
         .collect()
 }
 
-/// One entry of `services` (PROTOCOL.md §8.2), run at start-up.
+/// One entry of `services`, run at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Service {
     /// A string ending in `::`: a module (the reference `require`s it; here, a name in the
@@ -626,7 +626,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// The node ID pattern (`%n`, `%u`, trailing `/`; see PROTOCOL.md §8.3).
+    /// The node ID pattern (`%n`, `%u`, trailing `/`).
     pub fn nodeid(self, id: impl Into<String>) -> ConfigBuilder {
         self.put("nodeid", Value::String(id.into()))
     }

@@ -1,4 +1,4 @@
-//! The rc file (PROTOCOL.md §8.1): where it lives, how it is read (relaxed JSON), how
+//! The rc file: where it lives, how it is read (relaxed JSON), how
 //! profiles and their parent chains are looked up, and how it is saved.
 //!
 //! Reading and writing are blocking file operations on a small local file; a caller inside an

@@ -327,7 +327,7 @@ impl Kernel {
             return;
         }
         let Some((idx, uid)) = self.ports.lookup(&name) else {
-            // Unknown ports drop messages silently (PROTOCOL.md §3.2); monitors are the only
+            // Unknown ports drop messages silently; monitors are the only
             // failure signal.
             return;
         };

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 /// The reason a port died: empty for a normal kill.
 pub type Reason = Vec<Value>;
 
-/// What a monitor does when its port dies (API.md `mon`).
+/// What a monitor does when its port dies.
 pub enum Monitor {
     /// Call a closure with the reason.
     Callback(Box<dyn FnOnce(Reason) + Send + 'static>),

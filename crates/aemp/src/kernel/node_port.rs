@@ -1,4 +1,4 @@
-//! Serving requests to the node port (PROTOCOL.md §4), local or remote.
+//! Serving requests to the node port, local or remote.
 //!
 //! The kernel serves every request that concerns ports and functions; global-protocol
 //! requests (`g_*`) go to the host's global service.

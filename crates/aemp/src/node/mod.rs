@@ -1,4 +1,4 @@
-//! The public node handle: every user-facing operation of API.md.
+//! The public node handle: every user-facing operation of AnyEvent::MP's API.
 //!
 //! A [`Node`] is a cheap, clonable handle. Operations on it are queued to the node task (see
 //! `crate::runtime`) and return at once; none of them blocks on the network.
@@ -71,7 +71,7 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Creates a local node (no network) with the given node ID pattern (`%n`, `%u` and a
-    /// trailing `/` are expanded, see PROTOCOL.md §8.3).
+    /// trailing `/` are expanded as the Perl tool does).
     ///
     /// Must be called within a tokio runtime ([`Error::NoRuntime`] otherwise).
     pub fn new(nodeid: &str) -> Result<Node, Error> {

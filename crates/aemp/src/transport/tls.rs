@@ -1,4 +1,4 @@
-//! TLS for AEMP connections (PROTOCOL.md §2.4, §10.7).
+//! TLS for AEMP connections.
 //!
 //! The reference (Perl, AnyEvent::TLS over OpenSSL) configures one PEM string per node, its
 //! `cert` setting. That string supplies the node's private key, its certificate chain *and* the
@@ -37,7 +37,7 @@
 //! 1.1.1 or later), so the two stacks meet on one of them. Checked by hand against OpenSSL
 //! 3.0's `s_server -Verify` and `s_client` (mutual authentication, both TLS versions, both
 //! roles, with an `openssl req -x509` certificate and with an `aemp gencert` one); a live Perl
-//! node is still untested (PROTOCOL.md §11).
+//! node is still untested.
 //!
 //! # Limits
 //!
@@ -231,7 +231,7 @@ fn client_builder(
 }
 
 /// Runs the TLS handshake on `stream`, as TLS client if `client` is true (the side with the
-/// lower nonce string, PROTOCOL.md §2.4), else as TLS server.
+/// lower nonce string), else as TLS server.
 ///
 /// Both sides present the identity's certificate chain and verify the peer's; the server
 /// requires a client certificate. The handshake has no timeout of its own: the caller bounds
@@ -381,7 +381,7 @@ impl ServerCertVerifier for PeerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        // No name check: the reference does none (PROTOCOL.md §2.4).
+        // No name check: the reference does none.
         self.verify(
             end_entity,
             intermediates,
