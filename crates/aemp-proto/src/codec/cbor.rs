@@ -749,10 +749,12 @@ pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
 }
 
 /// Writes `v` recursively (the fast way) for up to `budget` more levels of nesting, and
-/// anything nested deeper with an explicit stack ([`encode_nested`]).
+/// anything nested deeper with an explicit stack (`nested::encode_nested`).
 fn encode_bounded(v: &Value, out: &mut Vec<u8>, budget: usize) {
     match v {
-        Value::List(_) | Value::Map(_) if budget == 0 => encode_nested(v, out),
+        Value::List(_) | Value::Map(_) if budget == 0 => {
+            super::nested::encode_nested::<CborNesting>(v, out)
+        }
         Value::List(items) => {
             head(4, items.len() as u64, out);
             for v in items {
@@ -792,62 +794,25 @@ fn encode_scalar(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// The elements of a container still to be written.
-enum Pending<'a> {
-    List(std::slice::Iter<'a, Value>),
-    Map(std::slice::Iter<'a, (Str, Value)>),
-}
+/// CBOR around nested values: definite-length heads, no separators, nothing to close.
+pub(super) struct CborNesting;
 
-impl<'a> Pending<'a> {
-    /// Writes the head of `v` and returns what is left to write of it (`None`: a scalar,
-    /// written whole).
-    fn open(v: &'a Value, out: &mut Vec<u8>) -> Option<Pending<'a>> {
-        match v {
-            Value::List(items) => {
-                head(4, items.len() as u64, out);
-                Some(Pending::List(items.iter()))
-            }
-            Value::Map(entries) => {
-                head(5, entries.len() as u64, out);
-                Some(Pending::Map(entries.iter()))
-            }
-            scalar => {
-                encode_scalar(scalar, out);
-                None
-            }
-        }
+impl super::nested::Nesting for CborNesting {
+    fn open_list(len: usize, out: &mut Vec<u8>) {
+        head(4, len as u64, out);
     }
-}
-
-/// Writes a value with an explicit stack instead of recursion, so that no nesting depth can
-/// overflow the thread's stack (CBOR needs no closing bytes: definite lengths).
-#[inline(never)]
-fn encode_nested(v: &Value, out: &mut Vec<u8>) {
-    let Some(mut cur) = Pending::open(v, out) else {
-        return;
-    };
-    // `cur` is the innermost open container, `parents` the ones around it.
-    let mut parents: smallvec::SmallVec<[Pending<'_>; 8]> = smallvec::SmallVec::new();
-    loop {
-        let next = match &mut cur {
-            Pending::List(it) => it.next(),
-            Pending::Map(it) => it.next().map(|(k, v)| {
-                text(k, out);
-                v
-            }),
-        };
-        match next {
-            Some(v) => {
-                if let Some(inner) = Pending::open(v, out) {
-                    parents.push(std::mem::replace(&mut cur, inner));
-                }
-            }
-            None => match parents.pop() {
-                Some(p) => cur = p,
-                None => return,
-            },
-        }
+    fn open_map(len: usize, out: &mut Vec<u8>) {
+        head(5, len as u64, out);
     }
+    fn scalar(v: &Value, out: &mut Vec<u8>) {
+        encode_scalar(v, out);
+    }
+    fn separator(_: &mut Vec<u8>) {}
+    fn key(k: &str, out: &mut Vec<u8>) {
+        text(k, out);
+    }
+    fn close_list(_: &mut Vec<u8>) {}
+    fn close_map(_: &mut Vec<u8>) {}
 }
 
 /// Length of the head [`head`] writes for argument `n`.

@@ -682,10 +682,12 @@ pub(super) fn encode_value(v: &Value, out: &mut Vec<u8>) {
 }
 
 /// Writes `v` recursively (the fast way) for up to `budget` more levels of nesting, and
-/// anything nested deeper with an explicit stack ([`encode_nested`]).
+/// anything nested deeper with an explicit stack (`nested::encode_nested`).
 fn encode_bounded(v: &Value, out: &mut Vec<u8>, budget: usize) {
     match v {
-        Value::List(_) | Value::Map(_) if budget == 0 => encode_nested(v, out),
+        Value::List(_) | Value::Map(_) if budget == 0 => {
+            super::nested::encode_nested::<JsonNesting>(v, out)
+        }
         Value::List(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
@@ -735,76 +737,31 @@ fn encode_scalar(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// The elements of a container still to be written, and whether one was written already
-/// (then the next needs a comma).
-enum Pending<'a> {
-    List(std::slice::Iter<'a, Value>, bool),
-    Map(std::slice::Iter<'a, (Str, Value)>, bool),
-}
+/// JSON around nested values: brackets, commas, `key:`.
+pub(super) struct JsonNesting;
 
-impl<'a> Pending<'a> {
-    /// Writes the opening bracket of `v` and returns what is left to write of it (`None`: a
-    /// scalar, written whole).
-    fn open(v: &'a Value, out: &mut Vec<u8>) -> Option<Pending<'a>> {
-        match v {
-            Value::List(items) => {
-                out.push(b'[');
-                Some(Pending::List(items.iter(), false))
-            }
-            Value::Map(entries) => {
-                out.push(b'{');
-                Some(Pending::Map(entries.iter(), false))
-            }
-            scalar => {
-                encode_scalar(scalar, out);
-                None
-            }
-        }
+impl super::nested::Nesting for JsonNesting {
+    fn open_list(_: usize, out: &mut Vec<u8>) {
+        out.push(b'[');
     }
-}
-
-/// Writes a value with an explicit stack instead of recursion, so that no nesting depth can
-/// overflow the thread's stack.
-#[inline(never)]
-fn encode_nested(v: &Value, out: &mut Vec<u8>) {
-    let Some(mut cur) = Pending::open(v, out) else {
-        return;
-    };
-    // `cur` is the innermost open container, `parents` the ones around it.
-    let mut parents: smallvec::SmallVec<[Pending<'_>; 8]> = smallvec::SmallVec::new();
-    loop {
-        let next = match &mut cur {
-            Pending::List(it, started) => it.next().inspect(|_| {
-                if std::mem::replace(started, true) {
-                    out.push(b',');
-                }
-            }),
-            Pending::Map(it, started) => it.next().map(|(k, v)| {
-                if std::mem::replace(started, true) {
-                    out.push(b',');
-                }
-                write_str(k, out);
-                out.push(b':');
-                v
-            }),
-        };
-        match next {
-            Some(v) => {
-                if let Some(inner) = Pending::open(v, out) {
-                    parents.push(std::mem::replace(&mut cur, inner));
-                }
-            }
-            None => {
-                out.push(match cur {
-                    Pending::List(..) => b']',
-                    Pending::Map(..) => b'}',
-                });
-                match parents.pop() {
-                    Some(p) => cur = p,
-                    None => return,
-                }
-            }
-        }
+    fn open_map(_: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+    }
+    fn scalar(v: &Value, out: &mut Vec<u8>) {
+        encode_scalar(v, out);
+    }
+    fn separator(out: &mut Vec<u8>) {
+        out.push(b',');
+    }
+    fn key(k: &str, out: &mut Vec<u8>) {
+        write_str(k, out);
+        out.push(b':');
+    }
+    fn close_list(out: &mut Vec<u8>) {
+        out.push(b']');
+    }
+    fn close_map(out: &mut Vec<u8>) {
+        out.push(b'}');
     }
 }
 

@@ -48,6 +48,7 @@
 mod cbor;
 mod check;
 mod json;
+mod nested;
 
 pub use check::LimitError;
 
