@@ -1,5 +1,6 @@
 //! `aemp-bench`: the benchmark workloads by which aemp is compared with its peers
-//! (Erlang/OTP distribution, raw TCP) on the same machine.
+//! (Erlang/OTP distribution, raw TCP) on the same machine; the workloads are described in the
+//! repository's `docs/benchmarks.md`.
 //!
 //! Prints `RESULT <workload> <figure> <value> <unit>` lines on stdout, everything else on
 //! stderr, and exits non-zero when a workload fails (lost message, wrong reply, timeout).

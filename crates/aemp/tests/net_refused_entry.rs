@@ -24,19 +24,7 @@ fn nested(n: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_the_master_refuses_is_dropped_without_a_reconnect_loop() {
     let addrs = free_addrs(1);
-    let cfg = cfg("re-g", SECRET)
-        .binds([addrs[0].as_str()])
-        .seeds([addrs[0].as_str()])
-        .monitor_timeout(Duration::from_secs(3))
-        .build()
-        .expect("config");
-    let limits = Limits {
-        max_depth: 16,
-        ..Limits::default()
-    };
-    let g = Node::configure_with_limits(cfg, limits)
-        .await
-        .expect("configure");
+    let g = shallow(cfg("re-g", SECRET).binds([addrs[0].as_str()]), &addrs).await;
     let s = seeded("re-s", SECRET, &addrs).await;
     for k in 0..10 {
         s.db_set("svc", &format!("k{k}"), k).unwrap();
@@ -88,18 +76,7 @@ async fn entry_the_master_refuses_is_dropped_without_a_reconnect_loop() {
 async fn value_a_watching_slave_refuses_causes_no_reconnect_loop() {
     let addrs = free_addrs(1);
     let g = seeded_at("rv-g", &addrs).await;
-    let cfg = cfg("rv-s", SECRET)
-        .seeds([addrs[0].as_str()])
-        .monitor_timeout(Duration::from_secs(3))
-        .build()
-        .expect("config");
-    let limits = Limits {
-        max_depth: 16,
-        ..Limits::default()
-    };
-    let s = Node::configure_with_limits(cfg, limits)
-        .await
-        .expect("configure");
+    let s = shallow(cfg("rv-s", SECRET), &addrs).await;
     s.db_set("fine", "k", 1).unwrap();
     wait_family(&g, "fine", |m| m.contains_key("k")).await;
 
@@ -128,6 +105,23 @@ async fn value_a_watching_slave_refuses_causes_no_reconnect_loop() {
         ups >= 2,
         "the slave stopped reconnecting ({ups} connections in 10 s)"
     );
+}
+
+/// A node with the seed `seeds[0]` whose decoder takes only 16 nesting levels (as a node
+/// configured otherwise, or a peer with other limits, would).
+async fn shallow(cfg: aemp::config::ConfigBuilder, seeds: &[String]) -> Node {
+    let cfg = cfg
+        .seeds([seeds[0].as_str()])
+        .monitor_timeout(Duration::from_secs(3))
+        .build()
+        .expect("config");
+    let limits = Limits {
+        max_depth: 16,
+        ..Limits::default()
+    };
+    Node::configure_with_limits(cfg, limits)
+        .await
+        .expect("configure")
 }
 
 /// A global seed listening on `addrs[0]` (it finds itself among its seeds).

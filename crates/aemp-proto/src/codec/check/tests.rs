@@ -223,19 +223,7 @@ fn the_default_size_limit_is_exact() {
     assert!(matches!(err, Err(LimitError::TooLarge { size, .. }) if size == max + 8));
 }
 
-/// xorshift64*: deterministic values for the size property.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::codec::tests::Rng;
 
 fn random_value(rng: &mut Rng, depth: usize) -> Value {
     const TEXT: &[&str] = &[
