@@ -2,7 +2,7 @@
 //! typed request, with every argument checked, and building the message for a request.
 //!
 //! A malformed request is refused on its own ([`ReqError`]); it never disturbs anything else
-//! (§10.27). Global-protocol requests (`g_*`) are passed through as [`NodeReq::Global`] for
+//! (docs/protocol.md §11). Global-protocol requests (`g_*`) are passed through as [`NodeReq::Global`] for
 //! the database layer to parse.
 //!
 //! [`NodeReq::to_msg`] is the inverse of [`parse`]: `parse(req.clone().to_msg()) == Ok(req)`
@@ -215,7 +215,7 @@ fn err(tag: &str, what: impl Into<String>) -> ReqError {
     }
 }
 
-/// Reads a string argument; Perl may send numbers where strings are meant (§3.3).
+/// Reads a string argument; Perl may send numbers where strings are meant (docs/protocol.md §3).
 fn string_arg(tag: &str, v: Option<Value>, what: &str) -> Result<Str, ReqError> {
     match v {
         Some(Value::Str(s)) => Ok(s),
@@ -237,7 +237,7 @@ fn port_arg(tag: &str, v: Option<Value>, what: &str) -> Result<PortId, ReqError>
 fn port_name_arg(tag: &str, v: Option<Value>) -> Result<Str, ReqError> {
     let name = string_arg(tag, v, "port name")?;
     if name.is_empty() {
-        // The reference would act on its own node port here (§10.27): refuse instead.
+        // The reference would act on its own node port here (docs/protocol.md §11): refuse instead.
         return Err(err(tag, "empty port name (the node port) is not allowed"));
     }
     Ok(name)

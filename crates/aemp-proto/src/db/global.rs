@@ -24,7 +24,7 @@
 //! The reference global node talks to itself through its own node port: its writes are
 //! `g_upd`s to its master (itself), its `db_mon`s are `g_mon1`s to itself, and it receives
 //! `g_chg1`/`g_chg2` like any slave. Those local sends are queued, not run inline (which is
-//! why a peer sees `g_set` *before* the `g_upd` of `'g` in §6.7). `GlobalDb` keeps that
+//! why a peer sees `g_set` *before* the `g_upd` of `'g` in a global-to-global meeting, docs/protocol.md §6). `GlobalDb` keeps that
 //! order with an internal FIFO: a database request addressed to ourselves is queued and
 //! processed after the current step, before the public method returns. Replies that are not
 //! database requests (`g_reply`, `g_found` for our own queries) are returned as
@@ -155,7 +155,7 @@ pub struct GlobalDb {
 }
 
 impl GlobalDb {
-    /// Turns a node into a global node (§6.4 steps 1–2): it becomes its own master and slave
+    /// Turns a node into a global node (docs/protocol.md §6, global nodes): it becomes its own master and slave
     /// (a `g_slave` with `local` to itself, then every watched family is subscribed again
     /// at ourselves), and it sets `'g: {me: null}`.
     ///
@@ -593,7 +593,7 @@ impl GlobalDb {
         self.slaves.remove(node);
     }
 
-    /// The `g_upd` rule of §6.6 for one family of `node`'s shard.
+    /// The `g_upd` rule (docs/protocol.md §7) for one family of `node`'s shard.
     fn upd(&mut self, node: &str, family: &Str, mut set: DbMap, del: Vec<Str>, out: &mut Vec<Out>) {
         if !self.orphans.is_empty() {
             // A live shard speaks for these keys from now on.

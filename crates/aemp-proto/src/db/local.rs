@@ -23,7 +23,7 @@ pub struct LocalDb {
 
 impl LocalDb {
     /// A node's database holding only `'l: {me: [binds…]}` (the advertisement every node
-    /// makes at configure time, §6.5).
+    /// makes at configure time, docs/protocol.md §7).
     pub fn new(me: &str, binds: &[Str]) -> LocalDb {
         let mut db = Db::new();
         let addrs = Value::List(binds.iter().cloned().map(Value::Str).collect());
@@ -116,7 +116,7 @@ impl LocalDb {
         db_value(&self.db)
     }
 
-    /// `["g_slave", {family: {key: value}}]`: what a node sends to a new master (§6.3).
+    /// `["g_slave", {family: {key: value}}]`: what a node sends to a new master (docs/protocol.md §6, masters).
     pub fn slave_msg(&self) -> Msg {
         msg!["g_slave", self.snapshot()]
     }

@@ -198,7 +198,7 @@ pub fn db_value(db: &Db) -> Value {
     Value::Map(db.iter().map(|(f, m)| (f.clone(), map_value(m))).collect())
 }
 
-/// Reads a family's contents from the wire. `null` counts as empty (§10.20); a repeated
+/// Reads a family's contents from the wire. `null` counts as empty (docs/protocol.md §7); a repeated
 /// key keeps its last value.
 fn parse_map(tag: &str, v: Option<&Value>) -> Result<DbMap, DbError> {
     match v {
@@ -230,8 +230,8 @@ fn parse_db(tag: &str, v: Option<&Value>) -> Result<Db, DbError> {
     }
 }
 
-/// Reads a list of subkeys; missing or `null` is empty (§10.20). Integers are accepted as
-/// their decimal string, because Perl does not distinguish the two (§3.3).
+/// Reads a list of subkeys; missing or `null` is empty (docs/protocol.md §7). Integers are accepted as
+/// their decimal string, because Perl does not distinguish the two (docs/protocol.md §3).
 fn parse_keys(tag: &str, v: Option<&Value>) -> Result<Vec<Str>, DbError> {
     let list = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),

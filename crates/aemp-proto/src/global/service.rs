@@ -163,7 +163,7 @@ pub struct GlobalService {
     up_seq: u64,
     /// Nodes that told us they are global (`g_global`), while up.
     global_nodes: BTreeSet<Str>,
-    /// Node IDs learned for our seeds (§6.2).
+    /// Node IDs learned for our seeds (docs/protocol.md §6, seeds).
     seed_nodes: BTreeSet<Str>,
     /// Queries waiting for `g_reply`, by id, with the request to re-send.
     queries: BTreeMap<u64, Msg>,
@@ -282,7 +282,7 @@ impl GlobalService {
     // ---------------------------------------------------------------------------------
     // events
 
-    /// Turns this node into a global node (§6.4): it becomes its own master and slave,
+    /// Turns this node into a global node (docs/protocol.md §6, global nodes): it becomes its own master and slave,
     /// lists itself in `'g`, sends `g_global` to every node up, connects the mesh with the
     /// nodes up that are known to be global, watches `'g` (every global in it gets
     /// [`Effect::Connect`]) and answers its own pending queries and look-ups. Nothing when
@@ -433,7 +433,7 @@ impl GlobalService {
         fx
     }
 
-    /// A seed connection greeted us as `node` (§6.2): it is recorded as a seed node and gets
+    /// A seed connection greeted us as `node` (docs/protocol.md §6, seeds): it is recorded as a seed node and gets
     /// `g_slave` (queued by the runtime until the connection is up). If it is up already, a
     /// slave without master takes it. If `node` is our own ID we are our own seed and
     /// become global.

@@ -180,7 +180,7 @@ pub fn verify(
     }
 }
 
-/// Picks the auth method we send (§2.5): the first entry of the *peer's* list that is in our
+/// Picks the auth method we send (docs/protocol.md §1): the first entry of the *peer's* list that is in our
 /// `local_offer` and, if it is a `tls_*` method, only when TLS is active. Then Perl's limits:
 /// under TLS only `tls_sha3_512`/`tls_anon` can be sent; without TLS only `hmac_sha3_512`,
 /// and only with a non-empty secret.
@@ -216,7 +216,7 @@ pub fn choose_auth<'a>(
     }
 }
 
-/// Picks the framing we send (§2.5): the first entry of the *peer's* list that is in
+/// Picks the framing we send (docs/protocol.md §1): the first entry of the *peer's* list that is in
 /// `local_list` and that we can actually encode (`cbor`, `json`).
 pub fn choose_framing<'a>(
     peer_list: &'a [String],
@@ -344,7 +344,7 @@ mod tests {
             choose_auth(&perl, &offer, false, false),
             Err(HandshakeError::NoSecret)
         );
-        // §2.5 pitfall: hmac listed before tls_sha3_512 is picked under TLS and then cannot
+        // Pitfall (docs/protocol.md §1): hmac listed before tls_sha3_512 is picked under TLS and then cannot
         // be sent.
         let bad_order = s(&[HMAC_SHA3_512, TLS_SHA3_512]);
         assert!(matches!(

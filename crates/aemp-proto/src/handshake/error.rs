@@ -31,7 +31,7 @@ pub enum HandshakeError {
     /// None of the peer's accepted auth methods is one we may send.
     #[error("no common auth type supported (peer accepts: {0})")]
     NoCommonAuth(String),
-    /// The auth method picked from the peer's list cannot be sent in this mode (§2.5:
+    /// The auth method picked from the peer's list cannot be sent in this mode (docs/protocol.md §1:
     /// under TLS only `tls_*`, without TLS only `hmac_sha3_512`).
     #[error("{method}: selected unsupported snd auth method ({mode})")]
     UnsupportedSendAuth {

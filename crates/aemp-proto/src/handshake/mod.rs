@@ -50,7 +50,7 @@ pub const PROTOCOL_VERSION: &str = "1";
 pub const MAX_LINE: usize = 4096;
 
 /// The auth methods we accept by default, in Perl's order. `tls_sha3_512` must come before
-/// `hmac_sha3_512`, or a Perl peer under TLS picks HMAC and then fails (§2.5).
+/// `hmac_sha3_512`, or a Perl peer under TLS picks HMAC and then fails (docs/protocol.md §1).
 pub const DEFAULT_AUTH_ACCEPT: [&str; 4] = AUTH_METHODS;
 
 /// The auth methods we are willing to send by default (Perl's default `auth_offer`).

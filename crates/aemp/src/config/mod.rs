@@ -285,7 +285,7 @@ pub struct Config {
     pub secret: Option<String>,
     /// PEM with private key, certificate and optional CA certificates, if any.
     pub cert: Option<String>,
-    /// Secure mode: refuse remote function calls (§4.4).
+    /// Secure mode: refuse remote function calls (docs/protocol.md §4).
     pub secure: bool,
     /// Init functions to run at start-up.
     pub services: Vec<Service>,

@@ -549,7 +549,7 @@ impl Kernel {
                 .insert(id, MonTarget::Remote(Str::from(node), Str::from(name)));
             let first = self.remote_mons.add(node, name, id, action);
             if name.is_empty() {
-                // Monitoring a node sends nothing and starts no connection (§10.17); it fires
+                // Monitoring a node sends nothing and starts no connection (docs/protocol.md §5); it fires
                 // only on connection loss.
                 return;
             }

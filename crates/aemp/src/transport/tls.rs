@@ -8,7 +8,7 @@
 //! the same self-signed certificate, which therefore verifies against itself.
 //!
 //! [`TlsIdentity::from_pem`] turns such a string into ready rustls configurations and
-//! [`start_tls`] runs the handshake in the role chosen by the nonce comparison of §2.4.
+//! [`start_tls`] runs the handshake in the role chosen by the nonce comparison of docs/protocol.md §1.
 //!
 //! # How a peer certificate is trusted
 //!
