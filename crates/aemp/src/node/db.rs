@@ -151,6 +151,18 @@ impl Node {
     /// A value that could not travel between nodes is refused with [`Error::Refused`]:
     /// nested so deep, or so large, that the `g_set` message carrying it (where the value is
     /// nested two maps deep) would exceed the node's limits (see [`Node::snd`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_set("config", "colour", "blue")?;
+    /// node.db_set("config", "size", 3)?;
+    /// let all = node.db_family("config").await?;
+    /// assert_eq!(all.len(), 2);
+    /// assert!(node.db_set("9bad family", "k", 1).is_err()); // family names start with a letter
+    /// # Ok(()) }
+    /// ```
     pub fn db_set(
         &self,
         family_name: &str,
@@ -170,6 +182,17 @@ impl Node {
     }
 
     /// [`Node::db_set`], returning a guard that deletes the entry when dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// let entry = node.db_set_guarded("leases", "printer", "me")?;
+    /// assert_eq!(node.db_keys("leases").await?.len(), 1);
+    /// drop(entry); // deletes the entry
+    /// assert!(node.db_keys("leases").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn db_set_guarded(
         &self,
         family_name: &str,
@@ -186,6 +209,16 @@ impl Node {
     }
 
     /// Deletes keys of `family` that this node set.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_set("config", "colour", "blue")?;
+    /// node.db_del("config", &["colour"])?;
+    /// assert!(node.db_family("config").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn db_del(&self, family_name: &str, keys: &[&str]) -> Result<(), Error> {
         let fam = family(family_name)?;
         for k in keys {
@@ -198,6 +231,17 @@ impl Node {
 
     /// Registers `port` under `family` (a `db_set` with the port ID as key); the entry is
     /// deleted when the port dies.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// let worker = node.port().default(|_cx, _m| Ok(())).build();
+    /// node.db_reg("workers", &worker, "fast")?;
+    /// assert_eq!(node.db_keys("workers").await?, vec![aemp::Str::from(worker.as_str())]);
+    /// node.kil(&worker, vec![])?; // the entry goes with the port
+    /// # Ok(()) }
+    /// ```
     pub fn db_reg(
         &self,
         family_name: &str,
@@ -209,6 +253,17 @@ impl Node {
     }
 
     /// [`Node::db_reg`], returning a guard that also deletes the entry when dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// let worker = node.port().default(|_cx, _m| Ok(())).build();
+    /// let reg = node.db_reg_guarded("workers", &worker, aemp::Value::Null)?;
+    /// drop(reg); // unregisters; the port lives on
+    /// assert!(node.db_keys("workers").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn db_reg_guarded(
         &self,
         family_name: &str,
@@ -248,6 +303,16 @@ impl Node {
 
     /// The whole family as seen by the global nodes (an empty map for an unknown family).
     /// Waits for a master if there is none yet.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_set("config", "colour", "blue")?;
+    /// let family = node.db_family("config").await?;
+    /// assert_eq!(family.get("colour").and_then(|v| v.as_str()), Some("blue"));
+    /// # Ok(()) }
+    /// ```
     pub async fn db_family(&self, family_name: &str) -> Result<DbMap, Error> {
         Ok(family_reply(
             self.db_query(QueryKind::Family, family_name).await?,
@@ -255,6 +320,15 @@ impl Node {
     }
 
     /// The keys of a family as seen by the global nodes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_set("config", "colour", "blue")?;
+    /// assert_eq!(node.db_keys("config").await?, vec![aemp::Str::from("colour")]);
+    /// # Ok(()) }
+    /// ```
     pub async fn db_keys(&self, family_name: &str) -> Result<Vec<Str>, Error> {
         Ok(keys_reply(
             self.db_query(QueryKind::Keys, family_name).await?,
@@ -262,6 +336,15 @@ impl Node {
     }
 
     /// The values of a family as seen by the global nodes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_set("config", "colour", "blue")?;
+    /// assert_eq!(node.db_values("config").await?, vec![aemp::Value::from("blue")]);
+    /// # Ok(()) }
+    /// ```
     pub async fn db_values(&self, family_name: &str) -> Result<Vec<Value>, Error> {
         Ok(values_reply(
             self.db_query(QueryKind::Values, family_name).await?,
@@ -270,6 +353,17 @@ impl Node {
 
     /// Callback form of [`Node::db_family`]: `cb` runs on the node's dispatcher with the
     /// result (keep it short; it must not block).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_set("config", "colour", "blue")?;
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// node.db_family_then("config", move |r| drop(tx.send(r.map(|m| m.len()))));
+    /// assert_eq!(rx.await.unwrap()?, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn db_family_then(
         &self,
         family_name: &str,
@@ -281,6 +375,14 @@ impl Node {
     }
 
     /// Callback form of [`Node::db_keys`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_keys_then("config", |r| println!("keys: {:?}", r));
+    /// # Ok(()) }
+    /// ```
     pub fn db_keys_then(
         &self,
         family_name: &str,
@@ -290,6 +392,14 @@ impl Node {
     }
 
     /// Callback form of [`Node::db_values`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// node.db_values_then("config", |r| println!("values: {:?}", r));
+    /// # Ok(()) }
+    /// ```
     pub fn db_values_then(
         &self,
         family_name: &str,
@@ -325,6 +435,19 @@ impl Node {
 
     /// Watches a family: the first change lists the full current contents (even if empty),
     /// then one change per update. Keeps working across a change of master.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// # let node = aemp::Node::new("doc/%u")?;
+    /// let mut watch = node.db_mon("workers")?;
+    /// let first = watch.next().await.unwrap(); // the full contents, here empty
+    /// assert!(first.contents.is_empty());
+    /// node.db_set("workers", "w1", 1)?;
+    /// let change = watch.next().await.unwrap();
+    /// assert_eq!(change.added, vec![aemp::Str::from("w1")]);
+    /// # Ok(()) }
+    /// ```
     pub fn db_mon(&self, family_name: &str) -> Result<DbWatch, Error> {
         let fam = readable_family(family_name)?;
         let (tx, rx) = mpsc::unbounded_channel();
