@@ -57,8 +57,9 @@ message reached the node.
         text: "\
 usage: aemp [--connect host:port]... [--timeout S] cal <port> <arg...>
 
-Sends <arg...> with a reply port appended and prints the first reply as JSON without the
-outer brackets. A port without # is a node's node port (e.g. cal <node> time).
+Sends <arg...> (at least one value) with a reply port appended and prints the first
+reply as JSON without the outer brackets. A port without # is a node's node port (e.g.
+cal <node> time). Waits for the reply at most --timeout seconds (default 10).
 ",
     },
     Topic {

@@ -57,6 +57,9 @@ impl Request {
         match name {
             "snd" if msg.is_empty() => Err(usage("message missing (snd <port> <arg...>)".into())),
             "snd" => Ok(Request::Snd { port, msg }),
+            // An empty message would be only the reply port: no receiver answers that, so
+            // the tool would just wait for the timeout.
+            "cal" if msg.is_empty() => Err(usage("message missing (cal <port> <arg...>)".into())),
             "cal" => Ok(Request::Cal { port, msg }),
             "mon" if !msg.is_empty() => Err(usage("takes only the port ID".into())),
             "mon" => Ok(Request::Mon { port }),
@@ -296,7 +299,7 @@ mod tests {
         assert_eq!(port.as_str(), "n#p");
         assert_eq!(json_body(msg.as_slice()), r#""ping",[1,{"a":2}]"#);
         assert!(matches!(
-            Request::parse("cal", &[json!("node")]).unwrap(),
+            Request::parse("cal", &[json!("node"), json!("time")]).unwrap(),
             Request::Cal { .. }
         ));
         assert!(matches!(
@@ -306,6 +309,8 @@ mod tests {
         for bad in [
             ("snd", vec![json!("n#p")]),
             ("snd", vec![]),
+            ("cal", vec![json!("n#p")]),
+            ("cal", vec![]),
             ("cal", vec![json!(5)]),
             ("cal", vec![json!("#p")]),
             ("mon", vec![json!("n#p"), json!("x")]),

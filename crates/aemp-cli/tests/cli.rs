@@ -263,6 +263,16 @@ fn unknown_and_unsupported_commands_fail() {
     let o = run(&dir, &["snd", "n#p"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("message missing"), "{}", stderr(&o));
+    // cal without a message: a usage error at once, not a wait for a reply that never comes.
+    let started = Instant::now();
+    let o = run(&dir, &["cal", "n#p"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cal: message missing (cal <port> <arg...>)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
     let o = run(&dir, &["--connect", "127.0.0.1:1", "setsecret", "y"]);
     assert_eq!(o.status.code(), Some(2));
     let o = run(&dir, &["--timeout", "0", "cal", "n", "time"]);
@@ -458,7 +468,7 @@ fn run_a_node_and_talk_to_it() {
          mon #nosuchport\n\
          snd #nosuchport hello\n\
          eval 1+1\n\
-         cal #x\n\
+         cal #x hello\n\
          frobnicate\n\
          help\n\
          quit\n\
