@@ -188,7 +188,11 @@ The seed nodes a node connects to in order to join the network.
         text: "\
 usage: aemp setbinds <a,b,...> | delbinds | addbind <host:port> | delbind <host:port>
 
-The addresses a node listens on (* for all interfaces or a free port).
+The addresses a node listens on, as host:port. Host * means every interface address
+except loopback (use 127.0.0.1:port for local tests); port * or 0 means a free port.
+Without binds a node listens on * (a free port on every interface), except the
+short-lived node of snd/cal/mon/trace/shell: it listens only when its profile (aemp)
+or a parent of it sets binds.
 ",
     },
     Topic {

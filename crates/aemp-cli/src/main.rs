@@ -62,7 +62,8 @@ Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
                                    one per line, on one node
   The node reaches other nodes through its seeds; --connect host:port (before the
   command) connects to a node directly first. Connecting and replies are awaited for
-  at most 10 s (--timeout S before the command changes that).
+  at most 10 s (--timeout S before the command changes that). The node listens on no
+  address unless its profile sets binds (top-level binds are not used for it).
 
 Configuration commands (act on the rc file; they chain on one command line):
   profile <name>                   following commands act on this profile
@@ -278,13 +279,13 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
                 }
                 _ => return Err(Failure::Usage("shell takes at most one node ID".into())),
             };
-            let cfg = proto::config(&rc)?;
+            let cfg = proto::config(&rc, proto::TOOL_PROFILE)?;
             runtime(1)?.block_on(shell::run(cfg, &opts, default))
         }
         "snd" | "cal" | "mon" | "trace" => {
             init_logging("warn");
             let req = proto::Request::parse(name, cmd_args)?;
-            let cfg = proto::config(&rc)?;
+            let cfg = proto::config(&rc, proto::TOOL_PROFILE)?;
             runtime(1)?.block_on(proto::run(cfg, &opts, req))
         }
         "eval" => Err(failed(

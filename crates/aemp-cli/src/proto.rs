@@ -1,12 +1,13 @@
-//! The protocol commands `snd`, `cal` and `mon`: a short-lived node (profile `aemp`, node
-//! ID `aemp/%n/%u`) that does one thing and exits.
+//! The protocol commands `snd`, `cal`, `mon` and `trace`: a short-lived node (profile
+//! `aemp`, node ID `aemp/%n/%u`, no listener unless that profile sets `binds`) that does one
+//! thing and exits.
 //!
 //! How the target is reached: through the seeds of the effective configuration (handled by
 //! [`Node::configure`]), or, with `--connect host:port`, by connecting to that address
 //! first and waiting until the node there is up.
 
 use crate::{failed, json_body, resolve_hostport, Failure, Options};
-use aemp::config::{json_to_value, ConfigBuilder, RcDoc};
+use aemp::config::{json_to_value, ConfigBuilder, ConfigError, RcDoc};
 use aemp::{msg, CalError, Config, Msg, Node, NodeId, PortId};
 use std::time::Duration;
 
@@ -81,19 +82,58 @@ impl Request {
     }
 }
 
-/// The configuration of the short-lived node: profile `aemp`, node ID `aemp/%n/%u`.
+/// The profile the short-lived node uses by default.
+pub(crate) const TOOL_PROFILE: &str = "aemp";
+
+/// The configuration of the short-lived node: profile `profile` (normally
+/// [`TOOL_PROFILE`]), node ID `aemp/%n/%u`.
 ///
 /// Unlike the reference, the node ID wins over an rc file `nodeid` (`force`), so that the
 /// tool's node never takes the ID of a configured node (which would make that node refuse
 /// the connection as "talk to myself").
-pub(crate) fn config(rc: &RcDoc) -> Result<Config, Failure> {
+///
+/// The node listens only when its profile (or a parent of it) sets `binds`: a short-lived
+/// client needs no listener (it dials the nodes it talks to, and their answers come back on
+/// those connections; listener-less nodes are part of the protocol). The top-level `binds`
+/// of the rc file are meant for the nodes run from it, and the default `*` would open a
+/// port on every interface for nothing.
+pub(crate) fn config(rc: &RcDoc, profile: &str) -> Result<Config, Failure> {
+    let conf_err = |e: ConfigError| failed(format!("configuration: {e}"));
+    let binds = profile_binds(rc, profile)
+        .map_err(conf_err)?
+        .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
     ConfigBuilder::default()
-        .profile("aemp")
+        .profile(profile)
         .nodeid("aemp/%n/%u")
+        .set("binds", binds)
+        .map_err(conf_err)?
         .force(true)
         .rc_doc(rc.clone())
         .build()
-        .map_err(|e| failed(format!("configuration: {e}")))
+        .map_err(conf_err)
+}
+
+/// The `binds` that profile `name` or one of its parents sets, nearest first; `None` when
+/// none does (top-level `binds` do not count). A parent chain that loops ends the search
+/// (the configuration merge reports it).
+fn profile_binds(rc: &RcDoc, name: &str) -> Result<Option<serde_json::Value>, ConfigError> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut cur = Some(name.to_string());
+    while let Some(n) = cur.take() {
+        if seen.contains(&n) {
+            break;
+        }
+        let Some(p) = rc.profile(&n)? else { break };
+        if let Some(b) = p.get("binds").filter(|b| !b.is_null()) {
+            return Ok(Some(b.clone()));
+        }
+        cur = p
+            .get("parent")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        seen.push(n);
+    }
+    Ok(None)
 }
 
 /// Runs `req` on a fresh node from `cfg`.
@@ -121,7 +161,7 @@ pub(crate) async fn start(cfg: Config, opts: &Options) -> Result<Node, Failure> 
     let node = Node::configure(cfg)
         .await
         .map_err(|e| failed(format!("cannot start the aemp node: {e}")))?;
-    tracing::debug!(node = %node.id(), "started");
+    tracing::debug!(node = %node.id(), listen = ?node.listen_addrs(), "started");
     for hp in &opts.connect {
         if let Err(e) = connect(&node, hp, opts.timeout()).await {
             node.shutdown();
@@ -288,6 +328,30 @@ fn reason_text(reason: &[aemp::Value]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_tool_node_listens_only_when_its_profile_says_so() {
+        let rc = RcDoc::from_text(
+            r#"{"binds": ["127.0.0.1:4040"], "profile": {
+                "aemp": {"parent": "base"}, "base": {"binds": ["127.0.0.1:0"]},
+                "other": {"seeds": ["127.0.0.1:1"]}, "loop": {"parent": "loop"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            profile_binds(&rc, "aemp").unwrap(),
+            Some(json!(["127.0.0.1:0"]))
+        );
+        assert_eq!(profile_binds(&rc, "other").unwrap(), None);
+        assert_eq!(profile_binds(&rc, "loop").unwrap(), None);
+        assert_eq!(profile_binds(&rc, "missing").unwrap(), None);
+        let cfg = config(&rc, "aemp").unwrap();
+        assert_eq!(cfg.binds.len(), 1);
+        // Neither the top-level binds nor the default "*" apply to the tool's node.
+        let cfg = config(&rc, "other").unwrap();
+        assert!(cfg.binds.is_empty(), "{:?}", cfg.binds);
+        let cfg = config(&RcDoc::new(), TOOL_PROFILE).unwrap();
+        assert!(cfg.binds.is_empty(), "{:?}", cfg.binds);
+    }
 
     #[test]
     fn parses_requests() {

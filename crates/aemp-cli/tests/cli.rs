@@ -779,3 +779,211 @@ fn connect_to_nothing_times_out_with_a_clear_error() {
         "{took:?}"
     );
 }
+
+/// An `aemp` child with piped stdin, stdout and stderr, read line by line on threads (so
+/// the child never blocks on a full pipe); killed on drop if still running.
+struct Interactive {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+    /// Everything read from stderr so far (for failure messages).
+    err_seen: Vec<String>,
+}
+
+/// How long a test waits for an expected line of a child.
+const LINE_WAIT: Duration = Duration::from_secs(20);
+
+impl Interactive {
+    fn start(mut cmd: Command) -> Interactive {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("aemp starts");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        let stdin = child.stdin.take();
+        Interactive {
+            child,
+            stdin,
+            out,
+            err,
+            err_seen: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line (panics after [`LINE_WAIT`]).
+    fn out_line(&mut self) -> String {
+        match self.out.recv_timeout(LINE_WAIT) {
+            Ok(l) => l,
+            Err(e) => {
+                self.drain_err();
+                panic!(
+                    "no stdout line ({e}); stderr:\n{}",
+                    self.err_seen.join("\n")
+                )
+            }
+        }
+    }
+
+    /// Reads stderr until a line contains `what` (panics after [`LINE_WAIT`]).
+    fn wait_err(&mut self, what: &str) {
+        let deadline = Instant::now() + LINE_WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.err.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(what);
+                    self.err_seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no stderr line with {what:?}; stderr so far:\n{}",
+            self.err_seen.join("\n")
+        );
+    }
+
+    fn drain_err(&mut self) {
+        while let Ok(l) = self.err.try_recv() {
+            self.err_seen.push(l);
+        }
+    }
+
+    /// Sends SIGINT to the child.
+    fn interrupt(&self) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+
+    /// Waits (at most [`LINE_WAIT`]) until the child exits; its status.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + LINE_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.drain_err();
+                panic!(
+                    "the child did not exit; stderr:\n{}",
+                    self.err_seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The TCP ports process `pid` listens on: its socket inodes (from /proc/<pid>/fd) looked up
+/// in the kernel's TCP tables, entries in state LISTEN only.
+#[cfg(target_os = "linux")]
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let Ok(target) = std::fs::read_link(entry.unwrap().path()) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // Columns: sl local_address rem_address st ... inode (the 10th); st 0A is LISTEN.
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().map(|p| u16::from_str_radix(p, 16));
+                ports.push(port.expect("a port").expect("a hex port"));
+            }
+        }
+    }
+    ports
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_tool_node_listens_only_when_its_profile_asks() {
+    let dir = TempDir::new("nolisten");
+    let port = free_port();
+    // Top-level binds are for the nodes run from this file, not for the tool's node.
+    let rc = |tool_profile: &str| {
+        format!(
+            r#"{{"secret": "k", "binds": ["127.0.0.1:0"], "profile": {{
+                "lseed": {{"binds": ["127.0.0.1:{port}"]}}{tool_profile}}}}}"#
+        )
+    };
+    std::fs::write(dir.rc(), rc("")).unwrap();
+    let seed = RunningNode::start(&dir, &["run", "lseed", "nodeid", "lseed"]);
+    seed.wait_for("node running");
+    // The check sees a listener where there is one.
+    assert_eq!(listening_ports(seed.child.id()), vec![port]);
+    let addr = format!("127.0.0.1:{port}");
+
+    // snd works from a node without listener.
+    let o = run(&dir, &["--connect", &addr, "snd", "lseed", "devnull", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let tool_ports = |dir: &TempDir| {
+        let mut shell = Interactive::start(aemp(dir, &["--connect", &addr, "shell"]));
+        shell.send("cal lseed can \"time\"");
+        assert_eq!(shell.out_line(), "true");
+        let ports = listening_ports(shell.child.id());
+        shell.stdin = None;
+        assert!(shell.wait_exit().success());
+        ports
+    };
+    assert_eq!(tool_ports(&dir), Vec::<u16>::new());
+
+    // Binds in the tool's own profile (here through a parent) are used.
+    std::fs::write(
+        dir.rc(),
+        rc(r#", "aemp": {"parent": "lp"}, "lp": {"binds": ["127.0.0.1:0"]}"#),
+    )
+    .unwrap();
+    let ports = tool_ports(&dir);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_ne!(ports[0], port);
+}
