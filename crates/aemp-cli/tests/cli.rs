@@ -987,3 +987,41 @@ fn the_tool_node_listens_only_when_its_profile_asks() {
     assert_eq!(ports.len(), 1, "{ports:?}");
     assert_ne!(ports[0], port);
 }
+
+#[test]
+fn ctrl_c_in_the_shell_cancels_the_waiting_command() {
+    let dir = TempDir::new("ctrlc");
+    std::fs::write(dir.rc(), r#"{"secret": "k"}"#).unwrap();
+    let port = free_port();
+    let bind = format!(r#"["127.0.0.1:{port}"]"#);
+    let node = RunningNode::start(&dir, &["run", "nodeid", "ctrlc", "binds", &bind]);
+    node.wait_for("node running");
+    let addr = format!("127.0.0.1:{port}");
+    // The debug log says when a line starts running, so SIGINT is sent while it waits.
+    let mut cmd = aemp(&dir, &["--connect", &addr, "shell", "ctrlc"]);
+    cmd.env("RUST_LOG", "aemp::shell=debug");
+    let mut shell = Interactive::start(cmd);
+
+    // mon on a node ID waits until the connection is lost: only Ctrl-C ends it.
+    shell.send("mon #");
+    shell.wait_err("running line=mon #");
+    shell.interrupt();
+    shell.wait_err("mon: cancelled (Ctrl-C)");
+    // The shell goes on with the next command.
+    shell.send("cal # can \"time\"");
+    assert_eq!(shell.out_line(), "true");
+
+    // At the prompt: the first Ctrl-C only says how to leave; a line in between starts the
+    // count again; two in a row leave the shell.
+    shell.interrupt();
+    shell.wait_err("Ctrl-C again");
+    shell.send("cal # can \"time\"");
+    assert_eq!(shell.out_line(), "true");
+    shell.interrupt();
+    shell.wait_err("Ctrl-C again");
+    shell.interrupt();
+    let status = shell.wait_exit();
+    // The cancelled mon counts as a failed command.
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    shell.wait_err("shell: 1 command(s) failed");
+}
