@@ -324,7 +324,7 @@ fn print_help(command: Option<&str>) -> Result<(), Failure> {
 }
 
 fn run_demo(args: &[String]) -> Result<(), Failure> {
-    init_logging("warn,aemp_cli=info");
+    init_logging("warn");
     let demo_opts = demo::DemoOptions::parse(args)?;
     runtime(2)?.block_on(demo::run(demo_opts))
 }
