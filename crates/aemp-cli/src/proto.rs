@@ -4,7 +4,8 @@
 //!
 //! How the target is reached: through the seeds of the effective configuration (handled by
 //! [`Node::configure`]), or, with `--connect host:port`, by connecting to that address
-//! first and waiting until the node there is up.
+//! first and waiting until the node there is up (if none comes up within the timeout, the
+//! command fails, saying which address and why).
 
 use crate::{failed, json_body, resolve_hostport, Failure, Options};
 use aemp::config::{json_to_value, ConfigBuilder, ConfigError, RcDoc};
@@ -181,8 +182,13 @@ pub(crate) async fn exec(node: &Node, opts: &Options, req: Request) -> Result<()
     }
 }
 
-/// Connects to `hp` and waits (at most `timeout`) until the node there is up.
-async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Failure> {
+/// How long the diagnosis of a failed `--connect` waits for a TCP connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connects to `hp` (`--connect`) and waits (at most `timeout`) until the node there is up,
+/// dialling again every [`REDIAL`] meanwhile. If it does not come up, the error says why
+/// (see [`diagnose`]).
+pub(crate) async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Failure> {
     let addrs = resolve_hostport(hp).await?;
     // Subscribed before dialling, so the Up event cannot be missed.
     let mut events = node.node_events();
@@ -195,19 +201,53 @@ async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Fai
         let up = tokio::time::timeout_at(next, aemp::next_up(&mut events)).await;
         match up {
             Ok(Some(id)) => {
-                tracing::info!(node = %id, addr = hp, "connected");
+                tracing::info!(node = %id, addr = hp, "connected (--connect)");
                 return Ok(id);
             }
             Ok(None) => return Err(failed("the node's network stopped")),
             Err(_) if next >= deadline => {
                 return Err(failed(format!(
-                    "could not connect to {hp} within {} s (is a node listening there, and do \
-                     both sides share the secret? RUST_LOG=debug shows the attempts)",
-                    secs(timeout)
+                    "could not connect to {hp} within {} s: {}",
+                    secs(timeout),
+                    diagnose(&addrs).await
                 )))
             }
             Err(_) => tracing::debug!(addr = hp, "not connected yet, dialling again"),
         }
+    }
+}
+
+/// Why no node came up at `addrs`: each address is tried once more with a plain TCP
+/// connection (the node's own attempts report no reason). Either the TCP connection fails
+/// (e.g. connection refused: nothing listens there), or it works and the aemp handshake is
+/// what failed.
+async fn diagnose(addrs: &[std::net::SocketAddr]) -> String {
+    let mut tcp_ok = Vec::new();
+    let mut reasons = Vec::new();
+    for a in addrs {
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(_)) => tcp_ok.push(a.to_string()),
+            Ok(Err(e)) => reasons.push(format!("{a}: {}", lower_first(&e.to_string()))),
+            Err(_) => reasons.push(format!("{a}: no answer within {} s", secs(PROBE_TIMEOUT))),
+        }
+    }
+    if tcp_ok.is_empty() {
+        return format!("{} (is a node listening there?)", reasons.join("; "));
+    }
+    format!(
+        "{} accepts TCP connections, but no aemp node came up on them (is it an aemp node, \
+         and do both sides share the secret or certificate? RUST_LOG=debug shows the \
+         handshake)",
+        tcp_ok.join(", ")
+    )
+}
+
+/// `text` with its first letter in lower case (OS error texts start upper case).
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

@@ -275,6 +275,14 @@ fn unknown_and_unsupported_commands_fail() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let o = run(&dir, &["--connect", "127.0.0.1:1", "setsecret", "y"]);
     assert_eq!(o.status.code(), Some(2));
+    // The demo does not use --connect either: refused, not ignored.
+    let o = run(&dir, &["--connect", "127.0.0.1:1", "demo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--connect and --timeout are only used by run"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&dir, &["--timeout", "0", "cal", "n", "time"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--timeout must be"), "{}", stderr(&o));
@@ -657,7 +665,8 @@ fn help_for_every_command() {
     // --help after configuration commands shows help and saves nothing.
     let o = run(&dir, &["setsecret", "x", "run", "--help"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("usage: aemp [--connect host:port]... run"));
+    assert!(stdout(&o)
+        .starts_with("usage: aemp [--connect host:port]... [--timeout S] [profile <name>] run"));
     assert!(!dir.rc().exists(), "nothing was written");
 }
 
@@ -768,16 +777,100 @@ fn connect_to_nothing_times_out_with_a_clear_error() {
         ],
     );
     assert_eq!(o.status.code(), Some(1));
+    // Which address, and why.
     assert!(
-        stderr(&o).contains(&format!("could not connect to 127.0.0.1:{port} within 1 s")),
+        stderr(&o).contains(&format!(
+            "could not connect to 127.0.0.1:{port} within 1 s: 127.0.0.1:{port}: connection \
+             refused"
+        )),
         "{}",
         stderr(&o)
     );
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
         "{took:?}"
     );
+
+    // A node run with --connect stops with the same error instead of running on without
+    // the connection it was asked for.
+    let mut node = Interactive::start(aemp(
+        &dir,
+        &[
+            "--timeout",
+            "1",
+            "--connect",
+            &format!("127.0.0.1:{port}"),
+            "run",
+            "nodeid",
+            "lonely",
+        ],
+    ));
+    let status = node.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    node.wait_err(&format!(
+        "aemp: could not connect to 127.0.0.1:{port} within 1 s: 127.0.0.1:{port}: connection \
+         refused"
+    ));
+
+    // Something that accepts TCP connections but is no aemp node.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let o = run(
+        &dir,
+        &["--timeout", "1", "--connect", &addr, "cal", "x", "time"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "could not connect to {addr} within 1 s: {addr} accepts TCP connections, but no \
+             aemp node came up on them"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    drop(listener);
+}
+
+#[test]
+fn unknown_profiles_are_errors() {
+    let dir = TempDir::new("profiles");
+    let text = r#"{"secret": "k", "profile": {"known": {"seeds": ["127.0.0.1:1"]}}}"#;
+    std::fs::write(dir.rc(), text).unwrap();
+    let expected = r#"aemp: unknown profile "nosuch" (the rc file has "known")"#;
+    for args in [
+        &["profile", "nosuch", "cal", "n", "time"][..],
+        &["profile", "nosuch", "shell"],
+        &["profile", "nosuch", "run"],
+        &["run", "nosuch"],
+        &["run", "profile", "nosuch", "nodeid", "x"],
+        &["showprofile", "nosuch"],
+        &["showconfig", "nosuch"],
+        &["delprofile", "nosuch"],
+        // Nothing is saved when the command line fails.
+        &["setsecret", "other", "profile", "nosuch", "snd", "n", "x"],
+    ] {
+        // A child with a deadline: without the check, run would run until stopped.
+        let mut child = Interactive::start(aemp(&dir, args));
+        let status = child.wait_exit();
+        assert_eq!(status.code(), Some(1), "{args:?}: {status:?}");
+        child.wait_err(expected);
+        assert_eq!(std::fs::read_to_string(dir.rc()).unwrap(), text);
+    }
+    let o = run(&dir, &["profile", "known", "run", "other"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("run: two profiles given"),
+        "{}",
+        stderr(&o)
+    );
+    // A profile that is created by the same command line exists.
+    let o = run(
+        &dir,
+        &["profile", "new", "secret", "x", "showprofile", "new"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "{\n   \"secret\" : \"x\"\n}\n");
 }
 
 /// An `aemp` child with piped stdin, stdout and stderr, read line by line on threads (so
@@ -966,8 +1059,11 @@ fn the_tool_node_listens_only_when_its_profile_asks() {
     let o = run(&dir, &["--connect", &addr, "snd", "lseed", "devnull", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let tool_ports = |dir: &TempDir| {
-        let mut shell = Interactive::start(aemp(dir, &["--connect", &addr, "shell"]));
+    let tool_ports = |dir: &TempDir, profile: &[&str]| {
+        let mut args = vec!["--connect", addr.as_str()];
+        args.extend_from_slice(profile);
+        args.push("shell");
+        let mut shell = Interactive::start(aemp(dir, &args));
         shell.send("cal lseed can \"time\"");
         assert_eq!(shell.out_line(), "true");
         let ports = listening_ports(shell.child.id());
@@ -975,7 +1071,10 @@ fn the_tool_node_listens_only_when_its_profile_asks() {
         assert!(shell.wait_exit().success());
         ports
     };
-    assert_eq!(tool_ports(&dir), Vec::<u16>::new());
+    assert_eq!(tool_ports(&dir, &[]), Vec::<u16>::new());
+    // So do the binds of a profile selected with profile <name>.
+    std::fs::write(dir.rc(), rc(r#", "lp": {"binds": ["127.0.0.1:0"]}"#)).unwrap();
+    assert_eq!(tool_ports(&dir, &["profile", "lp"]).len(), 1);
 
     // Binds in the tool's own profile (here through a parent) are used.
     std::fs::write(
@@ -983,7 +1082,7 @@ fn the_tool_node_listens_only_when_its_profile_asks() {
         rc(r#", "aemp": {"parent": "lp"}, "lp": {"binds": ["127.0.0.1:0"]}"#),
     )
     .unwrap();
-    let ports = tool_ports(&dir);
+    let ports = tool_ports(&dir, &[]);
     assert_eq!(ports.len(), 1, "{ports:?}");
     assert_ne!(ports[0], port);
 }
