@@ -27,11 +27,15 @@ fires when the last node shuts down. Ignores the rc file.
     Topic {
         names: &["run"],
         text: "\
-usage: aemp [--connect host:port]... run [<profile>] [key value...]
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] run
+            [<profile>] [key value...]
 
 Configures a node like Perl's configure (the rc file merged with the arguments, e.g.
 run profile seed nodeid %n binds '[\"*:4040\"]') and runs it until SIGINT or SIGTERM.
---connect host:port also connects it to the node listening there.
+The profile is named in the arguments or by profile <name> before run (default: the host
+name); a named profile must exist in the rc file.
+--connect host:port also connects it to the node listening there; if no node comes up
+there within --timeout seconds (default 10), the node stops with an error.
 
 Services (the services setting) are started by name from the tool's built-in ones:
   aemp::echo               a port answering [\"ping\", args..., <reply port>] with
@@ -45,7 +49,7 @@ functions. There is no watchdog that restarts the node.
     Topic {
         names: &["snd"],
         text: "\
-usage: aemp [--connect host:port]... [--timeout S] snd <port> <arg...>
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] snd <port> <arg...>
 
 Sends the message <arg...> to <port>, then asks the port's node to relay a confirmation
 back, and waits for it (at most --timeout seconds, default 10): exit status 0 means the
@@ -55,16 +59,17 @@ message reached the node.
     Topic {
         names: &["cal"],
         text: "\
-usage: aemp [--connect host:port]... [--timeout S] cal <port> <arg...>
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] cal <port> <arg...>
 
-Sends <arg...> with a reply port appended and prints the first reply as JSON without the
-outer brackets. A port without # is a node's node port (e.g. cal <node> time).
+Sends <arg...> (at least one value) with a reply port appended and prints the first
+reply as JSON without the outer brackets. A port without # is a node's node port (e.g.
+cal <node> time). Waits for the reply at most --timeout seconds (default 10).
 ",
     },
     Topic {
         names: &["mon"],
         text: "\
-usage: aemp [--connect host:port]... mon <port>
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] mon <port>
 
 Waits until <port> dies and prints the kill reason as a JSON array ([] for a normal kill).
 ",
@@ -72,7 +77,7 @@ Waits until <port> dies and prints the kill reason as a JSON array ([] for a nor
     Topic {
         names: &["trace"],
         text: "\
-usage: aemp [--connect host:port]... [--timeout S] trace <node>
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] trace <node>
 
 Asks <node> for its connected nodes, then each of those, and prints one line per node:
 node -> peer, peer, ... (native aemp_nodes request; Perl nodes do not answer it).
@@ -81,12 +86,13 @@ node -> peer, peer, ... (native aemp_nodes request; Perl nodes do not answer it)
     Topic {
         names: &["shell"],
         text: "\
-usage: aemp [--connect host:port]... [--timeout S] shell [<node>]
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] shell [<node>]
 
 Reads commands from stdin, one per line, and runs them on one short-lived node (the same
-setup as snd/cal/mon: profile aemp, --connect and --timeout apply). Shows a prompt only
-when stdin is a terminal, so it also works with piped input. Keeps going after a failed
-command; exits with status 1 at the end if any failed.
+setup as snd/cal/mon: profile aemp unless profile <name> comes first; --connect and
+--timeout apply). Shows a prompt only when stdin is a terminal, so it also works with
+piped input. Keeps going after a failed command; exits with status 1 at the end if any
+failed.
 
 ",
     },
@@ -133,9 +139,13 @@ usage: aemp profile <name> <command>...
        aemp showconfig [<profile> [key value...]]
 
 profile <name>: the following configuration commands on the same command line act on that
-profile instead of the top level. delprofile removes a profile. showprofile prints a
-profile as stored; showconfig prints the effective configuration of a profile (defaults,
-parents, top level and the given configure arguments merged).
+profile instead of the top level (it is created when one writes into it, or when the
+command line ends after profile <name>). Before run, snd, cal, mon, trace or shell it
+selects the profile of that command's node (default for snd ... shell: aemp); such a
+profile must exist. delprofile removes a profile. showprofile prints a profile as
+stored; showconfig prints the effective configuration of a profile (defaults, parents,
+top level and the given configure arguments merged). A profile named by delprofile,
+showprofile or showconfig must exist (exit status 1 otherwise).
 ",
     },
     Topic {
@@ -187,7 +197,11 @@ The seed nodes a node connects to in order to join the network.
         text: "\
 usage: aemp setbinds <a,b,...> | delbinds | addbind <host:port> | delbind <host:port>
 
-The addresses a node listens on (* for all interfaces or a free port).
+The addresses a node listens on, as host:port. Host * means every interface address
+except loopback (use 127.0.0.1:port for local tests); port * or 0 means a free port.
+Without binds a node listens on * (a free port on every interface), except the
+short-lived node of snd/cal/mon/trace/shell: it listens only when its profile (aemp)
+or a parent of it sets binds.
 ",
     },
     Topic {

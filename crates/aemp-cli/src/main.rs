@@ -45,13 +45,14 @@ Getting started:
                                    show messages, round-trip times, throughput, a monitor
 
 Running a node:
-  run [key value...]               configure a node as Perl's configure does (e.g.
+  run [<profile>] [key value...]   configure a node as Perl's configure does (e.g.
                                    run profile seed nodeid %n binds '[\"*:4040\"]') and run
                                    it until SIGINT/SIGTERM; --connect host:port (before
                                    the command) also connects it to the node there;
                                    built-in services: aemp::echo, AnyEvent::MP::Global
 
-Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
+Protocol commands (a short-lived node, profile \"aemp\" or the one given with profile
+<name> before the command, node ID aemp/%n/%u):
   snd <port> <arg...>              send a message and confirm its delivery
   cal <port> <arg...>              send with a reply port appended, print the reply as JSON
   mon <port>                       wait until the port dies, print the kill reason
@@ -61,11 +62,14 @@ Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
   shell [<node>]                   read such commands (and nodes, db <family>) from stdin,
                                    one per line, on one node
   The node reaches other nodes through its seeds; --connect host:port (before the
-  command) connects to a node directly first. Connecting and replies are awaited for
-  at most 10 s (--timeout S before the command changes that).
+  command) connects to a node directly first (an error if none comes up there).
+  Connecting and replies are awaited for at most 10 s (--timeout S before the command
+  changes that; mon waits without limit). The node listens on no address unless its
+  profile sets binds (top-level binds are not used for it).
 
 Configuration commands (act on the rc file; they chain on one command line):
-  profile <name>                   following commands act on this profile
+  profile <name>                   following commands act on this profile (which must
+                                   exist when it selects the node of run, snd, ...)
   setnodeid <id> | delnodeid       node ID (%n: host name, %u or trailing /: random)
   gensecret | setsecret <s> | delsecret
   gencert | setcert <pemfile> | delcert   (gencert: a new self-signed key+certificate)
@@ -210,7 +214,14 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             return Ok(());
         }
         // Before the rc file is loaded: the demo must work whatever the rc file holds.
-        "demo" => return run_demo(&args[1..]),
+        "demo" => {
+            if !opts.connect.is_empty() || opts.timeout.is_some() {
+                return Err(Failure::Usage(
+                    "--connect and --timeout are only used by run and the protocol commands".into(),
+                ));
+            }
+            return run_demo(&args[1..]);
+        }
         a if a.starts_with("--") => {
             return Err(Failure::Usage(format!("unknown option {a}")));
         }
@@ -225,7 +236,8 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             rc_commands::CmdError::Config(_)
             | rc_commands::CmdError::ReadFile { .. }
             | rc_commands::CmdError::Output(_)
-            | rc_commands::CmdError::Generate(_) => failed(e),
+            | rc_commands::CmdError::Generate(_)
+            | rc_commands::CmdError::UnknownProfile { .. } => failed(e),
             _ => Failure::Usage(e.to_string()),
         })?;
     let name = match outcome.rest_values.first() {
@@ -246,6 +258,16 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             return print_help(Some(name));
         }
     }
+    // `profile <name>` before a command that runs a node selects that node's profile, which
+    // must exist (checked before saving: nothing is written for a typo).
+    let profile = match (name, &outcome.profile) {
+        (Some("run"), selected) => run_node::profile(cmd_args, selected.as_deref())?,
+        (Some("snd" | "cal" | "mon" | "trace" | "shell"), Some(p)) => Some(p.clone()),
+        _ => None,
+    };
+    if let Some(p) = &profile {
+        rc_commands::require_profile(&rc, p).map_err(failed)?;
+    }
     if outcome.changed {
         rc.save().map_err(failed)?;
     }
@@ -260,7 +282,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     match name {
         "run" => {
             init_logging("info");
-            let cfg = run_node::config(cmd_args, &rc)?;
+            let cfg = run_node::config(cmd_args, profile.as_deref(), &rc)?;
             runtime(2)?.block_on(run_node::run(cfg, &opts))
         }
         "demo" => run_demo(&outcome.rest[1..]),
@@ -278,13 +300,13 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
                 }
                 _ => return Err(Failure::Usage("shell takes at most one node ID".into())),
             };
-            let cfg = proto::config(&rc)?;
+            let cfg = proto::config(&rc, profile.as_deref().unwrap_or(proto::TOOL_PROFILE))?;
             runtime(1)?.block_on(shell::run(cfg, &opts, default))
         }
         "snd" | "cal" | "mon" | "trace" => {
             init_logging("warn");
             let req = proto::Request::parse(name, cmd_args)?;
-            let cfg = proto::config(&rc)?;
+            let cfg = proto::config(&rc, profile.as_deref().unwrap_or(proto::TOOL_PROFILE))?;
             runtime(1)?.block_on(proto::run(cfg, &opts, req))
         }
         "eval" => Err(failed(
@@ -323,7 +345,7 @@ fn print_help(command: Option<&str>) -> Result<(), Failure> {
 }
 
 fn run_demo(args: &[String]) -> Result<(), Failure> {
-    init_logging("warn,aemp_cli=info");
+    init_logging("warn");
     let demo_opts = demo::DemoOptions::parse(args)?;
     runtime(2)?.block_on(demo::run(demo_opts))
 }

@@ -1,12 +1,14 @@
-//! The protocol commands `snd`, `cal` and `mon`: a short-lived node (profile `aemp`, node
-//! ID `aemp/%n/%u`) that does one thing and exits.
+//! The protocol commands `snd`, `cal`, `mon` and `trace`: a short-lived node (profile
+//! `aemp`, node ID `aemp/%n/%u`, no listener unless that profile sets `binds`) that does one
+//! thing and exits.
 //!
 //! How the target is reached: through the seeds of the effective configuration (handled by
 //! [`Node::configure`]), or, with `--connect host:port`, by connecting to that address
-//! first and waiting until the node there is up.
+//! first and waiting until the node there is up (if none comes up within the timeout, the
+//! command fails, saying which address and why).
 
 use crate::{failed, json_body, resolve_hostport, Failure, Options};
-use aemp::config::{json_to_value, ConfigBuilder, RcDoc};
+use aemp::config::{json_to_value, ConfigBuilder, ConfigError, RcDoc};
 use aemp::{msg, CalError, Config, Msg, Node, NodeId, PortId};
 use std::time::Duration;
 
@@ -57,6 +59,9 @@ impl Request {
         match name {
             "snd" if msg.is_empty() => Err(usage("message missing (snd <port> <arg...>)".into())),
             "snd" => Ok(Request::Snd { port, msg }),
+            // An empty message would be only the reply port: no receiver answers that, so
+            // the tool would just wait for the timeout.
+            "cal" if msg.is_empty() => Err(usage("message missing (cal <port> <arg...>)".into())),
             "cal" => Ok(Request::Cal { port, msg }),
             "mon" if !msg.is_empty() => Err(usage("takes only the port ID".into())),
             "mon" => Ok(Request::Mon { port }),
@@ -78,19 +83,58 @@ impl Request {
     }
 }
 
-/// The configuration of the short-lived node: profile `aemp`, node ID `aemp/%n/%u`.
+/// The profile the short-lived node uses by default.
+pub(crate) const TOOL_PROFILE: &str = "aemp";
+
+/// The configuration of the short-lived node: profile `profile` (normally
+/// [`TOOL_PROFILE`]), node ID `aemp/%n/%u`.
 ///
 /// Unlike the reference, the node ID wins over an rc file `nodeid` (`force`), so that the
 /// tool's node never takes the ID of a configured node (which would make that node refuse
 /// the connection as "talk to myself").
-pub(crate) fn config(rc: &RcDoc) -> Result<Config, Failure> {
+///
+/// The node listens only when its profile (or a parent of it) sets `binds`: a short-lived
+/// client needs no listener (it dials the nodes it talks to, and their answers come back on
+/// those connections; listener-less nodes are part of the protocol). The top-level `binds`
+/// of the rc file are meant for the nodes run from it, and the default `*` would open a
+/// port on every interface for nothing.
+pub(crate) fn config(rc: &RcDoc, profile: &str) -> Result<Config, Failure> {
+    let conf_err = |e: ConfigError| failed(format!("configuration: {e}"));
+    let binds = profile_binds(rc, profile)
+        .map_err(conf_err)?
+        .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
     ConfigBuilder::default()
-        .profile("aemp")
+        .profile(profile)
         .nodeid("aemp/%n/%u")
+        .set("binds", binds)
+        .map_err(conf_err)?
         .force(true)
         .rc_doc(rc.clone())
         .build()
-        .map_err(|e| failed(format!("configuration: {e}")))
+        .map_err(conf_err)
+}
+
+/// The `binds` that profile `name` or one of its parents sets, nearest first; `None` when
+/// none does (top-level `binds` do not count). A parent chain that loops ends the search
+/// (the configuration merge reports it).
+fn profile_binds(rc: &RcDoc, name: &str) -> Result<Option<serde_json::Value>, ConfigError> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut cur = Some(name.to_string());
+    while let Some(n) = cur.take() {
+        if seen.contains(&n) {
+            break;
+        }
+        let Some(p) = rc.profile(&n)? else { break };
+        if let Some(b) = p.get("binds").filter(|b| !b.is_null()) {
+            return Ok(Some(b.clone()));
+        }
+        cur = p
+            .get("parent")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        seen.push(n);
+    }
+    Ok(None)
 }
 
 /// Runs `req` on a fresh node from `cfg`.
@@ -118,7 +162,7 @@ pub(crate) async fn start(cfg: Config, opts: &Options) -> Result<Node, Failure> 
     let node = Node::configure(cfg)
         .await
         .map_err(|e| failed(format!("cannot start the aemp node: {e}")))?;
-    tracing::debug!(node = %node.id(), "started");
+    tracing::debug!(node = %node.id(), listen = ?node.listen_addrs(), "started");
     for hp in &opts.connect {
         if let Err(e) = connect(&node, hp, opts.timeout()).await {
             node.shutdown();
@@ -138,8 +182,13 @@ pub(crate) async fn exec(node: &Node, opts: &Options, req: Request) -> Result<()
     }
 }
 
-/// Connects to `hp` and waits (at most `timeout`) until the node there is up.
-async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Failure> {
+/// How long the diagnosis of a failed `--connect` waits for a TCP connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connects to `hp` (`--connect`) and waits (at most `timeout`) until the node there is up,
+/// dialling again every [`REDIAL`] meanwhile. If it does not come up, the error says why
+/// (see [`diagnose`]).
+pub(crate) async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Failure> {
     let addrs = resolve_hostport(hp).await?;
     // Subscribed before dialling, so the Up event cannot be missed.
     let mut events = node.node_events();
@@ -152,19 +201,53 @@ async fn connect(node: &Node, hp: &str, timeout: Duration) -> Result<NodeId, Fai
         let up = tokio::time::timeout_at(next, aemp::next_up(&mut events)).await;
         match up {
             Ok(Some(id)) => {
-                tracing::info!(node = %id, addr = hp, "connected");
+                tracing::info!(node = %id, addr = hp, "connected (--connect)");
                 return Ok(id);
             }
             Ok(None) => return Err(failed("the node's network stopped")),
             Err(_) if next >= deadline => {
                 return Err(failed(format!(
-                    "could not connect to {hp} within {} s (is a node listening there, and do \
-                     both sides share the secret? RUST_LOG=debug shows the attempts)",
-                    secs(timeout)
+                    "could not connect to {hp} within {} s: {}",
+                    secs(timeout),
+                    diagnose(&addrs).await
                 )))
             }
             Err(_) => tracing::debug!(addr = hp, "not connected yet, dialling again"),
         }
+    }
+}
+
+/// Why no node came up at `addrs`: each address is tried once more with a plain TCP
+/// connection (the node's own attempts report no reason). Either the TCP connection fails
+/// (e.g. connection refused: nothing listens there), or it works and the aemp handshake is
+/// what failed.
+async fn diagnose(addrs: &[std::net::SocketAddr]) -> String {
+    let mut tcp_ok = Vec::new();
+    let mut reasons = Vec::new();
+    for a in addrs {
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(_)) => tcp_ok.push(a.to_string()),
+            Ok(Err(e)) => reasons.push(format!("{a}: {}", lower_first(&e.to_string()))),
+            Err(_) => reasons.push(format!("{a}: no answer within {} s", secs(PROBE_TIMEOUT))),
+        }
+    }
+    if tcp_ok.is_empty() {
+        return format!("{} (is a node listening there?)", reasons.join("; "));
+    }
+    format!(
+        "{} accepts TCP connections, but no aemp node came up on them (is it an aemp node, \
+         and do both sides share the secret or certificate? RUST_LOG=debug shows the \
+         handshake)",
+        tcp_ok.join(", ")
+    )
+}
+
+/// `text` with its first letter in lower case (OS error texts start upper case).
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -287,6 +370,30 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_tool_node_listens_only_when_its_profile_says_so() {
+        let rc = RcDoc::from_text(
+            r#"{"binds": ["127.0.0.1:4040"], "profile": {
+                "aemp": {"parent": "base"}, "base": {"binds": ["127.0.0.1:0"]},
+                "other": {"seeds": ["127.0.0.1:1"]}, "loop": {"parent": "loop"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            profile_binds(&rc, "aemp").unwrap(),
+            Some(json!(["127.0.0.1:0"]))
+        );
+        assert_eq!(profile_binds(&rc, "other").unwrap(), None);
+        assert_eq!(profile_binds(&rc, "loop").unwrap(), None);
+        assert_eq!(profile_binds(&rc, "missing").unwrap(), None);
+        let cfg = config(&rc, "aemp").unwrap();
+        assert_eq!(cfg.binds.len(), 1);
+        // Neither the top-level binds nor the default "*" apply to the tool's node.
+        let cfg = config(&rc, "other").unwrap();
+        assert!(cfg.binds.is_empty(), "{:?}", cfg.binds);
+        let cfg = config(&RcDoc::new(), TOOL_PROFILE).unwrap();
+        assert!(cfg.binds.is_empty(), "{:?}", cfg.binds);
+    }
+
+    #[test]
     fn parses_requests() {
         let r =
             Request::parse("cal", &[json!("n#p"), json!("ping"), json!([1, {"a": 2}])]).unwrap();
@@ -296,7 +403,7 @@ mod tests {
         assert_eq!(port.as_str(), "n#p");
         assert_eq!(json_body(msg.as_slice()), r#""ping",[1,{"a":2}]"#);
         assert!(matches!(
-            Request::parse("cal", &[json!("node")]).unwrap(),
+            Request::parse("cal", &[json!("node"), json!("time")]).unwrap(),
             Request::Cal { .. }
         ));
         assert!(matches!(
@@ -306,6 +413,8 @@ mod tests {
         for bad in [
             ("snd", vec![json!("n#p")]),
             ("snd", vec![]),
+            ("cal", vec![json!("n#p")]),
+            ("cal", vec![]),
             ("cal", vec![json!(5)]),
             ("cal", vec![json!("#p")]),
             ("mon", vec![json!("n#p"), json!("x")]),

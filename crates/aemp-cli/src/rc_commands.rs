@@ -22,7 +22,11 @@
 //! (booleans, positive numbers, known framing and auth names, strings where strings belong),
 //! and editing a key whose current value has the wrong type is an error instead of a crash.
 //! `add*` commands do not add duplicates (the reference does this for binds and seeds; here
-//! also for services).
+//! also for services). A profile named by `showprofile`, `showconfig` or `delprofile` must
+//! exist ([`CmdError::UnknownProfile`]; the reference shows nothing or the defaults).
+//! `profile <name>` creates the profile when a command writes into it, or when it ends the
+//! command line (as the reference does); otherwise it only selects it
+//! ([`RcOutcome::profile`]), so that the caller can refuse a name that does not exist.
 
 use aemp::config::rc::{parse_relaxed, to_pretty_json};
 use aemp::config::{generate_secret, ConfigBuilder, ConfigError, Host, HostPort, RcDoc};
@@ -45,6 +49,8 @@ pub struct RcOutcome {
     pub rest_values: Vec<Value>,
     /// Whether the commands changed the document (so the caller knows a save will write).
     pub changed: bool,
+    /// The profile the last `profile <name>` selected, if any (it need not exist).
+    pub profile: Option<String>,
 }
 
 /// Why a configuration command failed.
@@ -84,6 +90,13 @@ pub enum CmdError {
     Output(io::Error),
     /// `gencert` could not make a certificate.
     Generate(String),
+    /// A profile name that the rc document does not have.
+    UnknownProfile {
+        /// The name given.
+        name: String,
+        /// The profiles the document has.
+        known: Vec<String>,
+    },
 }
 
 impl fmt::Display for CmdError {
@@ -98,6 +111,17 @@ impl fmt::Display for CmdError {
             CmdError::ReadFile { path, source } => write!(f, "{path}: {source}"),
             CmdError::Output(e) => write!(f, "cannot write output: {e}"),
             CmdError::Generate(m) => write!(f, "gencert: {m}"),
+            CmdError::UnknownProfile { name, known } if known.is_empty() => {
+                write!(f, "unknown profile {name:?} (the rc file has no profiles)")
+            }
+            CmdError::UnknownProfile { name, known } => {
+                let known: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
+                write!(
+                    f,
+                    "unknown profile {name:?} (the rc file has {})",
+                    known.join(", ")
+                )
+            }
         }
     }
 }
@@ -186,11 +210,32 @@ pub fn run(args: &[String], rc: &mut RcDoc, out: &mut dyn Write) -> Result<RcOut
             break;
         }
     }
-    let (rest, rest_values) = s.args.split_off(s.pos).into_iter().unzip();
+    let (rest, rest_values): (Vec<String>, Vec<Value>) =
+        s.args.split_off(s.pos).into_iter().unzip();
+    // `profile <name>` at the end: the reference creates the (empty) profile.
+    if let (Some(p), true) = (&s.profile, rest.is_empty()) {
+        rc.profile_mut(p)?;
+    }
     Ok(RcOutcome {
         rest,
         rest_values,
         changed: rc.root() != &before,
+        profile: s.profile,
+    })
+}
+
+/// Fails with [`CmdError::UnknownProfile`] unless `rc` has a profile called `name`.
+pub fn require_profile(rc: &RcDoc, name: &str) -> Result<(), CmdError> {
+    if rc.profile(name)?.is_some() {
+        return Ok(());
+    }
+    let known = rc
+        .profiles()?
+        .map(|ps| ps.keys().cloned().collect())
+        .unwrap_or_default();
+    Err(CmdError::UnknownProfile {
+        name: name.to_string(),
+        known,
     })
 }
 
@@ -286,17 +331,22 @@ impl Session {
         match cmd {
             "profile" => {
                 let name = self.next_string(cmd, "profile name")?;
-                rc.profile_mut(&name)?;
+                // Only checked here (a value of the wrong type is an error); created when a
+                // command writes into it.
+                rc.profile(&name)?;
                 self.profile = Some(name);
                 return Ok(true);
             }
             "delprofile" => {
                 let name = self.next_string(cmd, "profile name")?;
-                rc.remove_profile(&name)?;
+                if !rc.remove_profile(&name)? {
+                    require_profile(rc, &name)?;
+                }
                 return Ok(true);
             }
             "showprofile" => {
                 let name = self.next_string(cmd, "profile name")?;
+                require_profile(rc, &name)?;
                 let p = rc.profile(&name)?.cloned().unwrap_or_default();
                 out.write_all(to_pretty_json(&Value::Object(p)).as_bytes())
                     .map_err(CmdError::Output)?;
@@ -426,6 +476,9 @@ impl Session {
         let builder = if rest.is_empty() {
             ConfigBuilder::default()
         } else {
+            if let Value::String(name) = &rest[0] {
+                require_profile(rc, name)?;
+            }
             ConfigBuilder::from_args(&rest)?
         };
         let (_, merged) = builder.rc_doc(rc.clone()).merged()?;
@@ -809,8 +862,34 @@ mod tests {
             shown,
             "{\n   \"parent\" : \"base\",\n   \"seeds\" : [\n      \"s:1\"\n   ]\n}\n"
         );
-        let (_, shown) = go(&mut rc, &["showprofile", "none"]).unwrap();
-        assert_eq!(shown, "{}\n");
+        // Unknown profile names are errors, not an empty profile or the defaults.
+        for args in [
+            &["showprofile", "none"][..],
+            &["showconfig", "none"],
+            &["delprofile", "none"],
+        ] {
+            let err = go(&mut rc, args).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                r#"unknown profile "none" (the rc file has "base", "w")"#,
+                "{args:?}"
+            );
+        }
+        let err = go(&mut RcDoc::new(), &["showprofile", "x"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown profile "x" (the rc file has no profiles)"#
+        );
+        // profile <name> only selects; a command writing into it, or the end of the
+        // command line, creates it.
+        let before = root(&rc);
+        let (o, _) = go(&mut rc, &["profile", "new", "snd", "p", "x"]).unwrap();
+        assert_eq!(o.profile.as_deref(), Some("new"));
+        assert!(!o.changed);
+        assert_eq!(root(&rc), before);
+        go(&mut rc, &["profile", "new"]).unwrap();
+        assert_eq!(rc.root()["profile"]["new"], json!({}));
+        go(&mut rc, &["delprofile", "new"]).unwrap();
 
         // showconfig: the merge, with extra configure arguments; consumes everything.
         let (o, shown) = go(
@@ -888,7 +967,7 @@ mod tests {
         let path = dir.0.join("rc");
         std::fs::write(&path, "{ # mine\n \"secret\": \"a\", }\n").unwrap();
         let mut rc = RcDoc::load(&path).unwrap();
-        let (o, _) = go(&mut rc, &["secret", "a", "showprofile", "x"]).unwrap();
+        let (o, _) = go(&mut rc, &["secret", "a", "showconfig"]).unwrap();
         assert!(!o.changed);
         assert!(!rc.save().unwrap());
         assert!(!dir.0.join("rc~").exists());

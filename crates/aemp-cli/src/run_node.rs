@@ -8,18 +8,56 @@
 //! logged as not started.
 //!
 //! Difference from the reference: there is no watchdog that restarts the node (said in
-//! the log by `restart`).
+//! the log by `restart`). With `--connect host:port` the node first connects there and
+//! stops with an error if no node comes up at that address within the timeout.
 
-use crate::{failed, resolve_hostport, Failure, Options};
+use crate::{failed, Failure, Options};
 use aemp::config::{format_hostport, ConfigBuilder, RcDoc, Service};
 use aemp::{Config, Cx, HandlerResult, Msg, Node, PortId, Value};
 
+/// The profile `run` uses when one is named: in its arguments (an odd count: the first one;
+/// or the `profile` key), or with `profile <name>` before it (`selected`), not both.
+/// `None`: the default (the host name), which need not exist in the rc file.
+pub(crate) fn profile(
+    args: &[serde_json::Value],
+    selected: Option<&str>,
+) -> Result<Option<String>, Failure> {
+    let named = if args.len() % 2 == 1 {
+        Some(&args[0])
+    } else {
+        args.chunks_exact(2)
+            .find(|kv| kv[0].as_str() == Some("profile"))
+            .map(|kv| &kv[1])
+    };
+    let named = match named {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "run: the profile must be a string, not {other}"
+            )))
+        }
+    };
+    match (named, selected) {
+        (Some(n), Some(s)) if n != s => Err(Failure::Usage(format!(
+            "run: two profiles given ({s:?} with profile before run, {n:?} in its arguments)"
+        ))),
+        (named, selected) => Ok(named.or_else(|| selected.map(str::to_string))),
+    }
+}
+
 /// Builds the configuration from `configure`-style arguments (an odd count: the first is
-/// the profile) merged with `rc`.
-pub(crate) fn config(args: &[serde_json::Value], rc: &RcDoc) -> Result<Config, Failure> {
-    ConfigBuilder::from_args(args)
-        .map_err(|e| Failure::Usage(format!("run: {e}")))?
-        .rc_doc(rc.clone())
+/// the profile) merged with `rc`; `profile` (see [`profile`]) is the profile to use.
+pub(crate) fn config(
+    args: &[serde_json::Value],
+    profile: Option<&str>,
+    rc: &RcDoc,
+) -> Result<Config, Failure> {
+    let mut b = ConfigBuilder::from_args(args).map_err(|e| Failure::Usage(format!("run: {e}")))?;
+    if let Some(p) = profile {
+        b = b.profile(p);
+    }
+    b.rc_doc(rc.clone())
         .build()
         .map_err(|e| failed(format!("configuration: {e}")))
 }
@@ -45,7 +83,10 @@ pub(crate) async fn run(cfg: Config, opts: &Options) -> Result<(), Failure> {
         tracing::warn!("the node listens on no address (binds resolved to nothing); other nodes cannot connect to it");
     }
     for hp in &opts.connect {
-        connect(&node, hp, opts.timeout()).await?;
+        if let Err(e) = crate::proto::connect(&node, hp, opts.timeout()).await {
+            node.shutdown();
+            return Err(e);
+        }
     }
     if seeds.is_empty() {
         tracing::info!("no seeds configured: the node waits for others to connect to it");
@@ -138,31 +179,6 @@ fn start_service(node: &Node, s: &Service) {
         Ok(port) => tracing::info!(service = name, port = %port, "service started"),
         Err(e) => tracing::warn!(service = name, "service not started: {e}"),
     }
-}
-
-/// Dials `hp` and reports in the log whether the node there comes up within `timeout`
-/// (without waiting for it: the node runs meanwhile).
-async fn connect(node: &Node, hp: &str, timeout: std::time::Duration) -> Result<(), Failure> {
-    let addrs = resolve_hostport(hp).await?;
-    let mut events = node.node_events();
-    for a in &addrs {
-        node.connect(*a).map_err(failed)?;
-    }
-    let hp = hp.to_string();
-    tokio::spawn(async move {
-        let up = tokio::time::timeout(timeout, aemp::next_up(&mut events)).await;
-        match up {
-            Ok(Some(id)) => tracing::info!(node = %id, addr = %hp, "connected (--connect)"),
-            Ok(None) => {}
-            Err(_) => tracing::warn!(
-                addr = %hp,
-                "--connect: no node came up within {} s (is one listening there, with the same \
-                 secret?)",
-                timeout.as_secs_f64()
-            ),
-        }
-    });
-    Ok(())
 }
 
 /// Waits for SIGINT or SIGTERM (Ctrl-C only, off Unix); returns its name.

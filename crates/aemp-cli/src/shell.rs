@@ -5,6 +5,8 @@
 //! Perl code, so this shell offers the message-level commands instead. It reads from a
 //! terminal (with a prompt) or from a pipe (no prompt, so scripts get clean output), keeps
 //! going after a failed command and exits with status 1 at the end if any command failed.
+//! Ctrl-C cancels the command that is running instead of ending the shell; at the prompt it
+//! discards the line, and a second one in a row leaves the shell.
 
 use crate::proto::{self, Request};
 use crate::rc_commands::decode_arg;
@@ -30,9 +32,12 @@ Shell commands (one per line; arguments as on the command line: those starting w
   db <family>              print a family of the global database as a JSON object
   eval ...                 not supported: a Rust node cannot evaluate Perl code
   help                     this text
-  quit | exit              leave the shell (so does end of input)
+  quit | exit              leave the shell (so does end of input, Ctrl-D)
   Lines starting with # are comments. With a <node> given to shell, a port written as
   #name means <node>#name and a lone # means <node> itself (its node port).
+  Ctrl-C cancels the command that is running (mon, cal, ...; it counts as failed) and
+  returns to the prompt. At the prompt, Ctrl-C discards the line typed so far; a second
+  Ctrl-C in a row leaves the shell.
 ";
 
 /// What the loop does after a command.
@@ -58,17 +63,38 @@ pub(crate) async fn run(
             node.id()
         );
     }
+    // From here on Ctrl-C no longer ends the process: the loop decides what it does.
+    let mut interrupts = Interrupts::new()?;
     // Stdin is read on a plain thread: a blocking read cannot be cancelled, and the thread
     // simply ends with the process. The channel of one holds at most one line ahead.
     let (tx, mut rx) = mpsc::channel::<Line>(1);
     std::thread::spawn(move || read_lines(&tx));
     let mut failures = 0usize;
+    // Ctrl-C pressed at the prompt since the last line was entered.
+    let mut idle_interrupts = 0u32;
     loop {
         if interactive {
             print!("aemp> ");
             let _ = std::io::stdout().flush();
         }
-        let line = match rx.recv().await {
+        let input = tokio::select! {
+            biased;
+            input = rx.recv() => input,
+            () = interrupts.next() => {
+                idle_interrupts += 1;
+                if interactive {
+                    // The terminal has discarded the typed line; the cursor is after "^C".
+                    eprintln!();
+                }
+                if idle_interrupts >= 2 {
+                    break;
+                }
+                eprintln!("(Ctrl-C again, Ctrl-D or \"quit\" leaves the shell)");
+                continue;
+            }
+        };
+        idle_interrupts = 0;
+        let line = match input {
             None | Some(Ok(None)) => {
                 if interactive {
                     // End of input (Ctrl-D) leaves the cursor after the prompt.
@@ -83,11 +109,27 @@ pub(crate) async fn run(
                 break;
             }
         };
-        match exec_line(&node, opts, default.as_ref(), &line).await {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Quit) => break,
-            Err(Failure::Usage(m) | Failure::Failed(m)) => {
+        tracing::debug!(line = %line.trim(), "running");
+        let outcome = tokio::select! {
+            biased;
+            outcome = exec_line(&node, opts, default.as_ref(), &line) => Some(outcome),
+            () = interrupts.next() => None,
+        };
+        match outcome {
+            Some(Ok(Flow::Continue)) => {}
+            Some(Ok(Flow::Quit)) => break,
+            Some(Err(Failure::Usage(m) | Failure::Failed(m))) => {
                 eprintln!("error: {m}");
+                failures += 1;
+            }
+            // Dropping the command's future ends its wait (and drops its monitor or reply
+            // port).
+            None => {
+                if interactive {
+                    eprintln!();
+                }
+                let cmd = line.split_whitespace().next().unwrap_or_default();
+                eprintln!("{cmd}: cancelled (Ctrl-C)");
                 failures += 1;
             }
         }
@@ -96,6 +138,41 @@ pub(crate) async fn run(
     match failures {
         0 => Ok(()),
         n => Err(failed(format!("shell: {n} command(s) failed"))),
+    }
+}
+
+/// Ctrl-C (SIGINT) while the shell runs. An interrupt that arrives while nobody waits is
+/// kept until the next [`Interrupts::next`].
+struct Interrupts {
+    #[cfg(unix)]
+    sigint: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Takes over SIGINT from the default action (ending the process).
+    fn new() -> Result<Interrupts, Failure> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let sigint = signal(SignalKind::interrupt())
+                .map_err(|e| failed(format!("cannot watch for Ctrl-C: {e}")))?;
+            Ok(Interrupts { sigint })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Interrupts {})
+        }
+    }
+
+    /// The next Ctrl-C (never returns if Ctrl-C can no longer be watched).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        let watching = self.sigint.recv().await.is_some();
+        #[cfg(not(unix))]
+        let watching = tokio::signal::ctrl_c().await.is_ok();
+        if !watching {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

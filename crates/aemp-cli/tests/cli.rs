@@ -263,8 +263,26 @@ fn unknown_and_unsupported_commands_fail() {
     let o = run(&dir, &["snd", "n#p"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("message missing"), "{}", stderr(&o));
+    // cal without a message: a usage error at once, not a wait for a reply that never comes.
+    let started = Instant::now();
+    let o = run(&dir, &["cal", "n#p"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cal: message missing (cal <port> <arg...>)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
     let o = run(&dir, &["--connect", "127.0.0.1:1", "setsecret", "y"]);
     assert_eq!(o.status.code(), Some(2));
+    // The demo does not use --connect either: refused, not ignored.
+    let o = run(&dir, &["--connect", "127.0.0.1:1", "demo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--connect and --timeout are only used by run"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&dir, &["--timeout", "0", "cal", "n", "time"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--timeout must be"), "{}", stderr(&o));
@@ -458,7 +476,7 @@ fn run_a_node_and_talk_to_it() {
          mon #nosuchport\n\
          snd #nosuchport hello\n\
          eval 1+1\n\
-         cal #x\n\
+         cal #x hello\n\
          frobnicate\n\
          help\n\
          quit\n\
@@ -647,7 +665,8 @@ fn help_for_every_command() {
     // --help after configuration commands shows help and saves nothing.
     let o = run(&dir, &["setsecret", "x", "run", "--help"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("usage: aemp [--connect host:port]... run"));
+    assert!(stdout(&o)
+        .starts_with("usage: aemp [--connect host:port]... [--timeout S] [profile <name>] run"));
     assert!(!dir.rc().exists(), "nothing was written");
 }
 
@@ -758,14 +777,350 @@ fn connect_to_nothing_times_out_with_a_clear_error() {
         ],
     );
     assert_eq!(o.status.code(), Some(1));
+    // Which address, and why.
     assert!(
-        stderr(&o).contains(&format!("could not connect to 127.0.0.1:{port} within 1 s")),
+        stderr(&o).contains(&format!(
+            "could not connect to 127.0.0.1:{port} within 1 s: 127.0.0.1:{port}: connection \
+             refused"
+        )),
         "{}",
         stderr(&o)
     );
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
         "{took:?}"
     );
+
+    // A node run with --connect stops with the same error instead of running on without
+    // the connection it was asked for.
+    let mut node = Interactive::start(aemp(
+        &dir,
+        &[
+            "--timeout",
+            "1",
+            "--connect",
+            &format!("127.0.0.1:{port}"),
+            "run",
+            "nodeid",
+            "lonely",
+        ],
+    ));
+    let status = node.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    node.wait_err(&format!(
+        "aemp: could not connect to 127.0.0.1:{port} within 1 s: 127.0.0.1:{port}: connection \
+         refused"
+    ));
+
+    // Something that accepts TCP connections but is no aemp node.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let o = run(
+        &dir,
+        &["--timeout", "1", "--connect", &addr, "cal", "x", "time"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "could not connect to {addr} within 1 s: {addr} accepts TCP connections, but no \
+             aemp node came up on them"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    drop(listener);
+}
+
+#[test]
+fn unknown_profiles_are_errors() {
+    let dir = TempDir::new("profiles");
+    let text = r#"{"secret": "k", "profile": {"known": {"seeds": ["127.0.0.1:1"]}}}"#;
+    std::fs::write(dir.rc(), text).unwrap();
+    let expected = r#"aemp: unknown profile "nosuch" (the rc file has "known")"#;
+    for args in [
+        &["profile", "nosuch", "cal", "n", "time"][..],
+        &["profile", "nosuch", "shell"],
+        &["profile", "nosuch", "run"],
+        &["run", "nosuch"],
+        &["run", "profile", "nosuch", "nodeid", "x"],
+        &["showprofile", "nosuch"],
+        &["showconfig", "nosuch"],
+        &["delprofile", "nosuch"],
+        // Nothing is saved when the command line fails.
+        &["setsecret", "other", "profile", "nosuch", "snd", "n", "x"],
+    ] {
+        // A child with a deadline: without the check, run would run until stopped.
+        let mut child = Interactive::start(aemp(&dir, args));
+        let status = child.wait_exit();
+        assert_eq!(status.code(), Some(1), "{args:?}: {status:?}");
+        child.wait_err(expected);
+        assert_eq!(std::fs::read_to_string(dir.rc()).unwrap(), text);
+    }
+    let o = run(&dir, &["profile", "known", "run", "other"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("run: two profiles given"),
+        "{}",
+        stderr(&o)
+    );
+    // A profile that is created by the same command line exists.
+    let o = run(
+        &dir,
+        &["profile", "new", "secret", "x", "showprofile", "new"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "{\n   \"secret\" : \"x\"\n}\n");
+}
+
+/// An `aemp` child with piped stdin, stdout and stderr, read line by line on threads (so
+/// the child never blocks on a full pipe); killed on drop if still running.
+struct Interactive {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+    /// Everything read from stderr so far (for failure messages).
+    err_seen: Vec<String>,
+}
+
+/// How long a test waits for an expected line of a child.
+const LINE_WAIT: Duration = Duration::from_secs(20);
+
+impl Interactive {
+    fn start(mut cmd: Command) -> Interactive {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("aemp starts");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        let stdin = child.stdin.take();
+        Interactive {
+            child,
+            stdin,
+            out,
+            err,
+            err_seen: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line (panics after [`LINE_WAIT`]).
+    fn out_line(&mut self) -> String {
+        match self.out.recv_timeout(LINE_WAIT) {
+            Ok(l) => l,
+            Err(e) => {
+                self.drain_err();
+                panic!(
+                    "no stdout line ({e}); stderr:\n{}",
+                    self.err_seen.join("\n")
+                )
+            }
+        }
+    }
+
+    /// Reads stderr until a line contains `what` (panics after [`LINE_WAIT`]).
+    fn wait_err(&mut self, what: &str) {
+        let deadline = Instant::now() + LINE_WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.err.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(what);
+                    self.err_seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no stderr line with {what:?}; stderr so far:\n{}",
+            self.err_seen.join("\n")
+        );
+    }
+
+    fn drain_err(&mut self) {
+        while let Ok(l) = self.err.try_recv() {
+            self.err_seen.push(l);
+        }
+    }
+
+    /// Sends SIGINT to the child.
+    fn interrupt(&self) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+
+    /// Waits (at most [`LINE_WAIT`]) until the child exits; its status.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + LINE_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.drain_err();
+                panic!(
+                    "the child did not exit; stderr:\n{}",
+                    self.err_seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The TCP ports process `pid` listens on: its socket inodes (from /proc/<pid>/fd) looked up
+/// in the kernel's TCP tables, entries in state LISTEN only.
+#[cfg(target_os = "linux")]
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let Ok(target) = std::fs::read_link(entry.unwrap().path()) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // Columns: sl local_address rem_address st ... inode (the 10th); st 0A is LISTEN.
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().map(|p| u16::from_str_radix(p, 16));
+                ports.push(port.expect("a port").expect("a hex port"));
+            }
+        }
+    }
+    ports
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_tool_node_listens_only_when_its_profile_asks() {
+    let dir = TempDir::new("nolisten");
+    let port = free_port();
+    // Top-level binds are for the nodes run from this file, not for the tool's node.
+    let rc = |tool_profile: &str| {
+        format!(
+            r#"{{"secret": "k", "binds": ["127.0.0.1:0"], "profile": {{
+                "lseed": {{"binds": ["127.0.0.1:{port}"]}}{tool_profile}}}}}"#
+        )
+    };
+    std::fs::write(dir.rc(), rc("")).unwrap();
+    let seed = RunningNode::start(&dir, &["run", "lseed", "nodeid", "lseed"]);
+    seed.wait_for("node running");
+    // The check sees a listener where there is one.
+    assert_eq!(listening_ports(seed.child.id()), vec![port]);
+    let addr = format!("127.0.0.1:{port}");
+
+    // snd works from a node without listener.
+    let o = run(&dir, &["--connect", &addr, "snd", "lseed", "devnull", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let tool_ports = |dir: &TempDir, profile: &[&str]| {
+        let mut args = vec!["--connect", addr.as_str()];
+        args.extend_from_slice(profile);
+        args.push("shell");
+        let mut shell = Interactive::start(aemp(dir, &args));
+        shell.send("cal lseed can \"time\"");
+        assert_eq!(shell.out_line(), "true");
+        let ports = listening_ports(shell.child.id());
+        shell.stdin = None;
+        assert!(shell.wait_exit().success());
+        ports
+    };
+    assert_eq!(tool_ports(&dir, &[]), Vec::<u16>::new());
+    // So do the binds of a profile selected with profile <name>.
+    std::fs::write(dir.rc(), rc(r#", "lp": {"binds": ["127.0.0.1:0"]}"#)).unwrap();
+    assert_eq!(tool_ports(&dir, &["profile", "lp"]).len(), 1);
+
+    // Binds in the tool's own profile (here through a parent) are used.
+    std::fs::write(
+        dir.rc(),
+        rc(r#", "aemp": {"parent": "lp"}, "lp": {"binds": ["127.0.0.1:0"]}"#),
+    )
+    .unwrap();
+    let ports = tool_ports(&dir, &[]);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_ne!(ports[0], port);
+}
+
+#[test]
+fn ctrl_c_in_the_shell_cancels_the_waiting_command() {
+    let dir = TempDir::new("ctrlc");
+    std::fs::write(dir.rc(), r#"{"secret": "k"}"#).unwrap();
+    let port = free_port();
+    let bind = format!(r#"["127.0.0.1:{port}"]"#);
+    let node = RunningNode::start(&dir, &["run", "nodeid", "ctrlc", "binds", &bind]);
+    node.wait_for("node running");
+    let addr = format!("127.0.0.1:{port}");
+    // The debug log says when a line starts running, so SIGINT is sent while it waits.
+    let mut cmd = aemp(&dir, &["--connect", &addr, "shell", "ctrlc"]);
+    cmd.env("RUST_LOG", "aemp::shell=debug");
+    let mut shell = Interactive::start(cmd);
+
+    // mon on a node ID waits until the connection is lost: only Ctrl-C ends it.
+    shell.send("mon #");
+    shell.wait_err("running line=mon #");
+    shell.interrupt();
+    shell.wait_err("mon: cancelled (Ctrl-C)");
+    // The shell goes on with the next command.
+    shell.send("cal # can \"time\"");
+    assert_eq!(shell.out_line(), "true");
+
+    // At the prompt: the first Ctrl-C only says how to leave; a line in between starts the
+    // count again; two in a row leave the shell.
+    shell.interrupt();
+    shell.wait_err("Ctrl-C again");
+    shell.send("cal # can \"time\"");
+    assert_eq!(shell.out_line(), "true");
+    shell.interrupt();
+    shell.wait_err("Ctrl-C again");
+    shell.interrupt();
+    let status = shell.wait_exit();
+    // The cancelled mon counts as a failed command.
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    shell.wait_err("shell: 1 command(s) failed");
 }
