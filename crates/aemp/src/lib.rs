@@ -56,13 +56,12 @@ pub use aemp_proto::db::DbMap;
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, Msg, NodeId, PortId, Str, Value};
 pub use config::Config;
-pub use error::{CalError, Error, HandlerError, HandlerResult};
+pub use error::{CalError, Error, HandlerError, HandlerResult, InboxClosed, Reason};
 pub use kernel::context::Cx;
-pub use kernel::monitor::{MonGuard, Monitor, Reason};
+pub use kernel::monitor::{MonGuard, Monitor};
 pub use kernel::port::Handler;
 pub use node::{
-    Cal, DbEntry, DbWatch, Inbox, InboxClosed, Node, PeerStats, PortBuilder, TimerGuard,
-    DEFAULT_SPIN,
+    Cal, DbEntry, DbWatch, Inbox, Node, PeerStats, PortBuilder, TimerGuard, DEFAULT_SPIN,
 };
 pub use runtime::{next_up, DbChange, NodeEvent};
 pub use transport::{Counters, TlsError, TransportError};

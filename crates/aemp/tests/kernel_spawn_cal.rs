@@ -302,7 +302,7 @@ async fn cal_without_timeout_target_dies() {
     let r = within(node.cal(&target, msg!["q"])).await;
     assert_eq!(
         r,
-        Err(CalError::TargetDied(vec!["custom".into(), 1.into()]))
+        Err(CalError::TargetDied(vec!["custom".into(), 1.into()].into()))
     );
     settle(&node).await;
     let reply = replies.lock()[0].clone();
@@ -319,10 +319,9 @@ async fn cal_target_handler_failure_is_target_died() {
     let r = within(node.cal(&target, msg!["q"])).await;
     assert_eq!(
         r,
-        Err(CalError::TargetDied(vec![
-            "die".into(),
-            "cannot answer".into()
-        ]))
+        Err(CalError::TargetDied(
+            vec!["die".into(), "cannot answer".into()].into()
+        ))
     );
 }
 
@@ -335,11 +334,14 @@ async fn cal_nonexistent_target_is_target_died() {
     let r = within(node.cal(&ghost, msg!["q"])).await;
     assert_eq!(
         r,
-        Err(CalError::TargetDied(vec![
-            "no_such_port".into(),
-            "cannot monitor nonexistent port".into(),
-            ghost.as_str().into(),
-        ]))
+        Err(CalError::TargetDied(
+            vec![
+                "no_such_port".into(),
+                "cannot monitor nonexistent port".into(),
+                ghost.as_str().into(),
+            ]
+            .into()
+        ))
     );
     settle(&node).await;
     assert_eq!(within(node.port_count()).await, before);

@@ -130,7 +130,7 @@ impl Shared {
         req.extend(reason);
         let checked = self.check("", &req);
         req.drain(..2);
-        (req, checked)
+        (Reason::from(req), checked)
     }
 
     /// The reason of a kill by `kil` (`local`: of a port of this node, named `name`), if it
@@ -288,7 +288,7 @@ impl Kernel {
                 if let Some(action) = self.pending_fires.remove(&id) {
                     let reason = match self.mon_index.remove(&id) {
                         Some(MonTarget::Pending(reason)) => reason,
-                        _ => Vec::new(),
+                        _ => Reason::normal(),
                     };
                     self.fire(action, reason, host);
                 }
@@ -337,7 +337,11 @@ impl Kernel {
         let port = &mut slot.port;
         let Some(route) = port.route(msg.tag()) else {
             let text = port::unhandled_text(msg.0.first());
-            self.kill_local(&name, vec!["unhandled_message".into(), text.into()], host);
+            self.kill_local(
+                &name,
+                vec!["unhandled_message".into(), text.into()].into(),
+                host,
+            );
             return;
         };
         let Some(mut h) = port.take(&route) else {
@@ -371,7 +375,7 @@ impl Kernel {
             Err(panic) => panic_text(&panic),
         };
         tracing::debug!(port = %name, error = %failure, "handler failed, killing port");
-        self.kill_local(&name, vec!["die".into(), failure.into()], host);
+        self.kill_local(&name, vec!["die".into(), failure.into()].into(), host);
     }
 
     /// Sends a message the kernel made or relays itself (monitor messages, replies of the
@@ -418,7 +422,7 @@ impl Kernel {
         if local {
             self.kill_local(&Str::from(port.name()), reason, host);
         } else {
-            let req = NodeReq::Kil1(Str::from(port.name()), reason).to_msg();
+            let req = NodeReq::Kil1(Str::from(port.name()), reason.into_vec()).to_msg();
             host.send_remote(port.node(), "", req);
         }
         Ok(())
@@ -442,7 +446,7 @@ impl Kernel {
                 (refused, Err(e)) => {
                     tracing::warn!(port = %name, error = %e, "kill reason refused");
                     aemp_proto::value::drop_nested(refused);
-                    vec!["die".into(), format!("kill reason refused: {e}").into()]
+                    vec!["die".into(), format!("kill reason refused: {e}").into()].into()
                 }
             }
         };
@@ -451,11 +455,10 @@ impl Kernel {
             remote: remote_monitors,
         } = port.take_watchers();
         if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
-            let shown = Value::List(reason.clone());
-            tracing::info!(port = %name, reason = %shown, "port killed");
+            tracing::info!(port = %name, reason = %reason, "port killed");
         }
         for node in remote_monitors {
-            let req = NodeReq::Kil0(Str::from(name), reason.clone()).to_msg();
+            let req = NodeReq::Kil0(Str::from(name), reason.to_vec()).to_msg();
             host.send_if_up(node.as_str(), "", req);
         }
         for (id, action) in monitors {
@@ -485,7 +488,7 @@ impl Kernel {
                 }
             }
             Monitor::Send(port, mut msg) => {
-                msg.0.extend(reason);
+                msg.0.extend(reason.into_vec());
                 self.snd_checked(&port, msg, host);
             }
         }
@@ -585,7 +588,7 @@ impl Kernel {
     /// node, text)`, and its monitors of our ports are forgotten (it re-sends `mon1` when it
     /// monitors again over a new connection).
     pub(crate) fn node_lost(&mut self, node: &str, text: &str, host: &mut dyn Host) {
-        let reason: Reason = vec!["transport_error".into(), node.into(), text.into()];
+        let reason = Reason::from(vec!["transport_error".into(), node.into(), text.into()]);
         for (id, action) in self.remote_mons.take_node(node) {
             self.mon_index.remove(&id);
             self.fire(action, reason.clone(), host);
@@ -614,7 +617,7 @@ impl Kernel {
             }
             None => {
                 let reason = no_such_port(&self.id.port(name));
-                let req = NodeReq::Kil0(Str::from(name), reason).to_msg();
+                let req = NodeReq::Kil0(Str::from(name), reason.into_vec()).to_msg();
                 host.send_remote(node.as_str(), "", req);
             }
         }
@@ -644,7 +647,8 @@ impl Kernel {
                 vec![
                     "die".into(),
                     format!("unable to resolve function '{func}'").into(),
-                ],
+                ]
+                .into(),
                 host,
             );
             return;
@@ -664,7 +668,7 @@ impl Kernel {
             Err(panic) => panic_text(&panic),
         };
         tracing::debug!(port = %name, function = func, error = %failure, "named function failed");
-        self.kill_local(name, vec!["die".into(), failure.into()], host);
+        self.kill_local(name, vec!["die".into(), failure.into()].into(), host);
     }
 
     /// Drops every port, firing nothing (the node is going away; remote peers see the
@@ -676,11 +680,11 @@ impl Kernel {
 
 /// The reason given when monitoring a port that does not exist.
 pub(crate) fn no_such_port(port: &PortId) -> Reason {
-    vec![
+    Reason::from(vec![
         "no_such_port".into(),
         "cannot monitor nonexistent port".into(),
         port.as_str().into(),
-    ]
+    ])
 }
 
 /// Text of a panic payload.

@@ -11,7 +11,7 @@ mod timer;
 
 pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
-pub use inbox::{Inbox, InboxClosed};
+pub use inbox::Inbox;
 pub use network::PeerStats;
 pub use timer::TimerGuard;
 
@@ -347,7 +347,8 @@ impl Node {
     /// A reason that could not be sent to another node (in the `kil1` request to a remote
     /// port's node, or the `kil0` notice to a remote monitor of a local port) is refused with
     /// [`Error::Refused`], and nothing is killed (see [`Node::snd`]).
-    pub fn kil(&self, port: &PortId, reason: Reason) -> Result<(), Error> {
+    pub fn kil(&self, port: &PortId, reason: impl Into<Reason>) -> Result<(), Error> {
+        let reason = reason.into();
         if port.is_node_port() {
             return Err(Error::KillNodePort(port.to_string()));
         }
@@ -397,7 +398,9 @@ impl Node {
             let _ = tx.send(reason);
         });
         async move {
-            let r = rx.await.unwrap_or_else(|_| vec!["node_shutdown".into()]);
+            let r = rx
+                .await
+                .unwrap_or_else(|_| Reason::from(vec!["node_shutdown".into()]));
             drop(guard);
             r
         }

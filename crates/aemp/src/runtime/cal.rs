@@ -3,7 +3,7 @@
 
 use super::{Cmd, Core};
 use crate::error::CalError;
-use crate::kernel::monitor::Monitor;
+use crate::kernel::monitor::{Monitor, Reason};
 use crate::kernel::{Host, Kernel, Task};
 use aemp_proto::{Msg, PortId, Str};
 use parking_lot::Mutex;
@@ -81,7 +81,7 @@ pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: 
                     if let Some(core) = core.upgrade() {
                         core.task(Task::Kill {
                             port: name,
-                            reason: Vec::new(),
+                            reason: Reason::normal(),
                         });
                     }
                     cb(Err(CalError::TargetDied(reason)));
@@ -97,7 +97,7 @@ pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: 
 pub(crate) fn timed_out(k: &mut Kernel, host: &mut dyn Host, pending: Pending, reply: &str) {
     let cb = pending.lock().take();
     if let Some(cb) = cb {
-        k.kill_local(reply, Vec::new(), host);
+        k.kill_local(reply, Reason::normal(), host);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(Err(CalError::Timeout))))
             .is_err()
         {
