@@ -244,6 +244,12 @@ impl Kernel {
         self.ports.len()
     }
 
+    /// Number of monitors this node holds (on its own ports, on other nodes and their ports,
+    /// and queued `no_such_port` firings).
+    pub(crate) fn monitor_count(&self) -> usize {
+        self.mon_index.len() + self.self_node_mons.len()
+    }
+
     pub(crate) fn port_exists(&self, name: &str) -> bool {
         self.ports.contains(name)
     }

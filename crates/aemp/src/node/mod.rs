@@ -573,6 +573,15 @@ impl Node {
         rx.await.unwrap_or(0)
     }
 
+    /// Number of monitors this node holds, on its own ports and on other nodes and their
+    /// ports (for tests, statistics and leak checks: a finished `cal` leaves none behind);
+    /// asks the dispatcher.
+    pub async fn monitor_count(&self) -> usize {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.core.push(Cmd::Query(Query::MonitorCount(tx)));
+        rx.await.unwrap_or(0)
+    }
+
     /// Whether a local port exists; asks the dispatcher.
     pub async fn port_exists(&self, port: &PortId) -> bool {
         let Ok(name) = self.local_name(port) else {

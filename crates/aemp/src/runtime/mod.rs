@@ -99,6 +99,7 @@ pub(crate) enum DbCmd {
 /// Questions of node handles about the node's state.
 pub(crate) enum Query {
     PortCount(oneshot::Sender<usize>),
+    MonitorCount(oneshot::Sender<usize>),
     PortExists(Str, oneshot::Sender<bool>),
     UpNodes(oneshot::Sender<Vec<NodeId>>),
 }
@@ -117,8 +118,8 @@ pub(crate) enum Cmd {
     Query(Query),
     /// A `cal` (boxed: rare, and larger than a message).
     Cal(Box<CalRequest>),
-    /// A `cal` timed out.
-    CalTimeout(cal::Pending, Str),
+    /// A `cal` timed out (its reply port, the monitor of its target).
+    CalTimeout(cal::Pending, Str, u64),
     /// Dial an address (`node`, if known, is who should answer there).
     Dial(SocketAddr, Option<Str>),
     /// Listen addresses of a node, from the user.
@@ -340,6 +341,7 @@ impl Runtime {
             Cmd::Db(d) => self.host.db(d),
             Cmd::Query(q) => match q {
                 Query::PortCount(tx) => drop(tx.send(self.kernel.port_count())),
+                Query::MonitorCount(tx) => drop(tx.send(self.kernel.monitor_count())),
                 Query::PortExists(name, tx) => drop(tx.send(self.kernel.port_exists(&name))),
                 Query::UpNodes(tx) => {
                     use crate::kernel::Host;
@@ -350,8 +352,8 @@ impl Runtime {
                 let core = self.host.core.clone();
                 cal::start(&core, &mut self.kernel, &mut self.host, *req)
             }
-            Cmd::CalTimeout(pending, reply) => {
-                cal::timed_out(&mut self.kernel, &mut self.host, pending, &reply)
+            Cmd::CalTimeout(pending, reply, mon_id) => {
+                cal::timed_out(&mut self.kernel, &mut self.host, pending, &reply, mon_id)
             }
             Cmd::Dial(addr, node) => self.host.dial(addr, node),
             Cmd::AddAddress(node, addrs) => self.host.add_addresses(&node, addrs),
