@@ -26,6 +26,27 @@
 //! connected, joins the global mesh and serves the replicated database (`db_set`, `db_reg`,
 //! `db_mon`, ...).
 //!
+//! # Failures and logs
+//!
+//! A port dies with a [`Reason`], which its monitors get; it prints in the notation of the
+//! `aemp` tool (`["die","no such job"]`; `normal` for an empty reason). A port killed by its
+//! own handler (the handler returned an error or panicked, a typed decode with `?` failed,
+//! or a message matched no tag and the port has no default handler) is also reported, so
+//! that such failures are never silent:
+//!
+//! * with a [`tracing`](https://docs.rs/tracing) subscriber installed, as a WARN event
+//!   `port killed by its handler` with the fields `port` and `reason`. Everything else this
+//!   crate logs goes there too (connections at INFO, refused input at WARN, details at
+//!   DEBUG). A program shows them with, for example, `tracing_subscriber::fmt()
+//!   .with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init()` and
+//!   `RUST_LOG=aemp=info`;
+//! * without any subscriber, as one line on stderr:
+//!   `aemp: port <port id> killed by its handler: <reason>`.
+//!
+//! [`Node::set_log_deaths(false)`](Node::set_log_deaths) turns these reports off for a node
+//! (monitors still fire); with a subscriber, a filter such as `RUST_LOG=aemp=error` silences
+//! them too. Kills by [`Node::kil`] are not reported this way: their monitors see them.
+//!
 //! # Layers
 //!
 //! ```text

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     /// directions). Every message that enters the node is checked against them
     /// ([`Shared::check`]).
     pub limits: Limits,
+    /// Report ports killed by their own handler (see [`Kernel::report_death`]).
+    pub log_deaths: AtomicBool,
     guard_ids: AtomicU64,
 }
 
@@ -84,6 +86,7 @@ impl Shared {
             registry: RwLock::new(Registry::default()),
             secure: AtomicBool::new(false),
             limits: Limits::default(),
+            log_deaths: AtomicBool::new(true),
             guard_ids: AtomicU64::new(1),
         }
     }
@@ -343,11 +346,8 @@ impl Kernel {
         let port = &mut slot.port;
         let Some(route) = port.route(msg.tag()) else {
             let text = port::unhandled_text(msg.0.first());
-            self.kill_local(
-                &name,
-                vec!["unhandled_message".into(), text.into()].into(),
-                host,
-            );
+            let reason = vec!["unhandled_message".into(), text.into()].into();
+            self.kill_port(&name, reason, Death::Handler, host);
             return;
         };
         let Some(mut h) = port.take(&route) else {
@@ -380,8 +380,8 @@ impl Kernel {
             Ok(Err(e)) => e.to_string(),
             Err(panic) => panic_text(&panic),
         };
-        tracing::debug!(port = %name, error = %failure, "handler failed, killing port");
-        self.kill_local(&name, vec!["die".into(), failure.into()].into(), host);
+        let reason = vec!["die".into(), failure.into()].into();
+        self.kill_port(&name, reason, Death::Handler, host);
     }
 
     /// Sends a message the kernel made or relays itself (monitor messages, replies of the
@@ -440,6 +440,12 @@ impl Kernel {
     /// too large) is replaced, for every monitor, by `("die", "kill reason refused: …")`:
     /// monitors still fire exactly once, and no peer gets a frame it refuses.
     pub(crate) fn kill_local(&mut self, name: &str, reason: Reason, host: &mut dyn Host) {
+        self.kill_port(name, reason, Death::Kill, host)
+    }
+
+    /// [`Kernel::kill_local`], saying who killed the port: a death by its own handler is
+    /// reported ([`Kernel::report_death`]).
+    fn kill_port(&mut self, name: &str, reason: Reason, death: Death, host: &mut dyn Host) {
         let Some(mut port) = self.ports.remove(name) else {
             aemp_proto::value::drop_nested(reason);
             return;
@@ -460,8 +466,13 @@ impl Kernel {
             monitors,
             remote: remote_monitors,
         } = port.take_watchers();
-        if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
-            tracing::info!(port = %name, reason = %reason, "port killed");
+        match death {
+            Death::Handler => self.report_death(name, &reason),
+            Death::Kill => {
+                if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
+                    tracing::info!(port = %name, reason = %reason, "port killed");
+                }
+            }
         }
         for node in remote_monitors {
             let req = NodeReq::Kil0(Str::from(name), reason.to_vec()).to_msg();
@@ -470,6 +481,22 @@ impl Kernel {
         for (id, action) in monitors {
             self.mon_index.remove(&id);
             self.fire(action, reason.clone(), host);
+        }
+    }
+
+    /// Reports a port killed by its own handler (it failed, panicked, or had no handler for a
+    /// message), unless switched off (`Node::set_log_deaths`): a `tracing` WARN with the port
+    /// and the reason when a subscriber is installed, otherwise one line on stderr, so that
+    /// the failure is seen even by a program that set up no logging.
+    fn report_death(&self, name: &str, reason: &Reason) {
+        if !self.shared.log_deaths.load(Ordering::Relaxed) {
+            return;
+        }
+        let port = self.id.port(name);
+        if tracing_is_set() {
+            tracing::warn!(port = %port, reason = %reason, "port killed by its handler");
+        } else {
+            eprintln!("aemp: port {port} killed by its handler: {reason}");
         }
     }
 
@@ -648,13 +675,14 @@ impl Kernel {
         let f = self.shared.registry.read().get(func);
         let Some(f) = f else {
             tracing::warn!(function = func, "unable to resolve function");
-            self.kill_local(
+            self.kill_port(
                 name,
                 vec![
                     "die".into(),
                     format!("unable to resolve function '{func}'").into(),
                 ]
                 .into(),
+                Death::Handler,
                 host,
             );
             return;
@@ -673,8 +701,8 @@ impl Kernel {
             Ok(Err(e)) => e.to_string(),
             Err(panic) => panic_text(&panic),
         };
-        tracing::debug!(port = %name, function = func, error = %failure, "named function failed");
-        self.kill_local(name, vec!["die".into(), failure.into()].into(), host);
+        let reason = vec!["die".into(), failure.into()].into();
+        self.kill_port(name, reason, Death::Handler, host);
     }
 
     /// Drops every port, firing nothing (the node is going away; remote peers see the
@@ -682,6 +710,21 @@ impl Kernel {
     pub(crate) fn teardown(&mut self) {
         self.ports.clear();
     }
+}
+
+/// Who killed a port.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// `kil` (of this node, a handler, a monitor, or a peer's `kil1`).
+    Kill,
+    /// Its own handler: it failed, panicked, or had none for the message.
+    Handler,
+}
+
+/// Whether a `tracing` subscriber takes this thread's events (the global one, or one set as
+/// this thread's default).
+fn tracing_is_set() -> bool {
+    tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
 /// The reason given when monitoring a port that does not exist.

@@ -178,6 +178,17 @@ impl Node {
         );
     }
 
+    /// Whether a port killed by its own handler (the handler returned an error, panicked, or
+    /// the port had no handler for a message) is reported: as a `tracing` WARN with the port
+    /// and the reason when a subscriber is installed, otherwise as one line on stderr
+    /// (`aemp: port <id> killed by its handler: <reason>`). On by default; kills by
+    /// [`Node::kil`] are not reported this way (their monitors see them).
+    pub fn set_log_deaths(&self, on: bool) {
+        self.shared()
+            .log_deaths
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Stops the dispatcher and drops every port, stops listening and closes every
     /// connection. Handles stay valid but do nothing.
     pub fn shutdown(&self) {
