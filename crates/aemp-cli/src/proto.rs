@@ -108,7 +108,7 @@ pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(),
         exec(&node, opts, req).await
     }
     .await;
-    node.shutdown();
+    node.shutdown().await;
     result
 }
 
@@ -121,7 +121,7 @@ pub(crate) async fn start(cfg: Config, opts: &Options) -> Result<Node, Failure> 
     tracing::debug!(node = %node.id(), "started");
     for hp in &opts.connect {
         if let Err(e) = connect(&node, hp, opts.timeout()).await {
-            node.shutdown();
+            node.shutdown().await;
             return Err(e);
         }
     }

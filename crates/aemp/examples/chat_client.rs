@@ -111,7 +111,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         show(&m);
     }
     println!("* left");
-    node.shutdown();
+    node.shutdown().await;
     Ok(())
 }
 

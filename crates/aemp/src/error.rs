@@ -134,6 +134,16 @@ impl Reason {
         self.0.is_empty()
     }
 
+    /// The reason monitors held by node `node` get when that node shuts down:
+    /// `["shutdown", node, "node shut down"]`.
+    pub fn shutdown(node: &str) -> Reason {
+        Reason(vec![
+            "shutdown".into(),
+            node.into(),
+            "node shut down".into(),
+        ])
+    }
+
     /// The values, as a slice.
     pub fn as_slice(&self) -> &[Value] {
         &self.0

@@ -82,7 +82,8 @@ pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor};
 pub use kernel::port::Handler;
 pub use node::{
-    Cal, DbEntry, DbWatch, Inbox, Node, PeerStats, PortBuilder, TimerGuard, DEFAULT_SPIN,
+    Cal, DbEntry, DbWatch, Inbox, Node, PeerStats, PortBuilder, TimerGuard,
+    DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_SPIN,
 };
-pub use runtime::{next_up, DbChange, NodeEvent};
+pub use runtime::{next_up, DbChange, NodeEvent, ShutdownReport};
 pub use transport::{Counters, TlsError, TransportError};

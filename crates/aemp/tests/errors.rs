@@ -21,7 +21,7 @@ fn reason_displays_like_the_tool_prints_values() {
     let nested = Reason::from(vec![
         "x".into(),
         Value::List(vec![1.into(), Value::Null]),
-        Value::Bytes(vec![0xab].into()),
+        Value::Bytes(vec![0xab]),
     ]);
     assert_eq!(nested.to_string(), r#"["x",[1,null],h'ab']"#);
     assert_eq!(Reason::normal().to_string(), "normal");

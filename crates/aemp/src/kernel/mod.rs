@@ -705,9 +705,33 @@ impl Kernel {
         self.kill_port(name, reason, Death::Handler, host);
     }
 
-    /// Drops every port, firing nothing (the node is going away; remote peers see the
-    /// connection loss instead).
-    pub(crate) fn teardown(&mut self) {
+    /// The node shuts down: every monitor this node holds (on its own ports, on other nodes
+    /// and their ports) fires once, in the order they were registered, with
+    /// [`Reason::shutdown`] (a queued `no_such_port` firing keeps its own reason); then every
+    /// port is dropped. Peers are not told (no `kil0`): they see the connection close.
+    pub(crate) fn shutdown(&mut self, host: &mut dyn Host) {
+        let reason = Reason::shutdown(self.id.as_str());
+        let mut fire: Vec<(u64, MonAction, Option<Reason>)> = Vec::new();
+        for w in self.ports.ports_mut().filter_map(|p| p.watchers_mut()) {
+            fire.extend(w.monitors.drain(..).map(|(id, a)| (id, a, None)));
+            w.remote.clear();
+        }
+        for (_, ports) in self.remote_mons.by_node.drain() {
+            fire.extend(ports.into_values().flatten().map(|(id, a)| (id, a, None)));
+        }
+        fire.extend(self.self_node_mons.drain(..).map(|(id, a)| (id, a, None)));
+        for (id, action) in self.pending_fires.drain() {
+            let own = match self.mon_index.get(&id) {
+                Some(MonTarget::Pending(r)) => Some(r.clone()),
+                _ => None,
+            };
+            fire.push((id, action, own));
+        }
+        self.mon_index.clear();
+        fire.sort_by_key(|(id, ..)| *id);
+        for (_, action, own) in fire {
+            self.fire(action, own.unwrap_or_else(|| reason.clone()), host);
+        }
         self.ports.clear();
     }
 }
@@ -723,7 +747,7 @@ enum Death {
 
 /// Whether a `tracing` subscriber takes this thread's events (the global one, or one set as
 /// this thread's default).
-fn tracing_is_set() -> bool {
+pub(crate) fn tracing_is_set() -> bool {
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 

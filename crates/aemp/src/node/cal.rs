@@ -51,6 +51,11 @@ impl Cal {
             mut msg,
             timeout,
         } = self;
+        if node.is_shut_down() {
+            drop_nested(msg);
+            cb(Err(CalError::Shutdown));
+            return;
+        }
         let shared = node.shared();
         let reply_name = shared.namer.next_local();
         msg.push(shared.id.port(&reply_name));
