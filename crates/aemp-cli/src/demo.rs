@@ -134,7 +134,7 @@ pub(crate) async fn run(o: DemoOptions) -> Result<(), Failure> {
     }
     let result = scenario(&members, clock, total).await;
     for m in &members {
-        m.node.shutdown();
+        m.node.shutdown().await;
     }
     result?;
     clock.say("demo finished");
@@ -419,7 +419,7 @@ async fn monitor_shutdown(
         victim.node.id()
     ));
     let t = Instant::now();
-    victim.node.shutdown();
+    victim.node.shutdown().await;
     let reason = tokio::time::timeout(NET_TIMEOUT, died)
         .await
         .map_err(|_| failed("the monitor did not fire"))?;

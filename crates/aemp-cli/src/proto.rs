@@ -152,7 +152,7 @@ pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(),
         exec(&node, opts, req).await
     }
     .await;
-    node.shutdown();
+    node.shutdown().await;
     result
 }
 
@@ -165,7 +165,7 @@ pub(crate) async fn start(cfg: Config, opts: &Options) -> Result<Node, Failure> 
     tracing::debug!(node = %node.id(), listen = ?node.listen_addrs(), "started");
     for hp in &opts.connect {
         if let Err(e) = connect(&node, hp, opts.timeout()).await {
-            node.shutdown();
+            node.shutdown().await;
             return Err(e);
         }
     }

@@ -99,7 +99,7 @@ pub(crate) async fn run(cfg: Config, opts: &Options) -> Result<(), Failure> {
     }
     let signal = wait_for_signal().await?;
     tracing::info!(node = %node.id(), signal, "shutting down");
-    node.shutdown();
+    node.shutdown().await;
     Ok(())
 }
 

@@ -134,7 +134,7 @@ pub(crate) async fn run(
             }
         }
     }
-    node.shutdown();
+    node.shutdown().await;
     match failures {
         0 => Ok(()),
         n => Err(failed(format!("shell: {n} command(s) failed"))),

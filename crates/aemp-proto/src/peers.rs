@@ -588,6 +588,17 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         }
     }
 
+    /// Every node being reached with messages queued for it, and how many (in no particular
+    /// order).
+    pub fn queued_all(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.nodes.iter().filter_map(|(n, e)| match &e.state {
+            State::Connecting(attempt) if !attempt.queue.is_empty() => {
+                Some((n.as_str(), attempt.queue.len()))
+            }
+            _ => None,
+        })
+    }
+
     /// The nodes that are up (in no particular order).
     pub fn up_nodes(&self) -> impl Iterator<Item = &str> {
         self.nodes.iter().filter_map(|(n, e)| match e.state {

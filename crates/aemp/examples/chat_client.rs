@@ -97,7 +97,6 @@ async fn run() -> Result<(), Box<dyn Error>> {
                 None => return Err("our port died".into()),
             },
             reason = &mut server_died => {
-                let reason = aemp::Value::List(reason);
                 return Err(format!("chat server went away: {reason}").into());
             }
         }
@@ -112,7 +111,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         show(&m);
     }
     println!("* left");
-    node.shutdown();
+    node.shutdown().await;
     Ok(())
 }
 

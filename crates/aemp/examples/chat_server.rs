@@ -78,7 +78,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         node.listen_addrs()
     );
     tokio::signal::ctrl_c().await?;
-    node.shutdown();
+    node.shutdown().await;
     Ok(())
 }
 
@@ -245,7 +245,7 @@ async fn demo(secret: &str) -> Result<(), Box<dyn Error>> {
     // Bob's node disappears without a word, as if its process was killed: the server's
     // monitor on bob's port fires and everybody left is told.
     println!("-- bob's node shuts down");
-    bob.node.shutdown();
+    bob.node.shutdown().await;
     alice.expect("info").await?;
 
     // Alice leaves politely: a cal, answered once the server has removed her.
@@ -255,8 +255,8 @@ async fn demo(secret: &str) -> Result<(), Box<dyn Error>> {
         .timeout(Duration::from_secs(5))
         .await?;
     println!("alice <- {bye}");
-    alice.node.shutdown();
-    server_node.shutdown();
+    alice.node.shutdown().await;
+    server_node.shutdown().await;
     Ok(())
 }
 

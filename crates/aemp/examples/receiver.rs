@@ -67,7 +67,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         node.listen_addrs()
     );
     tokio::signal::ctrl_c().await?;
-    node.shutdown();
+    node.shutdown().await;
     Ok(())
 }
 
@@ -150,7 +150,7 @@ async fn demo(secret: &str) -> Result<(), Box<dyn Error>> {
         .timeout(Duration::from_secs(5))
         .await?;
     println!("sender: got {pong}: all messages delivered");
-    sender.shutdown();
-    receiver.shutdown();
+    sender.shutdown().await;
+    receiver.shutdown().await;
     Ok(())
 }

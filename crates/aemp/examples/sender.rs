@@ -104,6 +104,6 @@ async fn run() -> Result<(), Box<dyn Error>> {
             .await?;
         println!("sent {} messages to {target}", args.count);
     }
-    node.shutdown();
+    node.shutdown().await;
     Ok(())
 }

@@ -110,8 +110,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!("decoding {too_long} as (String, String, f64): {e}");
     }
 
-    customer.shutdown();
-    shop.shutdown();
+    customer.shutdown().await;
+    shop.shutdown().await;
     Ok(())
 }
 

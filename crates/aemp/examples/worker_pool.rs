@@ -102,7 +102,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // every db_mon sees the deletion.
     let victim = workers.remove(0);
     println!("-- {} shuts down", victim.id());
-    victim.shutdown();
+    victim.shutdown().await;
     let before = pool.len();
     while pool.len() >= before {
         pool = apply(next_change(&mut watch).await?)?;
@@ -112,11 +112,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
     run_jobs(&client, &pool, args.jobs + 1..=2 * args.jobs).await;
 
     drop(watch);
-    client.shutdown();
+    client.shutdown().await;
     for w in &workers {
-        w.shutdown();
+        w.shutdown().await;
     }
-    seed.shutdown();
+    seed.shutdown().await;
     println!("done in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 use aemp_proto::codec::LimitError;
 use aemp_proto::ids::{IdError, PortIdError};
+use aemp_proto::Value;
+use std::fmt;
 
 /// The error a port handler may return; it kills the port with `("die", <text>)`.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -59,6 +61,18 @@ pub enum Error {
     /// for every destination).
     #[error("not sent: {0}")]
     Refused(#[from] LimitError),
+    /// A [`cal`](crate::Node::cal) produced no reply.
+    #[error(transparent)]
+    Cal(#[from] CalError),
+    /// An [`Inbox`](crate::Inbox)'s port is dead.
+    #[error(transparent)]
+    InboxClosed(#[from] InboxClosed),
+    /// A TLS identity could not be built (see [`TlsError`](crate::TlsError)).
+    #[error(transparent)]
+    Tls(#[from] crate::transport::TlsError),
+    /// A bind or seed address could not be parsed.
+    #[error(transparent)]
+    Addr(#[from] crate::config::AddrError),
 }
 
 /// Why a `cal` produced no reply.
@@ -69,8 +83,8 @@ pub enum CalError {
     Timeout,
     /// The target port died (or could not be monitored) before replying; carries the kill
     /// reason.
-    #[error("no reply: target port died ({0:?})")]
-    TargetDied(Vec<aemp_proto::Value>),
+    #[error("no reply: target port died: {0}")]
+    TargetDied(Reason),
     /// The node shut down.
     #[error("no reply: node shut down")]
     Shutdown,
@@ -78,4 +92,148 @@ pub enum CalError {
     /// [`Error::Refused`]); it was not sent.
     #[error("no reply: request not sent: {0}")]
     Refused(LimitError),
+}
+
+/// The inbox's port is dead; carries the kill reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("inbox port died: {0}")]
+pub struct InboxClosed(pub Reason);
+
+/// Why a port died: a list of values, empty for a normal kill (by `kil` without a reason, or
+/// a port that finished its work).
+///
+/// By convention the first element names the kind of failure, e.g. `["die", text]` for a
+/// handler that failed or panicked, `["transport_error", node, text]` for a lost connection,
+/// `["no_such_port", ...]` for a monitor on a port that does not exist,
+/// `["shutdown", node, text]` when this node shut down.
+///
+/// It displays the way the `aemp` tool prints values: as a compact JSON-like list, e.g.
+/// `["transport_error","n1","connect timeout"]`, and the empty (normal) reason as `normal`.
+///
+/// ```
+/// use aemp::Reason;
+/// let r = Reason::from(vec!["die".into(), "oops".into()]);
+/// assert_eq!(r.to_string(), r#"["die","oops"]"#);
+/// assert_eq!(r, vec!["die".into(), "oops".into()]);
+/// assert_eq!(r[0].as_str(), Some("die"));
+/// assert!(Reason::normal().is_normal());
+/// assert_eq!(Reason::normal().to_string(), "normal");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reason(Vec<Value>);
+
+impl Reason {
+    /// The reason of a normal kill: empty.
+    pub const fn normal() -> Reason {
+        Reason(Vec::new())
+    }
+
+    /// True for a normal kill (empty reason). Monitors of kind
+    /// [`Monitor::Kill`](crate::Monitor::Kill) ignore these.
+    pub fn is_normal(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The reason monitors held by node `node` get when that node shuts down:
+    /// `["shutdown", node, "node shut down"]`.
+    pub fn shutdown(node: &str) -> Reason {
+        Reason(vec![
+            "shutdown".into(),
+            node.into(),
+            "node shut down".into(),
+        ])
+    }
+
+    /// The values, as a slice.
+    pub fn as_slice(&self) -> &[Value] {
+        &self.0
+    }
+
+    /// The values.
+    pub fn into_vec(self) -> Vec<Value> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Reason {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        &self.0
+    }
+}
+
+impl From<Vec<Value>> for Reason {
+    fn from(v: Vec<Value>) -> Reason {
+        Reason(v)
+    }
+}
+
+impl From<Reason> for Vec<Value> {
+    fn from(r: Reason) -> Vec<Value> {
+        r.0
+    }
+}
+
+impl<const N: usize> From<[Value; N]> for Reason {
+    fn from(v: [Value; N]) -> Reason {
+        Reason(v.into())
+    }
+}
+
+impl FromIterator<Value> for Reason {
+    fn from_iter<I: IntoIterator<Item = Value>>(it: I) -> Reason {
+        Reason(it.into_iter().collect())
+    }
+}
+
+impl IntoIterator for Reason {
+    type Item = Value;
+    type IntoIter = std::vec::IntoIter<Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Reason {
+    type Item = &'a Value;
+    type IntoIter = std::slice::Iter<'a, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl PartialEq<Vec<Value>> for Reason {
+    fn eq(&self, other: &Vec<Value>) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<Reason> for Vec<Value> {
+    fn eq(&self, other: &Reason) -> bool {
+        self == &other.0
+    }
+}
+
+impl PartialEq<[Value]> for Reason {
+    fn eq(&self, other: &[Value]) -> bool {
+        self.0.as_slice() == other
+    }
+}
+
+impl fmt::Display for Reason {
+    /// `normal` for the empty reason, otherwise the list in the notation of
+    /// [`Value`]'s `Display` (`["die","oops"]`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("normal");
+        }
+        f.write_str("[")?;
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(v, f)?;
+        }
+        f.write_str("]")
+    }
 }

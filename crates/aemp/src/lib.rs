@@ -26,6 +26,27 @@
 //! connected, joins the global mesh and serves the replicated database (`db_set`, `db_reg`,
 //! `db_mon`, ...).
 //!
+//! # Failures and logs
+//!
+//! A port dies with a [`Reason`], which its monitors get; it prints in the notation of the
+//! `aemp` tool (`["die","no such job"]`; `normal` for an empty reason). A port killed by its
+//! own handler (the handler returned an error or panicked, a typed decode with `?` failed,
+//! or a message matched no tag and the port has no default handler) is also reported, so
+//! that such failures are never silent:
+//!
+//! * with a [`tracing`](https://docs.rs/tracing) subscriber installed, as a WARN event
+//!   `port killed by its handler` with the fields `port` and `reason`. Everything else this
+//!   crate logs goes there too (connections at INFO, refused input at WARN, details at
+//!   DEBUG). A program shows them with, for example, `tracing_subscriber::fmt()
+//!   .with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init()` and
+//!   `RUST_LOG=aemp=info`;
+//! * without any subscriber, as one line on stderr:
+//!   `aemp: port <port id> killed by its handler: <reason>`.
+//!
+//! [`Node::set_log_deaths(false)`](Node::set_log_deaths) turns these reports off for a node
+//! (monitors still fire); with a subscriber, a filter such as `RUST_LOG=aemp=error` silences
+//! them too. Kills by [`Node::kil`] are not reported this way: their monitors see them.
+//!
 //! # Layers
 //!
 //! ```text
@@ -56,13 +77,13 @@ pub use aemp_proto::db::DbMap;
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, Msg, NodeId, PortId, Str, Value};
 pub use config::Config;
-pub use error::{CalError, Error, HandlerError, HandlerResult};
+pub use error::{CalError, Error, HandlerError, HandlerResult, InboxClosed, Reason};
 pub use kernel::context::Cx;
-pub use kernel::monitor::{MonGuard, Monitor, Reason};
+pub use kernel::monitor::{MonGuard, Monitor};
 pub use kernel::port::Handler;
 pub use node::{
-    Cal, DbEntry, DbWatch, Inbox, InboxClosed, Node, PeerStats, PortBuilder, TimerGuard,
-    DEFAULT_SPIN,
+    Cal, DbEntry, DbWatch, Inbox, Node, PeerStats, PortBuilder, TimerGuard,
+    DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_SPIN,
 };
-pub use runtime::{next_up, DbChange, NodeEvent};
+pub use runtime::{next_up, DbChange, NodeEvent, ShutdownReport};
 pub use transport::{Counters, TlsError, TransportError};

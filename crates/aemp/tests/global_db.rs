@@ -103,7 +103,7 @@ async fn seed_and_two_slaves_share_the_database() {
     assert_eq!(keys, vec![worker.as_str()]);
 
     // A leaves the network: its entries vanish everywhere.
-    a.shutdown();
+    a.shutdown().await;
     let c = within(watch.next()).await.unwrap();
     assert_eq!(c.deleted, vec![worker.as_str()]);
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -224,7 +224,7 @@ async fn slave_reattaches_to_second_seed_and_reports_only_the_difference() {
     let all = ["by_g1", "by_g2", "by_s", "by_s2"];
     watch_until(&mut w, "all four entries", |m| keys_of(m) == all).await;
 
-    g1.shutdown();
+    g1.shutdown().await;
     drop(g1);
     let rest = family_of(&[
         ("by_g2", Value::Int(2)),
@@ -277,7 +277,7 @@ async fn entries_of_a_shut_down_node_disappear_everywhere() {
     watch_until(&mut w, "three entries", |m| m.len() == 3).await;
 
     // A slave of G1 goes: seen on a slave of G2 and on both globals.
-    s1.shutdown();
+    s1.shutdown().await;
     let c = watch_until(&mut w, "s1's entry gone", |m| lacks_keys(m, &["s1_a"])).await;
     assert_eq!(c.last().unwrap().deleted, vec!["s1_a"]);
     for n in [&g1, &g2, &s2] {
@@ -291,7 +291,7 @@ async fn entries_of_a_shut_down_node_disappear_everywhere() {
     let s4 = seeded("m4-s4", SECRET, &addrs[..1]).await;
     let mut w4 = s4.db_mon("dept").unwrap();
     watch_until(&mut w4, "s4 sees G2's side", |m| m.len() == 3).await;
-    g2.shutdown();
+    g2.shutdown().await;
     let c = watch_until(&mut w4, "g2 side gone", |m| m.is_empty()).await;
     assert!(c.iter().all(|c| c.added.is_empty()), "{c:#?}");
     wait_family(&g1, "dept", |m| m.is_empty()).await;
@@ -340,7 +340,7 @@ async fn db_reg_entries_vanish_with_their_port_local_and_remote() {
     let ch = next_change(&mut w, "remote port death").await;
     assert_eq!(ch.deleted, vec![on_b.as_str()], "{ch:#?}");
 
-    c.shutdown();
+    c.shutdown().await;
     let ch = watch_until(&mut w, "remote node death", |m| {
         lacks_keys(m, &[on_c.as_str()])
     })
@@ -416,7 +416,7 @@ async fn slaves_reupload_their_entries_to_a_restarted_seed() {
     relay.retarget(dead_addr());
     let mut ev = s1.node_events();
     relay.cut();
-    seed.shutdown();
+    seed.shutdown().await;
     drop(seed);
     within("s1 sees the seed down", async {
         loop {
@@ -459,7 +459,7 @@ async fn slaves_reupload_their_entries_to_a_restarted_seed() {
 async fn shut_down_node_stops_listening() {
     let n = seedless_global("m6c-node").await;
     let addr = n.listen_addrs()[0];
-    n.shutdown();
+    n.shutdown().await;
     let mut ev = n.node_events();
     let r = Peer::connect(addr, &peer_hs("m6c-peer", SECRET, &["json"])).await;
     assert!(r.is_err(), "handshake with a shut-down node succeeded");
@@ -626,7 +626,7 @@ async fn node_events_up_nodes_and_is_up() {
     let mut late = s.node_events();
     assert!(drain_events(&mut late).is_empty());
 
-    s.shutdown();
+    s.shutdown().await;
     let down = within("Down on g", gev.recv()).await.unwrap();
     match down {
         NodeEvent::Down(n, _) => assert_eq!(n, sid),

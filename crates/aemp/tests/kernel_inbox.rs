@@ -2,7 +2,7 @@
 
 mod common;
 
-use aemp::{msg, InboxClosed, Value};
+use aemp::{msg, InboxClosed, Reason, Value};
 use common::{node, settle, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +69,7 @@ async fn inbox_overflow_kills_port_keeps_queued_messages() {
     for i in 0..10 {
         node.snd(&port, msg!["n", i]).unwrap();
     }
-    let expected = vec![Value::from("inbox_overflow"), Value::from(4)];
+    let expected = Reason::from(vec![Value::from("inbox_overflow"), Value::from(4)]);
     assert_eq!(within(died).await, expected);
     assert!(!within(node.port_exists(&port)).await);
     // Everything queued before the overflow is still there, in order.
@@ -93,7 +93,7 @@ async fn inbox_killed_explicitly_reports_reason() {
     node.kil(inbox.port(), vec!["shutdown".into()]).unwrap();
     assert_eq!(within(inbox.recv()).await, Some(msg!["one"]));
     assert_eq!(within(inbox.recv()).await, None);
-    assert_eq!(inbox.reason(), Some(vec![Value::from("shutdown")]));
+    assert_eq!(inbox.reason(), Some(vec![Value::from("shutdown")].into()));
 }
 
 #[tokio::test(flavor = "current_thread")]

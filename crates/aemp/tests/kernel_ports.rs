@@ -635,7 +635,7 @@ async fn unhandled_reason(first: Value) -> Vec<Value> {
     let died = node.monitor(&p);
     node.snd(&p, Msg::from(vec![first, Value::from(1)]))
         .unwrap();
-    within(died).await
+    within(died).await.into_vec()
 }
 
 #[tokio::test(flavor = "current_thread")]

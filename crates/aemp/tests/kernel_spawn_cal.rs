@@ -302,7 +302,7 @@ async fn cal_without_timeout_target_dies() {
     let r = within(node.cal(&target, msg!["q"])).await;
     assert_eq!(
         r,
-        Err(CalError::TargetDied(vec!["custom".into(), 1.into()]))
+        Err(CalError::TargetDied(vec!["custom".into(), 1.into()].into()))
     );
     settle(&node).await;
     let reply = replies.lock()[0].clone();
@@ -319,10 +319,9 @@ async fn cal_target_handler_failure_is_target_died() {
     let r = within(node.cal(&target, msg!["q"])).await;
     assert_eq!(
         r,
-        Err(CalError::TargetDied(vec![
-            "die".into(),
-            "cannot answer".into()
-        ]))
+        Err(CalError::TargetDied(
+            vec!["die".into(), "cannot answer".into()].into()
+        ))
     );
 }
 
@@ -335,11 +334,14 @@ async fn cal_nonexistent_target_is_target_died() {
     let r = within(node.cal(&ghost, msg!["q"])).await;
     assert_eq!(
         r,
-        Err(CalError::TargetDied(vec![
-            "no_such_port".into(),
-            "cannot monitor nonexistent port".into(),
-            ghost.as_str().into(),
-        ]))
+        Err(CalError::TargetDied(
+            vec![
+                "no_such_port".into(),
+                "cannot monitor nonexistent port".into(),
+                ghost.as_str().into(),
+            ]
+            .into()
+        ))
     );
     settle(&node).await;
     assert_eq!(within(node.port_count()).await, before);
@@ -452,4 +454,104 @@ async fn after_snd_real_time() {
         .keep();
     assert_eq!(rec.next().await, msg!["tick"]);
     assert!(t0.elapsed() >= Duration::from_millis(50));
+}
+
+// ---- cal with a timeout still watches its target ------------------------------------------
+
+#[tokio::test(flavor = "current_thread")]
+async fn cal_with_timeout_target_dies_fails_at_once() {
+    let node = node();
+    let target = node.port_with(|cx, _| {
+        cx.kil_self(vec!["custom".into(), 2.into()]);
+        Ok(())
+    });
+    // An hour of timeout: only the monitor can end this within the test's limit.
+    let r = within(
+        node.cal(&target, msg!["q"])
+            .timeout(Duration::from_secs(3600)),
+    )
+    .await;
+    assert_eq!(
+        r,
+        Err(CalError::TargetDied(vec!["custom".into(), 2.into()].into()))
+    );
+    let failing = node.port_with(|_, _| Err("cannot answer".into()));
+    let r = within(
+        node.cal(&failing, msg!["q"])
+            .timeout(Duration::from_secs(3600)),
+    )
+    .await;
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        r#"no reply: target port died: ["die","cannot answer"]"#
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cal_with_timeout_to_a_dead_port_fails_at_once() {
+    let node = node();
+    let ghost = node.id().port("ghost");
+    let r = within(
+        node.cal(&ghost, msg!["q"])
+            .timeout(Duration::from_secs(3600)),
+    )
+    .await;
+    assert!(
+        matches!(&r, Err(CalError::TargetDied(reason)) if reason[0].as_str() == Some("no_such_port")),
+        "{r:?}"
+    );
+    settle(&node).await;
+    assert_eq!(within(node.monitor_count()).await, 0);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn cal_with_timeout_still_times_out_once() {
+    let node = node();
+    let replies = Arc::new(Mutex::new(Vec::new()));
+    let target = swallow(&node, replies.clone());
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let o = outcomes.clone();
+    node.cal(&target, msg!["q"])
+        .timeout(Duration::from_millis(50))
+        .then(move |r| o.lock().push(r));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle(&node).await;
+    // The target dies after the timeout: no second outcome.
+    node.kil(&target, vec!["late".into()]).unwrap();
+    settle(&node).await;
+    assert_eq!(*outcomes.lock(), vec![Err(CalError::Timeout)]);
+    assert_eq!(within(node.monitor_count()).await, 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cals_with_timeout_leave_no_monitor_behind() {
+    let node = node();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let target = echo(&node, requests);
+    let replies = Arc::new(Mutex::new(Vec::new()));
+    let silent = swallow(&node, replies);
+    settle(&node).await;
+    let (ports, mons) = (
+        within(node.port_count()).await,
+        within(node.monitor_count()).await,
+    );
+    for i in 0..200 {
+        // Answered: the reply cancels the monitor.
+        let r = within(
+            node.cal(&target, msg!["q", i])
+                .timeout(Duration::from_secs(3600)),
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        // Not answered: the timeout cancels it.
+        let r = within(
+            node.cal(&silent, msg!["q", i])
+                .timeout(Duration::from_millis(1)),
+        )
+        .await;
+        assert_eq!(r, Err(CalError::Timeout));
+    }
+    settle(&node).await;
+    assert_eq!(within(node.monitor_count()).await, mons);
+    assert_eq!(within(node.port_count()).await, ports);
 }

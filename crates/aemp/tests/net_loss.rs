@@ -41,7 +41,7 @@ async fn peer_shutdown_fires_each_monitor_once() {
     }
     // The mon1 requests are ahead of this request on the connection.
     assert_cal_works(&a, &b).await;
-    b.shutdown();
+    b.shutdown().await;
     let mut seen = Vec::new();
     for _ in 0..4 {
         let (name, r) = within("monitor after shutdown", rx.recv()).await.unwrap();

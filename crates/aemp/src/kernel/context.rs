@@ -113,15 +113,15 @@ impl<'k> Cx<'k> {
     }
 
     /// Kills a port (see [`Node::kil`](crate::Node::kil)).
-    pub fn kil(&mut self, port: &PortId, reason: Reason) -> Result<(), Error> {
-        self.k.kil(port, reason, self.host)
+    pub fn kil(&mut self, port: &PortId, reason: impl Into<Reason>) -> Result<(), Error> {
+        self.k.kil(port, reason.into(), self.host)
     }
 
     /// Kills the port this handler runs for. A reason that could not be sent to a remote
     /// monitor is replaced by `("die", "kill reason refused: …")` (logged as a warning).
-    pub fn kil_self(&mut self, reason: Reason) {
+    pub fn kil_self(&mut self, reason: impl Into<Reason>) {
         let name = self.port.clone();
-        self.k.kill_local(&name, reason, self.host);
+        self.k.kill_local(&name, reason.into(), self.host);
     }
 
     /// Creates a new local port with a default handler, at once.

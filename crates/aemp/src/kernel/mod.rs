@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     /// directions). Every message that enters the node is checked against them
     /// ([`Shared::check`]).
     pub limits: Limits,
+    /// Report ports killed by their own handler (see [`Kernel::report_death`]).
+    pub log_deaths: AtomicBool,
     guard_ids: AtomicU64,
 }
 
@@ -84,6 +86,7 @@ impl Shared {
             registry: RwLock::new(Registry::default()),
             secure: AtomicBool::new(false),
             limits: Limits::default(),
+            log_deaths: AtomicBool::new(true),
             guard_ids: AtomicU64::new(1),
         }
     }
@@ -130,7 +133,7 @@ impl Shared {
         req.extend(reason);
         let checked = self.check("", &req);
         req.drain(..2);
-        (req, checked)
+        (Reason::from(req), checked)
     }
 
     /// The reason of a kill by `kil` (`local`: of a port of this node, named `name`), if it
@@ -244,6 +247,12 @@ impl Kernel {
         self.ports.len()
     }
 
+    /// Number of monitors this node holds (on its own ports, on other nodes and their ports,
+    /// and queued `no_such_port` firings).
+    pub(crate) fn monitor_count(&self) -> usize {
+        self.mon_index.len() + self.self_node_mons.len()
+    }
+
     pub(crate) fn port_exists(&self, name: &str) -> bool {
         self.ports.contains(name)
     }
@@ -288,7 +297,7 @@ impl Kernel {
                 if let Some(action) = self.pending_fires.remove(&id) {
                     let reason = match self.mon_index.remove(&id) {
                         Some(MonTarget::Pending(reason)) => reason,
-                        _ => Vec::new(),
+                        _ => Reason::normal(),
                     };
                     self.fire(action, reason, host);
                 }
@@ -337,7 +346,8 @@ impl Kernel {
         let port = &mut slot.port;
         let Some(route) = port.route(msg.tag()) else {
             let text = port::unhandled_text(msg.0.first());
-            self.kill_local(&name, vec!["unhandled_message".into(), text.into()], host);
+            let reason = vec!["unhandled_message".into(), text.into()].into();
+            self.kill_port(&name, reason, Death::Handler, host);
             return;
         };
         let Some(mut h) = port.take(&route) else {
@@ -370,8 +380,8 @@ impl Kernel {
             Ok(Err(e)) => e.to_string(),
             Err(panic) => panic_text(&panic),
         };
-        tracing::debug!(port = %name, error = %failure, "handler failed, killing port");
-        self.kill_local(&name, vec!["die".into(), failure.into()], host);
+        let reason = vec!["die".into(), failure.into()].into();
+        self.kill_port(&name, reason, Death::Handler, host);
     }
 
     /// Sends a message the kernel made or relays itself (monitor messages, replies of the
@@ -418,7 +428,7 @@ impl Kernel {
         if local {
             self.kill_local(&Str::from(port.name()), reason, host);
         } else {
-            let req = NodeReq::Kil1(Str::from(port.name()), reason).to_msg();
+            let req = NodeReq::Kil1(Str::from(port.name()), reason.into_vec()).to_msg();
             host.send_remote(port.node(), "", req);
         }
         Ok(())
@@ -430,6 +440,12 @@ impl Kernel {
     /// too large) is replaced, for every monitor, by `("die", "kill reason refused: …")`:
     /// monitors still fire exactly once, and no peer gets a frame it refuses.
     pub(crate) fn kill_local(&mut self, name: &str, reason: Reason, host: &mut dyn Host) {
+        self.kill_port(name, reason, Death::Kill, host)
+    }
+
+    /// [`Kernel::kill_local`], saying who killed the port: a death by its own handler is
+    /// reported ([`Kernel::report_death`]).
+    fn kill_port(&mut self, name: &str, reason: Reason, death: Death, host: &mut dyn Host) {
         let Some(mut port) = self.ports.remove(name) else {
             aemp_proto::value::drop_nested(reason);
             return;
@@ -442,7 +458,7 @@ impl Kernel {
                 (refused, Err(e)) => {
                     tracing::warn!(port = %name, error = %e, "kill reason refused");
                     aemp_proto::value::drop_nested(refused);
-                    vec!["die".into(), format!("kill reason refused: {e}").into()]
+                    vec!["die".into(), format!("kill reason refused: {e}").into()].into()
                 }
             }
         };
@@ -450,17 +466,37 @@ impl Kernel {
             monitors,
             remote: remote_monitors,
         } = port.take_watchers();
-        if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
-            let shown = Value::List(reason.clone());
-            tracing::info!(port = %name, reason = %shown, "port killed");
+        match death {
+            Death::Handler => self.report_death(name, &reason),
+            Death::Kill => {
+                if !reason.is_empty() && monitors.is_empty() && remote_monitors.is_empty() {
+                    tracing::info!(port = %name, reason = %reason, "port killed");
+                }
+            }
         }
         for node in remote_monitors {
-            let req = NodeReq::Kil0(Str::from(name), reason.clone()).to_msg();
+            let req = NodeReq::Kil0(Str::from(name), reason.to_vec()).to_msg();
             host.send_if_up(node.as_str(), "", req);
         }
         for (id, action) in monitors {
             self.mon_index.remove(&id);
             self.fire(action, reason.clone(), host);
+        }
+    }
+
+    /// Reports a port killed by its own handler (it failed, panicked, or had no handler for a
+    /// message), unless switched off (`Node::set_log_deaths`): a `tracing` WARN with the port
+    /// and the reason when a subscriber is installed, otherwise one line on stderr, so that
+    /// the failure is seen even by a program that set up no logging.
+    fn report_death(&self, name: &str, reason: &Reason) {
+        if !self.shared.log_deaths.load(Ordering::Relaxed) {
+            return;
+        }
+        let port = self.id.port(name);
+        if tracing_is_set() {
+            tracing::warn!(port = %port, reason = %reason, "port killed by its handler");
+        } else {
+            eprintln!("aemp: port {port} killed by its handler: {reason}");
         }
     }
 
@@ -485,7 +521,7 @@ impl Kernel {
                 }
             }
             Monitor::Send(port, mut msg) => {
-                msg.0.extend(reason);
+                msg.0.extend(reason.into_vec());
                 self.snd_checked(&port, msg, host);
             }
         }
@@ -585,7 +621,7 @@ impl Kernel {
     /// node, text)`, and its monitors of our ports are forgotten (it re-sends `mon1` when it
     /// monitors again over a new connection).
     pub(crate) fn node_lost(&mut self, node: &str, text: &str, host: &mut dyn Host) {
-        let reason: Reason = vec!["transport_error".into(), node.into(), text.into()];
+        let reason = Reason::from(vec!["transport_error".into(), node.into(), text.into()]);
         for (id, action) in self.remote_mons.take_node(node) {
             self.mon_index.remove(&id);
             self.fire(action, reason.clone(), host);
@@ -614,7 +650,7 @@ impl Kernel {
             }
             None => {
                 let reason = no_such_port(&self.id.port(name));
-                let req = NodeReq::Kil0(Str::from(name), reason).to_msg();
+                let req = NodeReq::Kil0(Str::from(name), reason.into_vec()).to_msg();
                 host.send_remote(node.as_str(), "", req);
             }
         }
@@ -639,12 +675,14 @@ impl Kernel {
         let f = self.shared.registry.read().get(func);
         let Some(f) = f else {
             tracing::warn!(function = func, "unable to resolve function");
-            self.kill_local(
+            self.kill_port(
                 name,
                 vec![
                     "die".into(),
                     format!("unable to resolve function '{func}'").into(),
-                ],
+                ]
+                .into(),
+                Death::Handler,
                 host,
             );
             return;
@@ -663,24 +701,63 @@ impl Kernel {
             Ok(Err(e)) => e.to_string(),
             Err(panic) => panic_text(&panic),
         };
-        tracing::debug!(port = %name, function = func, error = %failure, "named function failed");
-        self.kill_local(name, vec!["die".into(), failure.into()], host);
+        let reason = vec!["die".into(), failure.into()].into();
+        self.kill_port(name, reason, Death::Handler, host);
     }
 
-    /// Drops every port, firing nothing (the node is going away; remote peers see the
-    /// connection loss instead).
-    pub(crate) fn teardown(&mut self) {
+    /// The node shuts down: every monitor this node holds (on its own ports, on other nodes
+    /// and their ports) fires once, in the order they were registered, with
+    /// [`Reason::shutdown`] (a queued `no_such_port` firing keeps its own reason); then every
+    /// port is dropped. Peers are not told (no `kil0`): they see the connection close.
+    pub(crate) fn shutdown(&mut self, host: &mut dyn Host) {
+        let reason = Reason::shutdown(self.id.as_str());
+        let mut fire: Vec<(u64, MonAction, Option<Reason>)> = Vec::new();
+        for w in self.ports.ports_mut().filter_map(|p| p.watchers_mut()) {
+            fire.extend(w.monitors.drain(..).map(|(id, a)| (id, a, None)));
+            w.remote.clear();
+        }
+        for (_, ports) in self.remote_mons.by_node.drain() {
+            fire.extend(ports.into_values().flatten().map(|(id, a)| (id, a, None)));
+        }
+        fire.extend(self.self_node_mons.drain(..).map(|(id, a)| (id, a, None)));
+        for (id, action) in self.pending_fires.drain() {
+            let own = match self.mon_index.get(&id) {
+                Some(MonTarget::Pending(r)) => Some(r.clone()),
+                _ => None,
+            };
+            fire.push((id, action, own));
+        }
+        self.mon_index.clear();
+        fire.sort_by_key(|(id, ..)| *id);
+        for (_, action, own) in fire {
+            self.fire(action, own.unwrap_or_else(|| reason.clone()), host);
+        }
         self.ports.clear();
     }
 }
 
+/// Who killed a port.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// `kil` (of this node, a handler, a monitor, or a peer's `kil1`).
+    Kill,
+    /// Its own handler: it failed, panicked, or had none for the message.
+    Handler,
+}
+
+/// Whether a `tracing` subscriber takes this thread's events (the global one, or one set as
+/// this thread's default).
+pub(crate) fn tracing_is_set() -> bool {
+    tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+}
+
 /// The reason given when monitoring a port that does not exist.
 pub(crate) fn no_such_port(port: &PortId) -> Reason {
-    vec![
+    Reason::from(vec![
         "no_such_port".into(),
         "cannot monitor nonexistent port".into(),
         port.as_str().into(),
-    ]
+    ])
 }
 
 /// Text of a panic payload.

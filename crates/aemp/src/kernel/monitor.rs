@@ -5,11 +5,9 @@
 //! `mon_index`; firing or cancelling removes it from both, so it can neither fire twice nor
 //! fire after cancellation.
 
-use aemp_proto::{Msg, PortId, Str, Value};
+pub use crate::error::Reason;
+use aemp_proto::{Msg, PortId, Str};
 use rustc_hash::FxHashMap;
-
-/// The reason a port died: empty for a normal kill.
-pub type Reason = Vec<Value>;
 
 /// What a monitor does when its port dies.
 pub enum Monitor {

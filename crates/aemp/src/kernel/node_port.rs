@@ -28,9 +28,9 @@ impl Kernel {
             NodeReq::Mon1(name) => self.add_remote_monitor(&from, &name, host),
             NodeReq::Mon0(name) => self.remove_remote_monitor(from.as_str(), &name),
             NodeReq::Kil0(name, reason) => {
-                self.remote_port_died(from.as_str(), &name, reason, host)
+                self.remote_port_died(from.as_str(), &name, reason.into(), host)
             }
-            NodeReq::Kil1(name, reason) => self.kill_local(&name, reason, host),
+            NodeReq::Kil1(name, reason) => self.kill_local(&name, reason.into(), host),
             // Relayed as is, even empty: the reference echoes an empty message to confirm
             // delivery (`aemp snd`); only a default handler can take it.
             NodeReq::Snd(port, msg) => self.snd_checked(&port, msg, host),

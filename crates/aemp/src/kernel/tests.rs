@@ -217,7 +217,7 @@ fn node_lost_fires_remote_monitors_with_transport_error() {
         &mut h,
     );
     k.node_lost("far", "gone", &mut h);
-    let want: Reason = vec!["transport_error".into(), "far".into(), "gone".into()];
+    let want: Reason = vec!["transport_error".into(), "far".into(), "gone".into()].into();
     assert_eq!(*fired.lock(), vec![want.clone(), want]);
     // Fired monitors are gone: a second loss fires nothing.
     k.node_lost("far", "again", &mut h);
@@ -234,7 +234,7 @@ fn kil0_is_sent_to_remote_watchers_only_if_up() {
     k.exec(
         Task::Kil {
             port: p,
-            reason: vec!["die".into()],
+            reason: vec!["die".into()].into(),
         },
         &mut h,
     );

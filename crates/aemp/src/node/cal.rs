@@ -11,8 +11,10 @@ use std::time::Duration;
 
 /// A pending `cal`, created by [`Node::cal`]. Await it, or pass a callback to [`Cal::then`].
 ///
-/// With a timeout, expiry gives [`CalError::Timeout`] and kills the reply port. Without one,
-/// the target is monitored and its death gives [`CalError::TargetDied`].
+/// The target is monitored: its death (or the loss of its node) gives
+/// [`CalError::TargetDied`] at once, with the kill reason, timeout or not. With a timeout,
+/// expiry gives [`CalError::Timeout`]. Exactly one outcome is reported; on every path the
+/// reply port is killed, the monitor cancelled and the timer stopped.
 #[must_use = "a cal is sent when awaited or when .then() is called"]
 pub struct Cal {
     node: Node,
@@ -49,6 +51,11 @@ impl Cal {
             mut msg,
             timeout,
         } = self;
+        if node.is_shut_down() {
+            drop_nested(msg);
+            cb(Err(CalError::Shutdown));
+            return;
+        }
         let shared = node.shared();
         let reply_name = shared.namer.next_local();
         msg.push(shared.id.port(&reply_name));

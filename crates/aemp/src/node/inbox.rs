@@ -21,10 +21,7 @@ pub struct Inbox {
     reason: Arc<Mutex<Option<Reason>>>,
 }
 
-/// The inbox's port is dead; carries the kill reason.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("inbox port died: {0:?}")]
-pub struct InboxClosed(pub Reason);
+pub use crate::error::InboxClosed;
 
 impl Inbox {
     pub(crate) fn new(node: &Node, capacity: usize) -> Inbox {

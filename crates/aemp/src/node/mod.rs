@@ -11,7 +11,7 @@ mod timer;
 
 pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
-pub use inbox::{Inbox, InboxClosed};
+pub use inbox::Inbox;
 pub use network::PeerStats;
 pub use timer::TimerGuard;
 
@@ -21,7 +21,7 @@ use crate::kernel::monitor::{Canceller, MonGuard, Monitor, Reason};
 use crate::kernel::port::Handler;
 use crate::kernel::registry::NamedFn;
 use crate::kernel::{self, MonRequest, Shared, Task};
-use crate::runtime::{self, Cmd, Core, Query, Setup};
+use crate::runtime::{self, Cmd, Core, Query, Setup, ShutdownReport, ShutdownRequest};
 use crate::transport::Transport;
 use aemp_proto::codec::LimitError;
 use aemp_proto::ids::{self, PortNamer};
@@ -31,20 +31,28 @@ use aemp_proto::{Msg, NodeId, PortId, Str, Value};
 use std::future::Future;
 use std::sync::{Arc, Weak};
 
-/// Owner of a node's core; when the last [`Node`] handle goes, the node task stops.
+/// Owner of a node's core; when the last [`Node`] handle goes, the node shuts down as by
+/// [`Node::shutdown`] (in the background, nobody waits for the report).
 pub(crate) struct NodeInner {
     pub(crate) core: Arc<Core>,
+    #[allow(dead_code)] // kept alive with the node; the node task has its own reference
     pub(crate) transport: Option<Arc<Transport>>,
 }
 
 impl Drop for NodeInner {
     fn drop(&mut self) {
-        self.core.close();
-        if let Some(t) = &self.transport {
-            t.shutdown();
+        if !self.core.is_closed() {
+            self.core.close();
+            self.core.push(Cmd::Shutdown(Box::new(ShutdownRequest {
+                deadline: DEFAULT_SHUTDOWN_DEADLINE,
+                reply: None,
+            })));
         }
     }
 }
+
+/// How long [`Node::shutdown`] lets the connections write what is queued for other nodes.
+pub const DEFAULT_SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a node's dispatcher busy-polls for more work before it sleeps, unless
 /// [`Node::set_spin`] says otherwise. Erlang's schedulers busy-wait by default for the same
@@ -58,6 +66,10 @@ pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(2
 /// Several nodes can live in one process (tests run whole networks that way). A node must be
 /// created inside a tokio runtime; it runs one dispatcher task that executes all handlers of
 /// its ports, one at a time.
+///
+/// [`Node::shutdown`] stops a node without losing what is queued for other nodes. Dropping
+/// the last handle does the same in the background (nobody gets the report; the log tells
+/// what was dropped).
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<NodeInner>,
@@ -178,13 +190,78 @@ impl Node {
         );
     }
 
-    /// Stops the dispatcher and drops every port, stops listening and closes every
-    /// connection. Handles stay valid but do nothing.
-    pub fn shutdown(&self) {
-        self.inner.core.close();
-        if let Some(t) = &self.inner.transport {
-            t.shutdown();
+    /// Whether a port killed by its own handler (the handler returned an error, panicked, or
+    /// the port had no handler for a message) is reported: as a `tracing` WARN with the port
+    /// and the reason when a subscriber is installed, otherwise as one line on stderr
+    /// (`aemp: port <id> killed by its handler: <reason>`). On by default; kills by
+    /// [`Node::kil`] are not reported this way (their monitors see them).
+    pub fn set_log_deaths(&self, on: bool) {
+        self.shared()
+            .log_deaths
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Shuts the node down without losing what is queued, waiting at most
+    /// [`DEFAULT_SHUTDOWN_DEADLINE`] for it to be written (see [`Node::shutdown_within`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// let node = aemp::Node::new("short-lived/%u")?;
+    /// let report = node.shutdown().await;
+    /// assert!(report.is_complete());
+    /// assert!(matches!(node.snd(&node.node_port(), aemp::msg!["x"]), Err(aemp::Error::Shutdown)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.shutdown_within(DEFAULT_SHUTDOWN_DEADLINE).await
+    }
+
+    /// Shuts the node down in order:
+    ///
+    /// 1. From now on operations of every handle fail ([`Error::Shutdown`] from `snd`, `kil`,
+    ///    `rcv`..., [`CalError::Shutdown`](crate::CalError::Shutdown) from `cal`).
+    /// 2. Everything queued before runs (handlers included), so what it sends to other nodes
+    ///    is queued on their connections.
+    /// 3. Every monitor this node holds (on its own ports, on other nodes and their ports)
+    ///    fires once with `["shutdown", <this node's ID>, "node shut down"]`
+    ///    ([`Reason::shutdown`](crate::Reason::shutdown)); then every port is dropped. Other
+    ///    nodes are not sent kill notices: they see the connection close, as when a Perl
+    ///    node exits.
+    /// 4. The node stops listening and dialling; each connection writes what is queued for
+    ///    its peer, then closes in order (TLS `close_notify`, then TCP FIN) and waits for the
+    ///    peer to close its side, all within `deadline`.
+    /// 5. What could not be written by then (or waited for a node that was not connected) is
+    ///    dropped: logged as a WARN with counts per node (on stderr when no `tracing`
+    ///    subscriber is installed) and returned in the [`ShutdownReport`].
+    ///
+    /// Returns when the node is down. A second call returns at once with an empty report.
+    /// When the last handle of a node is dropped without a shutdown, the node shuts down the
+    /// same way in the background (with [`DEFAULT_SHUTDOWN_DEADLINE`]); only the log tells
+    /// what was dropped, and nothing more is written once the tokio runtime itself stops, so
+    /// a program should await `shutdown` before it returns from `main`.
+    pub async fn shutdown_within(&self, deadline: std::time::Duration) -> ShutdownReport {
+        if self.inner.core.is_closed() {
+            return ShutdownReport::default();
         }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.core.close();
+        self.inner
+            .core
+            .push(Cmd::Shutdown(Box::new(ShutdownRequest {
+                deadline,
+                reply: Some(tx),
+            })));
+        rx.await.unwrap_or_default()
+    }
+
+    /// [`Error::Shutdown`] once the node is shut down.
+    #[inline]
+    fn check_open(&self) -> Result<(), Error> {
+        if self.inner.core.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
     }
 
     fn local_name<'a>(&self, port: &'a PortId) -> Result<&'a str, Error> {
@@ -239,6 +316,7 @@ impl Node {
     }
 
     fn rcv_boxed(&self, port: &PortId, tag: Option<&str>, h: Option<Handler>) -> Result<(), Error> {
+        self.check_open()?;
         let name = Str::from(self.local_name(port)?);
         self.inner.core.task(Task::Rcv {
             port: name,
@@ -262,6 +340,7 @@ impl Node {
     ///   ports the nesting rule holds too; a flat local message is never encoded and is not
     ///   measured. The refused message is dropped without recursion, however deep it is.
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
+        self.check_open()?;
         let msg = msg.into();
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
@@ -298,6 +377,7 @@ impl Node {
         port: &PortId,
         msgs: impl IntoIterator<Item = Msg>,
     ) -> Result<(), Error> {
+        self.check_open()?;
         let msgs: Vec<Msg> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
         if let Some(e) = msgs
             .iter()
@@ -347,7 +427,9 @@ impl Node {
     /// A reason that could not be sent to another node (in the `kil1` request to a remote
     /// port's node, or the `kil0` notice to a remote monitor of a local port) is refused with
     /// [`Error::Refused`], and nothing is killed (see [`Node::snd`]).
-    pub fn kil(&self, port: &PortId, reason: Reason) -> Result<(), Error> {
+    pub fn kil(&self, port: &PortId, reason: impl Into<Reason>) -> Result<(), Error> {
+        self.check_open()?;
+        let reason = reason.into();
         if port.is_node_port() {
             return Err(Error::KillNodePort(port.to_string()));
         }
@@ -377,6 +459,13 @@ impl Node {
     /// Dropping the returned guard cancels the monitor; [`MonGuard::keep`] keeps it forever.
     pub fn mon(&self, port: &PortId, action: Monitor) -> MonGuard {
         let id = self.shared().next_guard();
+        if self.inner.core.is_closed() {
+            // Nothing will ever fire it: a callback learns at once.
+            if let Monitor::Callback(f) = action {
+                f(Reason::shutdown(self.id().as_str()));
+            }
+            return MonGuard::new(self.canceller(), id);
+        }
         self.inner.core.task(Task::Mon(Box::new(MonRequest {
             port: port.clone(),
             id,
@@ -396,8 +485,9 @@ impl Node {
         let guard = self.mon_cb(port, move |reason| {
             let _ = tx.send(reason);
         });
+        let node = self.id().as_str().to_string();
         async move {
-            let r = rx.await.unwrap_or_else(|_| vec!["node_shutdown".into()]);
+            let r = rx.await.unwrap_or_else(|_| Reason::shutdown(&node));
             drop(guard);
             r
         }
@@ -567,6 +657,15 @@ impl Node {
     pub async fn port_count(&self) -> usize {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.core.push(Cmd::Query(Query::PortCount(tx)));
+        rx.await.unwrap_or(0)
+    }
+
+    /// Number of monitors this node holds, on its own ports and on other nodes and their
+    /// ports (for tests, statistics and leak checks: a finished `cal` leaves none behind);
+    /// asks the dispatcher.
+    pub async fn monitor_count(&self) -> usize {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.core.push(Cmd::Query(Query::MonitorCount(tx)));
         rx.await.unwrap_or(0)
     }
 

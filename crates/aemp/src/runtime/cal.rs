@@ -3,7 +3,7 @@
 
 use super::{Cmd, Core};
 use crate::error::CalError;
-use crate::kernel::monitor::Monitor;
+use crate::kernel::monitor::{Monitor, Reason};
 use crate::kernel::{Host, Kernel, Task};
 use aemp_proto::{Msg, PortId, Str};
 use parking_lot::Mutex;
@@ -27,8 +27,13 @@ pub(crate) struct CalRequest {
     pub callback: Callback,
 }
 
-/// Starts a `cal`: creates the reply port, watches the target (without a timeout) or starts
-/// the timer (with one), and sends the request (its reply port already appended).
+/// Starts a `cal`: creates the reply port, watches the target, starts the timer (with a
+/// timeout), and sends the request (its reply port already appended).
+///
+/// Exactly one outcome: the first of reply, target death and timeout takes the callback
+/// (`pending`); each path then cancels what the others would have done: the reply cancels
+/// the monitor and the timer, the death kills the reply port and stops the timer, the
+/// timeout kills the reply port and cancels the monitor (a `mon0` for a remote target).
 pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: CalRequest) {
     let CalRequest {
         target,
@@ -46,58 +51,65 @@ pub(crate) fn start(core: &Arc<Core>, k: &mut Kernel, host: &mut dyn Host, req: 
         tokio::spawn(async move {
             tokio::time::sleep(d).await;
             if let Some(core) = core.upgrade() {
-                core.push(Cmd::CalTimeout(pending, name));
+                core.push(Cmd::CalTimeout(pending, name, mon_id));
             }
         })
         .abort_handle()
     });
     let p2 = pending.clone();
-    let watch_target = timeout.is_none();
+    let reply_timer = timer.clone();
     k.create_port(
         reply_name.clone(),
         Some(Box::new(move |cx, reply_msg| {
             if let Some(cb) = p2.lock().take() {
-                if let Some(t) = &timer {
+                if let Some(t) = &reply_timer {
                     t.abort();
                 }
-                if watch_target {
-                    cx.k.unmon(mon_id, cx.host);
-                }
+                cx.k.unmon(mon_id, cx.host);
                 cb(Ok(reply_msg));
             }
-            cx.kil_self(Vec::new());
+            cx.kil_self(Reason::normal());
             Ok(())
         })),
         Vec::new(),
     );
-    if watch_target {
-        let core = Arc::downgrade(core);
-        let name: Str = reply_name;
-        k.mon(
-            &target,
-            mon_id,
-            Monitor::callback(move |reason| {
-                if let Some(cb) = pending.lock().take() {
-                    if let Some(core) = core.upgrade() {
-                        core.task(Task::Kill {
-                            port: name,
-                            reason: Vec::new(),
-                        });
-                    }
-                    cb(Err(CalError::TargetDied(reason)));
+    let core = Arc::downgrade(core);
+    let name: Str = reply_name;
+    k.mon(
+        &target,
+        mon_id,
+        Monitor::callback(move |reason| {
+            if let Some(cb) = pending.lock().take() {
+                if let Some(t) = &timer {
+                    t.abort();
                 }
-            }),
-            host,
-        );
-    }
+                if let Some(core) = core.upgrade() {
+                    core.task(Task::Kill {
+                        port: name,
+                        reason: Reason::normal(),
+                    });
+                }
+                cb(Err(CalError::TargetDied(reason)));
+            }
+        }),
+        host,
+    );
     k.snd(&target, msg, host);
 }
 
-/// The timer of a `cal` expired: report the timeout unless a reply came first.
-pub(crate) fn timed_out(k: &mut Kernel, host: &mut dyn Host, pending: Pending, reply: &str) {
+/// The timer of a `cal` expired: report the timeout unless a reply (or the target's death)
+/// came first; kill the reply port and cancel the monitor of the target (`mon_id`).
+pub(crate) fn timed_out(
+    k: &mut Kernel,
+    host: &mut dyn Host,
+    pending: Pending,
+    reply: &str,
+    mon_id: u64,
+) {
     let cb = pending.lock().take();
     if let Some(cb) = cb {
-        k.kill_local(reply, Vec::new(), host);
+        k.unmon(mon_id, host);
+        k.kill_local(reply, Reason::normal(), host);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(Err(CalError::Timeout))))
             .is_err()
         {

@@ -103,6 +103,28 @@ impl NodeHost {
         self.drain();
     }
 
+    /// First step of a shutdown: no more direct sends, dials or accepted connections; every
+    /// connection is closed in order ([`ConnTx::finish`]) and returned, to follow; messages
+    /// waiting for nodes that are not connected are dropped and counted, per node.
+    pub(super) fn begin_shutdown(&mut self) -> (Vec<Arc<ConnTx>>, Vec<(String, u64)>) {
+        self.core.direct.clear();
+        let waiting: Vec<(String, u64)> = self
+            .net
+            .peers()
+            .queued_all()
+            .map(|(node, n)| (node.to_string(), n as u64))
+            .collect();
+        let links = match &self.transport {
+            Some(t) => {
+                t.stop_listening();
+                t.finish_all()
+            }
+            None => Vec::new(),
+        };
+        self.net.shutdown();
+        (links, waiting)
+    }
+
     pub(super) fn teardown(&mut self) {
         self.core.direct.clear();
         self.net.shutdown();

@@ -20,6 +20,7 @@ pub(crate) use cal::CalRequest;
 
 use crate::kernel::monitor::Canceller;
 use crate::kernel::{Kernel, Shared, Task};
+use crate::transport::connection::LinkState;
 use crate::transport::{ConnEvent, EventSink, Frames, Transport};
 use aemp_proto::db::names::Family;
 use aemp_proto::global::QueryKind;
@@ -66,6 +67,61 @@ pub async fn next_up(events: &mut broadcast::Receiver<NodeEvent>) -> Option<Node
 
 pub use aemp_proto::global::DbChange;
 
+/// What a shutdown could not do (see [`Node::shutdown`](crate::Node::shutdown)): messages
+/// queued for other nodes that were not written to their connection before the deadline,
+/// or that waited for a node that was not connected.
+///
+/// Displays as `all queued messages delivered`, or e.g.
+/// `120 queued messages not delivered (n2: 100, n3: 20)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Messages not delivered, per node (sorted by node ID; nodes with none are left out).
+    /// A connection writes what is queued in batches, and a batch whose write had not
+    /// finished at the deadline counts whole: its first messages may have reached the socket
+    /// (this is an upper bound).
+    pub undelivered: Vec<(String, u64)>,
+}
+
+impl ShutdownReport {
+    /// True when nothing queued was lost.
+    pub fn is_complete(&self) -> bool {
+        self.undelivered.is_empty()
+    }
+
+    /// Messages not delivered, in total.
+    pub fn undelivered_total(&self) -> u64 {
+        self.undelivered.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_complete() {
+            return f.write_str("all queued messages delivered");
+        }
+        write!(
+            f,
+            "{} queued messages not delivered (",
+            self.undelivered_total()
+        )?;
+        for (i, (node, n)) in self.undelivered.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{node}: {n}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A shutdown, as a node handle asks for it.
+pub(crate) struct ShutdownRequest {
+    /// How long the connections may take to write what is queued.
+    pub deadline: std::time::Duration,
+    /// Where the report goes (`None`: the last handle was dropped, nobody waits).
+    pub reply: Option<oneshot::Sender<ShutdownReport>>,
+}
+
 /// The answer callback of a database query.
 pub(crate) type ReplyFn = Box<dyn FnOnce(Value) + Send + 'static>;
 
@@ -99,6 +155,7 @@ pub(crate) enum DbCmd {
 /// Questions of node handles about the node's state.
 pub(crate) enum Query {
     PortCount(oneshot::Sender<usize>),
+    MonitorCount(oneshot::Sender<usize>),
     PortExists(Str, oneshot::Sender<bool>),
     UpNodes(oneshot::Sender<Vec<NodeId>>),
 }
@@ -117,8 +174,10 @@ pub(crate) enum Cmd {
     Query(Query),
     /// A `cal` (boxed: rare, and larger than a message).
     Cal(Box<CalRequest>),
-    /// A `cal` timed out.
-    CalTimeout(cal::Pending, Str),
+    /// A `cal` timed out (its reply port, the monitor of its target).
+    CalTimeout(cal::Pending, Str, u64),
+    /// Shut the node down (boxed: once per node).
+    Shutdown(Box<ShutdownRequest>),
     /// Dial an address (`node`, if known, is who should answer there).
     Dial(SocketAddr, Option<Str>),
     /// Listen addresses of a node, from the user.
@@ -286,6 +345,8 @@ pub(crate) fn start(core: Arc<Core>, setup: Setup) {
 struct Runtime {
     kernel: Kernel,
     host: NodeHost,
+    /// Set by the first `Cmd::Shutdown`: the deadline, and who waits for the report.
+    stop: Option<(std::time::Duration, Vec<oneshot::Sender<ShutdownReport>>)>,
 }
 
 /// Initial capacity (in commands) of the dispatcher's queues; a busy node grows them once
@@ -306,7 +367,11 @@ impl Runtime {
     fn new(core: Arc<Core>, setup: Setup) -> Runtime {
         let kernel = Kernel::new(core.shared.clone());
         let host = NodeHost::new(core, setup);
-        Runtime { kernel, host }
+        Runtime {
+            kernel,
+            host,
+            stop: None,
+        }
     }
 
     /// Runs one command.
@@ -340,6 +405,7 @@ impl Runtime {
             Cmd::Db(d) => self.host.db(d),
             Cmd::Query(q) => match q {
                 Query::PortCount(tx) => drop(tx.send(self.kernel.port_count())),
+                Query::MonitorCount(tx) => drop(tx.send(self.kernel.monitor_count())),
                 Query::PortExists(name, tx) => drop(tx.send(self.kernel.port_exists(&name))),
                 Query::UpNodes(tx) => {
                     use crate::kernel::Host;
@@ -350,8 +416,12 @@ impl Runtime {
                 let core = self.host.core.clone();
                 cal::start(&core, &mut self.kernel, &mut self.host, *req)
             }
-            Cmd::CalTimeout(pending, reply) => {
-                cal::timed_out(&mut self.kernel, &mut self.host, pending, &reply)
+            Cmd::CalTimeout(pending, reply, mon_id) => {
+                cal::timed_out(&mut self.kernel, &mut self.host, pending, &reply, mon_id)
+            }
+            Cmd::Shutdown(req) => {
+                let stop = self.stop.get_or_insert((req.deadline, Vec::new()));
+                stop.1.extend(req.reply);
             }
             Cmd::Dial(addr, node) => self.host.dial(addr, node),
             Cmd::AddAddress(node, addrs) => self.host.add_addresses(&node, addrs),
@@ -398,9 +468,6 @@ impl Runtime {
                 core.queued.store(false, Ordering::Release);
             }
             if batch.is_empty() && self.host.run.is_empty() {
-                if core.is_closed() {
-                    break;
-                }
                 if self.host.timers_dirty {
                     self.host.arm_timer();
                 }
@@ -444,7 +511,11 @@ impl Runtime {
             self.host.dispatching = true;
             self.host.woke_writer = false;
             let mut work = 0;
-            while at < batch.len() && (work < SLICE || !self.host.woke_writer) {
+            // Commands after a shutdown request do not run (they raced with it).
+            while at < batch.len()
+                && (work < SLICE || !self.host.woke_writer)
+                && self.stop.is_none()
+            {
                 let cmd = std::mem::replace(&mut batch[at], Cmd::Nop);
                 at += 1;
                 work += match &cmd {
@@ -489,16 +560,62 @@ impl Runtime {
             if self.host.timers_dirty {
                 self.host.arm_timer();
             }
+            if self.stop.is_some() {
+                break;
+            }
             if n == BUDGET || at < batch.len() {
                 // A local ping-pong never empties the run queue, and a sliced batch waits for
                 // the writers: let other tasks and the outside queue have their turn.
                 tokio::task::yield_now().await;
             }
-            if core.is_closed() {
-                break;
+        }
+        self.shutdown(core).await;
+    }
+
+    /// The node shuts down, after everything queued before the request ran: its monitors
+    /// fire (see `Kernel::shutdown`), its ports go, it stops listening and dialling, and its
+    /// connections write what is queued and close in order, within the deadline; what could
+    /// not be written by then is dropped, logged (WARN, with counts per node) and reported.
+    async fn shutdown(mut self, core: Arc<Core>) {
+        let (deadline, replies) = self.stop.take().unwrap_or_default();
+        core.close();
+        self.kernel.shutdown(&mut self.host);
+        let (links, mut undelivered) = self.host.begin_shutdown();
+        let until = tokio::time::Instant::now() + deadline;
+        for tx in &links {
+            let mut state = tx.state();
+            let ended = state.wait_for(|s| *s == LinkState::Ended);
+            let _ = tokio::time::timeout_at(until, ended).await;
+        }
+        for tx in &links {
+            if *tx.state().borrow() != LinkState::Ended {
+                let n = tx.unwritten();
+                if n > 0 {
+                    undelivered.push((tx.peer.to_string(), n));
+                }
+                tx.abort();
             }
         }
-        self.kernel.teardown();
+        undelivered.sort();
+        undelivered.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
+        let report = ShutdownReport { undelivered };
+        if !report.is_complete() {
+            let id = &core.shared.id;
+            if crate::kernel::tracing_is_set() {
+                tracing::warn!(node = %id, deadline = ?deadline, "shut down: {report}");
+            } else {
+                eprintln!("aemp: node {id} shut down: {report}");
+            }
+        }
         self.host.teardown();
+        for r in replies {
+            let _ = r.send(report.clone());
+        }
     }
 }

@@ -122,6 +122,29 @@ pub(crate) struct ConnTx {
     /// Signalled when the writer takes the queued bytes, for senders waiting for the queue to
     /// shrink.
     written: Notify,
+    /// Frames in `buf` (changed with its lock held).
+    frames_queued: AtomicU64,
+    /// Frames written to the socket.
+    pub msgs_written: AtomicU64,
+    /// The close is an orderly one (see [`ConnTx::finish`]).
+    graceful: AtomicBool,
+    /// Set (and `abort` signalled) to end the connection at once.
+    aborted: AtomicBool,
+    abort: Notify,
+    /// How far the connection is on its way out.
+    state: watch::Sender<LinkState>,
+}
+
+/// How far a connection is on its way out (see [`ConnTx::finish`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum LinkState {
+    /// Carrying messages.
+    Open,
+    /// Everything queued was written and our side closed in order (TLS `close_notify`, then
+    /// TCP FIN); waiting for the peer to close its side.
+    Flushed,
+    /// The connection is gone.
+    Ended,
 }
 
 /// Frames per [`Frames`] chunk: one read may bring thousands.
@@ -146,6 +169,12 @@ impl ConnTx {
             msgs_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             written: Notify::new(),
+            frames_queued: AtomicU64::new(0),
+            msgs_written: AtomicU64::new(0),
+            graceful: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
+            state: watch::Sender::new(LinkState::Open),
         }
     }
 
@@ -194,6 +223,7 @@ impl ConnTx {
             let mut b = self.buf.lock();
             let was_empty = b.is_empty();
             codec::encode_frame_owned(self.framing, port, &mut msg.0, &mut b);
+            self.frames_queued.fetch_add(1, Ordering::Relaxed);
             was_empty
         };
         // `msg` (whatever is left of it) is dropped outside the lock.
@@ -223,11 +253,50 @@ impl ConnTx {
         }
     }
 
-    /// Makes the writer stop (and with it the connection).
+    /// Makes the writer stop (and with it the connection) once it has written what is
+    /// queued.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.notify.notify_one();
         self.written.notify_waiters();
+    }
+
+    /// Closes the connection in order (the node shuts down): nothing more is queued; the
+    /// writer writes what is, then closes our side (TLS `close_notify`, then TCP FIN), and
+    /// the connection reads (and drops) what the peer still sends until the peer closes its
+    /// side too, so that no reset can destroy data the peer has not read yet. Follow it
+    /// with [`ConnTx::state`].
+    pub(crate) fn finish(&self) {
+        self.graceful.store(true, Ordering::Relaxed);
+        self.close();
+    }
+
+    /// Ends the connection at once, whatever is still queued.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Relaxed);
+        self.abort.notify_one();
+        self.close();
+    }
+
+    /// Resolves when [`ConnTx::abort`] was called.
+    async fn aborted(&self) {
+        let woken = self.abort.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if !self.aborted.load(Ordering::Relaxed) {
+            woken.await;
+        }
+    }
+
+    /// Where the connection is on its way out.
+    pub(crate) fn state(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
+    }
+
+    /// Messages queued on this connection and not (yet) written to its socket.
+    pub(crate) fn unwritten(&self) -> u64 {
+        let out = self.msgs_out.load(Ordering::Relaxed);
+        out.saturating_sub(self.msgs_written.load(Ordering::Relaxed))
     }
 }
 
@@ -493,19 +562,44 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         node: node.clone(),
         tx: tx.clone(),
     });
-    let (rd, wr) = tokio::io::split(stream);
+    let (mut rd, wr) = tokio::io::split(stream);
     let src = Arc::new(node);
-    let r = tokio::select! {
-        r = read_loop(net, rd, recv, leftover, src, &tx) => r,
-        r = write_loop(net, wr, tx.clone()) => r,
+    let end = tokio::select! {
+        r = read_loop(net, &mut rd, recv, leftover, src, &tx) => r,
+        r = write_loop(net, wr, tx.clone()) => match r {
+            Ok(true) => {
+                // Our side is closed in order: the peer closes its side once it has read
+                // everything (what it sends meanwhile is dropped: the node is going away).
+                tx.state.send_replace(LinkState::Flushed);
+                tokio::select! {
+                    () = drain(&mut rd) => {}
+                    () = tx.aborted() => {}
+                }
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        },
+        () = tx.aborted() => Err(ConnError::NodeGone),
     };
     tx.close();
-    r
+    tx.state.send_replace(LinkState::Ended);
+    end
+}
+
+/// Reads until the peer closes its side (or the connection fails), dropping what comes.
+async fn drain<R: AsyncRead + Unpin>(rd: &mut R) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = rd.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
     net: &Arc<Transport>,
-    mut rd: R,
+    rd: &mut R,
     framing: Framing,
     leftover: Vec<u8>,
     src: Arc<NodeId>,
@@ -581,17 +675,29 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Writes what senders queue until the connection is closed and everything is written;
+/// `Ok(true)` when the close was an orderly one ([`ConnTx::finish`]) and our side of the
+/// connection is closed.
 async fn write_loop<W: AsyncWrite + Unpin>(
     net: &Arc<Transport>,
     mut wr: W,
     tx: Arc<ConnTx>,
-) -> Result<(), ConnError> {
+) -> Result<bool, ConnError> {
     let mut out = Outbox::default();
     loop {
-        std::mem::swap(&mut *tx.buf.lock(), &mut out);
+        let frames = {
+            let mut buf = tx.buf.lock();
+            std::mem::swap(&mut *buf, &mut out);
+            tx.frames_queued.swap(0, Ordering::Relaxed)
+        };
         if out.is_empty() {
             if tx.closed.load(Ordering::Relaxed) {
-                return Ok(());
+                if tx.graceful.load(Ordering::Relaxed) {
+                    // TLS: close_notify first; then TCP FIN.
+                    wr.shutdown().await?;
+                    return Ok(true);
+                }
+                return Ok(false);
             }
             tx.notify.notified().await;
             continue;
@@ -608,6 +714,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             .bytes_out
             .fetch_add(len as u64, Ordering::Relaxed);
         tx.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+        tx.msgs_written.fetch_add(frames, Ordering::Relaxed);
         out.clear();
         if out.bytes.capacity() > KEEP_BUFFER {
             out.bytes = Vec::new();

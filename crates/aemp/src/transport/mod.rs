@@ -257,12 +257,27 @@ impl Transport {
 
     /// Stops listening and closes every connection (the node shuts down).
     pub(crate) fn shutdown(&self) {
-        for l in self.listeners.lock().drain(..) {
-            l.abort();
-        }
+        self.stop_listening();
         for (_, tx) in self.live.lock().drain() {
             tx.close();
         }
+    }
+
+    /// Stops accepting connections.
+    pub(crate) fn stop_listening(&self) {
+        for l in self.listeners.lock().drain(..) {
+            l.abort();
+        }
+    }
+
+    /// Closes every connection in order ([`ConnTx::finish`]: what is queued is written
+    /// first); returns them, to follow their way out.
+    pub(crate) fn finish_all(&self) -> Vec<Arc<ConnTx>> {
+        let live: Vec<Arc<ConnTx>> = self.live.lock().values().cloned().collect();
+        for tx in &live {
+            tx.finish();
+        }
+        live
     }
 
     /// Binds every configured listener and starts accepting.

@@ -579,5 +579,5 @@ pub async fn run_child() {
     for w in watches {
         w.abort();
     }
-    node.shutdown();
+    node.shutdown().await;
 }
