@@ -84,7 +84,7 @@ pub(crate) async fn run(cfg: Config, opts: &Options) -> Result<(), Failure> {
     }
     for hp in &opts.connect {
         if let Err(e) = crate::proto::connect(&node, hp, opts.timeout()).await {
-            node.shutdown();
+            node.shutdown().await;
             return Err(e);
         }
     }
