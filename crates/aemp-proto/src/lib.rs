@@ -14,6 +14,7 @@
 //! * [`global`]: the global service (roles, master selection, the global mesh, address
 //!   look-up, queries, `db_mon` subscribers) and the seed connector's timing.
 //! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
+//! * [`log_limit`]: a rate limit for log lines peers can cause (refused handshakes).
 //! * [`node_core`]: the four state machines above (peer table, registry, global service,
 //!   seeds) composed into one: everything a node does about other nodes, minus the I/O.
 //!
@@ -32,6 +33,7 @@ pub mod db;
 pub mod global;
 pub mod handshake;
 pub mod ids;
+pub mod log_limit;
 pub mod node_core;
 pub mod node_req;
 pub mod peers;

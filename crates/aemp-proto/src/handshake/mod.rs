@@ -26,7 +26,11 @@
 //! * `hmac_sha3_512` and `cleartext` never verify without a non-empty secret (Perl would compare
 //!   against a token derived from an empty secret);
 //! * an `aemp` greeting without a node ID is refused as unparsable;
-//! * handshake lines must be UTF-8.
+//! * handshake lines must be UTF-8;
+//! * a node whose `auth_accept` lists only `tls_*` methods requires certificate
+//!   authentication: a connection without TLS fails right after the peer's line 2
+//!   ([`HandshakeError::TlsRequired`]) instead of after its auth line (the wire sees the
+//!   same thing: the connection closes without a message).
 
 mod auth;
 mod error;
@@ -535,6 +539,10 @@ impl Handshake {
             return Err(HandshakeError::InvalidState("nonce before greeting"));
         };
         self.tls_active = self.tls_available && peer.wants_tls();
+        if !self.tls_active && self.auth_accept.iter().all(|m| m.starts_with("tls_")) {
+            // Whatever the peer sends would fail to verify; say why now.
+            return Err(HandshakeError::TlsRequired(self.auth_accept.join(",")));
+        }
         let secret = self.secret.0.as_deref().filter(|s| !s.is_empty());
         let method = choose_auth(
             &peer.auth,

@@ -522,3 +522,27 @@ fn debug_output_hides_the_secret() {
         assert!(text.contains("redacted"), "{text}");
     }
 }
+
+#[test]
+fn a_node_that_accepts_tls_only_refuses_a_plain_peer_and_the_peer_says_why() {
+    for a_first in [true, false] {
+        // alpha has a certificate and requires it; beta has only the secret.
+        let mut ca = cfg("alpha", Some(SECRET));
+        ca.tls_available = true;
+        ca.auth_accept = vec![TLS_SHA3_512.into()];
+        let cb = cfg("beta", Some(SECRET));
+        let (a, _, ra, rb) = run(&ca, &cb, a_first, 0);
+        assert_eq!(ra, Err(HandshakeError::TlsRequired("tls_sha3_512".into())));
+        assert_eq!(
+            rb,
+            Err(HandshakeError::PeerRequiresTls("tls_sha3_512".into()))
+        );
+        assert!(a.est.is_none());
+        // Both with certificates: TLS, accepted.
+        let mut cb = cfg("beta", None);
+        cb.tls_available = true;
+        let (a, _, ra, rb) = run(&ca, &cb, a_first, 0);
+        assert_eq!((ra, rb), (Ok(()), Ok(())));
+        assert_eq!(a.est.unwrap().auth_method, TLS_SHA3_512);
+    }
+}
