@@ -172,6 +172,12 @@ The TLS key and certificate (one PEM text, key first) used when both nodes have 
 gencert makes a self-signed one (RSA 2048, CN=AnyEvent::MP, 3650 days) without calling
 openssl; setcert reads it from a file. All act on the top level or, after profile <name>,
 on that profile.
+
+A node with a certificate still accepts peers that authenticate with the shared secret.
+To require certificates, accept only TLS authentication:
+    aemp setauth_accept tls_sha3_512
+Peers without TLS (or whose certificate this PEM does not trust) are then refused, and
+both sides name the reason.
 ",
     },
     Topic {
@@ -225,7 +231,8 @@ usage: aemp [set]<tunable> <value> | aemp del<tunable>
 Tunables: secure, autocork, nodelay (booleans: 1/0, true/false); monitor_timeout,
 connect_interval (seconds); framing_format (cbor, json, storable), auth_offer and
 auth_accept (tls_sha3_512, hmac_sha3_512, tls_anon, cleartext) as a comma-separated list
-or JSON array.
+or JSON array. auth_accept tls_sha3_512 alone requires TLS certificates (see aemp help
+cert).
 ",
     },
 ];

@@ -294,6 +294,8 @@ pub struct Handshake {
     send_framing: String,
     /// Our auth line, held back while TLS starts.
     pending_auth: Vec<u8>,
+    /// Our auth line, once chosen (see [`Handshake::own_auth_line`]).
+    own_auth: Vec<u8>,
     /// Unterminated data of the line being read. Invariant: at most [`MAX_LINE`] bytes
     /// (checked in `feed` before appending).
     buf: Vec<u8>,
@@ -360,6 +362,7 @@ impl Handshake {
             sent_auth_method: String::new(),
             send_framing: String::new(),
             pending_auth: Vec::new(),
+            own_auth: Vec::new(),
             buf: Vec::new(),
             events: VecDeque::new(),
             state: match check {
@@ -391,6 +394,14 @@ impl Handshake {
     /// Our nonce line (without line end).
     pub fn own_line2(&self) -> &str {
         &self.own_l2
+    }
+
+    /// Our auth line (with its LF), once it has been chosen after the peer's line 2; also
+    /// after a failure. A Perl node sends its auth line before it reads the peer's, so a
+    /// caller that holds its line back (and then sees [`HandshakeError::AuthFailure`]) may
+    /// still send it before closing, for the peer to see the mismatch too.
+    pub fn own_auth_line(&self) -> Option<&[u8]> {
+        (!self.own_auth.is_empty()).then_some(self.own_auth.as_slice())
     }
 
     /// The peer's greeting, once line 1 has been accepted.
@@ -560,6 +571,7 @@ impl Handshake {
         };
         let token = own_token(&method, secret, &transcript)?;
         let auth_line = format!("{method};{token};{framing}\n").into_bytes();
+        self.own_auth.clone_from(&auth_line);
         self.sent_auth_method = method;
         self.send_framing = framing;
         if self.tls_active {

@@ -426,7 +426,10 @@ fn a_dial_refused_in_its_handshake_names_the_cause_at_the_deadline() {
     n.greeted(1, "a", addr("10.0.0.2:1"), true, now);
     let cause = "authentication failed: shared secret mismatch";
     n.closed(1, Some("a"), addr("10.0.0.2:1"), true, cause, now);
-    assert!(brief(&effects(&mut n)).is_empty(), "nothing before the deadline");
+    assert!(
+        brief(&effects(&mut n)).is_empty(),
+        "nothing before the deadline"
+    );
     let deadline = n.poll_timeout().expect("the attempt's deadline");
     assert_eq!(deadline, now + Duration::from_secs(2));
     n.handle_timeout(deadline);
@@ -435,7 +438,14 @@ fn a_dial_refused_in_its_handshake_names_the_cause_at_the_deadline() {
     // A dial that never reached a greeting leaves the plain timeout.
     n.send("a", "p", msg!["2"], deadline);
     assert_eq!(brief(&effects(&mut n)), ["dial 3 10.0.0.2:1"]);
-    n.closed(3, None, addr("10.0.0.2:1"), true, "connect failed", deadline);
+    n.closed(
+        3,
+        None,
+        addr("10.0.0.2:1"),
+        true,
+        "connect failed",
+        deadline,
+    );
     let second = n.poll_timeout().expect("deadline");
     n.handle_timeout(second);
     assert_eq!(
