@@ -79,6 +79,16 @@ node -> peer, peer, ... (native aemp_nodes request; Perl nodes do not answer it)
 ",
     },
     Topic {
+        names: &["stats"],
+        text: "\
+usage: aemp [--connect host:port]... [--timeout S] stats <node>
+
+Prints the connection statistics of <node>: refused incoming handshakes, and per connected
+peer the messages and bytes in and out, bytes queued for writing and reconnects (aemp
+extension, the aemp::stats node-port request; Perl nodes do not answer it).
+",
+    },
+    Topic {
         names: &["shell"],
         text: "\
 usage: aemp [--connect host:port]... [--timeout S] shell [<node>]

@@ -22,6 +22,7 @@ mod proto;
 mod rc_commands;
 mod run_node;
 mod shell;
+mod stats;
 
 use aemp::config::RcDoc;
 use std::io::IsTerminal;
@@ -58,6 +59,7 @@ Protocol commands (a short-lived node, profile \"aemp\", node ID aemp/%n/%u):
   eval <node> <expr...>            not supported (this implementation runs no Perl code)
   trace <node>                     print the nodes reachable from <node> and their links
                                    (native aemp_nodes request; Perl nodes do not answer it)
+  stats <node>                     print the node's per-peer connection statistics
   shell [<node>]                   read such commands (and nodes, db <family>) from stdin,
                                    one per line, on one node
   The node reaches other nodes through its seeds; --connect host:port (before the
@@ -287,6 +289,11 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             let cfg = proto::config(&rc)?;
             runtime(1)?.block_on(proto::run(cfg, &opts, req))
         }
+        "stats" => {
+            init_logging("warn");
+            let cfg = proto::config(&rc)?;
+            runtime(1)?.block_on(stats::run(cfg, &opts, cmd_args))
+        }
         "eval" => Err(failed(
             "eval is not supported by this implementation: it runs no Perl code, and a Rust \
              node cannot evaluate Perl expressions (aemp shell offers snd/cal/mon instead)",
@@ -300,8 +307,8 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
 }
 
 /// The commands [`dispatch`] runs after the configuration commands.
-const COMMANDS: [&str; 10] = [
-    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart",
+const COMMANDS: [&str; 11] = [
+    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart", "stats",
 ];
 
 /// Prints the overview (`None`) or the usage of one command; an unknown command is a usage

@@ -61,8 +61,8 @@ pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor, Reason};
 pub use kernel::port::Handler;
 pub use node::{
-    Cal, DbEntry, DbWatch, Inbox, InboxClosed, Node, PeerStats, PortBuilder, TimerGuard,
-    DEFAULT_SPIN,
+    Cal, DbEntry, DbWatch, Inbox, InboxClosed, Node, NodeStats, PeerStats, PortBuilder, StatsError,
+    TimerGuard, DEFAULT_SPIN, STATS_FUNCTION,
 };
 pub use runtime::{next_up, DbChange, NodeEvent};
 pub use transport::{Counters, TlsError, TransportError};

@@ -183,6 +183,9 @@ pub(crate) struct Transport {
     live: Mutex<FxHashMap<u64, Arc<ConnTx>>>,
     /// The accept tasks, stopped (and their sockets closed) when the node shuts down.
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// How many connections came up to each peer since the node started (for the
+    /// reconnect count of `Node::peer_stats`; one entry per peer that ever authenticated).
+    ups: Mutex<FxHashMap<NodeId, u64>>,
     /// Rate limit of the warnings about refused handshakes (peers can cause them at will).
     refusal_log: Mutex<LogLimit>,
 }
@@ -254,6 +257,7 @@ impl Transport {
             sink,
             live: Mutex::new(FxHashMap::default()),
             listeners: Mutex::new(Vec::new()),
+            ups: Mutex::new(FxHashMap::default()),
             refusal_log: Mutex::new(LogLimit::new(REFUSAL_LOG_MAX, REFUSAL_LOG_WINDOW)),
         })
     }
@@ -363,7 +367,13 @@ impl Transport {
     }
 
     pub(crate) fn add_live(&self, tx: &Arc<ConnTx>) {
+        *self.ups.lock().entry(tx.peer.clone()).or_insert(0) += 1;
         self.live.lock().insert(tx.id, tx.clone());
+    }
+
+    /// How many connections to `peer` came up since the node started.
+    pub(crate) fn connections_up(&self, peer: &NodeId) -> u64 {
+        self.ups.lock().get(peer).copied().unwrap_or(0)
     }
 
     pub(crate) fn remove_live(&self, id: u64) {
