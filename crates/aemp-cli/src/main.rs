@@ -93,7 +93,8 @@ Exit status: 0 success, 1 a command failed (including a broken rc file), 2 usage
 (unknown command or option, missing or malformed argument).
 
 Environment: PERL_ANYEVENT_MP_RC (rc file; default ~/.perl-anyevent-mp), RUST_LOG or
-AE_VERBOSE (0-9, AnyEvent levels) for the log level.
+AE_VERBOSE (0-9, AnyEvent levels) for the log level; AEMP_TRACE=1 logs every message a
+node sends, receives and delivers.
 ";
 
 /// Why the tool stops with a non-zero status.

@@ -33,13 +33,14 @@ impl Node {
         let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(format!("resolving binds: {e}"))))??;
-        let net_cfg = NetConfig {
+        let mut net_cfg = NetConfig {
             binds,
             cert: cfg.cert.clone(),
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             nodelay: cfg.nodelay,
             limits,
+            trace: false,
         };
         let secret = cfg
             .secret
@@ -55,6 +56,8 @@ impl Node {
             PortNamer::new(&crate::config::port_prefix(cfg.randomised), &cfg.runiq),
         );
         shared.limits = limits;
+        // One switch for the whole node, read once (when `Shared` was made).
+        net_cfg.trace = shared.trace;
         let shared = Arc::new(shared);
         shared.secure.store(cfg.secure, Ordering::Relaxed);
         let core = Arc::new(Core::new(shared, DEFAULT_SPIN));

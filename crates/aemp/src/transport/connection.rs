@@ -245,6 +245,8 @@ pub(crate) struct ConnTx {
     /// Signalled when the writer takes the queued bytes, for senders waiting for the queue to
     /// shrink.
     written: Notify,
+    /// Message tracing: every message queued here is logged (`NetConfig::trace`).
+    trace: bool,
 }
 
 /// Frames per [`Frames`] chunk: one read may bring thousands.
@@ -255,7 +257,13 @@ const CHUNK: usize = 32;
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
 
 impl ConnTx {
-    pub(crate) fn new(id: u64, framing: Framing, limits: Limits, peer: NodeId) -> ConnTx {
+    pub(crate) fn new(
+        id: u64,
+        framing: Framing,
+        limits: Limits,
+        peer: NodeId,
+        trace: bool,
+    ) -> ConnTx {
         ConnTx {
             id,
             peer,
@@ -269,6 +277,7 @@ impl ConnTx {
             msgs_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             written: Notify::new(),
+            trace,
         }
     }
 
@@ -313,6 +322,9 @@ impl ConnTx {
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
+        if self.trace {
+            trace_send(&self.peer, port, &msg);
+        }
         let was_empty = {
             let mut b = self.buf.lock();
             let was_empty = b.is_empty();
@@ -352,6 +364,16 @@ impl ConnTx {
         self.notify.notify_one();
         self.written.notify_waiters();
     }
+}
+
+/// The trace line of a message queued for port `port` of `peer`.
+#[cold]
+#[inline(never)]
+fn trace_send(peer: &NodeId, port: &str, msg: &Msg) {
+    use aemp_proto::trace::{bounded_display, TRACE_MAX_CHARS};
+    let text = bounded_display(msg, TRACE_MAX_CHARS);
+    let sep = if port.is_empty() { "" } else { "#" };
+    tracing::info!(target: "aemp::trace", "snd {peer}{sep}{port}: {text}");
 }
 
 enum Phase {
@@ -640,7 +662,13 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         return Err(ConnError::Refused(why));
     }
     tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
-    let tx = Arc::new(ConnTx::new(id, send, net.cfg.limits, node.clone()));
+    let tx = Arc::new(ConnTx::new(
+        id,
+        send,
+        net.cfg.limits,
+        node.clone(),
+        net.cfg.trace,
+    ));
     net.add_live(&tx);
     net.report(ConnEvent::Up {
         id,

@@ -44,6 +44,8 @@ pub(crate) struct NetConfig {
     pub nodelay: bool,
     /// Decoder limits (nesting depth, message size).
     pub limits: Limits,
+    /// Message tracing: log every message sent to a peer.
+    pub trace: bool,
 }
 
 /// Traffic counters of the node (all connections).
