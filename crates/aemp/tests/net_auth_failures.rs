@@ -255,3 +255,64 @@ async fn requiring_certificates_without_one_is_a_configuration_error() {
     let e = e.to_string();
     assert!(e.contains("accepts certificate authentication only"), "{e}");
 }
+
+#[tokio::test]
+async fn a_flood_of_refused_handshakes_is_counted_but_logged_only_so_often() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (logs, _guard) = Logs::capture();
+    let b = start(cfg("flood-b", "s")).await;
+    let addr = b.listen_addrs()[0];
+    for _ in 0..30 {
+        let mut s = within("connect", tokio::net::TcpStream::connect(addr))
+            .await
+            .unwrap();
+        s.write_all(b"not a greeting\nnonce\n").await.unwrap();
+        // The node closes the connection without a word.
+        let mut rest = Vec::new();
+        let _ = within("close", s.read_to_end(&mut rest)).await;
+    }
+    within("every refusal counted", async {
+        while b.stats().handshakes_refused < 30 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let text = logs.text();
+    let refused = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("refused handshake from 127.0.0.1:"))
+        .count();
+    assert_eq!(refused, 20, "at most 20 lines a minute:\n{text}");
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.contains("unparsable greeting")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_from_this_node_itself_is_no_refused_peer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (logs, _guard) = Logs::capture();
+    let b = start(cfg("selfie-b", "s")).await;
+    let addr = b.listen_addrs()[0];
+    // What a node that finds its own address among its seeds sends itself.
+    let mut s = within("connect", tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    s.write_all(b"aemp;1;selfie-b;tls_sha3_512,hmac_sha3_512;cbor,json;provider=x\nnonce\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = within("close", s.read_to_end(&mut rest)).await;
+    // A refused peer after it, to know the first one was handled.
+    let mut s = within("connect", tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    s.write_all(b"junk\n").await.unwrap();
+    let _ = within("close", s.read_to_end(&mut rest)).await;
+    logs.wait_warn("unparsable greeting").await;
+    assert_eq!(b.stats().handshakes_refused, 1);
+    assert!(!logs.text().contains("talk to myself"), "{}", logs.text());
+}

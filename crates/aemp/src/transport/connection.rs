@@ -200,6 +200,10 @@ impl ConnError {
     /// connections): not a lost race between two connections, a timeout or a peer that
     /// went away.
     pub(crate) fn is_refused_handshake(&self) -> bool {
+        // A node that dials itself (its own address among the seeds) is no peer refused.
+        if let ConnError::Handshake(HandshakeError::TalkToMyself | HandshakeError::Echo) = self {
+            return false;
+        }
         matches!(
             self,
             ConnError::Auth(_)
