@@ -84,6 +84,16 @@ node -> peer, peer, ... (native aemp_nodes request; Perl nodes do not answer it)
 ",
     },
     Topic {
+        names: &["stats"],
+        text: "\
+usage: aemp [--connect host:port]... [--timeout S] stats <node>
+
+Prints the connection statistics of <node>: refused incoming handshakes, and per connected
+peer the messages and bytes in and out, bytes queued for writing and reconnects (aemp
+extension, the aemp::stats node-port request; Perl nodes do not answer it).
+",
+    },
+    Topic {
         names: &["shell"],
         text: "\
 usage: aemp [--connect host:port]... [--timeout S] [profile <name>] shell [<node>]
@@ -182,6 +192,12 @@ The TLS key and certificate (one PEM text, key first) used when both nodes have 
 gencert makes a self-signed one (RSA 2048, CN=AnyEvent::MP, 3650 days) without calling
 openssl; setcert reads it from a file. All act on the top level or, after profile <name>,
 on that profile.
+
+A node with a certificate still accepts peers that authenticate with the shared secret.
+To require certificates, accept only TLS authentication:
+    aemp setauth_accept tls_sha3_512
+Peers without TLS (or whose certificate this PEM does not trust) are then refused, and
+both sides name the reason.
 ",
     },
     Topic {
@@ -239,7 +255,8 @@ usage: aemp [set]<tunable> <value> | aemp del<tunable>
 Tunables: secure, autocork, nodelay (booleans: 1/0, true/false); monitor_timeout,
 connect_interval (seconds); framing_format (cbor, json, storable), auth_offer and
 auth_accept (tls_sha3_512, hmac_sha3_512, tls_anon, cleartext) as a comma-separated list
-or JSON array.
+or JSON array. auth_accept tls_sha3_512 alone requires TLS certificates (see aemp help
+cert).
 ",
     },
 ];

@@ -22,6 +22,7 @@ mod proto;
 mod rc_commands;
 mod run_node;
 mod shell;
+mod stats;
 
 use aemp::config::RcDoc;
 use std::io::IsTerminal;
@@ -59,6 +60,7 @@ Protocol commands (a short-lived node, profile \"aemp\" or the one given with pr
   eval <node> <expr...>            not supported (this implementation runs no Perl code)
   trace <node>                     print the nodes reachable from <node> and their links
                                    (native aemp_nodes request; Perl nodes do not answer it)
+  stats <node>                     print the node's per-peer connection statistics
   shell [<node>]                   read such commands (and nodes, db <family>) from stdin,
                                    one per line, on one node
   The node reaches other nodes through its seeds; --connect host:port (before the
@@ -95,7 +97,8 @@ Exit status: 0 success, 1 a command failed (including a broken rc file), 2 usage
 (unknown command or option, missing or malformed argument).
 
 Environment: PERL_ANYEVENT_MP_RC (rc file; default ~/.perl-anyevent-mp), RUST_LOG or
-AE_VERBOSE (0-9, AnyEvent levels) for the log level.
+AE_VERBOSE (0-9, AnyEvent levels) for the log level; AEMP_TRACE=1 logs every message a
+node sends, receives and delivers.
 ";
 
 /// Why the tool stops with a non-zero status.
@@ -262,7 +265,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     // must exist (checked before saving: nothing is written for a typo).
     let profile = match (name, &outcome.profile) {
         (Some("run"), selected) => run_node::profile(cmd_args, selected.as_deref())?,
-        (Some("snd" | "cal" | "mon" | "trace" | "shell"), Some(p)) => Some(p.clone()),
+        (Some("snd" | "cal" | "mon" | "trace" | "shell" | "stats"), Some(p)) => Some(p.clone()),
         _ => None,
     };
     if let Some(p) = &profile {
@@ -309,6 +312,11 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             let cfg = proto::config(&rc, profile.as_deref().unwrap_or(proto::TOOL_PROFILE))?;
             runtime(1)?.block_on(proto::run(cfg, &opts, req))
         }
+        "stats" => {
+            init_logging("warn");
+            let cfg = proto::config(&rc, profile.as_deref().unwrap_or(proto::TOOL_PROFILE))?;
+            runtime(1)?.block_on(stats::run(cfg, &opts, cmd_args))
+        }
         "eval" => Err(failed(
             "eval is not supported by this implementation: it runs no Perl code, and a Rust \
              node cannot evaluate Perl expressions (aemp shell offers snd/cal/mon instead)",
@@ -322,8 +330,8 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
 }
 
 /// The commands [`dispatch`] runs after the configuration commands.
-const COMMANDS: [&str; 10] = [
-    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart",
+const COMMANDS: [&str; 11] = [
+    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart", "stats",
 ];
 
 /// Prints the overview (`None`) or the usage of one command; an unknown command is a usage

@@ -14,6 +14,8 @@
 //! * [`global`]: the global service (roles, master selection, the global mesh, address
 //!   look-up, queries, `db_mon` subscribers) and the seed connector's timing.
 //! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
+//! * [`trace`]: bounded message texts for trace lines.
+//! * [`log_limit`]: a rate limit for log lines peers can cause (refused handshakes).
 //! * [`node_core`]: the four state machines above (peer table, registry, global service,
 //!   seeds) composed into one: everything a node does about other nodes, minus the I/O.
 //!
@@ -32,11 +34,13 @@ pub mod db;
 pub mod global;
 pub mod handshake;
 pub mod ids;
+pub mod log_limit;
 pub mod node_core;
 pub mod node_req;
 pub mod peers;
 #[cfg(test)]
 mod sim;
+pub mod trace;
 pub mod typed;
 pub mod value;
 

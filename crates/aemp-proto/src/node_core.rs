@@ -623,6 +623,12 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
 
     /// Connection `id` ended (also a dial that failed). `node` is the peer if its greeting
     /// arrived, `addr` the address dialled (outgoing) or the peer's address, `text` why.
+    ///
+    /// A dial of ours that ends after the greeting, before it came up (the handshake failed:
+    /// a shared secret mismatch, an untrusted certificate), leaves `text` as the cause of the
+    /// attempt to reach the node: if no other connection comes up before the attempt's
+    /// deadline, its [`Effect::NodeLost`] names that cause instead of a bare
+    /// [`peers::CONNECT_TIMEOUT`].
     pub fn closed(
         &mut self,
         id: u64,
@@ -660,6 +666,9 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                     )));
                 }
             }
+            // A dial that failed in its handshake (authentication, TLS, an unusable
+            // greeting): if the attempt to reach the node times out, this is why.
+            Some(node) if outgoing => self.peers.attempt_failed(node, text),
             _ => {}
         }
         self.flush_verdicts();

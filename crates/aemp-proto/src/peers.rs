@@ -31,7 +31,9 @@
 //! * **Connecting**: sends are queued in order. The attempt ends when a connection comes up
 //!   ([`up`](PeerTable::up)), or fails: reported by the caller
 //!   ([`connect_failed`](PeerTable::connect_failed)) or at its deadline, `connect_interval`
-//!   after it started ("connect timeout"), which holds even while waiting for addresses.
+//!   after it started ("connect timeout", or the cause of the last connection that failed
+//!   during the attempt, see [`attempt_failed`](PeerTable::attempt_failed)), which holds even
+//!   while waiting for addresses.
 //! * **Up**: sends are written straight into the connection's [`Link`]; this is the hot
 //!   path, one hash look-up and no allocation.
 //!
@@ -193,6 +195,9 @@ struct Attempt {
     step: Duration,
     /// When the next address of `plan` is dialled, if one is left before the deadline.
     next_dial: Option<Instant>,
+    /// Why the last connection of this attempt failed (see [`PeerTable::attempt_failed`]):
+    /// the reason at the deadline instead of [`CONNECT_TIMEOUT`].
+    last_failure: Option<String>,
 }
 
 enum State<L> {
@@ -436,6 +441,21 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         self.prune_timers();
     }
 
+    /// A connection of the attempt to reach `node` failed before it came up, for `cause`
+    /// (the peer refused to authenticate, or we refused the peer): the attempt goes on (other
+    /// addresses, other connections may still succeed), but if it reaches its deadline, the
+    /// last such cause is its reason instead of [`CONNECT_TIMEOUT`], so that the monitors
+    /// learn why the node could not be reached. Ignored unless the node is connecting.
+    pub fn attempt_failed(&mut self, node: &str, cause: &str) {
+        if let Some(Entry {
+            state: State::Connecting(attempt),
+            ..
+        }) = self.nodes.get_mut(node)
+        {
+            attempt.last_failure = Some(cause.to_owned());
+        }
+    }
+
     /// Addresses of `node` from a look-up (the global database, `g_found`): they replace the
     /// known ones. If the node is connecting, they are dialled at once with the usual pacing
     /// (the attempt keeps its deadline). An empty list changes nothing; duplicates are
@@ -525,7 +545,11 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
                 continue;
             }
             if attempt.deadline <= now {
-                self.fail(&node, CONNECT_TIMEOUT, out);
+                let reason = attempt
+                    .last_failure
+                    .take()
+                    .unwrap_or_else(|| CONNECT_TIMEOUT.to_owned());
+                self.fail(&node, &reason, out);
             } else if attempt.next_dial == Some(at) {
                 dial_next(attempt, &node, now, &mut self.timers, out);
             }
@@ -644,6 +668,7 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             next: 0,
             step: Duration::ZERO,
             next_dial: None,
+            last_failure: None,
         };
         self.timers.push(Reverse((deadline, id, key.clone())));
         if entry.addrs.is_empty() {

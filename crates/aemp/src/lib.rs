@@ -62,6 +62,22 @@
 //! The protocol rules (framing, handshake, the peer table, the connection registry, the
 //! global service, the database) live in the sans-IO `aemp-proto` crate, which takes events
 //! and the current time and returns effects; this crate only drives them with tokio.
+//!
+//! # Diagnostics
+//!
+//! * **Message tracing** (like Perl's `PERL_ANYEVENT_MP_TRACE`): a node started while the
+//!   environment variable `AEMP_TRACE` is set (to anything but empty or `0`) logs every
+//!   message it sends to a peer (`snd node#port: [...]`), receives from one
+//!   (`rcv node#port from peer: [...]`) and delivers locally (`rcv node#port (local): [...]`),
+//!   at INFO under the log target `aemp::trace`, with the message cut after 256 bytes. The
+//!   variable is read once when the node starts; without it, tracing costs one branch per
+//!   message.
+//! * **Statistics**: [`Node::stats`] and [`Node::peer_stats`] (messages, bytes, queue,
+//!   reconnects per peer; refused handshakes), and [`Node::stats_of`] for another node
+//!   ([`STATS_FUNCTION`], an aemp extension); `aemp stats <node>` prints them.
+//! * **Refused handshakes** are logged at WARN with the peer's address and the cause (at most
+//!   20 lines a minute), and the dialling node's monitors get the cause as their
+//!   `transport_error` reason, e.g. `authentication failed: shared secret mismatch`.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -82,8 +98,8 @@ pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor};
 pub use kernel::port::Handler;
 pub use node::{
-    Cal, DbEntry, DbWatch, Inbox, Node, PeerStats, PortBuilder, TimerGuard,
-    DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_SPIN,
+    Cal, DbEntry, DbWatch, Inbox, Node, NodeStats, PeerStats, PortBuilder, StatsError, TimerGuard,
+    DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_SPIN, STATS_FUNCTION,
 };
 pub use runtime::{next_up, DbChange, NodeEvent, ShutdownReport};
 pub use transport::{Counters, TlsError, TransportError};

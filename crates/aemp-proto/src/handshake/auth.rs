@@ -193,7 +193,14 @@ pub fn choose_auth<'a>(
     let chosen = peer_list
         .iter()
         .find(|m| local_offer.contains(m) && (tls_active || !m.starts_with("tls_")))
-        .ok_or_else(|| HandshakeError::NoCommonAuth(peer_list.join(",")))?;
+        .ok_or_else(|| {
+            let tls_only = !peer_list.is_empty() && peer_list.iter().all(|m| m.starts_with("tls_"));
+            if !tls_active && tls_only {
+                HandshakeError::PeerRequiresTls(peer_list.join(","))
+            } else {
+                HandshakeError::NoCommonAuth(peer_list.join(","))
+            }
+        })?;
     if tls_active {
         if chosen == TLS_SHA3_512 || chosen == TLS_ANON {
             return Ok(chosen);
@@ -355,10 +362,11 @@ mod tests {
             choose_auth(&s(&[CLEARTEXT]), &offer, false, true),
             Err(HandshakeError::NoCommonAuth(_))
         ));
-        assert!(matches!(
+        // A peer that accepts only TLS methods, without TLS: it requires certificates.
+        assert_eq!(
             choose_auth(&s(&[TLS_SHA3_512]), &offer, false, true),
-            Err(HandshakeError::NoCommonAuth(_))
-        ));
+            Err(HandshakeError::PeerRequiresTls(TLS_SHA3_512.into()))
+        );
         // An offer that contains cleartext still cannot send it.
         assert!(matches!(
             choose_auth(&s(&[CLEARTEXT]), &s(&[CLEARTEXT]), false, true),

@@ -28,6 +28,16 @@ pub enum HandshakeError {
     /// A handshake line is not valid UTF-8.
     #[error("handshake line is not valid UTF-8")]
     NotUtf8,
+    /// The connection runs without TLS, and every auth method we accept needs TLS (our
+    /// `auth_accept` lists only `tls_*` methods: this node requires certificate
+    /// authentication). Nothing the peer could send would verify, so we stop at once.
+    #[error("the peer did not start TLS, and this node accepts certificate authentication only (auth_accept {0})")]
+    TlsRequired(String),
+    /// The connection runs without TLS, and the peer accepts only `tls_*` auth methods
+    /// (it requires certificate authentication; we have no certificate, or it has none we
+    /// could use).
+    #[error("the peer accepts certificate authentication only (it accepts {0}), and this connection has no TLS")]
+    PeerRequiresTls(String),
     /// None of the peer's accepted auth methods is one we may send.
     #[error("no common auth type supported (peer accepts: {0})")]
     NoCommonAuth(String),

@@ -26,7 +26,11 @@
 //! * `hmac_sha3_512` and `cleartext` never verify without a non-empty secret (Perl would compare
 //!   against a token derived from an empty secret);
 //! * an `aemp` greeting without a node ID is refused as unparsable;
-//! * handshake lines must be UTF-8.
+//! * handshake lines must be UTF-8;
+//! * a node whose `auth_accept` lists only `tls_*` methods requires certificate
+//!   authentication: a connection without TLS fails right after the peer's line 2
+//!   ([`HandshakeError::TlsRequired`]) instead of after its auth line (the wire sees the
+//!   same thing: the connection closes without a message).
 
 mod auth;
 mod error;
@@ -290,6 +294,8 @@ pub struct Handshake {
     send_framing: String,
     /// Our auth line, held back while TLS starts.
     pending_auth: Vec<u8>,
+    /// Our auth line, once chosen (see [`Handshake::own_auth_line`]).
+    own_auth: Vec<u8>,
     /// Unterminated data of the line being read. Invariant: at most [`MAX_LINE`] bytes
     /// (checked in `feed` before appending).
     buf: Vec<u8>,
@@ -356,6 +362,7 @@ impl Handshake {
             sent_auth_method: String::new(),
             send_framing: String::new(),
             pending_auth: Vec::new(),
+            own_auth: Vec::new(),
             buf: Vec::new(),
             events: VecDeque::new(),
             state: match check {
@@ -387,6 +394,14 @@ impl Handshake {
     /// Our nonce line (without line end).
     pub fn own_line2(&self) -> &str {
         &self.own_l2
+    }
+
+    /// Our auth line (with its LF), once it has been chosen after the peer's line 2; also
+    /// after a failure. A Perl node sends its auth line before it reads the peer's, so a
+    /// caller that holds its line back (and then sees [`HandshakeError::AuthFailure`]) may
+    /// still send it before closing, for the peer to see the mismatch too.
+    pub fn own_auth_line(&self) -> Option<&[u8]> {
+        (!self.own_auth.is_empty()).then_some(self.own_auth.as_slice())
     }
 
     /// The peer's greeting, once line 1 has been accepted.
@@ -535,6 +550,10 @@ impl Handshake {
             return Err(HandshakeError::InvalidState("nonce before greeting"));
         };
         self.tls_active = self.tls_available && peer.wants_tls();
+        if !self.tls_active && self.auth_accept.iter().all(|m| m.starts_with("tls_")) {
+            // Whatever the peer sends would fail to verify; say why now.
+            return Err(HandshakeError::TlsRequired(self.auth_accept.join(",")));
+        }
         let secret = self.secret.0.as_deref().filter(|s| !s.is_empty());
         let method = choose_auth(
             &peer.auth,
@@ -552,6 +571,7 @@ impl Handshake {
         };
         let token = own_token(&method, secret, &transcript)?;
         let auth_line = format!("{method};{token};{framing}\n").into_bytes();
+        self.own_auth.clone_from(&auth_line);
         self.sent_auth_method = method;
         self.send_framing = framing;
         if self.tls_active {

@@ -137,6 +137,34 @@ fn mismatched_secrets_fail_on_both_sides() {
 }
 
 #[test]
+fn the_own_auth_line_stays_known_after_a_mismatch() {
+    let ca = cfg("alpha", Some(b"one"));
+    let cb = cfg("beta", Some(b"two"));
+    let mut a = Side::new(&ca, &new_nonce());
+    let mut b = Side::new(&cb, &new_nonce());
+    assert_eq!(
+        a.hs.own_auth_line(),
+        None,
+        "not chosen before the peer's line 2"
+    );
+    // b has sent its greeting and its auth line before a reads any of it: a's own line
+    // (queued, not yet taken) is dropped with the failure but can still be had.
+    b.inbox = a.hs.initial_bytes();
+    let mut b_out = b.hs.initial_bytes();
+    b.step(0, &mut b_out).unwrap();
+    a.inbox = b_out;
+    assert_eq!(
+        a.hs.feed(&a.inbox.clone()),
+        Err(HandshakeError::AuthFailure)
+    );
+    let line = a.hs.own_auth_line().expect("chosen").to_vec();
+    assert!(line.starts_with(b"hmac_sha3_512;") && line.ends_with(b"\n"));
+    // b sees the mismatch in it.
+    b.inbox = line;
+    assert_eq!(b.step(0, &mut Vec::new()), Err(HandshakeError::AuthFailure));
+}
+
+#[test]
 fn tls_on_both_sides_uses_tls_sha3_without_secret() {
     for a_first in [true, false] {
         let mut ca = cfg("alpha", None);
@@ -520,5 +548,29 @@ fn debug_output_hides_the_secret() {
     for text in [format!("{c:?}"), format!("{hs:?}")] {
         assert!(!text.contains("topsecretvalue") && !text.contains("116, 111, 112"));
         assert!(text.contains("redacted"), "{text}");
+    }
+}
+
+#[test]
+fn a_node_that_accepts_tls_only_refuses_a_plain_peer_and_the_peer_says_why() {
+    for a_first in [true, false] {
+        // alpha has a certificate and requires it; beta has only the secret.
+        let mut ca = cfg("alpha", Some(SECRET));
+        ca.tls_available = true;
+        ca.auth_accept = vec![TLS_SHA3_512.into()];
+        let cb = cfg("beta", Some(SECRET));
+        let (a, _, ra, rb) = run(&ca, &cb, a_first, 0);
+        assert_eq!(ra, Err(HandshakeError::TlsRequired("tls_sha3_512".into())));
+        assert_eq!(
+            rb,
+            Err(HandshakeError::PeerRequiresTls("tls_sha3_512".into()))
+        );
+        assert!(a.est.is_none());
+        // Both with certificates: TLS, accepted.
+        let mut cb = cfg("beta", None);
+        cb.tls_available = true;
+        let (a, _, ra, rb) = run(&ca, &cb, a_first, 0);
+        assert_eq!((ra, rb), (Ok(()), Ok(())));
+        assert_eq!(a.est.unwrap().auth_method, TLS_SHA3_512);
     }
 }

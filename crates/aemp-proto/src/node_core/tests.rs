@@ -415,3 +415,41 @@ fn a_connection_the_registry_closed_is_not_used() {
     ));
     assert_eq!(n.peers().link("a").map(|l| l.id), Some(2));
 }
+
+#[test]
+fn a_dial_refused_in_its_handshake_names_the_cause_at_the_deadline() {
+    let (mut n, now) = core(|c| c.connect_interval = Duration::from_secs(2));
+    effects(&mut n);
+    n.add_addresses("a", vec![addr("10.0.0.2:1")], now);
+    n.send("a", "p", msg!["1"], now);
+    assert_eq!(brief(&effects(&mut n)), ["dial 1 10.0.0.2:1"]);
+    n.greeted(1, "a", addr("10.0.0.2:1"), true, now);
+    let cause = "authentication failed: shared secret mismatch";
+    n.closed(1, Some("a"), addr("10.0.0.2:1"), true, cause, now);
+    assert!(
+        brief(&effects(&mut n)).is_empty(),
+        "nothing before the deadline"
+    );
+    let deadline = n.poll_timeout().expect("the attempt's deadline");
+    assert_eq!(deadline, now + Duration::from_secs(2));
+    n.handle_timeout(deadline);
+    assert_eq!(brief(&effects(&mut n)), [format!("lost a: {cause}")]);
+
+    // A dial that never reached a greeting leaves the plain timeout.
+    n.send("a", "p", msg!["2"], deadline);
+    assert_eq!(brief(&effects(&mut n)), ["dial 3 10.0.0.2:1"]);
+    n.closed(
+        3,
+        None,
+        addr("10.0.0.2:1"),
+        true,
+        "connect failed",
+        deadline,
+    );
+    let second = n.poll_timeout().expect("deadline");
+    n.handle_timeout(second);
+    assert_eq!(
+        brief(&effects(&mut n)),
+        [format!("lost a: {}", peers::CONNECT_TIMEOUT)]
+    );
+}

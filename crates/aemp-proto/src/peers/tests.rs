@@ -772,3 +772,37 @@ fn no_silent_holes_under_random_interleavings() {
         "{delivered} of {sent}"
     );
 }
+
+#[test]
+fn the_last_failure_of_an_attempt_is_its_reason_at_the_deadline() {
+    let t0 = Instant::now();
+    let mut t = table(2000, 3000);
+    let mut out = Vec::new();
+    t.addresses("n", vec![addr(1), addr(2)], t0, &mut out);
+    t.send("n", "", m(0), t0, &mut out);
+    assert_eq!(out, vec![dial("n", addr(1))]);
+    out.clear();
+    // The first address refuses our secret; the second one answers nothing.
+    t.attempt_failed("n", "authentication failed: shared secret mismatch");
+    assert!(t.is_connecting("n"), "the attempt goes on");
+    let all = run_until(&mut t, t0, t0 + ms(10_000));
+    assert_eq!(
+        all,
+        vec![
+            (ms(500), dial("n", addr(2))),
+            (
+                ms(2000),
+                lost("n", "authentication failed: shared secret mismatch", 1)
+            )
+        ]
+    );
+    // The next attempt starts without a cause: a plain timeout again.
+    t.send("n", "", m(1), t0 + ms(3000), &mut out);
+    let all = run_until(&mut t, t0, t0 + ms(10_000));
+    assert_eq!(all.last(), Some(&(ms(5000), lost("n", CONNECT_TIMEOUT, 1))));
+    // A failure reported while the node is not being reached is ignored.
+    t.attempt_failed("n", "late");
+    t.send("n", "", m(2), t0 + ms(6000), &mut out);
+    let all = run_until(&mut t, t0, t0 + ms(10_000));
+    assert_eq!(all.last(), Some(&(ms(8000), lost("n", CONNECT_TIMEOUT, 1))));
+}

@@ -298,7 +298,8 @@ pub struct Config {
     pub framing_format: Vec<String>,
     /// Auth methods this node sends, in order of preference.
     pub auth_offer: Vec<String>,
-    /// Auth methods advertised in the greeting.
+    /// Auth methods accepted from peers, advertised in the greeting. Only `tls_*`
+    /// methods (e.g. `["tls_sha3_512"]`) require TLS: see [`ConfigBuilder::auth_accept`].
     pub auth_accept: Vec<String>,
     /// `TCP_NODELAY` on connections (default true).
     pub nodelay: bool,
@@ -701,7 +702,30 @@ impl ConfigBuilder {
         self.put("auth_offer", json_list(a))
     }
 
-    /// Auth methods advertised in the greeting.
+    /// Auth methods this node accepts from peers, advertised in the greeting (default
+    /// `tls_sha3_512, hmac_sha3_512, tls_anon, cleartext`, Perl's order).
+    ///
+    /// # Requiring TLS
+    ///
+    /// By default a node with a certificate still accepts peers that authenticate with the
+    /// shared secret (`hmac_sha3_512`). To refuse every peer that does not authenticate
+    /// with a certificate this node's PEM trusts, accept `tls_sha3_512` only. Such a node
+    /// needs a certificate (configuring it fails otherwise); a peer without TLS is refused
+    /// right after its greeting, and both sides say why (the peer's monitors get
+    /// `"authentication failed: the peer accepts certificate authentication only …"`, and
+    /// this node logs a warning naming the peer's address). Unlike a Perl node, this node
+    /// also checks the method of the auth line a peer sends against this list.
+    ///
+    /// ```
+    /// # let pem = String::new();
+    /// let cfg = aemp::Config::builder()
+    ///     .norc(true)
+    ///     .cert(pem) // the cluster's PEM (see `aemp gencert`)
+    ///     .auth_accept(["tls_sha3_512"])
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cfg.auth_accept, ["tls_sha3_512"]);
+    /// ```
     pub fn auth_accept<I, S>(self, a: I) -> ConfigBuilder
     where
         I: IntoIterator<Item = S>,

@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// Report ports killed by their own handler (see [`Kernel::report_death`]).
     pub log_deaths: AtomicBool,
+    /// Message tracing (`AEMP_TRACE` when the node started): every message delivered to a
+    /// port of this node is logged (see the crate docs, "Diagnostics").
+    pub trace: bool,
     guard_ids: AtomicU64,
 }
 
@@ -87,6 +90,9 @@ impl Shared {
             secure: AtomicBool::new(false),
             limits: Limits::default(),
             log_deaths: AtomicBool::new(true),
+            trace: aemp_proto::trace::enabled(
+                std::env::var(aemp_proto::trace::TRACE_ENV).ok().as_deref(),
+            ),
             guard_ids: AtomicU64::new(1),
         }
     }
@@ -219,6 +225,8 @@ pub(crate) struct MonRequest {
 pub(crate) struct Kernel {
     pub(crate) id: NodeId,
     pub(crate) shared: Arc<Shared>,
+    /// [`Shared::trace`], read once.
+    trace: bool,
     ports: table::PortTable,
     mon_index: FxHashMap<u64, MonTarget>,
     remote_mons: RemoteMonitors,
@@ -233,6 +241,7 @@ impl Kernel {
     pub(crate) fn new(shared: Arc<Shared>) -> Kernel {
         Kernel {
             id: shared.id.clone(),
+            trace: shared.trace,
             shared,
             ports: table::PortTable::default(),
             mon_index: FxHashMap::default(),
@@ -331,6 +340,9 @@ impl Kernel {
         src: Option<&NodeId>,
         host: &mut dyn Host,
     ) {
+        if self.trace {
+            trace_delivery(&self.id, &name, &msg, src);
+        }
         if name.is_empty() {
             self.node_request(msg, src, host);
             return;
@@ -773,3 +785,19 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The trace line of a message delivered to port `name` of node `me` (`src`: the node it
+/// came from, `None` for a local send).
+#[cold]
+#[inline(never)]
+fn trace_delivery(me: &NodeId, name: &str, msg: &Msg, src: Option<&NodeId>) {
+    use aemp_proto::trace::{bounded_display, TRACE_MAX_CHARS};
+    let text = bounded_display(msg, TRACE_MAX_CHARS);
+    let sep = if name.is_empty() { "" } else { "#" };
+    match src {
+        Some(src) => {
+            tracing::info!(target: "aemp::trace", "rcv {me}{sep}{name} from {src}: {text}")
+        }
+        None => tracing::info!(target: "aemp::trace", "rcv {me}{sep}{name} (local): {text}"),
+    }
+}

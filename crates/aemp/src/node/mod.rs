@@ -7,12 +7,14 @@ mod cal;
 mod db;
 mod inbox;
 mod network;
+mod stats;
 mod timer;
 
 pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
 pub use inbox::Inbox;
 pub use network::PeerStats;
+pub use stats::{NodeStats, StatsError, STATS_FUNCTION};
 pub use timer::TimerGuard;
 
 use crate::error::{Error, HandlerResult};
@@ -131,7 +133,9 @@ impl Node {
                 owner,
             },
         );
-        Node { inner }
+        let node = Node { inner };
+        node.register_stats();
+        node
     }
 
     /// A handle whose node is gone (what a handler gets while its node is torn down): it

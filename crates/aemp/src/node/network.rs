@@ -33,13 +33,14 @@ impl Node {
         let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(format!("resolving binds: {e}"))))??;
-        let net_cfg = NetConfig {
+        let mut net_cfg = NetConfig {
             binds,
             cert: cfg.cert.clone(),
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             nodelay: cfg.nodelay,
             limits,
+            trace: false,
         };
         let secret = cfg
             .secret
@@ -55,6 +56,8 @@ impl Node {
             PortNamer::new(&crate::config::port_prefix(cfg.randomised), &cfg.runiq),
         );
         shared.limits = limits;
+        // One switch for the whole node, read once (when `Shared` was made).
+        net_cfg.trace = shared.trace;
         let shared = Arc::new(shared);
         shared.secure.store(cfg.secure, Ordering::Relaxed);
         let core = Arc::new(Core::new(shared, DEFAULT_SPIN));
@@ -168,8 +171,21 @@ impl Node {
             .map_or(0, |tx| tx.queued_bytes())
     }
 
-    /// Traffic of every live connection: messages and bytes in and out, and bytes waiting to
-    /// be written.
+    /// Traffic of every live connection, sorted by peer: messages and bytes in and out of
+    /// the current connection, bytes waiting to be written, and how often a connection to the
+    /// peer came up again. [`Node::stats`] adds node-wide counts; [`Node::stats_of`] asks
+    /// another node for its own.
+    ///
+    /// ```no_run
+    /// # async fn f(node: aemp::Node) {
+    /// for p in node.peer_stats() {
+    ///     println!(
+    ///         "{}: {} msgs / {} bytes in, {} msgs / {} bytes out, {} bytes queued, {} reconnects",
+    ///         p.node, p.msgs_in, p.bytes_in, p.msgs_out, p.bytes_out, p.queued_bytes, p.reconnects
+    ///     );
+    /// }
+    /// # }
+    /// ```
     pub fn peer_stats(&self) -> Vec<PeerStats> {
         let Some(t) = self.transport() else {
             return Vec::new();
@@ -184,6 +200,7 @@ impl Node {
                 msgs_in: tx.msgs_in.load(Ordering::Relaxed),
                 bytes_in: tx.bytes_in.load(Ordering::Relaxed),
                 queued_bytes: tx.queued_bytes(),
+                reconnects: t.connections_up(&tx.peer).saturating_sub(1),
             })
             .collect();
         v.sort_by(|a, b| a.node.cmp(&b.node));
@@ -196,7 +213,7 @@ impl Node {
     }
 }
 
-/// Traffic of one connection (see [`Node::peer_stats`]).
+/// Traffic of the connection to one peer (see [`Node::peer_stats`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStats {
     /// The peer.
@@ -209,6 +226,9 @@ pub struct PeerStats {
     pub msgs_in: u64,
     /// Bytes received.
     pub bytes_in: u64,
-    /// Bytes queued, not yet written.
+    /// Bytes queued, not yet written (the queue depth of the connection).
     pub queued_bytes: usize,
+    /// How many times a connection to the peer came up after the first one, since this
+    /// node started.
+    pub reconnects: u64,
 }

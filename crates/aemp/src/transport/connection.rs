@@ -31,10 +31,76 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
+/// Why the two nodes could not authenticate each other. Each text says which side's check
+/// failed, as far as this side can tell: with a shared secret each side verifies the other's
+/// auth line itself; with TLS a certificate is judged by the receiving side, which tells the
+/// other with a TLS alert.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    /// The peer's auth line does not verify with our shared secret.
+    #[error("authentication failed: shared secret mismatch")]
+    SecretMismatch,
+    /// The peer's `tls_sha3_512` token (or another method's) did not verify under TLS.
+    #[error("authentication failed: the peer's auth token does not verify")]
+    TokenMismatch,
+    /// Our TLS check refused the peer's certificate.
+    #[error(
+        "authentication failed: the peer's certificate is not trusted by this node's PEM ({0})"
+    )]
+    CertNotTrusted(String),
+    /// The peer's TLS check refused our certificate (its alert).
+    #[error("authentication failed: the peer refused this node's certificate (not trusted by its PEM; TLS alert {0})")]
+    CertRefusedByPeer(String),
+    /// The peer closed the connection in the middle of the TLS handshake, without an alert:
+    /// what a peer does when it refuses our certificate and its alert is lost.
+    #[error("authentication failed: the peer ended the TLS handshake (it probably does not trust this node's certificate)")]
+    TlsAborted,
+    /// We accept certificate authentication only and the peer did not start TLS.
+    #[error("authentication failed: {0}")]
+    TlsRequired(HandshakeError),
+    /// The peer accepts certificate authentication only and we could not do TLS with it.
+    #[error("authentication failed: {0}")]
+    PeerRequiresTls(HandshakeError),
+    /// The peer authenticated with a method our `auth_accept` does not list.
+    #[error("authentication failed: {0}")]
+    MethodNotAccepted(HandshakeError),
+}
+
+impl AuthError {
+    /// The authentication failure a TLS error stands for, if it is one: our verifier refused
+    /// the peer's certificate, or the peer's alert says it refused ours.
+    fn from_tls_io(e: &std::io::Error) -> Option<AuthError> {
+        use tokio_rustls::rustls::{AlertDescription as A, Error as R};
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return Some(AuthError::TlsAborted);
+        }
+        match e.get_ref()?.downcast_ref::<R>()? {
+            R::InvalidCertificate(c) => Some(AuthError::CertNotTrusted(format!("{c:?}"))),
+            R::NoCertificatesPresented => {
+                Some(AuthError::CertNotTrusted("the peer sent none".into()))
+            }
+            R::AlertReceived(
+                a @ (A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+                | A::AccessDenied),
+            ) => Some(AuthError::CertRefusedByPeer(format!("{a:?}"))),
+            _ => None,
+        }
+    }
+}
+
 /// Why a connection ended. The text of each is what the monitors of the peer see as the
 /// third element of `("transport_error", node, text)`.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {
+    /// The nodes could not authenticate each other.
+    #[error("{0}")]
+    Auth(AuthError),
     /// The handshake refused what the peer sent.
     #[error("handshake: {0}")]
     Handshake(HandshakeError),
@@ -91,6 +157,67 @@ pub(crate) enum ConnError {
     Io(#[from] std::io::Error),
 }
 
+impl ConnError {
+    /// The error for a handshake failure; `tls` tells whether the connection runs in TLS.
+    fn handshake(e: HandshakeError, tls: bool) -> ConnError {
+        match e {
+            HandshakeError::AuthFailure if tls => ConnError::Auth(AuthError::TokenMismatch),
+            HandshakeError::AuthFailure => ConnError::Auth(AuthError::SecretMismatch),
+            e @ HandshakeError::TlsRequired(_) => ConnError::Auth(AuthError::TlsRequired(e)),
+            e @ HandshakeError::PeerRequiresTls(_) => {
+                ConnError::Auth(AuthError::PeerRequiresTls(e))
+            }
+            e @ HandshakeError::AuthMethodNotAccepted(_) => {
+                ConnError::Auth(AuthError::MethodNotAccepted(e))
+            }
+            e => ConnError::Handshake(e),
+        }
+    }
+
+    /// An I/O error inside TLS may be the peer's alert about our certificate.
+    fn in_tls(self) -> ConnError {
+        match self {
+            // With TLS 1.3 the client is done before the server judged its certificate: a
+            // server that refuses it closes the connection before its auth line.
+            ConnError::ClosedDuringHandshake => ConnError::Auth(AuthError::TlsAborted),
+            ConnError::Io(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                match AuthError::from_tls_io(&e) {
+                    Some(a) => ConnError::Auth(a),
+                    None => ConnError::Io(e),
+                }
+            }
+            ConnError::Tls(super::tls::TlsError::Handshake(e)) => {
+                match AuthError::from_tls_io(&e) {
+                    Some(a) => ConnError::Auth(a),
+                    None => ConnError::Tls(super::tls::TlsError::Handshake(e)),
+                }
+            }
+            e => e,
+        }
+    }
+
+    /// Whether this node refused the peer's handshake (counted and logged on accepted
+    /// connections): not a lost race between two connections, a timeout or a peer that
+    /// went away.
+    pub(crate) fn is_refused_handshake(&self) -> bool {
+        // A node that dials itself (its own address among the seeds) is no peer refused.
+        if let ConnError::Handshake(HandshakeError::TalkToMyself | HandshakeError::Echo) = self {
+            return false;
+        }
+        matches!(
+            self,
+            ConnError::Auth(_)
+                | ConnError::Handshake(_)
+                | ConnError::TlsStart(_)
+                | ConnError::TlsUnconfigured
+                | ConnError::Tls(_)
+                | ConnError::TlsTwice
+                | ConnError::PeerGreeting(_)
+                | ConnError::UnusableFraming { .. }
+        )
+    }
+}
+
 /// Write buffers above this size are not kept for reuse after a write (a burst of large
 /// messages should not pin its peak size per connection forever; below this, reuse avoids
 /// re-growing the buffer for every large frame).
@@ -133,6 +260,8 @@ pub(crate) struct ConnTx {
     abort: Notify,
     /// How far the connection is on its way out.
     state: watch::Sender<LinkState>,
+    /// Message tracing: every message queued here is logged (`NetConfig::trace`).
+    trace: bool,
 }
 
 /// How far a connection is on its way out (see [`ConnTx::finish`]).
@@ -155,7 +284,13 @@ const CHUNK: usize = 32;
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
 
 impl ConnTx {
-    pub(crate) fn new(id: u64, framing: Framing, limits: Limits, peer: NodeId) -> ConnTx {
+    pub(crate) fn new(
+        id: u64,
+        framing: Framing,
+        limits: Limits,
+        peer: NodeId,
+        trace: bool,
+    ) -> ConnTx {
         ConnTx {
             id,
             peer,
@@ -175,6 +310,7 @@ impl ConnTx {
             aborted: AtomicBool::new(false),
             abort: Notify::new(),
             state: watch::Sender::new(LinkState::Open),
+            trace,
         }
     }
 
@@ -218,6 +354,9 @@ impl ConnTx {
     fn encode(&self, port: &str, mut msg: Msg) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
+        }
+        if self.trace {
+            trace_send(&self.peer, port, &msg);
         }
         let was_empty = {
             let mut b = self.buf.lock();
@@ -300,6 +439,16 @@ impl ConnTx {
     }
 }
 
+/// The trace line of a message queued for port `port` of `peer`.
+#[cold]
+#[inline(never)]
+fn trace_send(peer: &NodeId, port: &str, msg: &Msg) {
+    use aemp_proto::trace::{bounded_display, TRACE_MAX_CHARS};
+    let text = bounded_display(msg, TRACE_MAX_CHARS);
+    let sep = if port.is_empty() { "" } else { "#" };
+    tracing::info!(target: "aemp::trace", "snd {peer}{sep}{port}: {text}");
+}
+
 enum Phase {
     Tls { client: bool, leftover: Vec<u8> },
     Done(Box<Established>, Vec<u8>),
@@ -324,11 +473,15 @@ pub(crate) async fn run(
         .await;
     t.remove_live(id);
     let refused_input = matches!(result, Err(ConnError::Protocol(_)));
+    let refused_handshake = matches!(&result, Err(e) if e.is_refused_handshake());
     let text = match result {
         Ok(()) => "connection closed".to_string(),
         Err(e) => e.to_string(),
     };
     let _enter = span.enter();
+    if refused_handshake && !outgoing {
+        t.refused_handshake(addr, peer.as_ref(), &text);
+    }
     match &peer {
         Some(peer) => tracing::debug!(peer = %peer, reason = %text, "connection ended"),
         None => tracing::debug!(reason = %text, "connection ended before greeting"),
@@ -371,7 +524,7 @@ async fn drive(
 ) -> Result<(), ConnError> {
     let mut hs = Handshake::new(&net.hs, &format_hostport(&addr), new_nonce());
     if let Some(e) = hs.error() {
-        return Err(ConnError::Handshake(e.clone()));
+        return Err(ConnError::handshake(e.clone(), false));
     }
     write(&mut stream, &hs.initial_bytes()).await?;
     let mut ctx = HsCtx {
@@ -381,6 +534,8 @@ async fn drive(
         id,
         verdict: &mut verdict,
         peer,
+        tls: false,
+        auth_sent: false,
     };
     match handshake(&mut ctx, &mut stream, &mut hs, Vec::new()).await? {
         Phase::Done(est, rest) => {
@@ -395,9 +550,13 @@ async fn drive(
             )
             .await
             .map_err(|_| ConnError::TlsTimeout)?
-            .map_err(ConnError::Tls)?;
+            .map_err(|e| ConnError::Tls(e).in_tls())?;
             hs.tls_started().map_err(ConnError::TlsStart)?;
-            match handshake(&mut ctx, &mut tls, &mut hs, Vec::new()).await? {
+            ctx.tls = true;
+            let phase = handshake(&mut ctx, &mut tls, &mut hs, Vec::new())
+                .await
+                .map_err(ConnError::in_tls)?;
+            match phase {
                 Phase::Done(est, rest) => {
                     data_phase(net, tls, est, rest, id, ctx.peer, ctx.verdict).await
                 }
@@ -415,6 +574,10 @@ struct HsCtx<'a> {
     id: u64,
     verdict: &'a mut watch::Receiver<Verdict>,
     peer: &'a mut Option<NodeId>,
+    /// The connection runs in TLS.
+    tls: bool,
+    /// Our auth line was written.
+    auth_sent: bool,
 }
 
 async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), ConnError> {
@@ -477,7 +640,23 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                         if ctx.outgoing && e == HandshakeError::TalkToMyself {
                             ctx.net.report(ConnEvent::ReachedSelf { addr: ctx.addr });
                         }
-                        return Err(ConnError::Handshake(e));
+                        // Like a Perl node, whose auth line always leaves before it reads
+                        // the peer's: a peer with another secret learns it from our line.
+                        // A greeting read in the same call as the failing line is known,
+                        // though its event was dropped: the failure concerns that node.
+                        if ctx.peer.is_none() {
+                            *ctx.peer = hs
+                                .peer()
+                                .filter(|g| g.protocol == "aemp")
+                                .and_then(|g| NodeId::new(&g.node_id).ok());
+                        }
+                        let unsent = !ctx.auth_sent && e == HandshakeError::AuthFailure;
+                        if let (true, Some(b)) = (unsent, hs.own_auth_line()) {
+                            if !matches!(*ctx.verdict.borrow(), Verdict::Close(_)) {
+                                let _ = write(stream, b).await;
+                            }
+                        }
+                        return Err(ConnError::handshake(e, ctx.tls));
                     }
                 };
                 off += used;
@@ -497,6 +676,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             match verdict {
                 Verdict::Commit => {
                     write(stream, b).await?;
+                    ctx.auth_sent = true;
                     if ctx.peer.is_some() {
                         ctx.net.report(ConnEvent::Committed { id: ctx.id });
                     }
@@ -555,7 +735,13 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         return Err(ConnError::Refused(why));
     }
     tracing::info!(peer = %node, send = send.name(), recv = recv.name(), auth = %est.auth_method, "connection up");
-    let tx = Arc::new(ConnTx::new(id, send, net.cfg.limits, node.clone()));
+    let tx = Arc::new(ConnTx::new(
+        id,
+        send,
+        net.cfg.limits,
+        node.clone(),
+        net.cfg.trace,
+    ));
     net.add_live(&tx);
     net.report(ConnEvent::Up {
         id,

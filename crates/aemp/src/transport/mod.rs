@@ -15,6 +15,7 @@ pub use tls::TlsError;
 use aemp_proto::codec::{Framing, Limits};
 use aemp_proto::conn_registry::Verdict;
 use aemp_proto::handshake::HandshakeConfig;
+use aemp_proto::log_limit::{LogLimit, Verdict as LogVerdict};
 use aemp_proto::{Msg, NodeId, Str};
 use connection::ConnTx;
 use parking_lot::Mutex;
@@ -43,6 +44,8 @@ pub(crate) struct NetConfig {
     pub nodelay: bool,
     /// Decoder limits (nesting depth, message size).
     pub limits: Limits,
+    /// Message tracing: log every message sent to a peer.
+    pub trace: bool,
 }
 
 /// Traffic counters of the node (all connections).
@@ -56,6 +59,9 @@ pub struct Counters {
     pub bytes_out: AtomicU64,
     /// Connections closed because of bad input.
     pub protocol_errors: AtomicU64,
+    /// Incoming connections whose handshake this node refused (authentication failed, an
+    /// unusable greeting, a TLS failure).
+    pub handshakes_refused: AtomicU64,
 }
 
 /// Frames one connection read brought, for the node task.
@@ -179,7 +185,18 @@ pub(crate) struct Transport {
     live: Mutex<FxHashMap<u64, Arc<ConnTx>>>,
     /// The accept tasks, stopped (and their sockets closed) when the node shuts down.
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// How many connections came up to each peer since the node started (for the
+    /// reconnect count of `Node::peer_stats`; one entry per peer that ever authenticated).
+    ups: Mutex<FxHashMap<NodeId, u64>>,
+    /// Rate limit of the warnings about refused handshakes (peers can cause them at will).
+    refusal_log: Mutex<LogLimit>,
 }
+
+/// At most this many refused handshakes are logged per [`REFUSAL_LOG_WINDOW`].
+pub(crate) const REFUSAL_LOG_MAX: u32 = 20;
+
+/// The window of [`REFUSAL_LOG_MAX`].
+pub(crate) const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why the network could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +235,13 @@ impl Transport {
         hs.tls_available = tls.is_some();
         hs.validate()
             .map_err(|e| TransportError::Handshake(e.to_string()))?;
+        if tls.is_none() && hs.auth_accept.iter().all(|m| m.starts_with("tls_")) {
+            return Err(TransportError::Handshake(format!(
+                "auth_accept {} accepts certificate authentication only, but no certificate \
+                 (cert) is configured",
+                hs.auth_accept.join(",")
+            )));
+        }
         if hs.secret.is_none() && tls.is_none() {
             tracing::warn!(
                 "no secret and no certificate configured: this node cannot connect to anything"
@@ -235,7 +259,35 @@ impl Transport {
             sink,
             live: Mutex::new(FxHashMap::default()),
             listeners: Mutex::new(Vec::new()),
+            ups: Mutex::new(FxHashMap::default()),
+            refusal_log: Mutex::new(LogLimit::new(REFUSAL_LOG_MAX, REFUSAL_LOG_WINDOW)),
         })
+    }
+
+    /// This node refused the handshake of a connection it accepted from `addr`: counted, and
+    /// logged as a warning (at most [`REFUSAL_LOG_MAX`] lines per [`REFUSAL_LOG_WINDOW`]; the
+    /// next line after a pause says how many were left out).
+    pub(crate) fn refused_handshake(&self, addr: SocketAddr, node: Option<&NodeId>, cause: &str) {
+        self.counters
+            .handshakes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let now = tokio::time::Instant::now().into_std();
+        let verdict = self.refusal_log.lock().check(now);
+        if let LogVerdict::Log { suppressed } = verdict {
+            if suppressed > 0 {
+                tracing::warn!(
+                    "{suppressed} more refused handshakes were not logged (at most \
+                     {REFUSAL_LOG_MAX} per {} s)",
+                    REFUSAL_LOG_WINDOW.as_secs()
+                );
+            }
+            match node {
+                Some(node) => {
+                    tracing::warn!("refused handshake from {addr} (node {node}): {cause}")
+                }
+                None => tracing::warn!("refused handshake from {addr}: {cause}"),
+            }
+        }
     }
 
     /// Reports a connection event, if the node still exists.
@@ -332,7 +384,13 @@ impl Transport {
     }
 
     pub(crate) fn add_live(&self, tx: &Arc<ConnTx>) {
+        *self.ups.lock().entry(tx.peer.clone()).or_insert(0) += 1;
         self.live.lock().insert(tx.id, tx.clone());
+    }
+
+    /// How many connections to `peer` came up since the node started.
+    pub(crate) fn connections_up(&self, peer: &NodeId) -> u64 {
+        self.ups.lock().get(peer).copied().unwrap_or(0)
     }
 
     pub(crate) fn remove_live(&self, id: u64) {
