@@ -323,7 +323,8 @@ impl Node {
         Ok(())
     }
 
-    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
+    /// Sends a typed message (a tuple or struct, or an enum variant as the tagged list
+    /// `["Variant", fields...]`, see [`aemp_proto::typed::to_msg`]).
     pub fn snd_typed<T: serde::Serialize + ?Sized>(
         &self,
         port: &PortId,
