@@ -11,9 +11,8 @@
 //! # async fn main() -> Result<(), aemp::Error> {
 //! let node = Node::new("demo/%u")?;
 //! let echo = node.port().on("ping", |cx, m| {
-//!     // m is the message without its tag: [n, reply-port]
-//!     let reply: aemp::PortId = m[1].as_str().unwrap_or_default().parse()?;
-//!     cx.snd(&reply, msg!["pong", m[0].clone()]);
+//!     // m is the message without its tag: [n, reply-port]; cal put the reply port last.
+//!     cx.reply(&m, msg!["pong", m[0].clone()])?;
 //!     Ok(())
 //! }).build();
 //! let reply = node.cal(&echo, msg!["ping", 1]).await.unwrap();

@@ -575,7 +575,7 @@ async fn node_still_answers(node: &Node) {
     let echo = node
         .port()
         .on("ping", |cx, m| {
-            let reply: PortId = m[0].as_str().unwrap_or_default().parse()?;
+            let reply = m.port(0)?;
             cx.snd(&reply, msg!["pong"]);
             Ok(())
         })

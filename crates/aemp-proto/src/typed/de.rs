@@ -25,6 +25,11 @@ fn unexpected(v: &Value) -> Unexpected<'_> {
     }
 }
 
+/// How a [`Value`] is named in an error message, e.g. ``integer `5` `` or `list`.
+pub(super) fn describe(v: &Value) -> String {
+    super::truncated(&unexpected(v).to_string())
+}
+
 fn invalid_type(v: &Value, exp: &dyn Expected) -> TypedError {
     de::Error::invalid_type(unexpected(v), exp)
 }

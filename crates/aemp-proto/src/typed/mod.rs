@@ -114,10 +114,12 @@
 //! `serde_json::Value`, untagged enums and [`Value`] itself decode without loss.
 
 mod de;
+mod port;
 mod ser;
 #[cfg(test)]
 mod tests;
 
+use crate::ids::PortId;
 use crate::value::{Msg, Str, Value};
 use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -222,12 +224,37 @@ pub fn from_msg_ref<'de, T: Deserialize<'de>>(m: &'de Msg) -> Result<T, TypedErr
     T::deserialize(de::MsgDe::new(&m.0))
 }
 
-/// Typed decoding as a method of [`Msg`] (see [`from_msg`]).
+/// Typed decoding as a method of [`Msg`] (see [`from_msg`]), and port arguments in one
+/// call.
+///
+/// ```
+/// use aemp_proto::msg;
+/// use aemp_proto::typed::MsgExt;
+///
+/// // What a handler for tag "ping" sees of `cal(port, ["ping", 5])`: the tag is gone, the
+/// // reply port that cal appended is last.
+/// let m = msg![5, "calling-node#r1"];
+/// assert_eq!(m.reply_port()?.as_str(), "calling-node#r1");
+/// assert_eq!(m.port(1)?, m.reply_port()?);
+/// assert_eq!(
+///     m.port(0).unwrap_err().to_string(),
+///     "element 0: expected a port ID, found integer `5`"
+/// );
+/// assert_eq!(
+///     m.port(2).unwrap_err().to_string(),
+///     "element 2: expected a port ID, found nothing (the message has 2 elements)"
+/// );
+/// # Ok::<(), aemp_proto::typed::TypedError>(())
+/// ```
 pub trait MsgExt {
     /// Decodes the message into `T` (see [`from_msg`]).
     fn decode<T: DeserializeOwned>(self) -> Result<T, TypedError>;
     /// Decodes the borrowed message into `T` (see [`from_msg_ref`]).
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError>;
+    /// Element `i` as a port ID; the error names the position and what was there.
+    fn port(&self, i: usize) -> Result<PortId, TypedError>;
+    /// The last element as a port ID: the reply port that `cal` appends to its request.
+    fn reply_port(&self) -> Result<PortId, TypedError>;
 }
 
 impl MsgExt for Msg {
@@ -238,14 +265,37 @@ impl MsgExt for Msg {
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError> {
         from_msg_ref(self)
     }
+
+    fn port(&self, i: usize) -> Result<PortId, TypedError> {
+        port::port_at(&self.0, i)
+    }
+
+    fn reply_port(&self) -> Result<PortId, TypedError> {
+        port::reply_port(&self.0)
+    }
 }
 
 /// Typed decoding as a method of [`Value`] (see [`from_value`]).
+///
+/// ```
+/// use aemp_proto::typed::ValueExt;
+/// use aemp_proto::Value;
+///
+/// assert_eq!(Value::from("n#p").as_port()?.name(), "p");
+/// assert_eq!(
+///     Value::Null.as_port().unwrap_err().to_string(),
+///     "expected a port ID, found null"
+/// );
+/// # Ok::<(), aemp_proto::typed::TypedError>(())
+/// ```
 pub trait ValueExt {
     /// Decodes the value into `T` (see [`from_value`]).
     fn decode<T: DeserializeOwned>(self) -> Result<T, TypedError>;
     /// Decodes the borrowed value into `T` (see [`from_value_ref`]).
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError>;
+    /// The value as a port ID (a string `node#name`, or a bare node ID for a node port);
+    /// the error says what was found instead.
+    fn as_port(&self) -> Result<PortId, TypedError>;
 }
 
 impl ValueExt for Value {
@@ -255,6 +305,10 @@ impl ValueExt for Value {
 
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError> {
         from_value_ref(self)
+    }
+
+    fn as_port(&self) -> Result<PortId, TypedError> {
+        port::as_port(self)
     }
 }
 

@@ -887,3 +887,39 @@ fn variant_name(r: &Req) -> &'static str {
         Req::Move { .. } => "Move",
     }
 }
+
+#[test]
+fn port_arguments_in_one_call() {
+    let m = msg!["ping", 5, "n#r"];
+    assert_eq!(m.port(2).unwrap().as_str(), "n#r");
+    assert_eq!(m.reply_port().unwrap().as_str(), "n#r");
+    assert_eq!(s("node").as_port().unwrap().as_str(), "node");
+    let text = |e: TypedError| e.to_string();
+    assert_eq!(
+        text(m.port(1).unwrap_err()),
+        "element 1: expected a port ID, found integer `5`"
+    );
+    assert_eq!(
+        text(m.port(3).unwrap_err()),
+        "element 3: expected a port ID, found nothing (the message has 3 elements)"
+    );
+    assert_eq!(
+        text(msg!["x", list![1]].reply_port().unwrap_err()),
+        "element 1: expected a port ID, found list"
+    );
+    assert_eq!(
+        text(Msg::from(Vec::<Value>::new()).reply_port().unwrap_err()),
+        "expected a reply port as the last element, found an empty message"
+    );
+    let bad = msg!["#nonode"].port(0).unwrap_err();
+    assert_eq!(bad.path(), &[PathSegment::Index(0)]);
+    assert_eq!(
+        text(bad),
+        "element 0: invalid value: string \"#nonode\" (empty node ID), expected a port ID"
+    );
+    // Long peer-supplied strings are cut in the error.
+    let long = "x#".to_string() + &"y".repeat(500);
+    assert!(msg![long.as_str()].port(0).is_ok());
+    let long = ";".repeat(500);
+    assert!(text(msg![long.as_str()].port(0).unwrap_err()).len() < 250);
+}

@@ -7,6 +7,7 @@ mod cal;
 mod db;
 mod inbox;
 mod network;
+mod reply;
 mod timer;
 
 pub use cal::Cal;
