@@ -5,6 +5,7 @@
 
 mod cal;
 mod db;
+mod events;
 mod inbox;
 mod network;
 mod reply;
@@ -12,6 +13,7 @@ mod timer;
 
 pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
+pub use events::{next_up, MissedEvents, NodeEvents};
 pub use inbox::{Inbox, InboxClosed};
 pub use network::PeerStats;
 pub use timer::TimerGuard;

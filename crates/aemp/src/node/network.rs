@@ -13,7 +13,6 @@ use aemp_proto::{NodeId, Str};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use tokio::sync::broadcast;
 
 impl Node {
     /// Creates a node from a configuration (see [`Config::builder`]): binds its listeners and
@@ -106,11 +105,6 @@ impl Node {
         Ok(())
     }
 
-    /// Node up/down notifications from now on.
-    pub fn node_events(&self) -> broadcast::Receiver<NodeEvent> {
-        self.core().events.subscribe()
-    }
-
     /// The nodes currently connected.
     pub async fn up_nodes(&self) -> Vec<NodeId> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -130,9 +124,16 @@ impl Node {
             return true;
         }
         tokio::time::timeout(timeout, async {
-            while let Some(n) = crate::runtime::next_up(&mut ev).await {
-                if &n == node {
-                    return true;
+            while let Some(ev) = ev.recv().await {
+                match ev {
+                    Ok(NodeEvent::Up(n)) if &n == node => return true,
+                    Ok(_) => {}
+                    // The event may have been among the missed ones: look at the state.
+                    Err(_) => {
+                        if self.is_up(node).await {
+                            return true;
+                        }
+                    }
                 }
             }
             false
