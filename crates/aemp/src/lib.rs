@@ -60,8 +60,8 @@ pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor, Reason};
 pub use kernel::port::Handler;
 pub use node::{
-    next_up, Cal, DbEntry, DbWatch, Inbox, InboxClosed, MissedEvents, Node, NodeEvents, PeerStats,
-    PortBuilder, TimerGuard, DEFAULT_SPIN,
+    next_up, Cal, DbEntry, DbWatch, Inbox, InboxClosed, MissedEvents, Node, NodeBuilder,
+    NodeEvents, PeerStats, PortBuilder, ServiceFn, TimerGuard, DEFAULT_SPIN,
 };
 pub use runtime::{DbChange, NodeEvent};
 pub use transport::{Counters, TlsError, TransportError};

@@ -3,6 +3,7 @@
 //! A [`Node`] is a cheap, clonable handle. Operations on it are queued to the node task (see
 //! `crate::runtime`) and return at once; none of them blocks on the network.
 
+mod builder;
 mod cal;
 mod db;
 mod events;
@@ -11,6 +12,7 @@ mod network;
 mod reply;
 mod timer;
 
+pub use builder::{NodeBuilder, ServiceFn};
 pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
 pub use events::{next_up, MissedEvents, NodeEvents};
