@@ -200,6 +200,18 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_node_keeps_1024_events_for_a_slow_reader() {
+        let node = Node::new("events-test/%u").unwrap();
+        let mut ev = node.node_events();
+        for i in 0..1100 {
+            node.core().events.send(up(i)).unwrap();
+        }
+        assert_eq!(ev.recv().await, Some(Err(MissedEvents(76))));
+        assert_eq!(ev.recv().await, Some(Ok(up(76))));
+        node.shutdown();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn waiting_reader_wakes_and_a_dropped_recv_loses_nothing() {
         let (tx, rx) = broadcast::channel(4);
         let mut ev = NodeEvents::new(rx);
