@@ -158,7 +158,11 @@ pub(crate) async fn run(cfg: Config, opts: &Options, req: Request) -> Result<(),
 
 /// Starts the short-lived node from `cfg` and connects it to every `--connect` address
 /// (waiting until each is up). On failure the node is shut down again.
-pub(crate) async fn start(cfg: Config, opts: &Options) -> Result<Node, Failure> {
+pub(crate) async fn start(mut cfg: Config, opts: &Options) -> Result<Node, Failure> {
+    // A short-lived client node starts no services (the library refuses names without a
+    // registered function); the built-in global service still makes it global.
+    cfg.services
+        .retain(aemp::config::Service::is_global_service);
     let node = Node::configure(cfg)
         .await
         .map_err(|e| failed(format!("cannot start the aemp node: {e}")))?;

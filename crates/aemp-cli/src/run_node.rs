@@ -63,10 +63,14 @@ pub(crate) fn config(
 }
 
 /// Starts the node and runs it until a termination signal.
-pub(crate) async fn run(cfg: Config, opts: &Options) -> Result<(), Failure> {
+pub(crate) async fn run(mut cfg: Config, opts: &Options) -> Result<(), Failure> {
     let profile = cfg.profile.clone();
     let seeds: Vec<String> = cfg.seeds.iter().map(|s| s.text.clone()).collect();
     let services = cfg.services.clone();
+    // The tool starts its services itself once the node runs, and only logs names it does
+    // not know (rc files are shared with Perl nodes); the library gets the built-in global
+    // service only, since it refuses names without a registered function.
+    cfg.services.retain(Service::is_global_service);
     let secure = cfg.secure;
     let node = Node::configure(cfg)
         .await

@@ -23,7 +23,7 @@
 //!
 //! Options: `--addr HOST:PORT` (default `127.0.0.1:4040`), `--secret S` (default `chat`).
 
-use aemp::{msg, Config, Inbox, MonGuard, Monitor, Msg, Node, PortId, Value};
+use aemp::{msg, Config, Inbox, MonGuard, Monitor, Msg, MsgExt, Node, PortId, Value};
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,7 @@ fn describe(reason: &[Value]) -> String {
 
 /// The port ID in element `i` of `m`, if there is a valid one.
 fn port_arg(m: &Msg, i: usize) -> Option<PortId> {
-    m.get(i)?.as_str()?.parse().ok()
+    m.port(i).ok()
 }
 
 /// Configures the server node, creates the chat port and registers it.

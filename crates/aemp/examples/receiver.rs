@@ -95,13 +95,7 @@ async fn start_receiver(bind: &str, seeds: &[&str], secret: &str) -> Result<Node
         // been handled.
         .on("ping", |cx, m| {
             // A ping without a reply port is an error, and an error kills the port.
-            let reply: PortId = m
-                .as_slice()
-                .last()
-                .and_then(Value::as_str)
-                .ok_or("no reply port")?
-                .parse()?;
-            cx.snd(&reply, msg!["pong"]);
+            cx.reply(&m, msg!["pong"])?;
             Ok(())
         })
         .build();

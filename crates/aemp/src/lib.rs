@@ -11,9 +11,8 @@
 //! # async fn main() -> Result<(), aemp::Error> {
 //! let node = Node::new("demo/%u")?;
 //! let echo = node.port().on("ping", |cx, m| {
-//!     // m is the message without its tag: [n, reply-port]
-//!     let reply: aemp::PortId = m[1].as_str().unwrap_or_default().parse()?;
-//!     cx.snd(&reply, msg!["pong", m[0].clone()]);
+//!     // m is the message without its tag: [n, reply-port]; cal put the reply port last.
+//!     cx.reply(&m, msg!["pong", m[0].clone()])?;
 //!     Ok(())
 //! }).build();
 //! let reply = node.cal(&echo, msg!["ping", 1]).await.unwrap();
@@ -98,8 +97,9 @@ pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor};
 pub use kernel::port::Handler;
 pub use node::{
-    Cal, DbEntry, DbWatch, Inbox, Node, NodeStats, PeerStats, PortBuilder, StatsError, TimerGuard,
-    DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_SPIN, STATS_FUNCTION,
+    next_up, Cal, DbEntry, DbWatch, Inbox, MissedEvents, Node, NodeBuilder, NodeEvents, NodeStats,
+    PeerStats, PortBuilder, ServiceFn, StatsError, TimerGuard, DEFAULT_SHUTDOWN_DEADLINE,
+    DEFAULT_SPIN, STATS_FUNCTION,
 };
-pub use runtime::{next_up, DbChange, NodeEvent, ShutdownReport};
+pub use runtime::{DbChange, NodeEvent, ShutdownReport};
 pub use transport::{Counters, TlsError, TransportError};

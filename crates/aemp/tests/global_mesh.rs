@@ -420,7 +420,7 @@ async fn slaves_reupload_their_entries_to_a_restarted_seed() {
     drop(seed);
     within("s1 sees the seed down", async {
         loop {
-            if let Ok(NodeEvent::Down(n, _)) = ev.recv().await {
+            if let Some(Ok(NodeEvent::Down(n, _))) = ev.recv().await {
                 if n.as_str() == "m6-seed" {
                     return;
                 }
@@ -613,9 +613,9 @@ async fn node_events_up_nodes_and_is_up() {
     assert!(s.up_nodes().await.is_empty());
 
     s.connect(g.listen_addrs()[0]).unwrap();
-    let up = within("Up on s", sev.recv()).await.unwrap();
+    let up = within("Up on s", sev.recv()).await.unwrap().unwrap();
     assert_eq!(up, NodeEvent::Up(gid.clone()));
-    let up = within("Up on g", gev.recv()).await.unwrap();
+    let up = within("Up on g", gev.recv()).await.unwrap().unwrap();
     assert_eq!(up, NodeEvent::Up(sid.clone()));
     assert!(s.is_up(&gid).await);
     assert!(g.is_up(&sid).await);
@@ -627,7 +627,7 @@ async fn node_events_up_nodes_and_is_up() {
     assert!(drain_events(&mut late).is_empty());
 
     s.shutdown().await;
-    let down = within("Down on g", gev.recv()).await.unwrap();
+    let down = within("Down on g", gev.recv()).await.unwrap().unwrap();
     match down {
         NodeEvent::Down(n, _) => assert_eq!(n, sid),
         other => panic!("expected Down, got {other:?}"),
@@ -639,7 +639,10 @@ async fn node_events_up_nodes_and_is_up() {
     assert!(drain_events(&mut gev).is_empty());
     // The events of a seeded connection.
     let s3 = seeded("m8-s3", SECRET, &[advertised(&g)]).await;
-    let up = within("Up of seeded s3", gev.recv()).await.unwrap();
+    let up = within("Up of seeded s3", gev.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(up, NodeEvent::Up(s3.id().clone()));
     assert!(s3.wait_up(&gid, T).await);
 }

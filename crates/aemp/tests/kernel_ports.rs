@@ -575,7 +575,7 @@ async fn node_still_answers(node: &Node) {
     let echo = node
         .port()
         .on("ping", |cx, m| {
-            let reply: PortId = m[0].as_str().unwrap_or_default().parse()?;
+            let reply = m.port(0)?;
             cx.snd(&reply, msg!["pong"]);
             Ok(())
         })
@@ -935,6 +935,42 @@ async fn typed_decode_in_handler_and_mismatch_error() {
     assert!(matches!(err, Error::Typed(_)));
     let err = msg!["add"].decode::<(String, u32)>().unwrap_err();
     assert!(!err.to_string().is_empty());
+}
+
+/// A protocol as an enum: each variant is a tagged message.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Req {
+    Ping(u32, aemp::PortId),
+    Stop,
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn typed_enum_is_a_tagged_message_for_rcv_tags() {
+    let node = node();
+    let mut rec = Recorder::new(&node);
+    let out = rec.port.clone();
+    // A tag handler sees the fields; the default handler decodes the whole enum.
+    let p = node
+        .port()
+        .on("Ping", |cx, m| {
+            let (n, reply): (u32, aemp::PortId) = m.decode()?;
+            cx.snd(&reply, msg!["pong", n]);
+            Ok(())
+        })
+        .default(move |cx, m| {
+            let req: Req = m.decode()?;
+            cx.snd(&out, msg!["other", format!("{req:?}")]);
+            Ok(())
+        })
+        .build();
+    node.snd_typed(&p, &Req::Ping(5, rec.port.clone())).unwrap();
+    assert_eq!(rec.next().await, msg!["pong", 5]);
+    node.snd_typed(&p, &Req::Stop).unwrap();
+    assert_eq!(rec.next().await, msg!["other", "Stop"]);
+    // The wire form, as a Perl sender would write it.
+    let m = aemp::typed::to_msg(&Req::Ping(7, rec.port.clone())).unwrap();
+    assert_eq!(m, msg!["Ping", 7, rec.port.as_str()]);
+    assert_eq!(m.decode::<Req>().unwrap(), Req::Ping(7, rec.port.clone()));
 }
 
 #[tokio::test(flavor = "current_thread")]

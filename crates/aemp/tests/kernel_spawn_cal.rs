@@ -2,9 +2,10 @@
 
 mod common;
 
-use aemp::{msg, CalError, Msg, Node, PortId, Value};
+use aemp::{msg, CalError, Msg, MsgExt, Node, PortId, Value};
 use common::{death, node, settle, within, Counter, Recorder};
 use parking_lot::Mutex;
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ fn register_pinger(node: &Node, name: &str, flag: Arc<AtomicBool>) {
     node.register(name, move |cx, args| {
         flag.store(true, Ordering::SeqCst);
         cx.rcv("ping", move |cx, m| {
-            let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+            let reply = m.reply_port()?;
             let mut answer = msg!["pong"];
             answer.0.extend(args.iter().cloned());
             cx.snd(&reply, answer);
@@ -172,7 +173,7 @@ async fn spawn_init_panic_kills_the_port() {
 fn echo(node: &Node, requests: Arc<Mutex<Vec<Msg>>>) -> PortId {
     node.port_with(move |cx, m| {
         requests.lock().push(m.clone());
-        let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+        let reply = m.reply_port()?;
         let mut answer = msg!["re"];
         answer.0.extend(m.0[..m.len() - 1].iter().cloned());
         cx.snd(&reply, answer);
@@ -183,7 +184,7 @@ fn echo(node: &Node, requests: Arc<Mutex<Vec<Msg>>>) -> PortId {
 /// A port that swallows requests, reporting each request's reply port.
 fn swallow(node: &Node, replies: Arc<Mutex<Vec<PortId>>>) -> PortId {
     node.port_with(move |_, m| {
-        let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+        let reply = m.reply_port()?;
         replies.lock().push(reply);
         Ok(())
     })
@@ -224,7 +225,7 @@ async fn cal_callback_form() {
 async fn cal_only_first_reply_counts() {
     let node = node();
     let target = node.port_with(|cx, m| {
-        let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+        let reply = m.reply_port()?;
         cx.snd(&reply, msg!["first"]);
         cx.snd(&reply, msg!["second"]);
         Ok(())
@@ -294,7 +295,7 @@ async fn cal_without_timeout_target_dies() {
     let replies = Arc::new(Mutex::new(Vec::new()));
     let r2 = replies.clone();
     let target = node.port_with(move |cx, m| {
-        let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+        let reply = m.reply_port()?;
         r2.lock().push(reply);
         cx.kil_self(vec!["custom".into(), 1.into()]);
         Ok(())
@@ -554,4 +555,57 @@ async fn cals_with_timeout_leave_no_monitor_behind() {
     settle(&node).await;
     assert_eq!(within(node.monitor_count()).await, mons);
     assert_eq!(within(node.port_count()).await, ports);
+}
+
+// ---- reply ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "current_thread")]
+async fn reply_goes_to_the_port_cal_appended() {
+    let node = node();
+    let adder = node
+        .port()
+        .on("add", |cx, m| {
+            let (a, b) = (m[0].as_i64().unwrap_or(0), m[1].as_i64().unwrap_or(0));
+            cx.reply(&m, msg!["sum", a + b])?;
+            Ok(())
+        })
+        .build();
+    assert_eq!(
+        within(node.cal(&adder, msg!["add", 2, 3])).await,
+        Ok(msg!["sum", 5])
+    );
+    // From outside a handler: a request taken from an inbox.
+    let mut inbox = node.inbox(4);
+    let call = tokio::spawn(node.cal(inbox.port(), msg!["time"]).into_future());
+    let req = within(inbox.recv()).await.unwrap();
+    node.reply(&req, msg!["now", 1.5]).unwrap();
+    assert_eq!(within(call).await.unwrap(), Ok(msg!["now", 1.5]));
+    // A request without a usable reply port is an error naming the position.
+    let err = node.reply(&msg!["time", 7], msg!["x"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "element 1: expected a port ID, found integer `7`"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reply_without_reply_port_kills_the_handler_port_with_a_clear_reason() {
+    let node = node();
+    let adder = node
+        .port()
+        .on("add", |cx, m| {
+            cx.reply(&m, msg!["sum"])?;
+            Ok(())
+        })
+        .build();
+    let died = node.monitor(&adder);
+    node.snd(&adder, msg!["add", 1, 2]).unwrap();
+    let reason = within(died).await;
+    assert_eq!(
+        reason,
+        vec![
+            Value::from("die"),
+            Value::from("element 1: expected a port ID, found integer `2`")
+        ]
+    );
 }

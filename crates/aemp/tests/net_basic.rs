@@ -1,7 +1,7 @@
 //! Two nodes in one process talking over TCP on 127.0.0.1.
 
 mod net_common;
-use aemp::{msg, Monitor, PortId, Value};
+use aemp::{msg, Monitor, MsgExt, Value};
 use net_common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,7 +12,7 @@ async fn remote_cal_both_framings() {
         let echo = b
             .port()
             .on("echo", |cx, m| {
-                let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+                let reply = m.reply_port()?;
                 let src = cx.src_node().to_string();
                 cx.snd(&reply, msg!["echoed", m[0].clone(), src]);
                 Ok(())

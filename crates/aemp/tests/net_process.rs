@@ -2,7 +2,7 @@
 //! with SIGKILL; monitors of its ports fire with `transport_error` exactly once.
 
 mod net_common;
-use aemp::{msg, Node, PortId, Reason, Value};
+use aemp::{msg, MsgExt, Node, PortId, Reason, Value};
 use net_common::*;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ async fn child_peer() {
     let echo = node
         .port()
         .on("echo", |cx, m| {
-            let reply: PortId = m[m.len() - 1].as_str().unwrap_or_default().parse()?;
+            let reply = m.reply_port()?;
             cx.snd(&reply, msg!["echoed", m[0].clone()]);
             Ok(())
         })

@@ -96,8 +96,8 @@ async fn value_a_watching_slave_refuses_causes_no_reconnect_loop() {
     assert!(n <= 12, "{n} refusals in 10 s: reconnecting in a loop");
     // Between refusals the slave comes back to its master (with back-off, not at once).
     let mut ups = 0;
-    while let Ok(ev) = events.try_recv() {
-        if matches!(ev, aemp::NodeEvent::Up(ref id) if id == g.id()) {
+    while let Some(ev) = events.try_recv() {
+        if matches!(ev, Ok(aemp::NodeEvent::Up(ref id)) if id == g.id()) {
             ups += 1;
         }
     }

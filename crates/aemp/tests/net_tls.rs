@@ -3,7 +3,7 @@
 //! plain HMAC.
 
 mod net_common;
-use aemp::{msg, Config, Node};
+use aemp::{msg, Config, MsgExt, Node};
 use net_common::{within, T};
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ async fn two_tls_nodes_without_secret_talk() {
     let echo = b
         .port()
         .on("echo", |cx, m| {
-            let reply: aemp::PortId = m[1].as_str().unwrap_or_default().parse()?;
+            let reply = m.port(1)?;
             cx.snd(&reply, msg!["back", m[0].clone()]);
             Ok(())
         })

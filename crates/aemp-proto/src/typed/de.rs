@@ -25,6 +25,11 @@ fn unexpected(v: &Value) -> Unexpected<'_> {
     }
 }
 
+/// How a [`Value`] is named in an error message, e.g. ``integer `5` `` or `list`.
+pub(super) fn describe(v: &Value) -> String {
+    super::truncated(&unexpected(v).to_string())
+}
+
 fn invalid_type(v: &Value, exp: &dyn Expected) -> TypedError {
     de::Error::invalid_type(unexpected(v), exp)
 }
@@ -117,8 +122,22 @@ fn visit_list<'de, V: Visitor<'de>>(
     pad_to: usize,
     visitor: V,
 ) -> Result<V::Value, TypedError> {
+    visit_list_at(items, 0, pad_to, visitor, None)
+}
+
+/// [`visit_list`] over elements that start at position `base` of the enclosing list (the
+/// elements after the enum tag `tag`), so that error paths name the enclosing positions and
+/// a length error names the tag.
+fn visit_list_at<'de, V: Visitor<'de>>(
+    items: &'de [Value],
+    base: usize,
+    pad_to: usize,
+    visitor: V,
+    tag: Option<&str>,
+) -> Result<V::Value, TypedError> {
     let mut seq = SeqDe {
         items,
+        base,
         pos: 0,
         pad_to,
     };
@@ -126,7 +145,14 @@ fn visit_list<'de, V: Visitor<'de>>(
     if seq.pos < items.len() {
         return Err(TypedError::new(TypedErrorKind::InvalidLength {
             len: items.len(),
-            expected: format!("{} elements", seq.pos),
+            expected: match tag {
+                None => format!("{} elements", seq.pos),
+                Some(t) => format!(
+                    "{} elements after the tag `{}`",
+                    seq.pos,
+                    super::truncated(t)
+                ),
+            },
         }));
     }
     Ok(value)
@@ -376,7 +402,13 @@ impl<'de> de::Deserializer<'de> for ValueDe<'de> {
                     &"a variant name or a map with exactly one key",
                 )),
             },
-            other => Err(invalid_type(other, &"a variant name or a one-key map")),
+            Value::List(items) if matches!(items.first(), Some(Value::Str(_))) => {
+                tagged_enum(items, visitor)
+            }
+            other => Err(invalid_type(
+                other,
+                &"a variant name, a one-key map or a tagged list",
+            )),
         }
     }
 
@@ -388,6 +420,8 @@ impl<'de> de::Deserializer<'de> for ValueDe<'de> {
 /// The elements of a list; see [`visit_list`] for `pad_to`.
 struct SeqDe<'de> {
     items: &'de [Value],
+    /// Position of `items[0]` in the enclosing list (for error paths).
+    base: usize,
     /// Positions handed out so far (real elements and padding).
     pos: usize,
     pad_to: usize,
@@ -405,7 +439,7 @@ impl<'de> SeqAccess<'de> for SeqDe<'de> {
             self.pos += 1;
             return nested(|| seed.deserialize(ValueDe(v)))
                 .map(Some)
-                .map_err(|e| e.at_index(i));
+                .map_err(|e| e.at_index(self.base + i));
         }
         // Bounded by `pad_to`, so a visitor that reads until `None` always gets one.
         if i < self.pad_to {
@@ -415,7 +449,7 @@ impl<'de> SeqAccess<'de> for SeqDe<'de> {
                 // Not an Option: report the end of the list; the visitor decides whether
                 // that is a default or an "invalid length" error.
                 Err(e) if e.is_missing_marker() => Ok(None),
-                Err(e) => Err(e.at_index(i)),
+                Err(e) => Err(e.at_index(self.base + i)),
             };
         }
         Ok(None)
@@ -684,6 +718,95 @@ impl<'de> VariantAccess<'de> for VariantDe<'de> {
     }
 }
 
+/// Visits `items` (a list or message whose first element is a string) as an enum: the
+/// variant name, then the variant's fields.
+fn tagged_enum<'de, V: Visitor<'de>>(
+    items: &'de [Value],
+    visitor: V,
+) -> Result<V::Value, TypedError> {
+    match items {
+        [Value::Str(tag), args @ ..] => visitor.visit_enum(TaggedDe { tag, args }),
+        _ => Err(TypedError::new(TypedErrorKind::InvalidLength {
+            len: items.len(),
+            expected: "a list starting with a variant name".to_owned(),
+        })),
+    }
+}
+
+/// An enum as a tagged list: `tag` (element 0) names the variant, `args` (elements 1..) are
+/// its fields.
+struct TaggedDe<'de> {
+    tag: &'de str,
+    args: &'de [Value],
+}
+
+impl TaggedDe<'_> {
+    fn arity(&self, expected: &str) -> TypedError {
+        TypedError::new(TypedErrorKind::InvalidLength {
+            len: self.args.len(),
+            expected: format!("{expected} after the tag `{}`", super::truncated(self.tag)),
+        })
+    }
+}
+
+impl<'de> EnumAccess<'de> for TaggedDe<'de> {
+    type Error = TypedError;
+    type Variant = TaggedDe<'de>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, TaggedDe<'de>), TypedError> {
+        let v = seed
+            .deserialize(BorrowedStrDeserializer::<TypedError>::new(self.tag))
+            .map_err(|e| e.at_index(0))?;
+        Ok((v, self))
+    }
+}
+
+impl<'de> VariantAccess<'de> for TaggedDe<'de> {
+    type Error = TypedError;
+
+    fn unit_variant(self) -> Result<(), TypedError> {
+        if self.args.is_empty() {
+            Ok(())
+        } else {
+            Err(self.arity("no elements"))
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, TypedError> {
+        match self.args {
+            [v] => nested(|| seed.deserialize(ValueDe(v))).map_err(|e| e.at_index(1)),
+            // An absent payload is `None` for an `Option`, like a missing trailing field.
+            [] => match seed.deserialize(MissingDe) {
+                Err(e) if e.is_missing_marker() => Err(self.arity("one element")),
+                r => r.map_err(|e| e.at_index(1)),
+            },
+            _ => Err(self.arity("one element")),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, TypedError> {
+        nested(|| visit_list_at(self.args, 1, len, visitor, Some(self.tag)))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, TypedError> {
+        nested(|| visit_list_at(self.args, 1, fields.len(), visitor, Some(self.tag)))
+    }
+}
+
 /// Deserializer over the elements of a message; see [`super::from_msg`].
 pub(super) struct MsgDe<'de>(&'de [Value]);
 
@@ -766,6 +889,28 @@ impl<'de> de::Deserializer<'de> for MsgDe<'de> {
         visitor.visit_unit()
     }
 
+    /// An enum is a tagged list: the variant name, then its fields. A one-element message
+    /// holding a one-key map (the nested form) is accepted too.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, TypedError> {
+        match self.0 {
+            [] => Err(TypedError::new(TypedErrorKind::InvalidLength {
+                len: 0,
+                expected: "a message starting with a variant name".to_owned(),
+            })),
+            [Value::Map(_)] => self
+                .single()?
+                .deserialize_enum(name, variants, visitor)
+                .map_err(|e| e.at_index(0)),
+            [Value::Str(_), ..] => tagged_enum(self.0, visitor),
+            [other, ..] => Err(invalid_type(other, &"a variant name (a string)").at_index(0)),
+        }
+    }
+
     msg_single! {
         deserialize_bool(), deserialize_i8(), deserialize_i16(), deserialize_i32(),
         deserialize_i64(), deserialize_i128(), deserialize_u8(), deserialize_u16(),
@@ -773,7 +918,6 @@ impl<'de> de::Deserializer<'de> for MsgDe<'de> {
         deserialize_f64(), deserialize_char(), deserialize_str(), deserialize_string(),
         deserialize_bytes(), deserialize_byte_buf(), deserialize_option(), deserialize_unit(),
         deserialize_unit_struct(name: &'static str), deserialize_map(),
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
         deserialize_identifier(),
     }
 }

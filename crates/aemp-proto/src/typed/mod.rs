@@ -4,7 +4,9 @@
 //! * [`to_msg`] / [`from_msg`] do the same for whole messages. A top-level tuple, tuple
 //!   struct, sequence or **struct** is the list of message elements, positionally (a struct's
 //!   fields in declaration order), so `struct Ping { tag: String, seq: u64 }` is the message
-//!   `["ping", 5]`. Any other top-level value becomes a one-element message.
+//!   `["ping", 5]`. A top-level **enum** is a tagged list (see [Enums as
+//!   protocols](#enums-as-protocols)). Any other top-level value becomes a one-element
+//!   message.
 //! * [`MsgExt::decode`] and [`ValueExt::decode`] are the same as method calls.
 //! * [`Value`] and [`Msg`] implement [`Serialize`] and [`Deserialize`], so they can be fields
 //!   of typed structs and convert to and from `serde_json::Value`.
@@ -32,6 +34,51 @@
 //! # Ok::<(), aemp_proto::typed::TypedError>(())
 //! ```
 //!
+//! # Enums as protocols
+//!
+//! An enum whose variants are the messages a port understands is sent as the tagged list a
+//! Perl port matches with its `rcv` tags: the variant name first, then the variant's fields
+//! in declaration order.
+//!
+//! | variant | message |
+//! |---|---|
+//! | unit `Stop` | `["Stop"]` |
+//! | newtype `Echo(x)` | `["Echo", x]` (the payload is one element, whatever its type) |
+//! | tuple `Ping(5, port)` | `["Ping", 5, "node#port"]` |
+//! | struct `Move { x, y }` | `["Move", x, y]` (fields by position, like a top-level struct) |
+//!
+//! Decoding checks the tag against the variant names and the number of elements after it;
+//! `Option` and `#[serde(default)]` fields may be left off the end. A one-element message
+//! holding the nested form (a one-key map) still decodes. Enums *inside* a message keep the
+//! nested form of the table below, and decode from either form.
+//!
+//! ```
+//! use aemp_proto::msg;
+//! use aemp_proto::typed::{to_msg, MsgExt};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! enum Req {
+//!     Ping(u32, String),
+//!     Move { x: i32, y: i32 },
+//!     Stop,
+//! }
+//!
+//! assert_eq!(to_msg(&Req::Ping(5, "n#p".into()))?, msg!["Ping", 5, "n#p"]);
+//! assert_eq!(to_msg(&Req::Move { x: 1, y: 2 })?, msg!["Move", 1, 2]);
+//! assert_eq!(to_msg(&Req::Stop)?, msg!["Stop"]);
+//! assert_eq!(msg!["Move", 1, 2].decode::<Req>()?, Req::Move { x: 1, y: 2 });
+//!
+//! let err = msg!["Pong"].decode::<Req>().unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "element 0: unknown variant `Pong`, expected one of `Ping`, `Move`, `Stop`"
+//! );
+//! let err = msg!["Stop", 1].decode::<Req>().unwrap_err();
+//! assert_eq!(err.to_string(), "invalid length 1, expected no elements after the tag `Stop`");
+//! # Ok::<(), aemp_proto::typed::TypedError>(())
+//! ```
+//!
 //! # Shapes
 //!
 //! | Rust | [`Value`] |
@@ -43,7 +90,7 @@
 //! | structs | `Map` by field name, in declaration order |
 //! | maps | `Map`; keys must be strings, integers, bools, chars or unit variants |
 //! | unit variant | `Str(variant)` |
-//! | newtype / tuple / struct variant | one-entry `Map {variant: inner}` |
+//! | newtype / tuple / struct variant | one-entry `Map {variant: inner}` (at the top of a message: a tagged list, see above) |
 //!
 //! # Leniency
 //!
@@ -59,17 +106,20 @@
 //! * structs: a `Map` by field name **or** a `List` positionally; struct and tuple positions
 //!   past the end of a list decode as absent (`None` for `Option` fields, the default for
 //!   `#[serde(default)]` fields, an error otherwise); extra list elements are an error;
-//! * enums: a string (unit variant) or a one-entry map;
+//! * enums: a string (unit variant), a one-entry map, or a tagged list (`["Variant",
+//!   fields...]`);
 //! * `Vec<u8>` fields also accept `Bytes`; fields using `serde_bytes` accept strings and bytes.
 //!
 //! `deserialize_any` is faithful (each [`Value`] variant visits as itself), so
 //! `serde_json::Value`, untagged enums and [`Value`] itself decode without loss.
 
 mod de;
+mod port;
 mod ser;
 #[cfg(test)]
 mod tests;
 
+use crate::ids::PortId;
 use crate::value::{Msg, Str, Value};
 use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -151,8 +201,9 @@ pub fn from_value_ref<'de, T: Deserialize<'de>>(v: &'de Value) -> Result<T, Type
 ///
 /// A top-level tuple, tuple struct, sequence or struct gives the elements (a struct's
 /// fields in declaration order; a field skipped by `skip_serializing_if` is `null` in the
-/// middle and left out at the end); a newtype struct is transparent; any other value becomes
-/// a one-element message. Nested values follow [`to_value`]. An empty sequence gives an empty
+/// middle and left out at the end); a newtype struct is transparent; an enum variant gives
+/// its name followed by its fields (see [Enums as protocols](self#enums-as-protocols)); any
+/// other value becomes a one-element message. Nested values follow [`to_value`]. An empty sequence gives an empty
 /// message, which the sending layer refuses.
 pub fn to_msg<T: Serialize + ?Sized>(v: &T) -> Result<Msg, TypedError> {
     v.serialize(ser::MsgSerializer).map(Msg::from)
@@ -161,7 +212,8 @@ pub fn to_msg<T: Serialize + ?Sized>(v: &T) -> Result<Msg, TypedError> {
 /// Converts a message to a serde type: the inverse of [`to_msg`].
 ///
 /// Tuples, tuple structs and structs take the elements positionally, sequences take all of
-/// them, and any other type takes the only element of a one-element message.
+/// them, enums take the variant name from the first element and its fields from the rest,
+/// and any other type takes the only element of a one-element message.
 pub fn from_msg<T: DeserializeOwned>(m: Msg) -> Result<T, TypedError> {
     from_msg_ref(&m)
 }
@@ -172,12 +224,37 @@ pub fn from_msg_ref<'de, T: Deserialize<'de>>(m: &'de Msg) -> Result<T, TypedErr
     T::deserialize(de::MsgDe::new(&m.0))
 }
 
-/// Typed decoding as a method of [`Msg`] (see [`from_msg`]).
+/// Typed decoding as a method of [`Msg`] (see [`from_msg`]), and port arguments in one
+/// call.
+///
+/// ```
+/// use aemp_proto::msg;
+/// use aemp_proto::typed::MsgExt;
+///
+/// // What a handler for tag "ping" sees of `cal(port, ["ping", 5])`: the tag is gone, the
+/// // reply port that cal appended is last.
+/// let m = msg![5, "calling-node#r1"];
+/// assert_eq!(m.reply_port()?.as_str(), "calling-node#r1");
+/// assert_eq!(m.port(1)?, m.reply_port()?);
+/// assert_eq!(
+///     m.port(0).unwrap_err().to_string(),
+///     "element 0: expected a port ID, found integer `5`"
+/// );
+/// assert_eq!(
+///     m.port(2).unwrap_err().to_string(),
+///     "element 2: expected a port ID, found nothing (the message has 2 elements)"
+/// );
+/// # Ok::<(), aemp_proto::typed::TypedError>(())
+/// ```
 pub trait MsgExt {
     /// Decodes the message into `T` (see [`from_msg`]).
     fn decode<T: DeserializeOwned>(self) -> Result<T, TypedError>;
     /// Decodes the borrowed message into `T` (see [`from_msg_ref`]).
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError>;
+    /// Element `i` as a port ID; the error names the position and what was there.
+    fn port(&self, i: usize) -> Result<PortId, TypedError>;
+    /// The last element as a port ID: the reply port that `cal` appends to its request.
+    fn reply_port(&self) -> Result<PortId, TypedError>;
 }
 
 impl MsgExt for Msg {
@@ -188,14 +265,37 @@ impl MsgExt for Msg {
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError> {
         from_msg_ref(self)
     }
+
+    fn port(&self, i: usize) -> Result<PortId, TypedError> {
+        port::port_at(&self.0, i)
+    }
+
+    fn reply_port(&self) -> Result<PortId, TypedError> {
+        port::reply_port(&self.0)
+    }
 }
 
 /// Typed decoding as a method of [`Value`] (see [`from_value`]).
+///
+/// ```
+/// use aemp_proto::typed::ValueExt;
+/// use aemp_proto::Value;
+///
+/// assert_eq!(Value::from("n#p").as_port()?.name(), "p");
+/// assert_eq!(
+///     Value::Null.as_port().unwrap_err().to_string(),
+///     "expected a port ID, found null"
+/// );
+/// # Ok::<(), aemp_proto::typed::TypedError>(())
+/// ```
 pub trait ValueExt {
     /// Decodes the value into `T` (see [`from_value`]).
     fn decode<T: DeserializeOwned>(self) -> Result<T, TypedError>;
     /// Decodes the borrowed value into `T` (see [`from_value_ref`]).
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError>;
+    /// The value as a port ID (a string `node#name`, or a bare node ID for a node port);
+    /// the error says what was found instead.
+    fn as_port(&self) -> Result<PortId, TypedError>;
 }
 
 impl ValueExt for Value {
@@ -205,6 +305,10 @@ impl ValueExt for Value {
 
     fn decode_ref<'de, T: Deserialize<'de>>(&'de self) -> Result<T, TypedError> {
         from_value_ref(self)
+    }
+
+    fn as_port(&self) -> Result<PortId, TypedError> {
+        port::as_port(self)
     }
 }
 
@@ -376,7 +480,7 @@ impl fmt::Display for Truncated<'_> {
     }
 }
 
-fn truncated(s: &str) -> String {
+pub(super) fn truncated(s: &str) -> String {
     Truncated(s).to_string()
 }
 

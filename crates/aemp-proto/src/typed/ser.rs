@@ -561,7 +561,8 @@ impl ser::Serializer for KeySerializer {
 
 /// Serializes the top level of a message into its elements: sequences, tuples, tuple
 /// structs and structs give their elements positionally, newtype structs are transparent,
-/// anything else is one element. Below the top level, [`ValueSerializer`] takes over, so
+/// enum variants are tagged lists (the variant name, then its fields), anything else is one
+/// element. Below the top level, [`ValueSerializer`] takes over, so
 /// nested structs stay maps.
 pub(super) struct MsgSerializer;
 
@@ -578,10 +579,10 @@ impl ser::Serializer for MsgSerializer {
     type SerializeSeq = MsgSeq;
     type SerializeTuple = MsgSeq;
     type SerializeTupleStruct = MsgSeq;
-    type SerializeTupleVariant = One<VariantSeqSer>;
+    type SerializeTupleVariant = MsgSeq;
     type SerializeMap = One<MapSer>;
     type SerializeStruct = MsgStruct;
-    type SerializeStructVariant = One<StructVariantSer>;
+    type SerializeStructVariant = MsgStruct;
 
     fn serialize_bool(self, v: bool) -> Result<Vec<Value>, TypedError> {
         ValueSerializer.serialize_bool(v).map(one)
@@ -685,14 +686,15 @@ impl ser::Serializer for MsgSerializer {
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
         value: &T,
     ) -> Result<Vec<Value>, TypedError> {
-        ValueSerializer
-            .serialize_newtype_variant(name, index, variant, value)
-            .map(one)
+        // The tag, then the payload as one element.
+        let mut seq = tagged(variant, 1);
+        seq.push(value)?;
+        Ok(seq.items)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<MsgSeq, TypedError> {
@@ -709,14 +711,12 @@ impl ser::Serializer for MsgSerializer {
 
     fn serialize_tuple_variant(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<One<VariantSeqSer>, TypedError> {
-        ValueSerializer
-            .serialize_tuple_variant(name, index, variant, len)
-            .map(One)
+    ) -> Result<MsgSeq, TypedError> {
+        Ok(MsgSeq(tagged(variant, len)))
     }
 
     fn serialize_map(self, len: Option<usize>) -> Result<One<MapSer>, TypedError> {
@@ -732,19 +732,42 @@ impl ser::Serializer for MsgSerializer {
 
     fn serialize_struct_variant(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
         len: usize,
-    ) -> Result<One<StructVariantSer>, TypedError> {
-        ValueSerializer
-            .serialize_struct_variant(name, index, variant, len)
-            .map(One)
+    ) -> Result<MsgStruct, TypedError> {
+        Ok(MsgStruct {
+            seq: tagged(variant, len),
+            written: 1,
+        })
     }
 }
 
-/// The elements of a top-level sequence, tuple or tuple struct.
+/// The start of a top-level enum variant's message: the variant name as the tag, room for
+/// `len` elements after it.
+fn tagged(variant: &'static str, len: usize) -> SeqSer {
+    let mut seq = SeqSer::new(Some(len.saturating_add(1)));
+    seq.items.push(Value::Str(Str::from(variant)));
+    seq
+}
+
+/// The elements of a top-level sequence, tuple, tuple struct or tuple variant (after its
+/// tag).
 pub(super) struct MsgSeq(SeqSer);
+
+impl ser::SerializeTupleVariant for MsgSeq {
+    type Ok = Vec<Value>;
+    type Error = TypedError;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TypedError> {
+        self.0.push(value)
+    }
+
+    fn end(self) -> Result<Vec<Value>, TypedError> {
+        Ok(self.0.items)
+    }
+}
 
 impl ser::SerializeSeq for MsgSeq {
     type Ok = Vec<Value>;
@@ -785,7 +808,8 @@ impl ser::SerializeTupleStruct for MsgSeq {
     }
 }
 
-/// The fields of a top-level struct, as positional elements.
+/// The fields of a top-level struct (or struct variant, after its tag), as positional
+/// elements.
 pub(super) struct MsgStruct {
     seq: SeqSer,
     /// Elements up to and including the last field actually written. Skipped fields are
@@ -819,6 +843,27 @@ impl ser::SerializeStruct for MsgStruct {
     }
 }
 
+impl ser::SerializeStructVariant for MsgStruct {
+    type Ok = Vec<Value>;
+    type Error = TypedError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), TypedError> {
+        ser::SerializeStruct::serialize_field(self, key, value)
+    }
+
+    fn skip_field(&mut self, key: &'static str) -> Result<(), TypedError> {
+        ser::SerializeStruct::skip_field(self, key)
+    }
+
+    fn end(self) -> Result<Vec<Value>, TypedError> {
+        ser::SerializeStruct::end(self)
+    }
+}
+
 impl ser::SerializeMap for One<MapSer> {
     type Ok = Vec<Value>;
     type Error = TypedError;
@@ -833,35 +878,5 @@ impl ser::SerializeMap for One<MapSer> {
 
     fn end(self) -> Result<Vec<Value>, TypedError> {
         ser::SerializeMap::end(self.0).map(one)
-    }
-}
-
-impl ser::SerializeTupleVariant for One<VariantSeqSer> {
-    type Ok = Vec<Value>;
-    type Error = TypedError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TypedError> {
-        self.0.serialize_field(value)
-    }
-
-    fn end(self) -> Result<Vec<Value>, TypedError> {
-        ser::SerializeTupleVariant::end(self.0).map(one)
-    }
-}
-
-impl ser::SerializeStructVariant for One<StructVariantSer> {
-    type Ok = Vec<Value>;
-    type Error = TypedError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), TypedError> {
-        self.0.serialize_field(key, value)
-    }
-
-    fn end(self) -> Result<Vec<Value>, TypedError> {
-        ser::SerializeStructVariant::end(self.0).map(one)
     }
 }

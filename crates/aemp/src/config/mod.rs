@@ -121,6 +121,26 @@ pub enum ConfigError {
     /// `framing_format` lists nothing this implementation speaks.
     #[error("framing_format lists no supported framing (supported: cbor, json)")]
     NoFraming,
+    /// A `services` entry names no registered service function (and no built-in service).
+    #[error(
+        "unknown service {name:?}: no service function of that name is registered \
+         (registered: {}; built in: AnyEvent::MP::Global)",
+        if registered.is_empty() { "none".to_owned() } else { registered.join(", ") }
+    )]
+    UnknownService {
+        /// The entry's name as configured.
+        name: String,
+        /// The names that are registered.
+        registered: Vec<String>,
+    },
+    /// A service function returned an error at start-up.
+    #[error("service {name:?} failed to start: {message}")]
+    ServiceFailed {
+        /// The service's name.
+        name: String,
+        /// Its error.
+        message: String,
+    },
 }
 
 impl ConfigError {
@@ -204,11 +224,17 @@ pub fn generate_secret() -> String {
         .collect()
 }
 
-/// One entry of `services`, run at start-up.
+/// One entry of `services`, started when the node is configured.
+///
+/// Perl loads the module or calls the function of that name. A Rust program registers its
+/// service functions by name on the node builder instead (`Node::builder(cfg).service(name,
+/// f)`), and configuring runs the function registered under [`Service::name`] with
+/// [`Service::args`]. `AnyEvent::MP::Global` is built in (it makes the node global); an entry
+/// naming nothing registered is an error ([`ConfigError::UnknownService`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Service {
-    /// A string ending in `::`: a module (the reference `require`s it; here, a name in the
-    /// node's registry of init functions).
+    /// A string ending in `::`: a module (the reference `require`s it; here, the name of a
+    /// service function registered on the node builder).
     Module(String),
     /// Any other string: a function to call without arguments.
     Function(String),
@@ -222,6 +248,25 @@ pub enum Service {
 }
 
 impl Service {
+    /// The name a service function is registered under: the module or function name,
+    /// without a trailing `::` (`"My::Worker::"` and `"My::Worker"` are the same service).
+    pub fn name(&self) -> &str {
+        match self {
+            Service::Module(m) => m.trim_end_matches("::"),
+            Service::Function(f) => f.trim_end_matches("::"),
+            Service::Call { func, .. } => func.trim_end_matches("::"),
+        }
+    }
+
+    /// The arguments the service function gets (none unless configured as
+    /// `[func, args...]`).
+    pub fn args(&self) -> &[MsgValue] {
+        match self {
+            Service::Call { args, .. } => args,
+            _ => &[],
+        }
+    }
+
     /// True for the reference's global service module (`AnyEvent::MP::Global::` or the
     /// `AnyEvent::MP::Global` name), which makes a node global.
     pub fn is_global_service(&self) -> bool {
@@ -287,7 +332,7 @@ pub struct Config {
     pub cert: Option<String>,
     /// Secure mode: refuse remote function calls (docs/protocol.md §4).
     pub secure: bool,
-    /// Init functions to run at start-up.
+    /// Services to start when the node is configured, in order (see [`Service`]).
     pub services: Vec<Service>,
     /// `monitor_timeout` (default 30 s).
     pub monitor_timeout: Duration,
@@ -665,7 +710,10 @@ impl ConfigBuilder {
         self.put("secure", Value::Bool(on))
     }
 
-    /// Init function names (`Module::` or function names) to run at start-up.
+    /// Services to start when the node is configured: names of service functions (a
+    /// `Module::` name or a function name; `::` at the end does not matter). Each must be
+    /// registered on the node builder (`Node::builder(cfg).service(name, f)`), or be the
+    /// built-in `AnyEvent::MP::Global`; any other name makes configuring the node fail.
     pub fn services<I, S>(self, services: I) -> ConfigBuilder
     where
         I: IntoIterator<Item = S>,

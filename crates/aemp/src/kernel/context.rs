@@ -101,7 +101,8 @@ impl<'k> Cx<'k> {
         Ok(())
     }
 
-    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]); returns
+    /// Sends a typed message (a tuple, struct or enum variant, see
+    /// [`aemp_proto::typed::to_msg`]); returns
     /// the errors that [`Cx::try_snd`] returns.
     pub fn snd_typed<T: serde::Serialize + ?Sized>(
         &mut self,

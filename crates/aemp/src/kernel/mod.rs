@@ -22,6 +22,7 @@ pub(crate) mod monitor;
 pub(crate) mod node_port;
 pub(crate) mod port;
 pub(crate) mod registry;
+mod reply;
 mod table;
 
 use crate::error::Error;

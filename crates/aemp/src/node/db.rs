@@ -12,7 +12,27 @@ use aemp_proto::{PortId, Str, Value};
 use std::sync::Weak;
 use tokio::sync::mpsc;
 
-/// A stream of changes of one family, from [`Node::db_mon`]. Dropping it stops the watch.
+/// A stream of changes of one family, from [`Node::db_mon`]: [`DbWatch::next`] or the
+/// [`futures_core::Stream`] of [`DbChange`]s. Dropping it stops the watch.
+///
+/// Slow readers: changes wait in an unbounded queue, so none is ever lost, and a reader that
+/// never catches up makes the queue (and the node's memory) grow. Each change carries the
+/// lists of keys added, changed and deleted, so a reader may also drain the queue with
+/// [`DbWatch::try_next`] and act on the latest contents only.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), aemp::Error> {
+/// use futures_core::Stream;
+/// fn changes(_: impl Stream<Item = aemp::DbChange>) {}
+///
+/// let node = aemp::Node::new("watch-doc/%u")?;
+/// let mut watch = node.db_mon("workers")?;
+/// let first = watch.next().await.unwrap(); // the full contents first (empty here)
+/// assert!(first.added.is_empty());
+/// changes(watch); // and a Stream for stream combinators
+/// # Ok(()) }
+/// ```
 pub struct DbWatch {
     rx: mpsc::UnboundedReceiver<DbChange>,
     core: Weak<Core>,
@@ -29,6 +49,17 @@ impl DbWatch {
     /// A change if one is waiting right now.
     pub fn try_next(&mut self) -> Option<DbChange> {
         self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for DbWatch {
+    type Item = DbChange;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<DbChange>> {
+        self.get_mut().rx.poll_recv(cx)
     }
 }
 

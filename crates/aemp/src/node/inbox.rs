@@ -13,7 +13,11 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// An awaitable port; see the module docs for the overflow rule.
+/// An awaitable port: [`Inbox::recv`], or the [`futures_core::Stream`] of its messages.
+///
+/// Slow readers: the queue holds `capacity` messages; the message that finds it full kills
+/// the port with `("inbox_overflow", capacity)` (its monitors fire, senders see the loss).
+/// The messages queued before stay receivable; then `recv` (and the stream) end with `None`.
 pub struct Inbox {
     port: PortId,
     node: Node,
@@ -75,6 +79,17 @@ impl Inbox {
     /// Why the port died, once it has (and the monitor has run).
     pub fn reason(&self) -> Option<Reason> {
         self.reason.lock().clone()
+    }
+}
+
+impl futures_core::Stream for Inbox {
+    type Item = Msg;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Msg>> {
+        self.get_mut().rx.poll_recv(cx)
     }
 }
 

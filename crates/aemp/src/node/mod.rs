@@ -3,15 +3,20 @@
 //! A [`Node`] is a cheap, clonable handle. Operations on it are queued to the node task (see
 //! `crate::runtime`) and return at once; none of them blocks on the network.
 
+mod builder;
 mod cal;
 mod db;
+mod events;
 mod inbox;
 mod network;
+mod reply;
 mod stats;
 mod timer;
 
+pub use builder::{NodeBuilder, ServiceFn};
 pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
+pub use events::{next_up, MissedEvents, NodeEvents};
 pub use inbox::Inbox;
 pub use network::PeerStats;
 pub use stats::{NodeStats, StatsError, STATS_FUNCTION};
@@ -407,7 +412,8 @@ impl Node {
         Ok(())
     }
 
-    /// Sends a typed message (a tuple or struct, see [`aemp_proto::typed::to_msg`]).
+    /// Sends a typed message (a tuple or struct, or an enum variant as the tagged list
+    /// `["Variant", fields...]`, see [`aemp_proto::typed::to_msg`]).
     pub fn snd_typed<T: serde::Serialize + ?Sized>(
         &self,
         port: &PortId,

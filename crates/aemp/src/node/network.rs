@@ -13,14 +13,15 @@ use aemp_proto::{NodeId, Str};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use tokio::sync::broadcast;
 
 impl Node {
     /// Creates a node from a configuration (see [`Config::builder`]): binds its listeners and
     /// connects it to the network. Bad configuration (unresolvable binds, unusable handshake
-    /// settings, bad certificate) is an error here.
+    /// settings, bad certificate, a `services` entry other than the built-in
+    /// `AnyEvent::MP::Global`) is an error here. A configuration that names services needs
+    /// their functions: see [`Node::builder`].
     pub async fn configure(cfg: Config) -> Result<Node, Error> {
-        Node::configure_with_limits(cfg, Limits::default()).await
+        Node::builder(cfg).configure().await
     }
 
     /// [`Node::configure`] with explicit limits (nesting depth, message size): what the node
@@ -28,6 +29,12 @@ impl Node {
     /// limits: a message they would refuse is refused where it enters the node, see
     /// [`Node::snd`]).
     pub async fn configure_with_limits(cfg: Config, limits: Limits) -> Result<Node, Error> {
+        Node::builder(cfg).limits(limits).configure().await
+    }
+
+    /// The network part of configuring (services are started by the caller,
+    /// [`NodeBuilder::configure`](super::NodeBuilder::configure)).
+    pub(super) async fn configure_network(cfg: Config, limits: Limits) -> Result<Node, Error> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let bind_eps = cfg.binds.clone();
         let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
@@ -109,11 +116,6 @@ impl Node {
         Ok(())
     }
 
-    /// Node up/down notifications from now on.
-    pub fn node_events(&self) -> broadcast::Receiver<NodeEvent> {
-        self.core().events.subscribe()
-    }
-
     /// The nodes currently connected.
     pub async fn up_nodes(&self) -> Vec<NodeId> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -133,9 +135,16 @@ impl Node {
             return true;
         }
         tokio::time::timeout(timeout, async {
-            while let Some(n) = crate::runtime::next_up(&mut ev).await {
-                if &n == node {
-                    return true;
+            while let Some(ev) = ev.recv().await {
+                match ev {
+                    Ok(NodeEvent::Up(n)) if &n == node => return true,
+                    Ok(_) => {}
+                    // The event may have been among the missed ones: look at the state.
+                    Err(_) => {
+                        if self.is_up(node).await {
+                            return true;
+                        }
+                    }
                 }
             }
             false

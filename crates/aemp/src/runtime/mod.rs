@@ -52,19 +52,6 @@ pub enum NodeEvent {
     Down(NodeId, String),
 }
 
-/// Waits for the next node that comes up on an event stream from
-/// [`Node::node_events`](crate::Node::node_events) (missed events, if the stream lagged, are
-/// skipped); `None` when the node is gone.
-pub async fn next_up(events: &mut broadcast::Receiver<NodeEvent>) -> Option<NodeId> {
-    loop {
-        match events.recv().await {
-            Ok(NodeEvent::Up(id)) => return Some(id),
-            Ok(NodeEvent::Down(..)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
-}
-
 pub use aemp_proto::global::DbChange;
 
 /// What a shutdown could not do (see [`Node::shutdown`](crate::Node::shutdown)): messages

@@ -71,10 +71,10 @@ pub async fn assert_cal_works(a: &Node, b: &Node) {
 }
 
 /// Collects every node event currently buffered in `rx`.
-pub fn drain_events(rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> Vec<NodeEvent> {
+pub fn drain_events(rx: &mut aemp::NodeEvents) -> Vec<NodeEvent> {
     let mut v = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        v.push(e);
+    while let Some(e) = rx.try_recv() {
+        v.push(e.expect("no node events missed"));
     }
     v
 }

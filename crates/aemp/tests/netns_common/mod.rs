@@ -509,12 +509,12 @@ pub async fn run_child() {
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(NodeEvent::Up(n)) => emit(json!({"ev": "up", "node": n.as_str()})),
-                Ok(NodeEvent::Down(n, why)) => {
+                Some(Ok(NodeEvent::Up(n))) => emit(json!({"ev": "up", "node": n.as_str()})),
+                Some(Ok(NodeEvent::Down(n, why))) => {
                     emit(json!({"ev": "down", "node": n.as_str(), "reason": why}))
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return,
+                Some(Err(_missed)) => {}
+                None => return,
             }
         }
     });
