@@ -25,6 +25,11 @@
 //! connected, joins the global mesh and serves the replicated database (`db_set`, `db_reg`,
 //! `db_mon`, ...).
 //!
+//! **New here?** The [`guide`] walks from one node to a network of seeds, globals and
+//! workers, the database, typed messages, TLS, logging and shutdown. The repository's
+//! `docs/protocol.md` describes the protocol and its semantics as aemp implements them, and
+//! `docs/perl.md` maps each AnyEvent::MP call to its Rust form.
+//!
 //! # Failures and logs
 //!
 //! A port dies with a [`Reason`], which its monitors get; it prints in the notation of the
@@ -83,11 +88,14 @@
 
 pub mod config;
 mod error;
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 mod kernel;
 mod node;
 mod runtime;
 mod transport;
 
+pub use aemp_proto::codec::{LimitError, Limits};
 pub use aemp_proto::db::DbMap;
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, Msg, NodeId, PortId, Str, Value};

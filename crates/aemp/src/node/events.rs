@@ -157,6 +157,29 @@ pub async fn next_up(events: &mut NodeEvents) -> Option<NodeId> {
 impl Node {
     /// Node up/down notifications from now on, as a stream that reports a reader falling
     /// behind (see [`NodeEvents`]).
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// let mut events = a.node_events();
+    /// a.connect(b.listen_addrs()[0])?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         Ok(NodeEvent::Up(n)) if &n == b.id() => break,
+    ///         Ok(other) => println!("{other:?}"),
+    ///         Err(missed) => eprintln!("{missed}"), // this reader fell behind
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn node_events(&self) -> NodeEvents {
         NodeEvents::new(self.core().events.subscribe())
     }

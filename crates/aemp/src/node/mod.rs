@@ -93,6 +93,15 @@ impl Node {
     /// trailing `/` are expanded as the Perl tool does).
     ///
     /// Must be called within a tokio runtime ([`Error::NoRuntime`] otherwise).
+    ///
+    /// ```
+    /// # use aemp::{msg, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = Node::new("worker/%u")?; // %u: a random suffix
+    /// assert!(node.id().as_str().starts_with("worker/"));
+    /// # Ok(()) }
+    /// ```
     pub fn new(nodeid: &str) -> Result<Node, Error> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let runiq = ids::new_runiq();
@@ -171,16 +180,51 @@ impl Node {
     }
 
     /// This node's ID.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// println!("this is {}", node.id());
+    /// assert_eq!(node.node_port().node(), node.id().as_str());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> &NodeId {
         &self.inner.core.shared.id
     }
 
     /// The node port of this node.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// // Every node port answers "time" with the node's clock.
+    /// let now = node.cal(&node.node_port(), msg!["time"]).await?;
+    /// assert!(now[0].as_f64().is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn node_port(&self) -> PortId {
         self.id().node_port()
     }
 
     /// True once the node was shut down.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// assert!(!node.is_shut_down());
+    /// node.shutdown().await;
+    /// assert!(node.is_shut_down());
+    /// # Ok(()) }
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.inner.core.is_closed()
     }
@@ -192,6 +236,16 @@ impl Node {
     /// The poll yields the thread to other runnable threads and processes at every turn.
     /// Most useful with a current-thread runtime, where the polling also drives the node's
     /// sockets.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// node.set_spin(Duration::ZERO); // never busy-poll: least CPU, a little more latency
+    /// # Ok(()) }
+    /// ```
     pub fn set_spin(&self, d: std::time::Duration) {
         self.inner.core.spin_nanos.store(
             d.as_nanos().min(u64::MAX as u128) as u64,
@@ -204,6 +258,21 @@ impl Node {
     /// and the reason when a subscriber is installed, otherwise as one line on stderr
     /// (`aemp: port <id> killed by its handler: <reason>`). On by default; kills by
     /// [`Node::kil`] are not reported this way (their monitors see them).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// node.set_log_deaths(false);
+    /// let p = node.port_with(|_cx, _m| Err("quietly".into()));
+    /// let died = node.monitor(&p);
+    /// node.snd(&p, msg!["x"])?;
+    /// // Nothing is logged, but monitors still fire.
+    /// assert_eq!(died.await.to_string(), r#"["die","quietly"]"#);
+    /// # Ok(()) }
+    /// ```
     pub fn set_log_deaths(&self, on: bool) {
         self.shared()
             .log_deaths
@@ -249,6 +318,18 @@ impl Node {
     /// same way in the background (with [`DEFAULT_SHUTDOWN_DEADLINE`]); only the log tells
     /// what was dropped, and nothing more is written once the tokio runtime itself stops, so
     /// a program should await `shutdown` before it returns from `main`.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let report = node.shutdown_within(Duration::from_millis(500)).await;
+    /// assert!(report.is_complete());
+    /// println!("{report}");
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown_within(&self, deadline: std::time::Duration) -> ShutdownReport {
         if self.inner.core.is_closed() {
             return ShutdownReport::default();
@@ -283,6 +364,23 @@ impl Node {
     // ---- ports -------------------------------------------------------------------------
 
     /// Starts building a port: `node.port().on("tag", h).default(h).build()`.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node
+    ///     .port()
+    ///     .on("add", |cx, m| {
+    ///         cx.reply(&m, msg![m[0].as_i64().unwrap_or(0) + 1])?;
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// assert_eq!(node.cal(&p, msg!["add", 41]).await?, msg![42]);
+    /// # Ok(()) }
+    /// ```
     pub fn port(&self) -> PortBuilder<'_> {
         PortBuilder {
             node: self,
@@ -292,6 +390,21 @@ impl Node {
     }
 
     /// Creates a port with a default handler that gets every message (tag included).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// // A default handler sees the whole message, tag included.
+    /// let p = node.port_with(|cx, m| {
+    ///     cx.reply(&m, msg!["echo", m[0].clone()])?;
+    ///     Ok(())
+    /// });
+    /// assert_eq!(node.cal(&p, msg!["hi"]).await?, msg!["echo", "hi"]);
+    /// # Ok(()) }
+    /// ```
     pub fn port_with(
         &self,
         h: impl FnMut(&mut Cx<'_>, Msg) -> HandlerResult + Send + 'static,
@@ -300,6 +413,21 @@ impl Node {
     }
 
     /// Sets the default handler of a local port (creating the port if it does not exist).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// node.rcv_default(&p, |cx, m| {
+    ///     cx.reply(&m, msg![m.len()])?; // ["a", "b", reply-port]
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(node.cal(&p, msg!["a", "b"]).await?, msg![3]);
+    /// # Ok(()) }
+    /// ```
     pub fn rcv_default(
         &self,
         port: &PortId,
@@ -310,6 +438,21 @@ impl Node {
 
     /// Sets the handler for messages tagged `tag` on a local port; the tag is removed before
     /// the handler sees the message.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// node.rcv(&p, "ping", |cx, m| {
+    ///     cx.reply(&m, msg!["pong"])?;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(node.cal(&p, msg!["ping"]).await?, msg!["pong"]);
+    /// # Ok(()) }
+    /// ```
     pub fn rcv(
         &self,
         port: &PortId,
@@ -320,6 +463,21 @@ impl Node {
     }
 
     /// Removes the handler for `tag` (or the default handler when `tag` is `None`).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().on("ping", |_cx, _m| Ok(())).default(|_cx, _m| Ok(())).build();
+    /// node.unrcv(&p, Some("ping"))?; // "ping" now goes to the default handler
+    /// node.unrcv(&p, None)?; // now nothing takes it: the next message kills the port
+    /// let died = node.monitor(&p);
+    /// node.snd(&p, msg!["ping"])?;
+    /// assert_eq!(died.await[0].as_str(), Some("unhandled_message"));
+    /// # Ok(()) }
+    /// ```
     pub fn unrcv(&self, port: &PortId, tag: Option<&str>) -> Result<(), Error> {
         self.rcv_boxed(port, tag, None)
     }
@@ -348,6 +506,20 @@ impl Node {
     ///   on such a frame, firing every monitor of the link, so it is refused here. For local
     ///   ports the nesting rule holds too; a flat local message is never encoded and is not
     ///   measured. The refused message is dropped without recursion, however deep it is.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let p = node.port_with(move |_cx, m| Ok(tx.send(m)?));
+    /// node.snd(&p, msg!["job", 1])?;
+    /// assert_eq!(rx.recv().await, Some(msg!["job", 1]));
+    /// assert!(node.snd(&p, aemp::Msg::new()).is_err()); // an empty message
+    /// # Ok(()) }
+    /// ```
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
         self.check_open()?;
         let msg = msg.into();
@@ -381,6 +553,21 @@ impl Node {
     /// Sends a batch of messages to one local or remote port with a single queue operation.
     /// Empty messages are skipped. If one message would be refused (see [`Node::snd`]), none
     /// is sent and the error is returned.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let p = node.port_with(move |_cx, m| Ok(tx.send(m)?));
+    /// node.snd_many(&p, (0..3).map(|i| msg!["n", i]))?;
+    /// for i in 0..3 {
+    ///     assert_eq!(rx.recv().await, Some(msg!["n", i]));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn snd_many(
         &self,
         port: &PortId,
@@ -414,6 +601,19 @@ impl Node {
 
     /// Sends a typed message (a tuple or struct, or an enum variant as the tagged list
     /// `["Variant", fields...]`, see [`aemp_proto::typed::to_msg`]).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let p = node.port_with(move |_cx, m| Ok(tx.send(m)?));
+    /// node.snd_typed(&p, &("job", 7, "fast"))?;
+    /// assert_eq!(rx.recv().await, Some(msg!["job", 7, "fast"]));
+    /// # Ok(()) }
+    /// ```
     pub fn snd_typed<T: serde::Serialize + ?Sized>(
         &self,
         port: &PortId,
@@ -424,6 +624,19 @@ impl Node {
     }
 
     /// Calls a function registered on `node` by name with `args` (Perl's `snd_to_func`).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// node.register("app::hello", move |_cx, args| Ok(tx.send(args)?));
+    /// node.snd_to_func(node.id(), "app::hello", vec!["world".into()])?;
+    /// assert_eq!(rx.recv().await, Some(vec![aemp::Value::from("world")]));
+    /// # Ok(()) }
+    /// ```
     pub fn snd_to_func(&self, node: &NodeId, func: &str, args: Vec<Value>) -> Result<(), Error> {
         let mut msg = Msg::with_capacity(1 + args.len());
         msg.push(func);
@@ -437,6 +650,20 @@ impl Node {
     /// A reason that could not be sent to another node (in the `kil1` request to a remote
     /// port's node, or the `kil0` notice to a remote monitor of a local port) is refused with
     /// [`Error::Refused`], and nothing is killed (see [`Node::snd`]).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// let died = node.monitor(&p);
+    /// node.kil(&p, vec![aemp::Value::from("finished")])?;
+    /// assert_eq!(died.await.to_string(), r#"["finished"]"#);
+    /// assert!(node.kil(&node.node_port(), aemp::Reason::normal()).is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn kil(&self, port: &PortId, reason: impl Into<Reason>) -> Result<(), Error> {
         self.check_open()?;
         let reason = reason.into();
@@ -467,6 +694,21 @@ impl Node {
     /// `("transport_error", node, text)` when the connection to its node is lost.
     ///
     /// Dropping the returned guard cancels the monitor; [`MonGuard::keep`] keeps it forever.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let watcher = node.port_with(move |_cx, m| Ok(tx.send(m)?));
+    /// let p = node.port().build();
+    /// node.mon(&p, Monitor::send(&watcher, msg!["died"])).keep();
+    /// node.kil(&p, vec![aemp::Value::from("oops")])?;
+    /// assert_eq!(rx.recv().await, Some(msg!["died", "oops"]));
+    /// # Ok(()) }
+    /// ```
     pub fn mon(&self, port: &PortId, action: Monitor) -> MonGuard {
         let id = self.shared().next_guard();
         if self.inner.core.is_closed() {
@@ -485,11 +727,38 @@ impl Node {
     }
 
     /// Monitors a port and calls `f` with the reason.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let _guard = node.mon_cb(&p, move |reason| drop(tx.send(reason.to_string())));
+    /// node.kil(&p, aemp::Reason::normal())?;
+    /// assert_eq!(rx.await?, "normal");
+    /// # Ok(()) }
+    /// ```
     pub fn mon_cb(&self, port: &PortId, f: impl FnOnce(Reason) + Send + 'static) -> MonGuard {
         self.mon(port, Monitor::callback(f))
     }
 
     /// A future that resolves with the kill reason of `port` (an async `mon`).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port_with(|_cx, _m| Err("bad input".into()));
+    /// let died = node.monitor(&p);
+    /// node.snd(&p, msg!["x"])?;
+    /// assert_eq!(died.await.to_string(), r#"["die","bad input"]"#);
+    /// # Ok(()) }
+    /// ```
     pub fn monitor(&self, port: &PortId) -> impl Future<Output = Reason> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let guard = self.mon_cb(port, move |reason| {
@@ -504,6 +773,22 @@ impl Node {
     }
 
     /// Keeps `value` alive until `port` dies (Perl's `mon_guard`).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// let resource = std::sync::Arc::new(());
+    /// node.mon_guard(&p, resource.clone()); // lives as long as the port
+    /// node.kil(&p, aemp::Reason::normal())?;
+    /// while std::sync::Arc::strong_count(&resource) > 1 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn mon_guard(&self, port: &PortId, value: impl Send + 'static) {
         self.mon_cb(port, move |_| drop(value)).keep();
     }
@@ -512,6 +797,21 @@ impl Node {
 
     /// Runs `f` in the context of `port`: an error or panic kills the port with
     /// `("die", text)` (Perl's `peval`). Returns `f`'s value when it succeeded.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// assert_eq!(node.peval(&p, |_port| "42".parse::<u32>()), Some(42));
+    /// let died = node.monitor(&p);
+    /// // An error kills the port.
+    /// assert_eq!(node.peval(&p, |_port| "x".parse::<u32>()), None);
+    /// assert_eq!(died.await[0].as_str(), Some("die"));
+    /// # Ok(()) }
+    /// ```
     pub fn peval<T, E: std::fmt::Display>(
         &self,
         port: &PortId,
@@ -527,6 +827,19 @@ impl Node {
     }
 
     /// Wraps a closure so that each call runs in the context of `port` (Perl's `psub`).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// let mut parse = node.psub(&p, |s: &str| s.parse::<u32>());
+    /// assert_eq!(parse("7"), Some(7));
+    /// assert_eq!(parse("x"), None); // and the port is killed
+    /// # Ok(()) }
+    /// ```
     pub fn psub<A, T, E: std::fmt::Display>(
         &self,
         port: &PortId,
@@ -539,6 +852,19 @@ impl Node {
 
     /// Spawns a future in the context of `port`: if it returns an error or panics, the port is
     /// killed with `("die", text)`; if the port dies first, the future is dropped.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// let died = node.monitor(&p);
+    /// node.pspawn(&p, async { Err::<(), _>("the download failed") });
+    /// assert_eq!(died.await.to_string(), r#"["die","the download failed"]"#);
+    /// # Ok(()) }
+    /// ```
     pub fn pspawn<E: std::fmt::Display + Send + 'static>(
         &self,
         port: &PortId,
@@ -567,6 +893,26 @@ impl Node {
 
     /// Registers a named function, usable as a spawn init function and by `snd_to_func`.
     /// The function runs in the context of the (new) port and must install its handlers.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// node.register("app::counter", |cx, args| {
+    ///     let mut n = args.first().and_then(|v| v.as_i64()).unwrap_or(0);
+    ///     cx.rcv_default(move |cx, m| {
+    ///         n += 1;
+    ///         cx.reply(&m, msg![n])?;
+    ///         Ok(())
+    ///     });
+    ///     Ok(())
+    /// });
+    /// let counter = node.spawn(node.id(), "app::counter", vec![10.into()])?;
+    /// assert_eq!(node.cal(&counter, msg!["inc"]).await?, msg![11]);
+    /// # Ok(()) }
+    /// ```
     pub fn register(
         &self,
         name: &str,
@@ -583,6 +929,25 @@ impl Node {
     ///
     /// Arguments that a remote node would refuse in the spawn request are refused with
     /// [`Error::Refused`], for the local node too (see [`Node::snd`]).
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// // Usually on another node; any node that registered the function will do.
+    /// node.register("app::echo", |cx, _args| {
+    ///     cx.rcv_default(|cx, m| {
+    ///         cx.reply(&m, msg![m[0].clone()])?;
+    ///         Ok(())
+    ///     });
+    ///     Ok(())
+    /// });
+    /// let echo = node.spawn(node.id(), "app::echo", vec![])?; // returns at once
+    /// assert_eq!(node.cal(&echo, msg!["hi"]).await?, msg!["hi"]);
+    /// # Ok(()) }
+    /// ```
     pub fn spawn(&self, node: &NodeId, init: &str, args: Vec<Value>) -> Result<PortId, Error> {
         let name = self.shared().namer.next_spawn();
         let port = node.port(&name);
@@ -624,6 +989,21 @@ impl Node {
 
     /// Sends `msg` with a fresh reply port appended and waits for the first reply. Await the
     /// returned [`Cal`] (optionally after `.timeout(d)`), or use [`Cal::then`] for a callback.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port_with(|cx, m| {
+    ///     cx.reply(&m, msg!["ok"])?;
+    ///     Ok(())
+    /// });
+    /// let reply = node.cal(&p, msg!["q"]).timeout(Duration::from_secs(5)).await?;
+    /// assert_eq!(reply, msg!["ok"]);
+    /// # Ok(()) }
+    /// ```
     pub fn cal(&self, port: &PortId, msg: impl Into<Msg>) -> Cal {
         Cal::new(self.clone(), port.clone(), msg.into())
     }
@@ -631,6 +1011,19 @@ impl Node {
     /// Sends `msg` to `port` after `delay`. Dropping the guard cancels it;
     /// [`TimerGuard::keep`] lets it run. What [`Node::snd`] would refuse is dropped then,
     /// with a WARN log line.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let p = node.port_with(move |_cx, m| Ok(tx.send(m)?));
+    /// node.after_snd(Duration::from_millis(10), &p, msg!["tick"]).keep();
+    /// assert_eq!(rx.recv().await, Some(msg!["tick"]));
+    /// # Ok(()) }
+    /// ```
     pub fn after_snd(
         &self,
         delay: std::time::Duration,
@@ -648,6 +1041,18 @@ impl Node {
     }
 
     /// Runs `f` after `delay`. Dropping the guard cancels it.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// node.after(Duration::from_millis(10), move || drop(tx.send("later"))).keep();
+    /// assert_eq!(rx.await?, "later");
+    /// # Ok(()) }
+    /// ```
     pub fn after(
         &self,
         delay: std::time::Duration,
@@ -659,11 +1064,35 @@ impl Node {
     /// Creates a port whose messages are awaited one at a time. `capacity` bounds the queue:
     /// a message that finds it full kills the port with `("inbox_overflow", capacity)`, so
     /// monitors see it; messages already queued can still be received.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let mut inbox = node.inbox(16);
+    /// node.snd(inbox.port(), msg!["hello"])?;
+    /// assert_eq!(inbox.recv().await, Some(msg!["hello"]));
+    /// # Ok(()) }
+    /// ```
     pub fn inbox(&self, capacity: usize) -> Inbox {
         Inbox::new(self, capacity)
     }
 
     /// Number of live local ports (for tests and statistics); asks the dispatcher.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let before = node.port_count().await;
+    /// let _p = node.port().build();
+    /// assert_eq!(node.port_count().await, before + 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn port_count(&self) -> usize {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.core.push(Cmd::Query(Query::PortCount(tx)));
@@ -673,6 +1102,21 @@ impl Node {
     /// Number of monitors this node holds, on its own ports and on other nodes and their
     /// ports (for tests, statistics and leak checks: a finished `cal` leaves none behind);
     /// asks the dispatcher.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let before = node.monitor_count().await;
+    /// let p = node.port().build();
+    /// let guard = node.mon_cb(&p, |_| {});
+    /// assert_eq!(node.monitor_count().await, before + 1);
+    /// drop(guard);
+    /// assert_eq!(node.monitor_count().await, before);
+    /// # Ok(()) }
+    /// ```
     pub async fn monitor_count(&self) -> usize {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.core.push(Cmd::Query(Query::MonitorCount(tx)));
@@ -680,6 +1124,19 @@ impl Node {
     }
 
     /// Whether a local port exists; asks the dispatcher.
+    ///
+    /// ```
+    /// # use aemp::{msg, Monitor, Node};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// assert!(node.port_exists(&p).await);
+    /// node.kil(&p, aemp::Reason::normal())?;
+    /// assert!(!node.port_exists(&p).await);
+    /// # Ok(()) }
+    /// ```
     pub async fn port_exists(&self, port: &PortId) -> bool {
         let Ok(name) = self.local_name(port) else {
             return false;

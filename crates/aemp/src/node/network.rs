@@ -20,6 +20,21 @@ impl Node {
     /// settings, bad certificate, a `services` entry other than the built-in
     /// `AnyEvent::MP::Global`) is an error here. A configuration that names services needs
     /// their functions: see [`Node::builder`].
+    ///
+    /// ```
+    /// # use aemp::{msg, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = aemp::Config::builder()
+    ///     .norc(true) // ignore ~/.perl-anyevent-mp
+    ///     .nodeid("svc/%u")
+    ///     .binds(["127.0.0.1:0"])
+    ///     .secret("s3cret")
+    ///     .build()?;
+    /// let node = Node::configure(cfg).await?;
+    /// assert_eq!(node.listen_addrs().len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn configure(cfg: Config) -> Result<Node, Error> {
         Node::builder(cfg).configure().await
     }
@@ -28,6 +43,19 @@ impl Node {
     /// accepts from peers, and what it sends (the node assumes that its peers use the same
     /// limits: a message they would refuse is refused where it enters the node, see
     /// [`Node::snd`]).
+    ///
+    /// ```
+    /// # use aemp::{msg, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = aemp::Config::builder().norc(true).nodeid("small/%u").binds(["127.0.0.1:0"]).secret("s").build()?;
+    /// let limits = aemp::Limits { max_message: 1 << 20, ..aemp::Limits::default() };
+    /// let node = Node::configure_with_limits(cfg, limits).await?;
+    /// let far: aemp::PortId = "elsewhere#inbox".parse()?;
+    /// // Bigger than a peer with these limits would take: refused at the call.
+    /// assert!(node.snd(&far, msg!["x".repeat(2 << 20)]).is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn configure_with_limits(cfg: Config, limits: Limits) -> Result<Node, Error> {
         Node::builder(cfg).limits(limits).configure().await
     }
@@ -92,12 +120,44 @@ impl Node {
     }
 
     /// The addresses this node listens on (empty for a node without network).
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// let addr = a.listen_addrs()[0];
+    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
+    /// # Ok(()) }
+    /// ```
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.transport().map(|t| t.bound()).unwrap_or_default()
     }
 
     /// Connects to a node at `addr` (its node ID is learned from the greeting). Returns at
     /// once; watch [`Node::node_events`] for the result.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// a.connect(b.listen_addrs()[0])?;
+    /// assert!(a.wait_up(b.id(), Duration::from_secs(10)).await);
+    /// # Ok(()) }
+    /// ```
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         if self.transport().is_none() {
             return Err(Error::NoNetwork);
@@ -107,6 +167,23 @@ impl Node {
     }
 
     /// Tells the node where `node` listens, so that sending to it can connect.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// a.add_address(b.id(), b.listen_addrs())?;
+    /// a.snd(&b.node_port(), msg!["devnull"])?; // connects on demand
+    /// assert!(a.wait_up(b.id(), Duration::from_secs(10)).await);
+    /// # Ok(()) }
+    /// ```
     pub fn add_address(&self, node: &NodeId, addrs: Vec<SocketAddr>) -> Result<(), Error> {
         if self.transport().is_none() {
             return Err(Error::NoNetwork);
@@ -117,6 +194,23 @@ impl Node {
     }
 
     /// The nodes currently connected.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// a.connect(b.listen_addrs()[0])?;
+    /// a.wait_up(b.id(), Duration::from_secs(10)).await;
+    /// assert!(a.up_nodes().await.contains(b.id()));
+    /// # Ok(()) }
+    /// ```
     pub async fn up_nodes(&self) -> Vec<NodeId> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.core().push(Cmd::Query(Query::UpNodes(tx)));
@@ -124,11 +218,47 @@ impl Node {
     }
 
     /// Whether `node` is connected.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// assert!(!a.is_up(b.id()).await);
+    /// a.connect(b.listen_addrs()[0])?;
+    /// a.wait_up(b.id(), Duration::from_secs(10)).await;
+    /// assert!(a.is_up(b.id()).await);
+    /// # Ok(()) }
+    /// ```
     pub async fn is_up(&self, node: &NodeId) -> bool {
         self.up_nodes().await.contains(node)
     }
 
     /// Waits until `node` is connected (or the timeout passes); returns whether it is.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// a.connect(b.listen_addrs()[0])?;
+    /// if !a.wait_up(b.id(), Duration::from_secs(10)).await {
+    ///     eprintln!("{} did not come up", b.id());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_up(&self, node: &NodeId, timeout: std::time::Duration) -> bool {
         let mut ev = self.node_events();
         if self.is_up(node).await {
@@ -158,6 +288,26 @@ impl Node {
     /// not connected. `snd` never blocks; a sender that produces faster than the network
     /// carries can await this between batches, which is what Erlang's busy distribution
     /// buffer does implicitly.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// let sink = b.port_with(|_cx, _m| Ok(()));
+    /// a.add_address(b.id(), b.listen_addrs())?;
+    /// for chunk in 0..100 {
+    ///     a.snd(&sink, msg!["data", chunk, "x".repeat(64 * 1024)])?;
+    ///     a.writable(b.id()).await; // waits while more than 1 MiB is queued
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn writable(&self, node: &NodeId) {
         let tx = self.transport().and_then(|t| {
             t.live()
@@ -170,6 +320,22 @@ impl Node {
     }
 
     /// Bytes queued for writing to `node` (0 when not connected).
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// println!("{} bytes waiting for {}", a.queued_bytes(b.id()), b.id());
+    /// assert_eq!(a.queued_bytes(b.id()), 0); // not connected
+    /// # Ok(()) }
+    /// ```
     pub fn queued_bytes(&self, node: &NodeId) -> usize {
         self.transport()
             .and_then(|t| {
@@ -217,6 +383,24 @@ impl Node {
     }
 
     /// Traffic counters (messages and bytes in/out), if the node has a network.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// if let Some(c) = a.counters() {
+    ///     println!("{c:?}");
+    /// }
+    /// assert!(Node::new("local/%u")?.counters().is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn counters(&self) -> Option<&Counters> {
         self.transport().map(|t| &t.counters)
     }

@@ -147,6 +147,26 @@ impl Node {
 
     /// The statistics of `node` (possibly this one), asked for with the `aemp::stats`
     /// node-port request ([`STATS_FUNCTION`]); gives up after `timeout`.
+    ///
+    /// ```
+    /// # use aemp::{msg, Config, Node, NodeEvent};
+    /// # use std::time::Duration;
+    /// # async fn net(name: &str) -> Result<Node, aemp::Error> {
+    /// #     let cfg = Config::builder().norc(true).nodeid(format!("{name}/%u"))
+    /// #         .binds(["127.0.0.1:0"]).secret("doc").build()?;
+    /// #     Node::configure(cfg).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (a, b) = (net("a").await?, net("b").await?);
+    /// a.connect(b.listen_addrs()[0])?;
+    /// a.wait_up(b.id(), Duration::from_secs(10)).await;
+    /// let stats = a.stats_of(b.id(), Duration::from_secs(10)).await?;
+    /// for p in &stats.peers {
+    ///     println!("{}: {} messages in, {} out", p.node, p.msgs_in, p.msgs_out);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn stats_of(
         &self,
         node: &NodeId,
