@@ -365,13 +365,13 @@ impl<L: Link> NodeCore<L> {
 impl<L: Link, S: BuildHasher> NodeCore<L, S> {
     /// As [`NodeCore::new`], with the given hasher for the peer table.
     pub fn with_hasher(config: Config, now: Instant, hasher: S) -> Self {
-        let mut rng = StdRng::seed_from_u64(config.rng_seed);
+        let rng = StdRng::seed_from_u64(config.rng_seed);
         let seeds = if config.network {
             config.seeds
         } else {
             Vec::new()
         };
-        let seeds = Seeds::new(seeds, config.monitor_timeout, now, rng.gen());
+        let seeds = Seeds::new(seeds, config.monitor_timeout, now);
         NodeCore {
             network: config.network,
             connect_interval: config.connect_interval,
@@ -466,9 +466,13 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         self.registry.handle_timeout(now);
         self.flush_verdicts();
         let peers = &self.peers;
-        let due = self
-            .seeds
-            .handle_timeout(now, |n| peers.is_up(n), |n| peers.hold(n, now));
+        let due = if self.seeds.poll_timeout().is_some_and(|t| t <= now) {
+            let r: f64 = self.rng.gen();
+            self.seeds
+                .handle_timeout(now, |n| peers.is_up(n), |n| peers.hold(n, now), r)
+        } else {
+            Vec::new()
+        };
         for addr in due {
             self.dial(addr, None, now);
         }
