@@ -23,7 +23,7 @@
 //!   effects queue behind.
 //!
 //! Nothing here reads a clock, spawns anything, logs or draws from a global random source:
-//! randomness (seed back-off, re-dial jitter) comes from a generator seeded by the caller
+//! randomness (seed round pauses, re-dial jitter) comes from a generator seeded by the caller
 //! ([`Config::rng_seed`]), so a run is reproducible.
 //!
 //! # Order
@@ -35,8 +35,9 @@
 //!   the node's monitors when it is taken, before sending anything else.
 //! * [`Effect::NodeUp`] comes after the queue of the node was written into its new link,
 //!   and before what the global service does about the new node.
-//! * A node that goes down: [`Effect::NodeLost`], the seed connector restarts its back-off
-//!   if it was a seed, [`Effect::NodeDown`], then what the global service does about it.
+//! * A node that goes down: [`Effect::NodeLost`], the seed connector schedules a round of
+//!   seed dials soon if it was a seed ([`Seeds::node_down`]), [`Effect::NodeDown`], then
+//!   what the global service does about it.
 //! * A look-up asks the global service; what it knows at once is used right away, a
 //!   global node that knows nothing fails the attempt ([`peers::NO_KNOWN_ADDRESS`]), a slave
 //!   asks its master. A node without network fails it at once ([`NO_TRANSPORT`]).
@@ -83,7 +84,7 @@ pub struct Config {
     /// How long an attempt to reach a node may take, and how long a dial holds back
     /// decisions about other connections (see [`crate::peers`], [`crate::conn_registry`]).
     pub connect_interval: Duration,
-    /// Bounds connect pacing and the seed back-off.
+    /// Bounds connect pacing and the pause between seed rounds.
     pub monitor_timeout: Duration,
     /// Seed addresses (the node's own listeners may be among them).
     pub seeds: Vec<SocketAddr>,
@@ -91,7 +92,7 @@ pub struct Config {
     pub listening: Vec<SocketAddr>,
     /// Start as a global node.
     pub global: bool,
-    /// Seed of the random generator (seed back-off, re-dial jitter).
+    /// Seed of the random generator (seed round pauses, re-dial jitter).
     pub rng_seed: u64,
 }
 

@@ -200,7 +200,10 @@ fn seed_that_stays_down_is_dialled_at_a_bounded_pace() {
             );
         }
         let last = *times.last().unwrap();
-        assert!(sim.now - last <= Duration::from_millis(2400), "dials stopped");
+        assert!(
+            sim.now - last <= Duration::from_millis(2400),
+            "dials stopped"
+        );
     }
     eprintln!("dead seed: {fewest}..={most} dials per slave in 5 minutes");
     assert!(most <= 5 * 50 + 1, "{most} dials in 5 minutes");
