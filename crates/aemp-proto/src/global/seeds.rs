@@ -18,11 +18,11 @@ pub const SEED_LOSS_SPREAD: Duration = Duration::from_secs(1);
 
 /// The seed connector of a node: it keeps dialling every seed whose node is not up.
 ///
-/// Timing: the first round is due at once. While a seed's node is not up, every later round comes a random
-/// 1.2–2.4 s after the one before ([`SEED_RETRY_MIN`]–[`SEED_RETRY_MAX`], drawn afresh each
-/// time; never more than `monitor_timeout`). When a seed node goes down, a round is due
-/// after a random delay under [`SEED_LOSS_SPREAD`] (or sooner if one was due anyway). When
-/// every seed's node is up, no round is due (as in the reference).
+/// Timing: the first round is due at once. While a seed's node is not up, every later round
+/// comes a random 1.2–2.4 s after the one before ([`SEED_RETRY_MIN`]–[`SEED_RETRY_MAX`],
+/// drawn afresh each time; never more than `monitor_timeout`). When a seed node goes down,
+/// a round is due after a random delay under [`SEED_LOSS_SPREAD`] (or sooner if one was due
+/// anyway). When every seed's node is up, no round is due (as in the reference).
 /// Randomness comes in as a number in `[0, 1)`.
 ///
 /// Why not the reference's rule (a base of (1 + rand) · 0.6 s doubled before every wait, up
@@ -48,7 +48,7 @@ pub struct Seeds {
     /// Seed addresses in configuration order, with the node ID learned for each.
     seeds: Vec<(SocketAddr, Option<Str>)>,
     monitor_timeout: Duration,
-    /// When the next round is due (`None`: never, nothing to dial).
+    /// When the next round is due (`None`: no seeds, or every seed's node is up).
     next: Option<Instant>,
 }
 
