@@ -23,7 +23,7 @@
 //!   effects queue behind.
 //!
 //! Nothing here reads a clock, spawns anything, logs or draws from a global random source:
-//! randomness (seed back-off, re-dial jitter) comes from a generator seeded by the caller
+//! randomness (seed round pauses, re-dial jitter) comes from a generator seeded by the caller
 //! ([`Config::rng_seed`]), so a run is reproducible.
 //!
 //! # Order
@@ -35,8 +35,9 @@
 //!   the node's monitors when it is taken, before sending anything else.
 //! * [`Effect::NodeUp`] comes after the queue of the node was written into its new link,
 //!   and before what the global service does about the new node.
-//! * A node that goes down: [`Effect::NodeLost`], the seed connector restarts its back-off
-//!   if it was a seed, [`Effect::NodeDown`], then what the global service does about it.
+//! * A node that goes down: [`Effect::NodeLost`], the seed connector schedules a round of
+//!   seed dials soon if it was a seed ([`Seeds::node_down`]), [`Effect::NodeDown`], then
+//!   what the global service does about it.
 //! * A look-up asks the global service; what it knows at once is used right away, a
 //!   global node that knows nothing fails the attempt ([`peers::NO_KNOWN_ADDRESS`]), a slave
 //!   asks its master. A node without network fails it at once ([`NO_TRANSPORT`]).
@@ -83,7 +84,7 @@ pub struct Config {
     /// How long an attempt to reach a node may take, and how long a dial holds back
     /// decisions about other connections (see [`crate::peers`], [`crate::conn_registry`]).
     pub connect_interval: Duration,
-    /// Bounds connect pacing and the seed back-off.
+    /// Bounds connect pacing and the pause between seed rounds.
     pub monitor_timeout: Duration,
     /// Seed addresses (the node's own listeners may be among them).
     pub seeds: Vec<SocketAddr>,
@@ -91,7 +92,7 @@ pub struct Config {
     pub listening: Vec<SocketAddr>,
     /// Start as a global node.
     pub global: bool,
-    /// Seed of the random generator (seed back-off, re-dial jitter).
+    /// Seed of the random generator (seed round pauses, re-dial jitter).
     pub rng_seed: u64,
 }
 
@@ -365,13 +366,13 @@ impl<L: Link> NodeCore<L> {
 impl<L: Link, S: BuildHasher> NodeCore<L, S> {
     /// As [`NodeCore::new`], with the given hasher for the peer table.
     pub fn with_hasher(config: Config, now: Instant, hasher: S) -> Self {
-        let mut rng = StdRng::seed_from_u64(config.rng_seed);
+        let rng = StdRng::seed_from_u64(config.rng_seed);
         let seeds = if config.network {
             config.seeds
         } else {
             Vec::new()
         };
-        let seeds = Seeds::new(seeds, config.monitor_timeout, now, rng.gen());
+        let seeds = Seeds::new(seeds, config.monitor_timeout, now);
         NodeCore {
             network: config.network,
             connect_interval: config.connect_interval,
@@ -466,9 +467,13 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         self.registry.handle_timeout(now);
         self.flush_verdicts();
         let peers = &self.peers;
-        let due = self
-            .seeds
-            .handle_timeout(now, |n| peers.is_up(n), |n| peers.hold(n, now));
+        let due = if self.seeds.poll_timeout().is_some_and(|t| t <= now) {
+            let r: f64 = self.rng.gen();
+            self.seeds
+                .handle_timeout(now, |n| peers.is_up(n), |n| peers.hold(n, now), r)
+        } else {
+            Vec::new()
+        };
         for addr in due {
             self.dial(addr, None, now);
         }

@@ -582,71 +582,118 @@ fn secs(x: f64) -> Duration {
 }
 
 #[test]
-fn seeds_first_round_at_once_then_doubling_up_to_the_cap() {
+fn seeds_first_round_at_once_then_every_1_2_to_2_4_s() {
     let t0 = Instant::now();
     let (a, b) = (addr("10.0.0.1:1"), addr("10.0.0.2:1"));
-    let mut sd = Seeds::new(vec![a, b, a], secs(5.0), t0, 0.5);
+    let mut sd = Seeds::new(vec![a, b, a], secs(30.0), t0);
     assert_eq!(sd.addrs().collect::<Vec<_>>(), [a, b]);
     assert_eq!(sd.poll_timeout(), Some(t0));
-    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None), vec![a, b]);
-    // Base 0.9 s, doubled before the first wait.
+    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None, 0.5), vec![a, b]);
+    // The reference's first retry: 1.2–2.4 s.
     let t1 = sd.poll_timeout().unwrap();
     assert!(approx(t1, t0 + secs(1.8)));
     assert!(
-        sd.handle_timeout(t0 + secs(1.0), |_| false, |_| None)
+        sd.handle_timeout(t0 + secs(1.0), |_| false, |_| None, 0.5)
             .is_empty(),
         "not due"
     );
+    assert_eq!(sd.poll_timeout(), Some(t1), "an early call changes nothing");
     assert!(sd.greeted(a, "A"));
     assert!(!sd.greeted(addr("10.0.0.3:1"), "C"));
     assert_eq!(sd.node_of(a), Some("A"));
     // A's node is up: only b is dialled.
-    assert_eq!(sd.handle_timeout(t1, |n| n == "A", |_| None), vec![b]);
+    assert_eq!(sd.handle_timeout(t1, |n| n == "A", |_| None, 0.0), vec![b]);
     let t2 = sd.poll_timeout().unwrap();
-    assert!(approx(t2, t1 + secs(3.6)));
-    assert_eq!(sd.handle_timeout(t2, |_| false, |_| None), vec![a, b]);
-    let t3 = sd.poll_timeout().unwrap();
-    assert!(approx(t3, t2 + secs(5.0)), "capped at monitor_timeout");
-    sd.handle_timeout(t3, |_| true, |_| None);
-    assert!(approx(sd.poll_timeout().unwrap(), t3 + secs(5.0)));
+    assert!(approx(t2, t1 + secs(1.2)));
+    // No doubling: a seed that stays down is dialled every 1.2–2.4 s, drawn afresh.
+    let mut t = t2;
+    for r in [1.0, 0.25, 1.0, 0.0, 1.0, 1.0, 1.0] {
+        assert_eq!(sd.handle_timeout(t, |_| false, |_| None, r), vec![a, b]);
+        let next = sd.poll_timeout().unwrap();
+        assert!(approx(next, t + secs(1.2 + 1.2 * r)), "{r}");
+        t = next;
+    }
+    // Every seed's node is up: no round until one goes down.
+    assert!(sd.greeted(b, "B"));
+    assert!(sd.handle_timeout(t, |_| true, |_| None, 0.5).is_empty());
+    assert_eq!(sd.poll_timeout(), None);
 }
 
 #[test]
-fn seeds_base_range() {
+fn seeds_retry_range() {
     let t0 = Instant::now();
-    for (r, first) in [
-        (0.0, 1.2),
-        (1.0, 2.4),
-        (f64::NAN, 1.2),
-        (-3.0, 1.2),
-        (7.0, 2.4),
+    for (r, monitor_timeout, first) in [
+        (0.0, 60.0, 1.2),
+        (1.0, 60.0, 2.4),
+        (0.5, 60.0, 1.8),
+        (f64::NAN, 60.0, 1.2),
+        (-3.0, 60.0, 1.2),
+        (7.0, 60.0, 2.4),
+        (1.0, 2.0, 2.0),
+        (0.0, 0.5, 0.5),
     ] {
-        let mut sd = Seeds::new(vec![addr("10.0.0.1:1")], secs(60.0), t0, r);
-        sd.handle_timeout(t0, |_| false, |_| None);
-        assert!(approx(sd.poll_timeout().unwrap(), t0 + secs(first)), "{r}");
+        let mut sd = Seeds::new(vec![addr("10.0.0.1:1")], secs(monitor_timeout), t0);
+        sd.handle_timeout(t0, |_| false, |_| None, r);
+        assert!(
+            approx(sd.poll_timeout().unwrap(), t0 + secs(first)),
+            "{r} {monitor_timeout}"
+        );
     }
 }
 
 #[test]
-fn seeds_restart_when_a_seed_node_goes_down() {
+fn seeds_lost_seed_node_dialled_within_the_loss_spread() {
     let t0 = Instant::now();
     let a = addr("10.0.0.1:1");
-    let mut sd = Seeds::new(vec![a], secs(30.0), t0, 0.0);
-    for _ in 0..4 {
-        let due = sd.poll_timeout().unwrap();
-        sd.handle_timeout(due, |_| false, |_| None);
-    }
-    let due = sd.poll_timeout().unwrap();
+    let mut sd = Seeds::new(vec![a], secs(30.0), t0);
+    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None, 0.0), vec![a]);
     sd.greeted(a, "A");
-    let now = due - secs(2.0);
+    let t1 = sd.poll_timeout().unwrap();
+    assert!(sd.handle_timeout(t1, |_| true, |_| None, 0.0).is_empty());
+    assert_eq!(sd.poll_timeout(), None, "A is up");
+    let now = t1 + secs(100.0);
     assert!(!sd.node_down("other", now, 0.0), "not a seed node");
-    assert_eq!(sd.poll_timeout(), Some(due));
-    assert!(sd.node_down("A", now, 1.0));
-    assert_eq!(sd.poll_timeout(), Some(now), "a round at once");
-    assert_eq!(sd.handle_timeout(now, |_| false, |_| None), vec![a]);
-    assert!(
-        approx(sd.poll_timeout().unwrap(), now + secs(2.4)),
-        "fresh base, doubled"
+    assert_eq!(sd.poll_timeout(), None);
+    // The round after a loss comes within a random delay of up to 1 s.
+    assert!(sd.node_down("A", now, 0.5));
+    assert!(approx(sd.poll_timeout().unwrap(), now + secs(0.5)));
+    assert!(sd.handle_timeout(now, |_| false, |_| None, 0.0).is_empty());
+    let due = sd.poll_timeout().unwrap();
+    assert_eq!(sd.handle_timeout(due, |_| false, |_| None, 1.0), vec![a]);
+    let next = sd.poll_timeout().unwrap();
+    assert!(approx(next, due + secs(2.4)));
+    // Lost again (it came up in between): a round that is due sooner stays.
+    assert!(sd.node_down("A", next - secs(0.2), 1.0));
+    assert_eq!(sd.poll_timeout(), Some(next));
+    // One due later moves forward.
+    assert!(sd.node_down("A", next - secs(2.0), 0.0));
+    assert!(approx(sd.poll_timeout().unwrap(), next - secs(2.0)));
+    // At most 1 s after the loss.
+    let mut sd = Seeds::new(vec![a], secs(30.0), t0);
+    sd.handle_timeout(t0, |_| false, |_| None, 0.0);
+    sd.greeted(a, "A");
+    let t = sd.poll_timeout().unwrap();
+    sd.handle_timeout(t, |_| true, |_| None, 0.0);
+    assert!(sd.node_down("A", t, 7.0));
+    assert!(approx(sd.poll_timeout().unwrap(), t + secs(1.0)));
+}
+
+#[test]
+fn seeds_held_seed_skipped_until_its_hold_ends() {
+    let t0 = Instant::now();
+    let (a, b) = (addr("10.0.0.1:1"), addr("10.0.0.2:1"));
+    let mut sd = Seeds::new(vec![a, b], secs(30.0), t0);
+    sd.handle_timeout(t0, |_| false, |_| None, 0.0);
+    sd.greeted(a, "A");
+    sd.greeted(b, "B");
+    let t = sd.poll_timeout().unwrap();
+    let hold = t + secs(0.3);
+    let got = sd.handle_timeout(t, |n| n == "B", |n| (n == "A").then_some(hold), 1.0);
+    assert!(got.is_empty());
+    assert_eq!(sd.poll_timeout(), Some(hold), "due when the hold ends");
+    assert_eq!(
+        sd.handle_timeout(hold, |n| n == "B", |_| None, 1.0),
+        vec![a]
     );
 }
 
@@ -654,16 +701,16 @@ fn seeds_restart_when_a_seed_node_goes_down() {
 fn seeds_that_are_ourselves_are_dropped() {
     let t0 = Instant::now();
     let (a, b) = (addr("10.0.0.1:1"), addr("10.0.0.2:1"));
-    let mut sd = Seeds::new(vec![a, b], secs(5.0), t0, 0.5);
+    let mut sd = Seeds::new(vec![a, b], secs(5.0), t0);
     assert!(sd.is_self(a));
     assert!(!sd.is_self(a));
-    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None), vec![b]);
+    assert_eq!(sd.handle_timeout(t0, |_| false, |_| None, 0.5), vec![b]);
     assert!(sd.is_self(b));
     assert_eq!(sd.poll_timeout(), None);
     assert!(sd
-        .handle_timeout(t0 + secs(100.0), |_| false, |_| None)
+        .handle_timeout(t0 + secs(100.0), |_| false, |_| None, 0.5)
         .is_empty());
-    let empty = Seeds::new(Vec::new(), secs(5.0), t0, 0.5);
+    let empty = Seeds::new(Vec::new(), secs(5.0), t0);
     assert_eq!(empty.poll_timeout(), None);
 }
 

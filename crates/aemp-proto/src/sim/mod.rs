@@ -49,6 +49,8 @@ const REFUSED: &str = "protocol error: frame refused";
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
+mod seed_restart_tests;
+#[cfg(test)]
 mod tests;
 
 /// A fixed-key hasher, so that the cores' hash maps iterate in the same order every run.
@@ -300,6 +302,10 @@ pub struct Node {
     refuse: Option<Refuse>,
     /// Its configuration (for [`Sim::restart`]).
     cfg: Config,
+    /// Every dial it made: when, and the address.
+    pub dials: Vec<(Instant, SocketAddr)>,
+    /// When each connection to its listener arrived (accepted while alive).
+    pub accepts: Vec<Instant>,
 }
 
 /// Decides whether a receiving node refuses a frame (`port`, message): `Some(delay)` closes
@@ -389,6 +395,8 @@ impl Sim {
             deletions: Vec::new(),
             refuse: None,
             cfg,
+            dials: Vec::new(),
+            accepts: Vec::new(),
         });
         self.has_master.push(false);
         self.by_name.insert(Str::from(name), i);
@@ -794,6 +802,7 @@ impl Sim {
         }
         match e {
             Effect::Dial { id, addr, .. } => {
+                n.dials.push((now, addr));
                 let target = self.by_addr.get(&addr).copied();
                 let c = self.conns.len();
                 self.nodes[i].ends.insert(id, (c, 0));
@@ -889,6 +898,7 @@ impl Sim {
             self.at(at, Ev::DialFail(c, "connect timed out"));
             return;
         }
+        self.nodes[b].accepts.push(now);
         let id = self.nodes[b].next_accept;
         self.nodes[b].next_accept += 2;
         self.nodes[b].ends.insert(id, (c, 1));
