@@ -11,6 +11,7 @@
 #   --aemp     an aemp-bench binary under a label; repeatable, to compare builds (default
 #              aemp=target/release/aemp-bench).  Each round runs them in the order given.
 #   --rounds   rounds (default 3); --duration and --rates are passed on (R5 only).
+#   --timeout  seconds one benchmark run may take before it is stopped (default 900).
 #
 # Prints every RESULT line as it comes (prefixed with the label and round) on stderr, and
 # at the end one line per label and figure on stdout:
@@ -20,6 +21,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 ROUNDS=3
+TIMEOUT=900
 OPTS=()
 BINS=()
 ERLANG=1
@@ -27,10 +29,11 @@ WORKLOADS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
+        --timeout) TIMEOUT="$2"; shift 2 ;;
         --duration|--rates) OPTS+=("$1" "$2"); shift 2 ;;
         --aemp) BINS+=("$2"); shift 2 ;;
         --no-erlang) ERLANG=0; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         -*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
         *) WORKLOADS+=("$1"); shift ;;
     esac
@@ -50,7 +53,7 @@ run() {
     local label=$1 round=$2
     shift 2
     local lines
-    lines=$("$@" 2>/dev/null | grep '^RESULT ')
+    lines=$(timeout -k 10 "$TIMEOUT" "$@" 2>/dev/null | grep '^RESULT ')
     local rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ]; then
         echo "compare.sh: $label failed in round $round (exit $rc)" >&2
