@@ -133,7 +133,7 @@ fn parse_rates(s: &str) -> Option<Vec<u64>> {
                 Some(k) => k.parse::<u64>().ok()?.checked_mul(1000)?,
                 None => r.parse().ok()?,
             };
-            (n > 0 && n % 1000 == 0).then_some(n)
+            (n > 0 && n.is_multiple_of(1000)).then_some(n)
         })
         .collect()
 }

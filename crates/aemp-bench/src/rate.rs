@@ -86,7 +86,7 @@ fn fine_timer_slack() {
 
 /// `1000` → `1k`, `100000` → `100k`.
 fn label(rate: u64) -> String {
-    if rate % 1000 == 0 {
+    if rate.is_multiple_of(1000) {
         format!("{}k", rate / 1000)
     } else {
         rate.to_string()

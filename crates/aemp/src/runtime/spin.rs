@@ -34,10 +34,7 @@ pub(crate) struct SpinGauge {
 impl SpinGauge {
     /// A gauge that allows polling at first (a new node is usually about to get busy).
     pub(crate) fn new() -> SpinGauge {
-        SpinGauge {
-            short: ONE,
-            gap: 0,
-        }
+        SpinGauge { short: ONE, gap: 0 }
     }
 
     /// How long to poll (nanoseconds) at the next idle period when polls may take up to
