@@ -5,12 +5,14 @@
 //! Prints `RESULT <workload> <figure> <value> <unit>` lines on stdout, everything else on
 //! stderr, and exits non-zero when a workload fails (lost message, wrong reply, timeout).
 //!
-//! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
+//! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor] [--duration SECS]
+//! [--rates 1k,10k,100k]` (the last two for R5 only).
 
 mod bigfam;
 mod child;
 mod dbprop;
 mod local;
+mod rate;
 mod remote;
 
 // The benchmark uses mimalloc: messages are allocated by one thread and freed by another,
@@ -29,6 +31,10 @@ pub struct Opts {
     pub count: Option<u64>,
     /// `--framing json|cbor` for the remote workloads.
     pub framing: String,
+    /// `--duration SECS`: how long R5 runs at each rate (default 10).
+    pub duration: Option<f64>,
+    /// `--rates 1k,10k`: the rates of R5 in requests per second (multiples of 1000).
+    pub rates: Option<Vec<u64>>,
 }
 
 /// A workload failure: printed, and the exit code becomes 1.
@@ -56,7 +62,7 @@ pub async fn within<T>(
         .map_err(|_| format!("{what}: timed out after {limit:?}"))
 }
 
-const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4", "D1"];
+const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4", "R5", "D1"];
 
 /// Runtime threads per process in the two-process workloads (`AEMP_BENCH_WORKERS`,
 /// default 1: both processes share the machine's cores, and one thread per process keeps
@@ -117,9 +123,24 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// `1k,10k,100000` → `[1000, 10000, 100000]`; every rate a positive multiple of 1000 (R5
+/// schedules its requests per millisecond).
+fn parse_rates(s: &str) -> Option<Vec<u64>> {
+    s.split(',')
+        .map(|r| {
+            let r = r.trim();
+            let n = match r.strip_suffix('k') {
+                Some(k) => k.parse::<u64>().ok()?.checked_mul(1000)?,
+                None => r.parse().ok()?,
+            };
+            (n > 0 && n.is_multiple_of(1000)).then_some(n)
+        })
+        .collect()
+}
+
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: aemp-bench [{}] [--count N] [--framing {}]",
+        "usage: aemp-bench [{}] [--count N] [--framing {}] [--duration SECS] [--rates 1k,10k,100k]",
         ALL.join(" "),
         SUPPORTED_FRAMINGS.join("|")
     );
@@ -177,6 +198,8 @@ fn main() -> ExitCode {
         count: None,
         // Our preferred framing, as a node would choose it.
         framing: SUPPORTED_FRAMINGS[0].to_string(),
+        duration: None,
+        rates: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -187,6 +210,14 @@ fn main() -> ExitCode {
             "--framing" => match args.next() {
                 Some(f) if SUPPORTED_FRAMINGS.contains(&f.as_str()) => opts.framing = f,
                 _ => return usage(),
+            },
+            "--duration" => match args.next().and_then(|s| s.parse::<f64>().ok()) {
+                Some(d) if d.is_finite() && d >= 0.001 => opts.duration = Some(d),
+                _ => return usage(),
+            },
+            "--rates" => match args.next().as_deref().and_then(parse_rates) {
+                Some(r) => opts.rates = Some(r),
+                None => return usage(),
             },
             "-h" | "--help" => return usage(),
             w if ALL.contains(&w) || w == "Rmem" || w == "Dbig" => workloads.push(w.to_string()),
@@ -225,6 +256,7 @@ fn main() -> ExitCode {
                 "R2" => remote::r2(&opts).await,
                 "R3" => remote::r3(&opts).await,
                 "R4" => remote::r4(&opts).await,
+                "R5" => rate::r5(&opts).await,
                 "Rmem" => remote::rmem(&opts).await,
                 "D1" => dbprop::d1(&opts).await,
                 "Dbig" => bigfam::dbig(&opts).await,

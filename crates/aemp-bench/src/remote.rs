@@ -238,21 +238,21 @@ async fn networked_node(nodeid: &str, framing: &str, secret: &str) -> Result<Nod
 }
 
 /// Node B as seen from A: its process, ID and the ports it announced.
-struct Remote {
+pub(crate) struct Remote {
     /// Kept so that B is killed when the workload ends.
-    child: ChildGuard,
+    pub(crate) child: ChildGuard,
     id: NodeId,
     addr: std::net::SocketAddr,
     counter: PortId,
     pong: PortId,
-    echo: PortId,
+    pub(crate) echo: PortId,
     bulk: PortId,
 }
 
 /// The two nodes of a remote workload, connected and warmed up.
-struct Pair {
-    a: Node,
-    b: Remote,
+pub(crate) struct Pair {
+    pub(crate) a: Node,
+    pub(crate) b: Remote,
 }
 
 /// Starts process B and reads its READY line.
@@ -289,7 +289,7 @@ async fn start_b(framing: &str, secret: &str) -> Result<Remote, String> {
 }
 
 /// Starts B, creates A, connects them and does one warm-up round trip.
-async fn pair(o: &Opts) -> Result<Pair, String> {
+pub(crate) async fn pair(o: &Opts) -> Result<Pair, String> {
     let secret = aemp::config::generate_secret();
     let b = start_b(&o.framing, &secret).await?;
     let a = networked_node("bench-a/%u", &o.framing, &secret).await?;

@@ -8,6 +8,7 @@
 pub use crate::error::Reason;
 use aemp_proto::{Msg, PortId, Str};
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
 /// What a monitor does when its port dies.
 pub enum Monitor {
@@ -61,9 +62,12 @@ pub(crate) enum MonTarget {
 }
 
 /// Monitors on ports of other nodes, per node and port name (empty name = node monitor).
+/// Per port they are kept by ID, which is their order of creation: a port can carry very
+/// many (every `cal` without a timeout monitors its target until the reply), and removing
+/// one must not cost time in proportion to how many there are.
 #[derive(Default)]
 pub(crate) struct RemoteMonitors {
-    pub by_node: FxHashMap<Str, FxHashMap<Str, Vec<(u64, MonAction)>>>,
+    pub by_node: FxHashMap<Str, FxHashMap<Str, BTreeMap<u64, MonAction>>>,
 }
 
 impl RemoteMonitors {
@@ -72,7 +76,7 @@ impl RemoteMonitors {
     pub fn add(&mut self, node: &str, port: &str, id: u64, action: MonAction) -> bool {
         let ports = self.by_node.entry(Str::from(node)).or_default();
         let list = ports.entry(Str::from(port)).or_default();
-        list.push((id, action));
+        list.insert(id, action);
         list.len() == 1
     }
 
@@ -81,8 +85,7 @@ impl RemoteMonitors {
     pub fn remove(&mut self, node: &str, port: &str, id: u64) -> Option<(MonAction, bool)> {
         let ports = self.by_node.get_mut(node)?;
         let list = ports.get_mut(port)?;
-        let i = list.iter().position(|(i, _)| *i == id)?;
-        let (_, action) = list.remove(i);
+        let action = list.remove(&id)?;
         let last = list.is_empty();
         if last {
             ports.remove(port);
@@ -102,7 +105,7 @@ impl RemoteMonitors {
         if ports.is_empty() {
             self.by_node.remove(node);
         }
-        list
+        list.into_iter().collect()
     }
 
     /// Takes every monitor of every port of a node (on connection loss).
@@ -152,5 +155,42 @@ impl Drop for MonGuard {
 impl std::fmt::Debug for MonGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MonGuard({})", self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[(u64, MonAction)]) -> Vec<u64> {
+        list.iter().map(|(i, _)| *i).collect()
+    }
+
+    #[test]
+    fn remote_monitors_count_per_port_and_keep_creation_order() {
+        let mut m = RemoteMonitors::default();
+        assert!(m.add("n", "p", 1, Monitor::callback(|_| {})));
+        assert!(!m.add("n", "p", 2, Monitor::callback(|_| {})));
+        assert!(!m.add("n", "p", 3, Monitor::callback(|_| {})));
+        assert!(m.add("n", "q", 4, Monitor::callback(|_| {})));
+        assert!(matches!(m.remove("n", "p", 2), Some((_, false))));
+        assert!(m.remove("n", "p", 2).is_none());
+        assert_eq!(ids(&m.take_port("n", "p")), vec![1, 3]);
+        assert!(matches!(m.remove("n", "q", 4), Some((_, true))));
+        assert!(m.by_node.is_empty());
+    }
+
+    #[test]
+    fn many_monitors_on_one_port_are_removed_one_by_one() {
+        let mut m = RemoteMonitors::default();
+        let n = 10_000;
+        for id in 0..n {
+            m.add("n", "echo", id, Monitor::callback(|_| {}));
+        }
+        for id in 0..n - 1 {
+            assert!(matches!(m.remove("n", "echo", id), Some((_, false))));
+        }
+        assert!(matches!(m.remove("n", "echo", n - 1), Some((_, true))));
+        assert!(m.take_node("n").is_empty());
     }
 }

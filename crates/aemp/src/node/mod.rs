@@ -65,7 +65,8 @@ pub const DEFAULT_SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::
 /// [`Node::set_spin`] says otherwise. Erlang's schedulers busy-wait by default for the same
 /// reason: on virtual machines waking a sleeping CPU costs tens of microseconds per message
 /// exchange (`aemp-bench` R2 p50 about 100 us without, 14 us with; R3 about 2.5x the rate).
-/// At most this much CPU time is spent after each burst of work.
+/// At most this much CPU time is spent after each burst of work, and only while polling pays
+/// off: when most recent idle periods outlasted it, the dispatcher sleeps at once.
 pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// A node: one participant in the network, owner of ports.
@@ -230,9 +231,11 @@ impl Node {
     }
 
     /// Lets the dispatcher busy-poll for up to `d` before it goes to sleep when it runs out of
-    /// work (default [`DEFAULT_SPIN`]; zero never polls). Costs CPU for that long after each
-    /// burst of work; saves the latency of waking an idle CPU (tens of microseconds on some
-    /// virtual machines) for the next message, like the busy wait of Erlang's schedulers.
+    /// work (default [`DEFAULT_SPIN`]; zero never polls). Costs CPU for up to that long after
+    /// each burst of work; saves the latency of waking an idle CPU (tens of microseconds on
+    /// some virtual machines) for the next message, like the busy wait of Erlang's schedulers.
+    /// The poll adapts: it lasts about twice as long as recent idle periods did, and stops
+    /// while most of them outlasted `d` (sparse traffic), until short ones are back.
     /// The poll yields the thread to other runnable threads and processes at every turn.
     /// Most useful with a current-thread runtime, where the polling also drives the node's
     /// sockets.

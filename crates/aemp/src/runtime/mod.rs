@@ -15,6 +15,7 @@
 mod cal;
 mod direct;
 mod host;
+mod spin;
 
 pub(crate) use cal::CalRequest;
 
@@ -434,6 +435,9 @@ impl Runtime {
         // batch[..at] has run (those slots hold `Cmd::Nop`).
         let mut at = 0;
         let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(INITIAL_QUEUE);
+        let mut gauge = spin::SpinGauge::new();
+        // When the current idle period began (while polling is configured).
+        let mut idle_since: Option<std::time::Instant> = None;
         self.host.start();
         self.fire_lost();
         loop {
@@ -463,10 +467,19 @@ impl Runtime {
                 // Busy-poll for a while before sleeping, if configured (like the busy wait of
                 // Erlang's schedulers): yielding keeps the runtime thread awake, polling
                 // sockets and timers, so the next message does not pay for waking an idle
-                // CPU.
-                let spin = core.spin_nanos.load(Ordering::Relaxed);
-                if spin > 0 {
-                    let until = std::time::Instant::now() + std::time::Duration::from_nanos(spin);
+                // CPU. Only while it pays off: the gauge shortens the poll to what recent
+                // idle periods needed, or skips it when most of them outlasted it.
+                // The idle period starts at the first pass only: a wake-up without work (a
+                // stale permit of the notifier) does not poll again from the start.
+                let limit = core.spin_nanos.load(Ordering::Relaxed);
+                let since = if limit > 0 {
+                    Some(*idle_since.get_or_insert_with(std::time::Instant::now))
+                } else {
+                    None
+                };
+                let spin = gauge.window(limit);
+                if let (true, Some(since)) = (spin > 0, since) {
+                    let until = since + std::time::Duration::from_nanos(spin);
                     let mut turns = 0u32;
                     // The flag, not the lock: producers must not contend with the poller.
                     while !core.queued.load(Ordering::Acquire) {
@@ -486,6 +499,11 @@ impl Runtime {
                 }
                 core.notify.notified().await;
                 continue;
+            }
+            if let Some(since) = idle_since.take() {
+                // Work again: how long the idle period lasted tells the gauge whether
+                // polling pays off.
+                gauge.record(nanos_since(since), core.spin_nanos.load(Ordering::Relaxed));
             }
             self.host.refresh_now();
             // Commands from outside run in arrival order; what their handlers queue goes to
@@ -605,4 +623,9 @@ impl Runtime {
             let _ = r.send(report.clone());
         }
     }
+}
+
+/// Nanoseconds since `t` (saturating).
+fn nanos_since(t: std::time::Instant) -> u64 {
+    t.elapsed().as_nanos().min(u64::MAX as u128) as u64
 }
