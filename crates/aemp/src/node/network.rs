@@ -41,6 +41,7 @@ impl Node {
             nodelay: cfg.nodelay,
             limits,
             trace: false,
+            send_queue_limit: cfg.send_queue_limit.bytes(),
         };
         let secret = cfg
             .secret
