@@ -109,7 +109,9 @@ async fn dial_and_monitor(a: &Node, b: &Node) -> Vec<Value> {
     let reason = a.monitor(&b.node_port());
     // A message starts the attempt to reach `b`.
     a.snd(&b.node_port(), msg!["devnull"]).unwrap();
-    within("the monitor of the unreachable node", reason).await.into_vec()
+    within("the monitor of the unreachable node", reason)
+        .await
+        .into_vec()
 }
 
 fn transport_error(node: &Node, text: &str) -> Vec<Value> {

@@ -36,7 +36,13 @@ async fn sender(name: &str, limit: SendQueueLimit) -> Node {
 /// A listener with a small receive buffer (so that little hides in the kernel), which
 /// accepts connections only while `gate` is true, completes the handshake as node `id`, and
 /// hands the peers over.
-async fn stalling_listener(id: &str) -> (SocketAddr, mpsc::UnboundedReceiver<Peer>, watch::Sender<bool>) {
+async fn stalling_listener(
+    id: &str,
+) -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<Peer>,
+    watch::Sender<bool>,
+) {
     let sock = TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(64 << 10).unwrap();
     sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -72,10 +78,17 @@ fn watch_node(
     a: &Node,
     peer: &NodeId,
     sink: &PortId,
-) -> (mpsc::UnboundedReceiver<(&'static str, Reason)>, Arc<AtomicBool>) {
+) -> (
+    mpsc::UnboundedReceiver<(&'static str, Reason)>,
+    Arc<AtomicBool>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let fired = Arc::new(AtomicBool::new(false));
-    for (name, port) in [("node", peer.node_port()), ("sink", sink.clone()), ("sink2", sink.clone())] {
+    for (name, port) in [
+        ("node", peer.node_port()),
+        ("sink", sink.clone()),
+        ("sink2", sink.clone()),
+    ] {
         let tx = tx.clone();
         let fired = fired.clone();
         a.mon_cb(&port, move |r| {
@@ -175,7 +188,9 @@ async fn a_peer_that_stops_reading_fails_at_the_limit_and_recovers() {
     let k = old.len() as i64;
     assert!(k < sent, "read {k} of {sent}");
     assert!(
-        old.iter().enumerate().all(|(i, &(r, s))| r == 1 && s == i as i64),
+        old.iter()
+            .enumerate()
+            .all(|(i, &(r, s))| r == 1 && s == i as i64),
         "not a prefix of run 1"
     );
 
@@ -209,7 +224,10 @@ async fn a_peer_that_stops_reading_fails_at_the_limit_and_recovers() {
         got.extend(read_sink(&mut p, Some((3, 9))).await);
         conns.push(p);
     }
-    assert!(got.iter().all(|&(r, _)| r != 1), "run 1 after its gap: {got:?}");
+    assert!(
+        got.iter().all(|&(r, _)| r != 1),
+        "run 1 after its gap: {got:?}"
+    );
     let run2: Vec<i64> = got.iter().filter(|m| m.0 == 2).map(|m| m.1).collect();
     assert!(run2.windows(2).all(|w| w[0] < w[1]), "run 2 out of order");
     let run3: Vec<i64> = got.iter().filter(|m| m.0 == 3).map(|m| m.1).collect();

@@ -481,8 +481,9 @@ fn send_queue_limit_setting() {
     }
     for bad in [json!(0), json!(-1), json!(1.5), json!("lots"), json!([1])] {
         assert!(
-            build_err("send_queue_limit", bad.clone())
-                .starts_with("send_queue_limit must be a positive number of bytes or \"unbounded\""),
+            build_err("send_queue_limit", bad.clone()).starts_with(
+                "send_queue_limit must be a positive number of bytes or \"unbounded\""
+            ),
             "{bad}"
         );
     }

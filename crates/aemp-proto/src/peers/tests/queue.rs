@@ -34,7 +34,11 @@ fn a_queue_over_the_limit_fails_the_attempt_like_a_failed_connect() {
     assert!(!t.is_connecting("n") && !t.is_up("n"));
     assert_eq!(t.queued("n"), 0);
     assert_eq!(t.poll_timeout(), None, "the attempt's timers are gone");
-    assert_eq!(t.known_addresses("n"), &[addr(1)], "the address stays known");
+    assert_eq!(
+        t.known_addresses("n"),
+        &[addr(1)],
+        "the address stays known"
+    );
     out.clear();
 
     // The next message starts a new attempt; only it reaches the connection.
@@ -45,7 +49,11 @@ fn a_queue_over_the_limit_fails_the_attempt_like_a_failed_connect() {
     let link = TestLink::new(1);
     t.up("n", link.clone(), t0 + ms(30), &mut out);
     assert_eq!(out, vec![Effect::NodeUp { node: "n".into() }]);
-    assert_eq!(link.take(), vec![4], "nothing after the gap but what came after it");
+    assert_eq!(
+        link.take(),
+        vec![4],
+        "nothing after the gap but what came after it"
+    );
 
     // Up, the table leaves the limit to the link: sends go straight into it.
     out.clear();
@@ -99,7 +107,11 @@ fn an_empty_attempt_counts_from_zero() {
     let mut out = Vec::new();
     t.ensure_connected("n", t0, &mut out);
     t.send("n", "p", m(0), t0, &mut out);
-    assert_eq!(out, vec![dial("n", addr(1))], "exactly at the limit is not over it");
+    assert_eq!(
+        out,
+        vec![dial("n", addr(1))],
+        "exactly at the limit is not over it"
+    );
     out.clear();
     t.send("n", "p", m(1), t0, &mut out);
     assert_eq!(out, vec![lost("n", &send_queue_over(size(0)), 2)]);
