@@ -267,7 +267,8 @@ pub fn json_to_value(v: &Value) -> MsgValue {
 /// With a limit, the peer is treated as failed once more than that many bytes wait for it:
 /// the connection is dropped (or the attempt to reach the node given up), everything queued
 /// for it is dropped, and every monitor of that node fires once with
-/// `("transport_error", node, "send queue over <limit> bytes")`, followed by node-down.
+/// `("transport_error", node, "send queue over <limit> bytes")`, followed by node-down if
+/// it was connected.
 /// The message that went over the limit is part of what is dropped, and `snd` still returns
 /// `Ok` for it: the monitors are the signal, as for any other connection loss. The next
 /// message starts a new connection. Nothing sent after the dropped messages is delivered
@@ -279,10 +280,11 @@ pub fn json_to_value(v: &Value) -> MsgValue {
 /// else waits, whatever its size.
 ///
 /// A producer that must not lose messages to the limit awaits
-/// [`Node::writable`](crate::Node::writable) between batches (it waits while 1 MiB, or a
-/// quarter of a smaller limit, waits for the peer), or keeps a bounded number of `cal`s
-/// outstanding (a window of requests whose replies it awaits); either keeps the queue far
-/// below the limit.
+/// [`Node::writable`](crate::Node::writable) between batches of less than a quarter of the
+/// limit (it waits while 1 MiB, or a quarter of a smaller limit, waits for the peer; it does
+/// not wait for a node being reached, so await [`Node::wait_up`](crate::Node::wait_up)
+/// first), or keeps a bounded number of `cal`s outstanding (a window of requests whose
+/// replies it awaits); either keeps the queue far below the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendQueueLimit {
     /// At most this many bytes wait per peer ([`SendQueueLimit::DEFAULT`]: 256 MiB, the
