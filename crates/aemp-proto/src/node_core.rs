@@ -94,11 +94,15 @@ pub struct Config {
     pub global: bool,
     /// Seed of the random generator (seed round pauses, re-dial jitter).
     pub rng_seed: u64,
+    /// How many bytes may wait for a node that is being reached before the attempt fails
+    /// ([`peers::send_queue_over`]); `None` for no limit (the reference's behaviour). See
+    /// [`PeerTable::set_send_queue_limit`].
+    pub send_queue_limit: Option<usize>,
 }
 
 impl Config {
     /// A node `node` with network, no seeds, no listeners, the default intervals (2 s to
-    /// connect, 30 s monitor timeout) and random seed 0.
+    /// connect, 30 s monitor timeout), random seed 0 and no send queue limit.
     pub fn new(node: &str) -> Config {
         Config {
             node: Str::from(node),
@@ -109,6 +113,7 @@ impl Config {
             listening: Vec::new(),
             global: false,
             rng_seed: 0,
+            send_queue_limit: None,
         }
     }
 }
@@ -373,12 +378,15 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             Vec::new()
         };
         let seeds = Seeds::new(seeds, config.monitor_timeout, now);
+        let mut peers =
+            PeerTable::with_hasher(config.connect_interval, config.monitor_timeout, hasher);
+        peers.set_send_queue_limit(config.send_queue_limit);
         NodeCore {
             network: config.network,
             connect_interval: config.connect_interval,
             listening: config.listening,
             start_global: config.global,
-            peers: PeerTable::with_hasher(config.connect_interval, config.monitor_timeout, hasher),
+            peers,
             registry: Registry::new(config.node.as_str()),
             global: GlobalService::new(config.node.as_str()),
             seeds,

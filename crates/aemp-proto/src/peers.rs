@@ -50,6 +50,19 @@
 //! replaces a live one produces `NodeLost` ("switched connections") because the old one may
 //! have had data in flight.
 //!
+//! # Send queue limit
+//!
+//! The messages queued for a node that is being reached count against a limit in bytes
+//! ([`PeerTable::set_send_queue_limit`]; none by default, as in the reference): each one by
+//! [`frame_size_estimate`], an upper bound of its CBOR size computed from lengths alone. A
+//! message that takes the queue over the limit fails the attempt like a failed connect: the
+//! whole queue, that message included, is dropped and [`Effect::NodeLost`] emitted with
+//! [`send_queue_over`]`(limit)` as its reason, in the same call (no holes); the next message
+//! starts a new attempt. A message alone in the queue is never over the limit, however
+//! large. Once the node is up, its link enforces the same limit on its own write buffer
+//! (the tokio transport closes the connection, which comes back here as
+//! [`down`](PeerTable::down) with that reason).
+//!
 //! # Connect pacing
 //!
 //! An attempt dials its addresses one after another, the first at once, then one every
@@ -72,6 +85,7 @@
 //! the loss of a connection that was up for a while holds nothing, and neither do dials
 //! that fail (their pacing is the business of the attempt, or of the seed connector).
 
+use crate::codec::frame_size_estimate;
 use crate::{Msg, Str};
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
@@ -91,6 +105,12 @@ pub const SWITCHED_CONNECTIONS: &str = "switched connections";
 
 /// Reason for [`PeerTable::connect_failed`] when a look-up found no address.
 pub const NO_KNOWN_ADDRESS: &str = "no known address";
+
+/// The reason of a node's failure when more than `limit` bytes waited to be sent to it
+/// (see [Send queue limit](self#send-queue-limit)): `"send queue over <limit> bytes"`.
+pub fn send_queue_over(limit: usize) -> String {
+    format!("send queue over {limit} bytes")
+}
 
 /// The nominal hold after the first strike (see [Reconnect back-off](self#reconnect-back-off));
 /// the actual hold is a random time between half of it and all of it.
@@ -185,6 +205,9 @@ struct Attempt {
     id: u64,
     /// Messages waiting for the connection, in order, with their port.
     queue: Vec<(Str, Msg)>,
+    /// The estimated size of `queue` ([`frame_size_estimate`]), while the table has a send
+    /// queue limit (0 otherwise).
+    queued_bytes: usize,
     /// When the attempt fails with [`CONNECT_TIMEOUT`].
     deadline: Instant,
     /// The addresses being dialled, in order.
@@ -263,6 +286,8 @@ pub struct PeerTable<L, S = RandomState> {
     next_attempt: u64,
     connect_interval: Duration,
     monitor_timeout: Duration,
+    /// Bytes that may wait for a node ([`usize::MAX`]: no limit).
+    queue_limit: usize,
 }
 
 impl<L: Link> PeerTable<L> {
@@ -283,14 +308,30 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             next_attempt: 1,
             connect_interval: connect_interval.min(MAX_INTERVAL),
             monitor_timeout: monitor_timeout.min(MAX_INTERVAL),
+            queue_limit: usize::MAX,
         }
+    }
+
+    /// How many bytes (estimated, see [Send queue limit](self#send-queue-limit)) may wait
+    /// for a node that is being reached; `None` (the default) for no limit. Applies to the
+    /// messages queued from now on.
+    pub fn set_send_queue_limit(&mut self, limit: Option<usize>) {
+        self.queue_limit = limit.unwrap_or(usize::MAX);
+    }
+
+    /// The send queue limit in bytes, if there is one.
+    pub fn send_queue_limit(&self) -> Option<usize> {
+        (self.queue_limit != usize::MAX).then_some(self.queue_limit)
     }
 
     /// A message for port `port` (a bare name, `""` = node port) of `node`.
     ///
     /// Up: written into the link at once; returns whether that woke the writer. Connecting:
-    /// queued. Idle: queued, and an attempt starts (dial or look-up effects). Only the Up case
-    /// is the hot path: it does not allocate and emits nothing.
+    /// queued; if that takes the queue over the send queue limit, the attempt fails instead
+    /// (the queue and this message dropped, [`Effect::NodeLost`] with [`send_queue_over`]:
+    /// see [Send queue limit](self#send-queue-limit)). Idle: queued, and an attempt starts
+    /// (dial or look-up effects). Only the Up case is the hot path: it does not allocate and
+    /// emits nothing.
     #[inline]
     pub fn send(
         &mut self,
@@ -309,6 +350,18 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
                 state: State::Connecting(attempt),
                 ..
             }) => {
+                if self.queue_limit != usize::MAX {
+                    let size = frame_size_estimate(port, msg.as_slice());
+                    attempt.queued_bytes = attempt.queued_bytes.saturating_add(size);
+                    if attempt.queued_bytes > self.queue_limit && !attempt.queue.is_empty() {
+                        // The message is part of the dropped queue.
+                        attempt.queue.push((Str::from(port), msg));
+                        let reason = send_queue_over(self.queue_limit);
+                        self.fail(node, &reason, out);
+                        self.prune_timers();
+                        return false;
+                    }
+                }
                 attempt.queue.push((Str::from(port), msg));
                 return false;
             }
@@ -660,9 +713,16 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         // A held node is dialled when its hold ends; the attempt has its usual time from then.
         let hold = entry.hold(now);
         let deadline = later(hold.unwrap_or(now), self.connect_interval);
+        let queued_bytes = match &first {
+            Some((port, msg)) if self.queue_limit != usize::MAX => {
+                frame_size_estimate(port, msg.as_slice())
+            }
+            _ => 0,
+        };
         let mut attempt = Attempt {
             id,
             queue: first.into_iter().collect(),
+            queued_bytes,
             deadline,
             plan: Vec::new(),
             next: 0,

@@ -99,7 +99,7 @@ pub use aemp_proto::codec::{LimitError, Limits};
 pub use aemp_proto::db::DbMap;
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, Msg, NodeId, PortId, Str, Value};
-pub use config::Config;
+pub use config::{Config, SendQueueLimit};
 pub use error::{CalError, Error, HandlerError, HandlerResult, InboxClosed, Reason};
 pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor};

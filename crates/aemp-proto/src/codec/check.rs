@@ -308,6 +308,16 @@ fn walk_nested<S: Sizer>(sizer: &S, first: &Value, max_depth: usize) -> Option<u
     }
 }
 
+/// A cheap upper bound of the CBOR length of the frame `[port, msg…]`, from lengths only
+/// (no string is read): what a message queued for a node that is not connected yet counts
+/// against the send queue limit ([`crate::peers`]). One type test and an addition per value;
+/// nested lists and maps are walked without recursion, at any depth.
+pub fn frame_size_estimate(port: &str, msg: &[Value]) -> usize {
+    // With a depth bound this large nothing is refused (values cannot nest deeper than the
+    // memory they take), so the bound is always computed.
+    bound(&CBOR_BOUND, port, msg, usize::MAX / 2).unwrap_or(usize::MAX)
+}
+
 /// The exact length of the frame in `framing`, its depth checked.
 fn exact_len(
     framing: Framing,

@@ -50,7 +50,7 @@ mod check;
 mod json;
 mod nested;
 
-pub use check::LimitError;
+pub use check::{frame_size_estimate, LimitError};
 
 use crate::value::{Msg, Str, Value};
 

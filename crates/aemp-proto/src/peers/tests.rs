@@ -806,3 +806,5 @@ fn the_last_failure_of_an_attempt_is_its_reason_at_the_deadline() {
     let all = run_until(&mut t, t0, t0 + ms(10_000));
     assert_eq!(all.last(), Some(&(ms(8000), lost("n", CONNECT_TIMEOUT, 1))));
 }
+
+mod queue;

@@ -303,6 +303,62 @@ pub fn json_to_value(v: &Value) -> MsgValue {
     }
 }
 
+/// How much may wait to be sent to one peer (`send_queue_limit`; an aemp extension, a key
+/// the reference ignores).
+///
+/// `snd` never blocks. When a peer reads more slowly than the node sends to it (or not at
+/// all: a stopped process, a congested link), the messages wait in the node's memory: in
+/// the queue of the node while it is being reached, then in its connection's write buffer.
+/// With a limit, the peer is treated as failed once more than that many bytes wait for it:
+/// the connection is dropped (or the attempt to reach the node given up), everything queued
+/// for it is dropped, and every monitor of that node fires once with
+/// `("transport_error", node, "send queue over <limit> bytes")`, followed by node-down if
+/// it was connected.
+/// The message that went over the limit is part of what is dropped, and `snd` still returns
+/// `Ok` for it: the monitors are the signal, as for any other connection loss. The next
+/// message starts a new connection. Nothing sent after the dropped messages is delivered
+/// before the monitors fired (no holes).
+///
+/// Bytes are counted as encoded (CBOR or JSON) in the write buffer, including a chunk the
+/// writer is still writing; while the node is being reached, an upper bound of each
+/// message's CBOR size is counted. A single message is never over the limit when nothing
+/// else waits, whatever its size.
+///
+/// A producer that must not lose messages to the limit awaits
+/// [`Node::writable`](crate::Node::writable) between batches of less than a quarter of the
+/// limit (it waits while 1 MiB, or a quarter of a smaller limit, waits for the peer; it does
+/// not wait for a node being reached, so await [`Node::wait_up`](crate::Node::wait_up)
+/// first), or keeps a bounded number of `cal`s outstanding (a window of requests whose
+/// replies it awaits); either keeps the queue far below the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendQueueLimit {
+    /// At most this many bytes wait per peer ([`SendQueueLimit::DEFAULT`]: 256 MiB, the
+    /// largest message the default limits allow).
+    Bytes(usize),
+    /// No limit: the queue grows until the peer reads or the connection fails, as in the
+    /// reference implementation.
+    Unbounded,
+}
+
+impl SendQueueLimit {
+    /// The default limit: 256 MiB per peer.
+    pub const DEFAULT: SendQueueLimit = SendQueueLimit::Bytes(256 << 20);
+
+    /// The limit in bytes, `None` when unbounded.
+    pub fn bytes(self) -> Option<usize> {
+        match self {
+            SendQueueLimit::Bytes(n) => Some(n),
+            SendQueueLimit::Unbounded => None,
+        }
+    }
+}
+
+impl Default for SendQueueLimit {
+    fn default() -> Self {
+        SendQueueLimit::DEFAULT
+    }
+}
+
 /// The effective, typed configuration of a node (the result of `configure`'s merge).
 ///
 /// `Debug` output shows `secret` and `cert` (also inside `raw`) as `"<redacted>"`, so that
@@ -350,6 +406,9 @@ pub struct Config {
     pub nodelay: bool,
     /// Whether to cork writes (default false).
     pub autocork: bool,
+    /// How much may wait to be sent to one peer before it counts as failed
+    /// (`send_queue_limit`, default [`SendQueueLimit::DEFAULT`]).
+    pub send_queue_limit: SendQueueLimit,
     /// The whole merged map, including keys this type does not interpret.
     pub raw: Map<String, Value>,
 }
@@ -435,6 +494,7 @@ impl Config {
             auth_accept: str_list(m, "auth_accept")?.unwrap_or_default(),
             nodelay: flag(m, "nodelay", true)?,
             autocork: flag(m, "autocork", false)?,
+            send_queue_limit: send_queue_limit(m)?,
             raw: merged,
         })
     }
@@ -463,6 +523,7 @@ impl fmt::Debug for Config {
             .field("auth_accept", &self.auth_accept)
             .field("nodelay", &self.nodelay)
             .field("autocork", &self.autocork)
+            .field("send_queue_limit", &self.send_queue_limit)
             .field("raw", &redacted(&self.raw))
             .finish()
     }
@@ -540,6 +601,26 @@ fn seconds(m: &Map<String, Value>, key: &str, default: f64) -> Result<Duration, 
     secs.filter(|s| *s > 0.0)
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| ConfigError::bad_type(key, "a positive number of seconds", v))
+}
+
+/// `send_queue_limit`: a positive number of bytes (numeric strings accepted) or
+/// `"unbounded"`.
+fn send_queue_limit(m: &Map<String, Value>) -> Result<SendQueueLimit, ConfigError> {
+    const EXPECTED: &str = "a positive number of bytes or \"unbounded\"";
+    let v = match m.get("send_queue_limit") {
+        None | Some(Value::Null) => return Ok(SendQueueLimit::DEFAULT),
+        Some(v) => v,
+    };
+    let n = match v {
+        Value::String(s) if s.trim() == "unbounded" => return Ok(SendQueueLimit::Unbounded),
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.filter(|n| *n > 0)
+        .and_then(|n| usize::try_from(n).ok())
+        .map(SendQueueLimit::Bytes)
+        .ok_or_else(|| ConfigError::bad_type("send_queue_limit", EXPECTED, v))
 }
 
 fn services(m: &Map<String, Value>) -> Result<Vec<Service>, ConfigError> {
@@ -790,6 +871,16 @@ impl ConfigBuilder {
     /// Write corking.
     pub fn autocork(self, on: bool) -> ConfigBuilder {
         self.put("autocork", Value::Bool(on))
+    }
+
+    /// How much may wait to be sent to one peer (see [`SendQueueLimit`]; rc key
+    /// `send_queue_limit`, bytes or `"unbounded"`).
+    pub fn send_queue_limit(self, limit: SendQueueLimit) -> ConfigBuilder {
+        let v = match limit {
+            SendQueueLimit::Bytes(n) => Value::from(n),
+            SendQueueLimit::Unbounded => Value::from("unbounded"),
+        };
+        self.put("send_queue_limit", v)
     }
 
     /// Ignore the rc file entirely.

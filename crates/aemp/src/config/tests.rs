@@ -450,3 +450,41 @@ fn debug_output_redacts_secrets() {
     assert!(shown.contains("<redacted>"));
     assert_eq!(cfg.secret.as_deref(), Some("topsecret"));
 }
+
+#[test]
+fn send_queue_limit_setting() {
+    let cfg = builder().norc(true).build().unwrap();
+    assert_eq!(cfg.send_queue_limit, SendQueueLimit::Bytes(256 << 20));
+    assert_eq!(SendQueueLimit::default(), SendQueueLimit::DEFAULT);
+    let cfg = builder()
+        .norc(true)
+        .send_queue_limit(SendQueueLimit::Bytes(4096))
+        .build()
+        .unwrap();
+    assert_eq!(cfg.send_queue_limit.bytes(), Some(4096));
+    let cfg = builder()
+        .norc(true)
+        .send_queue_limit(SendQueueLimit::Unbounded)
+        .build()
+        .unwrap();
+    assert_eq!(cfg.send_queue_limit, SendQueueLimit::Unbounded);
+    assert_eq!(cfg.send_queue_limit.bytes(), None);
+    // From the rc file, as a number, a numeric string or "unbounded".
+    for (v, want) in [
+        (json!(1048576), SendQueueLimit::Bytes(1 << 20)),
+        (json!("65536"), SendQueueLimit::Bytes(65536)),
+        (json!("unbounded"), SendQueueLimit::Unbounded),
+    ] {
+        let rc = doc(json!({ "send_queue_limit": v }));
+        let cfg = builder().rc_doc(rc).build().unwrap();
+        assert_eq!(cfg.send_queue_limit, want, "{v}");
+    }
+    for bad in [json!(0), json!(-1), json!(1.5), json!("lots"), json!([1])] {
+        assert!(
+            build_err("send_queue_limit", bad.clone()).starts_with(
+                "send_queue_limit must be a positive number of bytes or \"unbounded\""
+            ),
+            "{bad}"
+        );
+    }
+}

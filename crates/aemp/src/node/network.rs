@@ -76,6 +76,7 @@ impl Node {
             nodelay: cfg.nodelay,
             limits,
             trace: false,
+            send_queue_limit: cfg.send_queue_limit.bytes(),
         };
         let secret = cfg
             .secret
@@ -284,10 +285,13 @@ impl Node {
     }
 
     /// Waits until the connection to `node` can take more data without growing its queue
-    /// further (fewer than 1 MiB waiting to be written), or resolves at once when the node is
-    /// not connected. `snd` never blocks; a sender that produces faster than the network
-    /// carries can await this between batches, which is what Erlang's busy distribution
-    /// buffer does implicitly.
+    /// further (fewer than 1 MiB waiting to be written, or a quarter of a smaller
+    /// `send_queue_limit`), or resolves at once when the node is not connected. `snd` never
+    /// blocks; a sender that produces faster than the network carries can await this
+    /// between batches (of less than a quarter of the send queue limit), which is what
+    /// Erlang's busy distribution buffer does implicitly, and stays clear of the limit (see
+    /// [`SendQueueLimit`](crate::SendQueueLimit)). It does not wait for a node that is
+    /// being reached: await [`Node::wait_up`] first.
     ///
     /// ```
     /// # use aemp::{msg, Config, Node, NodeEvent};
@@ -309,6 +313,11 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn writable(&self, node: &NodeId) {
+        // Messages sent through the node task may not be in the connection's queue yet:
+        // let it catch up first (a round trip, only while it has work).
+        if self.core().has_backlog() {
+            let _ = self.up_nodes().await;
+        }
         let tx = self.transport().and_then(|t| {
             t.live()
                 .into_iter()

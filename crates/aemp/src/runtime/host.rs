@@ -65,6 +65,7 @@ impl NodeHost {
         if let Some(t) = &setup.transport {
             config.connect_interval = t.cfg.connect_interval;
             config.monitor_timeout = t.cfg.monitor_timeout;
+            config.send_queue_limit = t.cfg.send_queue_limit;
         }
         config.seeds = setup.seeds;
         config.listening = setup.listening;

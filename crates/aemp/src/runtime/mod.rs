@@ -277,6 +277,12 @@ impl Core {
         self.direct.send(port, msg)
     }
 
+    /// Whether the node task has work queued or is running a batch: messages sent through
+    /// it may not have reached their connection's write buffer yet.
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.queued.load(Ordering::Acquire) || self.busy.load(Ordering::Acquire)
+    }
+
     /// Queues kernel work.
     #[inline]
     pub(crate) fn task(&self, task: Task) {

@@ -22,7 +22,7 @@ use aemp_proto::{Msg, NodeId, Str};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -134,6 +134,10 @@ pub(crate) enum ConnError {
     /// The node this connection belonged to is gone.
     #[error("node is gone")]
     NodeGone,
+    /// More than the send queue limit (bytes) waited to be written to the peer: the
+    /// connection is dropped with everything queued (see [`ConnTx::send`]).
+    #[error("{}", aemp_proto::peers::send_queue_over(*.0))]
+    SendQueueOver(usize),
     /// An authenticated connection of another protocol (data connections are not served).
     #[error("sub-protocol {0} is not served")]
     SubProtocol(String),
@@ -258,6 +262,17 @@ pub(crate) struct ConnTx {
     /// Set (and `abort` signalled) to end the connection at once.
     aborted: AtomicBool,
     abort: Notify,
+    /// Bytes that may wait for the peer, queued and being written ([`usize::MAX`]: no
+    /// limit).
+    queue_limit: usize,
+    /// The busy mark of [`ConnTx::writable`]: [`BUSY_LIMIT`], or a quarter of a smaller
+    /// `queue_limit`.
+    busy: usize,
+    /// Bytes the writer took from `buf` and is writing (stored with the lock held when it
+    /// takes them; 0 once written).
+    in_flight: AtomicUsize,
+    /// The connection was aborted because the queue went over `queue_limit`.
+    overflowed: AtomicBool,
     /// How far the connection is on its way out.
     state: watch::Sender<LinkState>,
     /// Message tracing: every message queued here is logged (`NetConfig::trace`).
@@ -284,13 +299,16 @@ const CHUNK: usize = 32;
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
 
 impl ConnTx {
+    /// A connection to `peer` whose queue may hold `queue_limit` bytes (`None`: no limit).
     pub(crate) fn new(
         id: u64,
         framing: Framing,
         limits: Limits,
         peer: NodeId,
         trace: bool,
+        queue_limit: Option<usize>,
     ) -> ConnTx {
+        let queue_limit = queue_limit.unwrap_or(usize::MAX);
         ConnTx {
             id,
             peer,
@@ -309,6 +327,10 @@ impl ConnTx {
             graceful: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             abort: Notify::new(),
+            queue_limit,
+            busy: BUSY_LIMIT.min(queue_limit / 4),
+            in_flight: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
             state: watch::Sender::new(LinkState::Open),
             trace,
         }
@@ -350,6 +372,11 @@ impl ConnTx {
     /// strings of `msg` are moved into the queue instead of being copied (see
     /// [`codec::encode_frame_owned`]).
     ///
+    /// The send queue limit: when the bytes queued and being written are over it after this
+    /// message (and the message is not alone), the connection is aborted at once with
+    /// [`ConnError::SendQueueOver`]: everything queued, this message included, is dropped and
+    /// nothing more is written (see [`ConnTx::overflow`]). The check is one comparison.
+    ///
     /// Returns true when this woke the writer (the buffer was empty).
     fn encode(&self, port: &str, mut msg: Msg) -> bool {
         if self.closed.load(Ordering::Relaxed) {
@@ -363,6 +390,10 @@ impl ConnTx {
             let was_empty = b.is_empty();
             codec::encode_frame_owned(self.framing, port, &mut msg.0, &mut b);
             self.frames_queued.fetch_add(1, Ordering::Relaxed);
+            if b.len() + self.in_flight.load(Ordering::Relaxed) > self.queue_limit {
+                drop(msg);
+                return self.overflow(b, was_empty);
+            }
             was_empty
         };
         // `msg` (whatever is left of it) is dropped outside the lock.
@@ -374,18 +405,59 @@ impl ConnTx {
         was_empty
     }
 
+    /// The queue went over the limit with the message just encoded into `b` (`was_empty`:
+    /// the buffer was empty before it). A message alone (nothing queued or being written
+    /// before it) is let through, however large. Otherwise the connection is aborted: the
+    /// flags are set with the lock held, so the writer, which checks them when it takes the
+    /// buffer, writes nothing queued from now on (a sender that got past the `closed` check
+    /// before may still add a frame: it is never written either); the queue is dropped
+    /// outside the lock.
+    #[cold]
+    #[inline(never)]
+    fn overflow(&self, mut b: parking_lot::MutexGuard<'_, Outbox>, was_empty: bool) -> bool {
+        if was_empty && self.in_flight.load(Ordering::Relaxed) == 0 {
+            drop(b);
+            self.msgs_out.fetch_add(1, Ordering::Relaxed);
+            self.notify.notify_one();
+            return true;
+        }
+        let dropped = std::mem::take(&mut *b);
+        self.overflowed.store(true, Ordering::Relaxed);
+        self.aborted.store(true, Ordering::Relaxed);
+        self.closed.store(true, Ordering::Relaxed);
+        drop(b);
+        tracing::warn!(
+            peer = %self.peer,
+            limit = self.queue_limit,
+            "send queue over its limit: connection dropped"
+        );
+        drop(dropped);
+        self.abort();
+        false
+    }
+
+    /// Why the connection was aborted: its queue overflowed, or the node is going away.
+    fn abort_error(&self) -> ConnError {
+        if self.overflowed.load(Ordering::Relaxed) {
+            ConnError::SendQueueOver(self.queue_limit)
+        } else {
+            ConnError::NodeGone
+        }
+    }
+
     /// Bytes waiting to be written.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.buf.lock().len()
     }
 
-    /// Waits until fewer than [`BUSY_LIMIT`] bytes are queued (or the connection closed).
+    /// Waits until fewer than [`BUSY_LIMIT`] bytes (or a quarter of a smaller send queue
+    /// limit) are queued, or the connection closed.
     pub(crate) async fn writable(&self) {
         loop {
             let written = self.written.notified();
             tokio::pin!(written);
             written.as_mut().enable();
-            if self.queued_bytes() < BUSY_LIMIT || self.closed.load(Ordering::Relaxed) {
+            if self.queued_bytes() < self.busy || self.closed.load(Ordering::Relaxed) {
                 return;
             }
             written.await;
@@ -472,7 +544,11 @@ pub(crate) async fn run(
         .instrument(span.clone())
         .await;
     t.remove_live(id);
-    let refused_input = matches!(result, Err(ConnError::Protocol(_)));
+    // This node closes the connection itself: no sign that the peer refused anything.
+    let refused_input = matches!(
+        result,
+        Err(ConnError::Protocol(_) | ConnError::SendQueueOver(_))
+    );
     let refused_handshake = matches!(&result, Err(e) if e.is_refused_handshake());
     let text = match result {
         Ok(()) => "connection closed".to_string(),
@@ -741,6 +817,7 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         net.cfg.limits,
         node.clone(),
         net.cfg.trace,
+        net.cfg.send_queue_limit,
     ));
     net.add_live(&tx);
     net.report(ConnEvent::Up {
@@ -766,7 +843,7 @@ async fn data_phase<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Ok(false) => Ok(()),
             Err(e) => Err(e),
         },
-        () = tx.aborted() => Err(ConnError::NodeGone),
+        () = tx.aborted() => Err(tx.abort_error()),
     };
     tx.close();
     tx.state.send_replace(LinkState::Ended);
@@ -873,7 +950,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     loop {
         let frames = {
             let mut buf = tx.buf.lock();
+            if tx.aborted.load(Ordering::Relaxed) {
+                // Nothing queued after an abort may leave (no holes after an overflow).
+                return Err(tx.abort_error());
+            }
             std::mem::swap(&mut *buf, &mut out);
+            tx.in_flight.store(out.len(), Ordering::Relaxed);
             tx.frames_queued.swap(0, Ordering::Relaxed)
         };
         if out.is_empty() {
@@ -901,6 +983,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             .fetch_add(len as u64, Ordering::Relaxed);
         tx.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
         tx.msgs_written.fetch_add(frames, Ordering::Relaxed);
+        tx.in_flight.store(0, Ordering::Relaxed);
         out.clear();
         if out.bytes.capacity() > KEEP_BUFFER {
             out.bytes = Vec::new();

@@ -46,6 +46,9 @@ pub(crate) struct NetConfig {
     pub limits: Limits,
     /// Message tracing: log every message sent to a peer.
     pub trace: bool,
+    /// Bytes that may wait to be written to one peer before its connection is dropped
+    /// (`None`: no limit).
+    pub send_queue_limit: Option<usize>,
 }
 
 /// Traffic counters of the node (all connections).
