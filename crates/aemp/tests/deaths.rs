@@ -3,38 +3,11 @@
 //! `Node::set_log_deaths(false)`. What monitors see is unchanged.
 
 mod common;
+mod log_capture;
 
 use aemp::{msg, MsgExt, Node, PortId, Value};
 use common::{node, settle, within};
-use std::sync::{Arc, Mutex};
-
-/// Log lines written by the test's subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(str::to_string).collect()
-    }
-}
+use log_capture::Logs;
 
 /// Four ports that die by their handler in the four ways, each sent one message; returns
 /// them with the reason their monitor saw.
@@ -63,13 +36,7 @@ async fn four_deaths(node: &Node) -> Vec<(PortId, aemp::Reason)> {
 // One thread: the handlers run on it, under the test's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn handler_deaths_are_warnings_with_port_and_reason() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
+    let (logs, _log) = Logs::capture(tracing::Level::INFO);
     let node = node();
     let deaths = four_deaths(&node).await;
     // Monitors see the same reasons as before.

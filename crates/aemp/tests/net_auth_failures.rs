@@ -6,11 +6,12 @@
 //! Each test runs on a current-thread runtime, so the log subscriber it sets for its thread
 //! sees every line both nodes write.
 
+mod log_capture;
 mod net_common;
 use aemp::{msg, Config, Node, Value};
+use log_capture::Logs;
 use net_common::{cfg, within, T};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The shared PEM of the TLS tests (see tests/certs/README.md).
@@ -31,42 +32,7 @@ fn trusting_foreign_pem() -> String {
     format!("{}{}{}", key.serialize_pem(), cert.pem(), pem())
 }
 
-/// Log lines written while the guard lives (on this thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .finish();
-        (logs.clone(), tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
     /// Waits until a WARN line contains `what`; returns it.
     async fn wait_warn(&self, what: &str) -> String {
         let deadline = tokio::time::Instant::now() + T;
@@ -135,7 +101,7 @@ fn refused_ours(text: &str) -> bool {
 
 #[tokio::test]
 async fn a_wrong_secret_is_named_on_both_sides() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::WARN);
     let a = start(cfg("sec-a", "secret-one").connect_interval(Duration::from_secs(1))).await;
     let b = start(cfg("sec-b", "secret-two")).await;
     let reason = dial_and_monitor(&a, &b).await;
@@ -166,7 +132,7 @@ async fn a_wrong_secret_is_named_on_both_sides() {
 
 #[tokio::test]
 async fn a_certificate_the_acceptor_does_not_trust_is_named_on_both_sides() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::WARN);
     // a trusts b's certificate; b does not trust a's.
     let a = start(tls_cfg("cert-a", &trusting_foreign_pem())).await;
     let b = start(tls_cfg("cert-b", pem())).await;
@@ -186,7 +152,7 @@ async fn a_certificate_the_acceptor_does_not_trust_is_named_on_both_sides() {
 
 #[tokio::test]
 async fn a_certificate_the_dialler_does_not_trust_is_named_on_both_sides() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::WARN);
     // b trusts a's certificate; a does not trust b's.
     let a = start(tls_cfg("certd-a", pem())).await;
     let b = start(tls_cfg("certd-b", &trusting_foreign_pem())).await;
@@ -205,7 +171,7 @@ async fn a_certificate_the_dialler_does_not_trust_is_named_on_both_sides() {
 
 #[tokio::test]
 async fn a_node_that_accepts_only_certificates_refuses_a_secret_and_takes_a_certificate() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::WARN);
     let strict = start(
         tls_cfg("req-b", pem())
             .secret("shared")
@@ -261,7 +227,7 @@ async fn requiring_certificates_without_one_is_a_configuration_error() {
 #[tokio::test]
 async fn a_flood_of_refused_handshakes_is_counted_but_logged_only_so_often() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::WARN);
     let b = start(cfg("flood-b", "s")).await;
     let addr = b.listen_addrs()[0];
     for _ in 0..30 {
@@ -296,7 +262,7 @@ async fn a_flood_of_refused_handshakes_is_counted_but_logged_only_so_often() {
 #[tokio::test]
 async fn a_connection_from_this_node_itself_is_no_refused_peer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture(tracing::Level::WARN);
     let b = start(cfg("selfie-b", "s")).await;
     let addr = b.listen_addrs()[0];
     // What a node that finds its own address among its seeds sends itself.

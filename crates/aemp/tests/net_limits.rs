@@ -3,12 +3,13 @@
 //! real nodes on 127.0.0.1 stays up, nothing in flight is lost, no monitor fires, and no
 //! depth crashes a node.
 
+mod log_capture;
 mod net_common;
 use aemp::{msg, CalError, Error, Monitor, Msg, Node, PortId, Value};
 use aemp_proto::codec::{Framing, LimitError, Limits};
+use log_capture::Logs;
 use net_common::*;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// A string inside `levels` nested lists.
 fn nested(levels: usize) -> Value {
@@ -202,37 +203,10 @@ async fn db_values_too_deep_for_g_set_are_refused() {
     p.assert_link_up("db").await;
 }
 
-/// Log lines of the current thread, for the WARN of `Cx::snd`.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 // One thread: the handlers run on it, under the test's log subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn cx_snd_of_a_too_deep_message_warns_and_the_port_survives() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
+    let (logs, _log) = Logs::capture(tracing::Level::WARN);
     let mut p = pair("cx", "cbor").await;
     let remote = p.inbox.port().clone();
     let mut done = p.a.inbox(4);
@@ -255,7 +229,7 @@ async fn cx_snd_of_a_too_deep_message_warns_and_the_port_survives() {
     assert!(p.a.port_exists(&handler).await, "the handler's port died");
     p.assert_link_up("cx").await;
     assert!(p.inbox.try_recv().is_none(), "a refused message arrived");
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let warnings: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("message not sent"))

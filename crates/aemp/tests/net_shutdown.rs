@@ -3,54 +3,16 @@
 //! the node's monitors fire with a shutdown reason, later operations fail with
 //! `Error::Shutdown`, and what a deadline cuts off is reported and logged.
 
+mod log_capture;
 mod net_common;
 
 use aemp::{msg, CalError, Config, Error, Msg, Node, NodeId, Reason, Value};
+use log_capture::Logs;
 use net_common::{dead_addr, link, peer_hs, within, Peer};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SECRET: &str = "shutdown-secret";
 const COUNT: i64 = 20_000;
-
-/// Log lines written by the test's subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    /// Captures INFO and above of this thread (the nodes' tasks run on it in a
-    /// current-thread runtime).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(self.clone())
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(str::to_string).collect()
-    }
-}
 
 fn pem() -> &'static str {
     include_str!("certs/gencert.pem")
@@ -90,7 +52,7 @@ fn counter(node: &Node) -> (aemp::PortId, tokio::sync::watch::Receiver<i64>) {
 /// that `b` saw an orderly close.
 async fn flush_on_shutdown(tls: bool, tag: &str, check_logs: bool) {
     let logs = Logs::default();
-    let _log = logs.install();
+    let _log = logs.install(tracing::Level::INFO);
     let a = node(&format!("sd-a-{tag}"), tls).await;
     let b = node(&format!("sd-b-{tag}"), tls).await;
     link(&a, &b).await;
@@ -238,7 +200,7 @@ async fn operations_after_shutdown_fail_with_shutdown() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_deadline_that_expires_reports_and_logs_what_was_dropped() {
     let logs = Logs::default();
-    let _log = logs.install();
+    let _log = logs.install(tracing::Level::INFO);
     // A long connect interval: the attempt to reach the ghost is still under way at the
     // shutdown, however slow this machine is.
     let cfg = Config::builder()

@@ -2,39 +2,18 @@
 //! receives from one, or delivers locally is logged (target `aemp::trace`, INFO); without it
 //! nothing is. One test in this binary, as it changes the process environment.
 
+mod log_capture;
 mod net_common;
 use aemp::{msg, Node};
+use log_capture::Logs;
 use net_common::{link, node, within};
-use std::sync::{Arc, Mutex};
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    fn trace_lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains("aemp::trace"))
-            .map(str::to_owned)
-            .collect()
-    }
+fn trace_lines(logs: &Logs) -> Vec<String> {
+    let lines = logs.lines();
+    lines
+        .into_iter()
+        .filter(|l| l.contains("aemp::trace"))
+        .collect()
 }
 
 /// `a` sends to a port of `b` and to a port of its own; both arrive.
@@ -51,20 +30,14 @@ async fn traffic(a: &Node, b: &Node) {
 
 #[tokio::test]
 async fn tracing_logs_every_message_when_on_and_nothing_when_off() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture(tracing::Level::INFO);
 
     std::env::set_var("AEMP_TRACE", "1");
     let a = node("tr-a").await;
     let b = node("tr-b").await;
     std::env::remove_var("AEMP_TRACE");
     traffic(&a, &b).await;
-    let lines = logs.trace_lines();
+    let lines = trace_lines(&logs);
     let has = |what: &str| lines.iter().any(|l| l.contains(what));
     assert!(
         has(r#" INFO aemp::trace: snd tr-b#"#) && has(r#": ["hello",1,"xxxx"#),
@@ -84,7 +57,7 @@ async fn tracing_logs_every_message_when_on_and_nothing_when_off() {
     let c = node("tr-c").await;
     let d = node("tr-d").await;
     traffic(&c, &d).await;
-    let lines = logs.trace_lines();
+    let lines = trace_lines(&logs);
     let new: Vec<_> = lines[before..]
         .iter()
         .filter(|l| l.contains("tr-c") || l.contains("tr-d"))

@@ -68,6 +68,22 @@ pub struct NodeBuilder {
 impl Node {
     /// Starts configuring a node from `cfg` (see [`NodeBuilder`]); [`Node::configure`] is
     /// `Node::builder(cfg).configure()`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), aemp::Error> {
+    /// let cfg = aemp::Config::builder().norc(true).nodeid("b/%u").binds(["127.0.0.1:0"]).build()?;
+    /// let node = aemp::Node::builder(cfg)
+    ///     .limits(aemp::Limits::default())
+    ///     .service("Hello", |node, _args| {
+    ///         println!("{} starts", node.id());
+    ///         Ok(())
+    ///     })
+    ///     .configure()
+    ///     .await?;
+    /// # node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(cfg: Config) -> NodeBuilder {
         NodeBuilder {
             cfg,
