@@ -5,13 +5,15 @@
 //! Prints `RESULT <workload> <figure> <value> <unit>` lines on stdout, everything else on
 //! stderr, and exits non-zero when a workload fails (lost message, wrong reply, timeout).
 //!
-//! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`
+//! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor]`; S1 and S2 (not run
+//! by default) also take `--nodes N --seeds K --restart-after S --idle S` (see scale.rs).
 
 mod bigfam;
 mod child;
 mod dbprop;
 mod local;
 mod remote;
+mod scale;
 
 // The benchmark uses mimalloc: messages are allocated by one thread and freed by another,
 // which glibc malloc handles poorly. Erlang brings its own allocators too.
@@ -128,6 +130,16 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
+    // Hidden modes of S1: a seed process or a process of slave nodes (see scale.rs).
+    if let Some(r) = scale::hidden(&argv) {
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("S1 child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Hidden modes: this process is node G or node B of D1 (see dbprop.rs).
     let child = match (argv.get(1).map(String::as_str), &argv.get(2..)) {
         (Some("--serve-d1g"), Some([framing, secret, addr])) => {
@@ -171,7 +183,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mut args = std::env::args().skip(1);
+    let mut args = match scale::take_args(std::env::args().skip(1).collect()) {
+        Ok(rest) => rest.into_iter(),
+        Err(e) => {
+            eprintln!("{e}");
+            return usage();
+        }
+    };
     let mut workloads = Vec::new();
     let mut opts = Opts {
         count: None,
@@ -189,7 +207,9 @@ fn main() -> ExitCode {
                 _ => return usage(),
             },
             "-h" | "--help" => return usage(),
-            w if ALL.contains(&w) || w == "Rmem" || w == "Dbig" => workloads.push(w.to_string()),
+            w if ALL.contains(&w) || matches!(w, "Rmem" | "Dbig" | "S1" | "S2") => {
+                workloads.push(w.to_string())
+            }
             _ => return usage(),
         }
     }
@@ -228,6 +248,8 @@ fn main() -> ExitCode {
                 "Rmem" => remote::rmem(&opts).await,
                 "D1" => dbprop::d1(&opts).await,
                 "Dbig" => bigfam::dbig(&opts).await,
+                "S1" => scale::s1(&opts).await,
+                "S2" => scale::s2(&opts).await,
                 _ => Err(format!("unknown workload {w}")),
             }
         });
