@@ -66,12 +66,10 @@ def nice_ticks(lo, hi, n=5):
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
-    t = math.floor(lo / step) * step
-    ticks = []
-    while t <= hi + step * 1e-9:
-        ticks.append(round(t, 10))
-        t += step
-    return ticks
+    # From the step at or below lo to the first step at or above hi.
+    first = math.floor(lo / step + 1e-9)
+    last = math.ceil(hi / step - 1e-9)
+    return [round(i * step, 10) for i in range(first, last + 1)]
 
 
 def fmt(v):
@@ -93,7 +91,8 @@ def panel(out, x0, y0, w, h, title, xlabel, ylabel, series, logx=False):
     pts = [p for _, ps, _ in series for p in ps]
     if not pts:
         return
-    ml, mr, mt, mb = 62, 12, 26, 44
+    rows = (len(series) + 1) // 2
+    ml, mr, mt, mb = 62, 12, 26, 44 + 15 * rows
     pw, ph = w - ml - mr, h - mt - mb
     xs = [p[0] for p in pts]
     ys = [p[1] for p in pts]
@@ -136,7 +135,8 @@ def panel(out, x0, y0, w, h, title, xlabel, ylabel, series, logx=False):
             f'<text x="{x:.1f}" y="{y0 + mt + ph + 14}" text-anchor="middle">{fmt(t)}</text>'
         )
     out.append(
-        f'<text x="{x0 + ml + pw / 2}" y="{y0 + h - 8}" text-anchor="middle">{esc(xlabel)}</text>'
+        f'<text x="{x0 + ml + pw / 2}" y="{y0 + mt + ph + 30}" text-anchor="middle">'
+        f"{esc(xlabel)}</text>"
     )
     out.append(
         f'<text transform="translate({x0 + 14},{y0 + mt + ph / 2}) rotate(-90)" '
@@ -152,8 +152,9 @@ def panel(out, x0, y0, w, h, title, xlabel, ylabel, series, logx=False):
         out.append(f'<polyline points="{d}" fill="none" stroke="{c}" stroke-width="2"{dash}/>')
         for x, y in ps:
             out.append(f'<circle cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="3" fill="{c}"/>')
-        ly = y0 + mt + 14 + 14 * i
-        lx = x0 + ml + 8
+        # The legend: two columns under the x axis label.
+        ly = y0 + mt + ph + 50 + 15 * (i // 2)
+        lx = x0 + ml + (i % 2) * (pw // 2)
         out.append(
             f'<line x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}" stroke="{c}" '
             f'stroke-width="2"{dash}/>'
