@@ -125,6 +125,8 @@ fn usage() -> ExitCode {
         ALL.join(" "),
         SUPPORTED_FRAMINGS.join("|")
     );
+    eprintln!("       aemp-bench S1 [--nodes N] [--seeds K] [--restart-after S] [--idle S]");
+    eprintln!("       aemp-bench S2 [--count N]");
     ExitCode::from(2)
 }
 
