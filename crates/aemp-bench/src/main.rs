@@ -6,7 +6,8 @@
 //! stderr, and exits non-zero when a workload fails (lost message, wrong reply, timeout).
 //!
 //! Usage: `aemp-bench [L1 L2 L3 ...] [--count N] [--framing json|cbor] [--duration SECS]
-//! [--rates 1k,10k,100k]` (the last two for R5 only).
+//! [--rates 1k,10k,100k]` (the last two for R5 only); S1 and S2 (not run by default) also take
+//! `--nodes N --seeds K --restart-after S --idle S` (see scale.rs).
 
 mod bigfam;
 mod child;
@@ -14,6 +15,7 @@ mod dbprop;
 mod local;
 mod rate;
 mod remote;
+mod scale;
 
 // The benchmark uses mimalloc: messages are allocated by one thread and freed by another,
 // which glibc malloc handles poorly. Erlang brings its own allocators too.
@@ -144,11 +146,23 @@ fn usage() -> ExitCode {
         ALL.join(" "),
         SUPPORTED_FRAMINGS.join("|")
     );
+    eprintln!("       aemp-bench S1 [--nodes N] [--seeds K] [--restart-after S] [--idle S]");
+    eprintln!("       aemp-bench S2 [--count N]");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
+    // Hidden modes of S1: a seed process or a process of slave nodes (see scale.rs).
+    if let Some(r) = scale::hidden(&argv) {
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("S1 child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Hidden modes: this process is node G or node B of D1 (see dbprop.rs).
     let child = match (argv.get(1).map(String::as_str), &argv.get(2..)) {
         (Some("--serve-d1g"), Some([framing, secret, addr])) => {
@@ -192,7 +206,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mut args = std::env::args().skip(1);
+    let mut args = match scale::take_args(std::env::args().skip(1).collect()) {
+        Ok(rest) => rest.into_iter(),
+        Err(e) => {
+            eprintln!("{e}");
+            return usage();
+        }
+    };
     let mut workloads = Vec::new();
     let mut opts = Opts {
         count: None,
@@ -220,7 +240,9 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "-h" | "--help" => return usage(),
-            w if ALL.contains(&w) || w == "Rmem" || w == "Dbig" => workloads.push(w.to_string()),
+            w if ALL.contains(&w) || matches!(w, "Rmem" | "Dbig" | "S1" | "S2") => {
+                workloads.push(w.to_string())
+            }
             _ => return usage(),
         }
     }
@@ -260,6 +282,8 @@ fn main() -> ExitCode {
                 "Rmem" => remote::rmem(&opts).await,
                 "D1" => dbprop::d1(&opts).await,
                 "Dbig" => bigfam::dbig(&opts).await,
+                "S1" => scale::s1(&opts).await,
+                "S2" => scale::s2(&opts).await,
                 _ => Err(format!("unknown workload {w}")),
             }
         });
