@@ -427,13 +427,52 @@ fn exact_integer(digits: &[u8], neg: bool) -> Option<Value> {
     }
 }
 
+/// True if some byte of `block` is a `"`, `\` or control byte.
+///
+/// Written so that the compiler turns it into vector compares (16 bytes per instruction
+/// with the baseline SSE2): no early exit, the flags of all bytes or'ed together.
+#[inline(always)]
+fn block_has_special(block: &[u8; BLOCK]) -> bool {
+    block
+        .iter()
+        .fold(0u8, |acc, &b| {
+            acc | u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20)
+        })
+        != 0
+}
+
+/// Bytes per step of [`find_special`]'s vector loop.
+const BLOCK: usize = 64;
+
 /// Index of the first `"`, `\` or control byte (< 0x20) in `s`, or `s.len()`.
 ///
-/// Strings dominate message bytes, so this looks at 8 bytes per step: with the classic
-/// SWAR tests, `(v - 0x01..01) & !v & 0x80..80` is non-zero exactly when some byte of `v`
-/// is zero (and the same with 0x20..20 when some byte is below 0x20).
+/// Strings dominate message bytes, so long runs are skipped a [`BLOCK`] at a time with
+/// vector compares (a 1 MiB string costs about a quarter of an instruction per byte,
+/// against over one with the word loop below); the block with a hit, and anything
+/// shorter than a block, goes through 8 bytes per step: with the classic SWAR tests,
+/// `(v - 0x01..01) & !v & 0x80..80` is non-zero exactly when some byte of `v` is zero (and
+/// the same with 0x20..20 when some byte is below 0x20).
 #[inline]
 fn find_special(s: &[u8]) -> usize {
+    let mut start = 0;
+    if s.len() >= BLOCK {
+        let mut blocks = s.chunks_exact(BLOCK);
+        for block in blocks.by_ref() {
+            // chunks_exact yields exactly BLOCK bytes (were it not so, the zeros would send
+            // this block to the word loop, which is exact anyway).
+            let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0; BLOCK]);
+            if block_has_special(block) {
+                break;
+            }
+            start += BLOCK;
+        }
+    }
+    start + find_special_words(&s[start..])
+}
+
+/// [`find_special`] a word at a time.
+#[inline]
+fn find_special_words(s: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     #[inline(always)]
