@@ -80,6 +80,69 @@ pub(super) fn parse_frame(
     }
 }
 
+/// Parses `prefix`, a frame up to and including the opening quote of its last element, a
+/// string (`["port",elem,...,"`): the port name and the elements before that string.
+/// Errors are where the bytes are not such a prefix.
+pub(super) fn frame_prefix(
+    prefix: &[u8],
+    base: u64,
+    limits: &Limits,
+) -> Result<(Str, MsgVec), Fail> {
+    let mut p = Parser::new(prefix, base, limits);
+    let quote = prefix.len().checked_sub(1);
+    p.skip_ws();
+    if p.peek()? != b'[' {
+        return Err(p.err(p.pos, "expected a frame"));
+    }
+    let depth = p.enter(0)?;
+    p.pos += 1;
+    p.skip_ws();
+    if p.peek()? != b'"' || Some(p.pos) == quote {
+        return Err(p.err(p.pos, "expected a port name"));
+    }
+    let port = p.string()?;
+    let mut items = MsgVec::new();
+    loop {
+        p.skip_ws();
+        if p.peek()? != b',' {
+            return Err(p.err(p.pos, "expected ','"));
+        }
+        p.pos += 1;
+        p.skip_ws();
+        if Some(p.pos) == quote && p.peek()? == b'"' {
+            return Ok((port, items));
+        }
+        p.element(depth, &mut items)?;
+    }
+}
+
+/// Builds the frame whose start is `prefix` (see [`frame_prefix`]) and whose last string's
+/// contents, which need no unescaping, are `body`, and appends it to `out`. The body
+/// becomes the string without a copy.
+pub(super) fn frame_with_tail(
+    prefix: &[u8],
+    base: u64,
+    limits: &Limits,
+    body: Vec<u8>,
+    out: &mut Vec<(Str, Msg)>,
+) -> Result<(), Fail> {
+    let (port, mut items) = frame_prefix(prefix, base, limits)?;
+    let s = String::from_utf8(body).map_err(|e| {
+        Fail::Error(DecodeError::InvalidUtf8 {
+            offset: base + (prefix.len() + e.utf8_error().valid_up_to()) as u64,
+        })
+    })?;
+    items.push(Value::Str(Str::from_string_buffer(s)));
+    out.push((port, Msg(items)));
+    Ok(())
+}
+
+/// Index of the first byte in `s` that ends a plain run of string contents (`"`, `\`, or a
+/// control byte), or `s.len()`.
+pub(super) fn plain_len(s: &[u8]) -> usize {
+    find_special(s)
+}
+
 struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -525,6 +588,10 @@ pub(super) struct Scan {
     depth: usize,
     in_string: bool,
     escaped: bool,
+    /// Offset of the opening quote of the string the scan is in (or was in last).
+    str_start: usize,
+    /// False once that string has shown an escape or a control byte.
+    str_plain: bool,
 }
 
 impl Scan {
@@ -580,9 +647,13 @@ impl Scan {
                     i += 1;
                     if b == b'\\' {
                         self.escaped = true;
+                        self.str_plain = false;
                     } else if b == b'"' {
                         self.in_string = false;
                         break;
+                    } else {
+                        // A control byte: the parser will refuse it.
+                        self.str_plain = false;
                     }
                 }
                 if !self.in_string && self.depth == 0 {
@@ -608,13 +679,24 @@ impl Scan {
                         return Ok(Some(i + 1));
                     }
                 }
-                b'"' => self.in_string = true,
+                b'"' => {
+                    self.in_string = true;
+                    self.str_start = i;
+                    self.str_plain = true;
+                }
                 _ => {}
             }
             i += 1;
         }
         self.off = i;
         self.need_more(buf, limits)
+    }
+
+    /// Where the scan stopped inside a string element of the outermost container that has
+    /// no escape or control byte so far: the offset of its opening quote.
+    pub(super) fn open_plain_string(&self) -> Option<usize> {
+        (self.in_string && self.depth == 1 && self.str_plain && !self.escaped)
+            .then_some(self.str_start)
     }
 
     fn need_more(&self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> {

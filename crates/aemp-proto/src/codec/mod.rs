@@ -246,13 +246,22 @@ pub struct Decoder {
     /// The first error; returned forever after.
     poisoned: Option<DecodeError>,
     /// A frame whose last element is a long string, being received straight into that
-    /// string's own buffer (CBOR frames only, see [`Decoder::tail_room`]).
+    /// string's own buffer (see [`Decoder::tail_room`]).
     tail: Option<Tail>,
+    /// Stream offset of a JSON item not to detach again (its long string turned out to
+    /// hold escapes, or not to end the frame).
+    no_detach: Option<u64>,
 }
 
 /// Strings at least this long that end a CBOR frame are received into their own buffer
-/// instead of the decoder's (and become the string without a copy).
+/// instead of the decoder's (and become the string without a copy). In JSON, where a
+/// string's length is not known before its end, a frame's last string is received apart
+/// once this much of it has arrived without an escape.
 pub const DETACH_MIN: usize = 64 * 1024;
+
+/// The most bytes read into a detached JSON string at once: bytes read past its closing
+/// quote belong to the buffer and are copied there.
+const JSON_TAIL_READ: usize = 256 * 1024;
 
 /// How much room beyond the bytes received a detached body reserves at once (it grows
 /// by doubling after that, as data arrives).
@@ -268,11 +277,21 @@ const TAIL_STEP: usize = 64 * 1024;
 /// appended to `buf` (the stream's next bytes belong to the body); once the body is
 /// complete, bytes after it are appended to `buf` behind the prefix. `base` does not count
 /// the body until the frame is consumed.
+///
+/// In JSON the body is the string's bytes after the opening quote, and its end is found
+/// by scanning as it arrives: while `open`, `total` is only the most it may grow to (the
+/// size limit); at the closing quote, the body ends with that quote, `total` becomes its
+/// length and whatever was read after it moves to `buf`. A backslash or control byte in
+/// the body ends the detachment: the body is put back (`reattach_tail`) for the parser.
 #[derive(Debug)]
 struct Tail {
     prefix: usize,
     body: Vec<u8>,
     total: usize,
+    /// JSON, end not found yet.
+    open: bool,
+    /// JSON: bytes of `body` known to be plain string contents.
+    scanned: usize,
     /// Set while [`Decoder::spare`] has lent the body's room (zero-filled from here on):
     /// [`Decoder::commit`] keeps what was written and trims the rest.
     spare_from: Option<usize>,
@@ -280,7 +299,12 @@ struct Tail {
 
 impl Tail {
     fn missing(&self) -> usize {
-        self.total - self.body.len()
+        let m = self.total - self.body.len();
+        if self.open {
+            m.min(JSON_TAIL_READ)
+        } else {
+            m
+        }
     }
 }
 
@@ -297,6 +321,7 @@ impl Decoder {
             scan: None,
             poisoned: None,
             tail: None,
+            no_detach: None,
         }
     }
 
@@ -463,7 +488,11 @@ impl Decoder {
     /// body has not all arrived, moves what there is of the body into the string's own
     /// buffer, where the rest will be read (see [`Tail`]).
     fn try_detach(&mut self) {
-        if self.framing != Framing::Cbor || self.poisoned.is_some() || self.tail.is_some() {
+        if self.poisoned.is_some() || self.tail.is_some() {
+            return;
+        }
+        if self.framing == Framing::Json {
+            self.try_detach_json();
             return;
         }
         let avail = &self.buf[self.pos..self.end];
@@ -483,8 +512,120 @@ impl Decoder {
             prefix,
             body,
             total,
+            open: false,
+            scanned: 0,
             spare_from: None,
         });
+    }
+
+    /// [`Decoder::try_detach`] for JSON: the incomplete item is a frame whose last string
+    /// is still arriving, at least [`DETACH_MIN`] of it so far, without escapes.
+    fn try_detach_json(&mut self) {
+        let Some(Scan::Json(scan)) = &self.scan else {
+            return;
+        };
+        let Some(quote) = scan.open_plain_string() else {
+            return;
+        };
+        let at = self.base + self.pos as u64;
+        let avail = &self.buf[self.pos..self.end];
+        let prefix = quote + 1;
+        // Invariant: the scan has looked at all of `avail`, and the string is open.
+        let have = avail.len().saturating_sub(prefix);
+        if have < DETACH_MIN || self.no_detach == Some(at) {
+            return;
+        }
+        // Checked once per item: a prefix that is no frame start is left to the parser.
+        if json::frame_prefix(&avail[..prefix], at, &self.limits).is_err() {
+            self.no_detach = Some(at);
+            return;
+        }
+        let cap = self.limits.max_message.saturating_sub(prefix);
+        if have >= cap {
+            return;
+        }
+        // The length is unknown: reserve like a CBOR body does (a bounded step beyond what
+        // has arrived; the buffer doubles after that).
+        let mut body = Vec::with_capacity(cap.min(have + TAIL_RESERVE));
+        body.extend_from_slice(&avail[prefix..]);
+        self.end = self.pos + prefix;
+        self.scan = None;
+        self.tail = Some(Tail {
+            prefix,
+            body,
+            total: cap,
+            open: true,
+            scanned: have,
+            spare_from: None,
+        });
+    }
+
+    /// Looks for the end of a detached JSON string: true if there is more for
+    /// [`Decoder::frames_into_max`] to do (the frame is complete, or the body was put back
+    /// into the buffer), false to wait for more bytes.
+    fn advance_json_tail(&mut self) -> Result<bool, DecodeError> {
+        let at = self.base + self.pos as u64;
+        let Some(t) = self.tail.as_mut() else {
+            return Ok(false);
+        };
+        if t.spare_from.is_some() {
+            return Ok(false);
+        }
+        if t.open {
+            let k = t.scanned + json::plain_len(&t.body[t.scanned..]);
+            if k == t.body.len() {
+                t.scanned = k;
+                if t.body.len() >= t.total {
+                    return Err(self.too_large(self.limits.max_message as u64 + 1));
+                }
+                return Ok(false);
+            }
+            if t.body[k] != b'"' {
+                // An escape or a control byte: the parser's job.
+                self.no_detach = Some(at);
+                self.reattach_tail();
+                return Ok(true);
+            }
+            // The closing quote: what follows it belongs to the buffer, right after the
+            // prefix (and before anything that went to the buffer because the body had
+            // reached its size limit).
+            let after = t.body.split_off(k + 1);
+            t.total = t.body.len();
+            t.open = false;
+            let at_body = self.pos + t.prefix;
+            self.buf.truncate(self.end);
+            self.buf.splice(at_body..at_body, after);
+            self.end = self.buf.len();
+        }
+        // The frame ends with optional whitespace and ']'.
+        let Some(t) = self.tail.as_ref() else {
+            return Ok(false);
+        };
+        let rest = &self.buf[self.pos + t.prefix..self.end];
+        let ws = rest.iter().take_while(|&&b| json::is_whitespace(b)).count();
+        let size = t.prefix + t.total + ws + 1;
+        if size > self.limits.max_message {
+            return Err(self.too_large(size as u64));
+        }
+        match rest.get(ws) {
+            None => Ok(false),
+            Some(b']') => Ok(true),
+            Some(_) => {
+                // More elements after the long string: the parser's job.
+                self.no_detach = Some(at);
+                self.reattach_tail();
+                Ok(true)
+            }
+        }
+    }
+
+    fn too_large(&mut self, size: u64) -> DecodeError {
+        let e = DecodeError::TooLarge {
+            size,
+            max_message: self.limits.max_message,
+        };
+        self.poison(e.clone());
+        e
     }
 
     /// Puts a detached body back into the buffer (only when the frame and value reading
@@ -505,6 +646,15 @@ impl Decoder {
 
     /// Appends the detached frame to `out` once its body is complete: true if it did.
     fn take_tail(&mut self, out: &mut Vec<(Str, Msg)>) -> Result<bool, DecodeError> {
+        if self.framing == Framing::Json {
+            if !self.advance_json_tail()? {
+                return Ok(false);
+            }
+            if self.tail.is_none() {
+                // Put back: the regular path goes on.
+                return Ok(true);
+            }
+        }
         match &self.tail {
             Some(t) if t.missing() == 0 && t.spare_from.is_none() => {}
             _ => return Ok(false),
@@ -515,9 +665,30 @@ impl Decoder {
         let base = self.base + self.pos as u64;
         let prefix = &self.buf[self.pos..self.pos + t.prefix];
         let total = t.total;
-        match cbor::frame_with_tail(prefix, base, &self.limits, t.body, out) {
+        let (built, suffix) = match self.framing {
+            Framing::Cbor => (
+                cbor::frame_with_tail(prefix, base, &self.limits, t.body, out),
+                0,
+            ),
+            Framing::Json => {
+                // Invariant (advance_json_tail): the body ends with the closing quote, and
+                // the buffer holds whitespace and ']' after the prefix.
+                let mut body = t.body;
+                body.pop();
+                let rest = &self.buf[self.pos + t.prefix..self.end];
+                let suffix = rest
+                    .iter()
+                    .position(|&b| b == b']')
+                    .map_or(rest.len(), |i| i + 1);
+                (
+                    json::frame_with_tail(prefix, base, &self.limits, body, out),
+                    suffix,
+                )
+            }
+        };
+        match built {
             Ok(()) => {
-                self.pos += t.prefix;
+                self.pos += t.prefix + suffix;
                 // Everything still buffered comes after the body in the stream.
                 self.base += total as u64;
                 Ok(true)
