@@ -496,12 +496,9 @@ fn exact_integer(digits: &[u8], neg: bool) -> Option<Value> {
 /// with the baseline SSE2): no early exit, the flags of all bytes or'ed together.
 #[inline(always)]
 fn block_has_special(block: &[u8; BLOCK]) -> bool {
-    block
-        .iter()
-        .fold(0u8, |acc, &b| {
-            acc | u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20)
-        })
-        != 0
+    block.iter().fold(0u8, |acc, &b| {
+        acc | u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20)
+    }) != 0
 }
 
 /// Bytes per step of [`find_special`]'s vector loop.
@@ -1096,7 +1093,7 @@ mod tests {
     #[test]
     fn find_special_matches_bytewise_search() {
         let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
-        for len in 0..100 {
+        for len in 0..160 {
             for pos in 0..=len {
                 for (fill, hit) in [(b'a', b'"'), (0xe9, b'\\'), (0x7f, 0x1f), (0x80, 0x00)] {
                     let mut v = vec![fill; len];
