@@ -502,7 +502,7 @@ fn block_has_special(block: &[u8; BLOCK]) -> bool {
 }
 
 /// Bytes per step of [`find_special`]'s vector loop.
-const BLOCK: usize = 64;
+const BLOCK: usize = 128;
 
 /// Index of the first `"`, `\` or control byte (< 0x20) in `s`, or `s.len()`.
 ///

@@ -251,6 +251,8 @@ pub struct Decoder {
     /// Stream offset of a JSON item not to detach again (its long string turned out to
     /// hold escapes, or not to end the frame).
     no_detach: Option<u64>,
+    /// Length of the last JSON string received apart: what the next one reserves.
+    json_len_hint: usize,
 }
 
 /// Strings at least this long that end a CBOR frame are received into their own buffer
@@ -301,7 +303,14 @@ impl Tail {
     fn missing(&self) -> usize {
         let m = self.total - self.body.len();
         if self.open {
-            m.min(JSON_TAIL_READ)
+            // Into the reserved room while there is some (growing the buffer copies it).
+            let room = self.body.capacity() - self.body.len();
+            let m = m.min(JSON_TAIL_READ);
+            if room > 0 {
+                m.min(room)
+            } else {
+                m
+            }
         } else {
             m
         }
@@ -322,6 +331,7 @@ impl Decoder {
             poisoned: None,
             tail: None,
             no_detach: None,
+            json_len_hint: 0,
         }
     }
 
@@ -544,9 +554,14 @@ impl Decoder {
         if have >= cap {
             return;
         }
-        // The length is unknown: reserve like a CBOR body does (a bounded step beyond what
-        // has arrived; the buffer doubles after that).
-        let mut body = Vec::with_capacity(cap.min(have + TAIL_RESERVE));
+        // The length is unknown: reserve what the last such string took (streams of
+        // similar messages then need no reallocation), at most a bounded step beyond what
+        // has arrived like a CBOR body; the buffer doubles after that.
+        let reserve = (have + TAIL_STEP)
+            .max(self.json_len_hint + TAIL_STEP)
+            .min(have + TAIL_RESERVE)
+            .min(cap);
+        let mut body = Vec::with_capacity(reserve);
         body.extend_from_slice(&avail[prefix..]);
         self.end = self.pos + prefix;
         self.scan = None;
@@ -675,6 +690,11 @@ impl Decoder {
                 // the buffer holds whitespace and ']' after the prefix.
                 let mut body = t.body;
                 body.pop();
+                self.json_len_hint = body.len();
+                if body.capacity() > 2 * body.len() {
+                    // A reserve far off the mark is not kept for the string's lifetime.
+                    body.shrink_to_fit();
+                }
                 let rest = &self.buf[self.pos + t.prefix..self.end];
                 let suffix = rest
                     .iter()
