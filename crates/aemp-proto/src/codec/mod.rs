@@ -1837,6 +1837,12 @@ mod tests {
             assert_eq!(err, None, "step {step}");
             assert!(got == want, "step {step}");
             assert!(detached || step >= 1 << 20, "step {step} never detached");
+            // A string received apart keeps no large reserve.
+            for (_, m) in &got {
+                if let Some(Value::Str(s)) = m.as_slice().last() {
+                    assert!(s.capacity() <= 2 * s.len().max(64), "step {step}");
+                }
+            }
         }
         let mut rng = Rng(42);
         for _ in 0..20 {
