@@ -514,20 +514,35 @@ const BLOCK: usize = 128;
 /// the same with 0x20..20 when some byte is below 0x20).
 #[inline]
 fn find_special(s: &[u8]) -> usize {
-    let mut start = 0;
-    if s.len() >= BLOCK {
-        let mut blocks = s.chunks_exact(BLOCK);
-        for block in blocks.by_ref() {
-            // chunks_exact yields exactly BLOCK bytes (were it not so, the zeros would send
-            // this block to the word loop, which is exact anyway).
-            let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0; BLOCK]);
-            if block_has_special(block) {
-                break;
-            }
-            start += BLOCK;
-        }
+    // Most strings are short, and the parser passes the rest of the buffer (many frames):
+    // the word loop finds their end in the first bytes. Only a longer run goes on to the
+    // block loop.
+    let head = s.len().min(HEAD);
+    let n = find_special_words(&s[..head]);
+    if n < head {
+        return n;
     }
-    start + find_special_words(&s[start..])
+    head + find_special_blocks(&s[head..])
+}
+
+/// Bytes [`find_special`] looks at a word at a time before it switches to blocks.
+const HEAD: usize = 64;
+
+/// [`find_special`] for strings of a [`BLOCK`] or more.
+#[inline(never)]
+fn find_special_blocks(s: &[u8]) -> usize {
+    let mut blocks = s.chunks_exact(BLOCK);
+    let mut start = 0;
+    for block in blocks.by_ref() {
+        // chunks_exact yields exactly BLOCK bytes (were it not so, the zeros would send
+        // this block to the word loop, which is exact anyway).
+        let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0; BLOCK]);
+        if block_has_special(block) {
+            return start + find_special_words(&block[..]);
+        }
+        start += BLOCK;
+    }
+    start + find_special_words(blocks.remainder())
 }
 
 /// [`find_special`] a word at a time.
