@@ -246,13 +246,24 @@ pub struct Decoder {
     /// The first error; returned forever after.
     poisoned: Option<DecodeError>,
     /// A frame whose last element is a long string, being received straight into that
-    /// string's own buffer (CBOR frames only, see [`Decoder::tail_room`]).
+    /// string's own buffer (see [`Decoder::tail_room`]).
     tail: Option<Tail>,
+    /// Stream offset of a JSON item not to detach again (its long string turned out to
+    /// hold escapes, or not to end the frame).
+    no_detach: Option<u64>,
+    /// Length of the last JSON string received apart: what the next one reserves.
+    json_len_hint: usize,
 }
 
 /// Strings at least this long that end a CBOR frame are received into their own buffer
-/// instead of the decoder's (and become the string without a copy).
+/// instead of the decoder's (and become the string without a copy). In JSON, where a
+/// string's length is not known before its end, a frame's last string is received apart
+/// once this much of it has arrived without an escape.
 pub const DETACH_MIN: usize = 64 * 1024;
+
+/// The most bytes read into a detached JSON string at once: bytes read past its closing
+/// quote belong to the buffer and are copied there.
+const JSON_TAIL_READ: usize = 256 * 1024;
 
 /// How much room beyond the bytes received a detached body reserves at once (it grows
 /// by doubling after that, as data arrives).
@@ -268,11 +279,21 @@ const TAIL_STEP: usize = 64 * 1024;
 /// appended to `buf` (the stream's next bytes belong to the body); once the body is
 /// complete, bytes after it are appended to `buf` behind the prefix. `base` does not count
 /// the body until the frame is consumed.
+///
+/// In JSON the body is the string's bytes after the opening quote, and its end is found
+/// by scanning as it arrives: while `open`, `total` is only the most it may grow to (the
+/// size limit); at the closing quote, the body ends with that quote, `total` becomes its
+/// length and whatever was read after it moves to `buf`. A backslash or control byte in
+/// the body ends the detachment: the body is put back (`reattach_tail`) for the parser.
 #[derive(Debug)]
 struct Tail {
     prefix: usize,
     body: Vec<u8>,
     total: usize,
+    /// JSON, end not found yet.
+    open: bool,
+    /// JSON: bytes of `body` known to be plain string contents.
+    scanned: usize,
     /// Set while [`Decoder::spare`] has lent the body's room (zero-filled from here on):
     /// [`Decoder::commit`] keeps what was written and trims the rest.
     spare_from: Option<usize>,
@@ -280,7 +301,19 @@ struct Tail {
 
 impl Tail {
     fn missing(&self) -> usize {
-        self.total - self.body.len()
+        let m = self.total - self.body.len();
+        if self.open {
+            // Into the reserved room while there is some (growing the buffer copies it).
+            let room = self.body.capacity() - self.body.len();
+            let m = m.min(JSON_TAIL_READ);
+            if room > 0 {
+                m.min(room)
+            } else {
+                m
+            }
+        } else {
+            m
+        }
     }
 }
 
@@ -297,6 +330,8 @@ impl Decoder {
             scan: None,
             poisoned: None,
             tail: None,
+            no_detach: None,
+            json_len_hint: 0,
         }
     }
 
@@ -463,7 +498,11 @@ impl Decoder {
     /// body has not all arrived, moves what there is of the body into the string's own
     /// buffer, where the rest will be read (see [`Tail`]).
     fn try_detach(&mut self) {
-        if self.framing != Framing::Cbor || self.poisoned.is_some() || self.tail.is_some() {
+        if self.poisoned.is_some() || self.tail.is_some() {
+            return;
+        }
+        if self.framing == Framing::Json {
+            self.try_detach_json();
             return;
         }
         let avail = &self.buf[self.pos..self.end];
@@ -483,8 +522,125 @@ impl Decoder {
             prefix,
             body,
             total,
+            open: false,
+            scanned: 0,
             spare_from: None,
         });
+    }
+
+    /// [`Decoder::try_detach`] for JSON: the incomplete item is a frame whose last string
+    /// is still arriving, at least [`DETACH_MIN`] of it so far, without escapes.
+    fn try_detach_json(&mut self) {
+        let Some(Scan::Json(scan)) = &self.scan else {
+            return;
+        };
+        let Some(quote) = scan.open_plain_string() else {
+            return;
+        };
+        let at = self.base + self.pos as u64;
+        let avail = &self.buf[self.pos..self.end];
+        let prefix = quote + 1;
+        // Invariant: the scan has looked at all of `avail`, and the string is open.
+        let have = avail.len().saturating_sub(prefix);
+        if have < DETACH_MIN || self.no_detach == Some(at) {
+            return;
+        }
+        // Checked once per item: a prefix that is no frame start is left to the parser.
+        if json::frame_prefix(&avail[..prefix], at, &self.limits).is_err() {
+            self.no_detach = Some(at);
+            return;
+        }
+        let cap = self.limits.max_message.saturating_sub(prefix);
+        if have >= cap {
+            return;
+        }
+        // The length is unknown: reserve what the last such string took (streams of
+        // similar messages then need no reallocation), at most a bounded step beyond what
+        // has arrived like a CBOR body; the buffer doubles after that.
+        let reserve = (have + TAIL_STEP)
+            .max(self.json_len_hint + TAIL_STEP)
+            .min(have + TAIL_RESERVE)
+            .min(cap);
+        let mut body = Vec::with_capacity(reserve);
+        body.extend_from_slice(&avail[prefix..]);
+        self.end = self.pos + prefix;
+        self.scan = None;
+        self.tail = Some(Tail {
+            prefix,
+            body,
+            total: cap,
+            open: true,
+            scanned: have,
+            spare_from: None,
+        });
+    }
+
+    /// Looks for the end of a detached JSON string: true if there is more for
+    /// [`Decoder::frames_into_max`] to do (the frame is complete, or the body was put back
+    /// into the buffer), false to wait for more bytes.
+    fn advance_json_tail(&mut self) -> Result<bool, DecodeError> {
+        let at = self.base + self.pos as u64;
+        let Some(t) = self.tail.as_mut() else {
+            return Ok(false);
+        };
+        if t.spare_from.is_some() {
+            return Ok(false);
+        }
+        if t.open {
+            let k = t.scanned + json::plain_len(&t.body[t.scanned..]);
+            if k == t.body.len() {
+                t.scanned = k;
+                if t.body.len() >= t.total {
+                    return Err(self.too_large(self.limits.max_message as u64 + 1));
+                }
+                return Ok(false);
+            }
+            if t.body[k] != b'"' {
+                // An escape or a control byte: the parser's job.
+                self.no_detach = Some(at);
+                self.reattach_tail();
+                return Ok(true);
+            }
+            // The closing quote: what follows it belongs to the buffer, right after the
+            // prefix (and before anything that went to the buffer because the body had
+            // reached its size limit).
+            let after = t.body.split_off(k + 1);
+            t.total = t.body.len();
+            t.open = false;
+            let at_body = self.pos + t.prefix;
+            self.buf.truncate(self.end);
+            self.buf.splice(at_body..at_body, after);
+            self.end = self.buf.len();
+        }
+        // The frame ends with optional whitespace and ']'.
+        let Some(t) = self.tail.as_ref() else {
+            return Ok(false);
+        };
+        let rest = &self.buf[self.pos + t.prefix..self.end];
+        let ws = rest.iter().take_while(|&&b| json::is_whitespace(b)).count();
+        let size = t.prefix + t.total + ws + 1;
+        if size > self.limits.max_message {
+            return Err(self.too_large(size as u64));
+        }
+        match rest.get(ws) {
+            None => Ok(false),
+            Some(b']') => Ok(true),
+            Some(_) => {
+                // More elements after the long string: the parser's job.
+                self.no_detach = Some(at);
+                self.reattach_tail();
+                Ok(true)
+            }
+        }
+    }
+
+    fn too_large(&mut self, size: u64) -> DecodeError {
+        let e = DecodeError::TooLarge {
+            size,
+            max_message: self.limits.max_message,
+        };
+        self.poison(e.clone());
+        e
     }
 
     /// Puts a detached body back into the buffer (only when the frame and value reading
@@ -505,6 +661,15 @@ impl Decoder {
 
     /// Appends the detached frame to `out` once its body is complete: true if it did.
     fn take_tail(&mut self, out: &mut Vec<(Str, Msg)>) -> Result<bool, DecodeError> {
+        if self.framing == Framing::Json {
+            if !self.advance_json_tail()? {
+                return Ok(false);
+            }
+            if self.tail.is_none() {
+                // Put back: the regular path goes on.
+                return Ok(true);
+            }
+        }
         match &self.tail {
             Some(t) if t.missing() == 0 && t.spare_from.is_none() => {}
             _ => return Ok(false),
@@ -515,9 +680,35 @@ impl Decoder {
         let base = self.base + self.pos as u64;
         let prefix = &self.buf[self.pos..self.pos + t.prefix];
         let total = t.total;
-        match cbor::frame_with_tail(prefix, base, &self.limits, t.body, out) {
+        let (built, suffix) = match self.framing {
+            Framing::Cbor => (
+                cbor::frame_with_tail(prefix, base, &self.limits, t.body, out),
+                0,
+            ),
+            Framing::Json => {
+                // Invariant (advance_json_tail): the body ends with the closing quote, and
+                // the buffer holds whitespace and ']' after the prefix.
+                let mut body = t.body;
+                body.pop();
+                self.json_len_hint = body.len();
+                if body.capacity() > 2 * body.len() {
+                    // A reserve far off the mark is not kept for the string's lifetime.
+                    body.shrink_to_fit();
+                }
+                let rest = &self.buf[self.pos + t.prefix..self.end];
+                let suffix = rest
+                    .iter()
+                    .position(|&b| b == b']')
+                    .map_or(rest.len(), |i| i + 1);
+                (
+                    json::frame_with_tail(prefix, base, &self.limits, body, out),
+                    suffix,
+                )
+            }
+        };
+        match built {
             Ok(()) => {
-                self.pos += t.prefix;
+                self.pos += t.prefix + suffix;
                 // Everything still buffered comes after the body in the stream.
                 self.base += total as u64;
                 Ok(true)
@@ -1516,6 +1707,219 @@ mod tests {
                 }
             }
             assert!(d.buffered() <= bytes.len());
+        }
+    }
+
+    /// Frames and the first error from `bytes` read the way a connection reads (`fill`
+    /// with read sizes from `step`, `frames_into_max`), and whether a string was detached.
+    fn read_frames(
+        framing: Framing,
+        limits: Limits,
+        bytes: &[u8],
+        mut step: impl FnMut() -> usize,
+    ) -> (Vec<(Str, Msg)>, Option<DecodeError>, bool) {
+        let mut d = Decoder::new(framing, limits);
+        let mut got = Vec::new();
+        let mut detached = false;
+        let mut rest = bytes;
+        loop {
+            if let Err(e) = d.frames_into_max(&mut got, 3) {
+                return (got, Some(e), detached);
+            }
+            detached |= d.tail.is_some();
+            if rest.is_empty() {
+                break;
+            }
+            rest = &rest[d.fill(rest, step().max(1))..];
+        }
+        loop {
+            match d.frames_into(&mut got) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return (got, Some(e), detached),
+            }
+        }
+        if d.buffered() > 0 {
+            // A malformed item the completeness scan takes for an unfinished one.
+            let e = DecodeError::Syntax {
+                framing,
+                offset: u64::MAX,
+                reason: "unfinished",
+            };
+            return (got, Some(e), detached);
+        }
+        (got, None, detached)
+    }
+
+    /// The same through `feed` of everything and `next_value` (which never detaches).
+    fn reference_frames(
+        framing: Framing,
+        limits: Limits,
+        bytes: &[u8],
+    ) -> (Vec<(Str, Msg)>, Option<DecodeError>) {
+        let mut d = Decoder::new(framing, limits);
+        d.feed(bytes);
+        let mut got = Vec::new();
+        loop {
+            match d.next_value() {
+                Ok(Some(v)) => match decode_frame(v) {
+                    Ok(f) => got.push(f),
+                    Err(error) => {
+                        let e = DecodeError::BadFrame { offset: 0, error };
+                        return (got, Some(e));
+                    }
+                },
+                Ok(None) => return (got, None),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn long_json_strings_are_received_apart_and_decode_the_same() {
+        let long = |n: usize, c: char| c.to_string().repeat(n);
+        let with = |n: usize, at: usize, s: &str| {
+            let mut t = long(n, 'x');
+            t.insert_str(at, s);
+            t
+        };
+        let frames = vec![
+            (Str::from("a"), msg!["small", 1]),
+            (Str::from("b"), msg!["bulk", 7, long(DETACH_MIN * 3, 'x')]),
+            (Str::from("c"), msg![long(DETACH_MIN + 1, 'é')]),
+            (Str::from("d"), msg!["emoji", long(DETACH_MIN, '🚀')]),
+            // Escapes before, at and well after the point where it is detached.
+            (Str::from("e"), msg!["q", with(DETACH_MIN * 2, 10, "\"")]),
+            (
+                Str::from("f"),
+                msg!["q", with(DETACH_MIN * 2, DETACH_MIN, "\\")],
+            ),
+            (
+                Str::from("g"),
+                msg!["q", with(DETACH_MIN * 3, DETACH_MIN * 2 + 3, "\n")],
+            ),
+            (
+                Str::from("h"),
+                msg!["q", with(DETACH_MIN * 2, DETACH_MIN * 2, "\u{1}")],
+            ),
+            // A long string that does not end the frame.
+            (Str::from("i"), msg![long(DETACH_MIN * 2, 'y'), 5, "z"]),
+            (
+                Str::from("j"),
+                msg![msg![1, "x"], long(DETACH_MIN * 2, 'w')],
+            ),
+            (Str::from("k"), msg!["last"]),
+        ];
+        let mut bytes = Vec::new();
+        for (p, m) in &frames {
+            encode_frame(Framing::Json, p, m.as_slice(), &mut bytes);
+        }
+        // Whitespace inside and between frames.
+        let mut spaced = Vec::new();
+        encode_frame(
+            Framing::Json,
+            "s",
+            msg!["x", long(DETACH_MIN * 2, 'v')].as_slice(),
+            &mut spaced,
+        );
+        spaced.pop();
+        spaced.extend_from_slice(b" \n\t ]  ");
+        bytes.extend_from_slice(&spaced);
+        let mut want = frames.clone();
+        want.push((Str::from("s"), msg!["x", long(DETACH_MIN * 2, 'v')]));
+        assert_eq!(
+            reference_frames(Framing::Json, Limits::default(), &bytes),
+            (want.clone(), None)
+        );
+        for step in [1000, 4093, 65_539, 200_000, 1 << 20, bytes.len()] {
+            let (got, err, detached) =
+                read_frames(Framing::Json, Limits::default(), &bytes, || step);
+            assert_eq!(err, None, "step {step}");
+            assert!(got == want, "step {step}");
+            assert!(detached || step >= 1 << 20, "step {step} never detached");
+            // A string received apart keeps no large reserve.
+            for (_, m) in &got {
+                if let Some(Value::Str(s)) = m.as_slice().last() {
+                    assert!(s.capacity() <= 2 * s.len().max(64), "step {step}");
+                }
+            }
+        }
+        let mut rng = Rng(42);
+        for _ in 0..20 {
+            let (got, err, _) = read_frames(Framing::Json, Limits::default(), &bytes, || {
+                1 + rng.below(150_000)
+            });
+            assert_eq!(err, None);
+            assert!(got == want);
+        }
+        // Frames and values mixed: a detached body is put back.
+        let mut d = Decoder::new(Framing::Json, Limits::default());
+        let mut got = Vec::new();
+        let cut = 150_000;
+        d.feed(&bytes[..cut]);
+        d.frames_into(&mut got).unwrap();
+        assert!(d.tail.is_some());
+        d.feed(&bytes[cut..]);
+        while let Some(v) = d.next_value().unwrap() {
+            got.push(decode_frame(v).unwrap());
+        }
+        assert!(got == want);
+    }
+
+    #[test]
+    fn long_json_strings_random_contents_and_reads() {
+        // Strings with specials at random places (or none), split at random: the same as
+        // the reference decode, including the first error and its offset.
+        let mut rng = Rng(0x5eed);
+        let pieces: [&[u8]; 9] = [
+            b"\"",
+            b"\\\\",
+            b"\\\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\xc3\xa9",
+            b"\x01",
+            b"\xff",
+            b"\\",
+        ];
+        for case in 0..150 {
+            let n = DETACH_MIN + rng.below(3 * DETACH_MIN);
+            let mut body: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            let specials = if case % 3 == 0 { 0 } else { 1 + rng.below(3) };
+            for _ in 0..specials {
+                let at = rng.below(body.len());
+                let p = pieces[rng.below(pieces.len())];
+                body.splice(at..at, p.iter().copied());
+            }
+            let mut bytes = Vec::new();
+            encode_frame(Framing::Json, "p0", msg!["m", 1].as_slice(), &mut bytes);
+            bytes.extend_from_slice(b"[\"p1\",\"bulk\",\"");
+            bytes.extend_from_slice(&body);
+            bytes.extend_from_slice(b"\"]");
+            encode_frame(Framing::Json, "p2", msg!["m", 2].as_slice(), &mut bytes);
+            let limits = Limits {
+                max_depth: 8,
+                max_message: if case % 7 == 0 { n } else { 1 << 20 },
+            };
+            let (want, want_err) = reference_frames(Framing::Json, limits, &bytes);
+            let step = 1 + rng.below(100_000);
+            let (got, err, _) = read_frames(Framing::Json, limits, &bytes, || step);
+            assert!(got == want, "case {case}");
+            match (&err, &want_err) {
+                // The limit is reported when it is first exceeded, in a stream possibly
+                // before an error that parsing it all at once finds first.
+                (Some(DecodeError::TooLarge { .. }), Some(_))
+                | (Some(_), Some(DecodeError::TooLarge { .. })) => {}
+                // Bad bytes inside what the scan takes for an open string: the item waits
+                // for more (as it always did), where parsing it all at once fails.
+                (
+                    Some(DecodeError::Syntax {
+                        offset: u64::MAX, ..
+                    }),
+                    Some(_),
+                ) => {}
+                _ => assert_eq!(err, want_err, "case {case}"),
+            }
         }
     }
 }
