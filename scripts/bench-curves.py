@@ -51,10 +51,13 @@ def parse(lines):
             if m:
                 s1[(name, int(m.group(2)), int(m.group(1)))].append(v)
                 units[("S1", name)] = unit
-        elif work == "R5":
+        elif work == "R5" or work.startswith("R5-"):
+            # "R5" is aemp; "R5-<system>" the same workload run by another system (the
+            # Erlang/OTP counterpart's lines relabelled, e.g. with sed 's/R5/R5-erlang/').
             r = rate_value(at)
             if r is not None:
-                r5[(name, r)].append(v)
+                system = work[3:] or "aemp"
+                r5[(system, name, r)].append(v)
                 units[("R5", name)] = unit
     med = lambda d: {k: statistics.median(v) for k, v in d.items()}
     return med(s1), med(r5), units
@@ -199,23 +202,28 @@ def main():
                 ("S1: RSS per connection, global node", "slave nodes", "KiB", series, True)
             )
     if r5:
-        by_rate = lambda name: [(r, v) for (f, r), v in r5.items() if f == name]
-        achieved = dict(by_rate("achieved_rate"))
-        x_of = lambda r: achieved.get(r, r)
+        systems = sorted({sys_ for (sys_, _, _) in r5}, key=lambda x: (x != "aemp", x))
+        by_rate = lambda system, name: [
+            (r, v) for (sy, f, r), v in r5.items() if sy == system and f == name
+        ]
+        # Nominal rates on the x axis: a system that could not keep a rate shows it in its
+        # latency, not by moving its point.
         series = []
-        cpu = [(x_of(r), v) for r, v in by_rate("cpu_per_mreq")]
-        if cpu:
-            # CPU seconds per million requests = CPU microseconds per request.
-            series.append(("CPU per request", cpu, False))
+        for system in systems:
+            cpu = by_rate(system, "cpu_per_mreq")
+            if cpu:
+                # CPU seconds per million requests = CPU microseconds per request.
+                series.append((f"{system}: CPU per request", cpu, system != "aemp"))
+        if series:
             panels.append(("R5: CPU per request", "requests/s", "CPU us per request", series, True))
         lat = []
         for name in ("p50", "p99"):
-            ps = [(x_of(r), v) for r, v in by_rate(name)]
+            ps = by_rate("aemp", name)
             if ps:
-                lat.append((name, ps, name == "p99"))
+                lat.append((f"aemp {name}", ps, name == "p99"))
         if lat:
             unit = units.get(("R5", "p50"), units.get(("R5", "p99"), ""))
-            panels.append(("R5: latency", "requests/s", unit, lat, True))
+            panels.append(("R5: aemp latency", "requests/s", unit, lat, True))
     if not panels:
         sys.exit("bench-curves: no S1 or R5 results in the input")
 
