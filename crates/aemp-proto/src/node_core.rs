@@ -445,6 +445,14 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         !self.effects.is_empty()
     }
 
+    /// True (once) when a [`NodeCore::send`] started an attempt to reach a node since the
+    /// last call: [`NodeCore::poll_timeout`] may have moved earlier although no effect was
+    /// emitted (a held node is dialled when its hold ends). A driver that re-arms its timer
+    /// only after effects must check this after sends.
+    pub fn take_timers_changed(&mut self) -> bool {
+        self.peers.take_timers_changed()
+    }
+
     /// True (once) when a message the core sent on its own (global service requests, a
     /// queue flushed into a new link) woke a connection's writer since the last call.
     pub fn take_woke(&mut self) -> bool {

@@ -283,6 +283,9 @@ type Timer = Reverse<(Instant, u64, Str)>;
 pub struct PeerTable<L, S = RandomState> {
     nodes: HashMap<Str, Entry<L>, S>,
     timers: BinaryHeap<Timer>,
+    /// An attempt started since [`PeerTable::take_timers_changed`] was last called: its
+    /// timers (a dial at the end of a hold, the deadline) may come before the driver's.
+    timers_changed: bool,
     next_attempt: u64,
     connect_interval: Duration,
     monitor_timeout: Duration,
@@ -305,6 +308,7 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         PeerTable {
             nodes: HashMap::with_hasher(hasher),
             timers: BinaryHeap::new(),
+            timers_changed: false,
             next_attempt: 1,
             connect_interval: connect_interval.min(MAX_INTERVAL),
             monitor_timeout: monitor_timeout.min(MAX_INTERVAL),
@@ -572,6 +576,14 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
+    /// True (once) when an attempt started since the last call, so that
+    /// [`PeerTable::poll_timeout`] may have moved earlier. A [`PeerTable::send`] that starts an
+    /// attempt on a held node emits no effect at all (the dial waits for the hold), so a
+    /// driver that re-arms its timer only after effects must ask this too.
+    pub fn take_timers_changed(&mut self) -> bool {
+        std::mem::take(&mut self.timers_changed)
+    }
+
     /// The clock reached `now`: dials the addresses whose turn has come and fails the
     /// attempts whose deadline passed ([`Effect::NodeLost`] with [`CONNECT_TIMEOUT`]).
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
@@ -731,6 +743,7 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             last_failure: None,
         };
         self.timers.push(Reverse((deadline, id, key.clone())));
+        self.timers_changed = true;
         if entry.addrs.is_empty() {
             out.push(Effect::Lookup { node: key });
         } else {

@@ -293,8 +293,12 @@ fn connections_that_end_at_once_hold_the_node() {
     out.clear();
 
     // A send queues; the dial waits for the end of the hold, the deadline moves with it.
+    // No effect says so: the driver learns it from take_timers_changed.
+    t.take_timers_changed();
     t.send("n", "p", m(0), t1, &mut out);
     assert!(out.is_empty(), "{out:?}");
+    assert!(t.take_timers_changed(), "the driver must re-arm its timer");
+    assert!(!t.take_timers_changed(), "once");
     assert_eq!(t.poll_timeout(), Some(until));
     t.handle_timeout(until, &mut out);
     assert_eq!(out, vec![dial("n", addr(1))]);

@@ -349,7 +349,9 @@ impl Host for NodeHost {
     #[inline]
     fn send_remote(&mut self, node: &str, port: &str, msg: Msg) {
         self.woke_writer |= self.net.send(node, port, msg, self.now);
-        if self.net.has_effects() {
+        // A send that starts an attempt on a held node emits nothing but a new deadline:
+        // the timer must be re-armed all the same (drain marks it).
+        if self.net.has_effects() || self.net.take_timers_changed() {
             self.drain();
         }
     }
