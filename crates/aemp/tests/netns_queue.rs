@@ -9,8 +9,8 @@
 
 mod netns_common;
 use netns_common::{Host, Lab};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::{BufRead, Write};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -45,35 +45,17 @@ struct Proc {
 
 impl Proc {
     fn spawn(h: &Host, role: &str, id: &str) -> Proc {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &h.ns])
-            .arg(exe)
-            .args(["--exact", "queue_child", "--nocapture", "--ignored"])
-            .env(ROLE_ENV, role)
-            .env(ID_ENV, id)
-            .env(BIND_ENV, format!("{}:4040", h.ip))
-            .env(LIMIT_ENV, LIMIT.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child node");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(json) = line.strip_prefix(PREFIX) {
-                    if let Ok(v) = serde_json::from_str(json) {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+        let (child, stdin, rx) = netns_common::spawn_child(
+            &h.ns,
+            "queue_child",
+            PREFIX,
+            &[
+                (ROLE_ENV, role.to_string()),
+                (ID_ENV, id.to_string()),
+                (BIND_ENV, format!("{}:4040", h.ip)),
+                (LIMIT_ENV, LIMIT.to_string()),
+            ],
+        );
         let mut p = Proc { child, stdin, rx };
         p.wait(role, "ready");
         p

@@ -258,41 +258,61 @@ pub struct NodeProc {
 /// How long a child may take to start (the binary is large and the machine loaded).
 const START: Duration = Duration::from_secs(60);
 
-impl NodeProc {
-    fn spawn(ns: &str, id: &str, bind: &str, seeds: &[String]) -> NodeProc {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args(["--exact", "node_in_netns", "--nocapture", "--ignored"])
-            .env(CHILD_ENV, id)
-            .env(BIND_ENV, bind)
-            .env(SEEDS_ENV, seeds.join(","))
-            .env(SECRET_ENV, "netns-secret")
-            .env(MONITOR_TIMEOUT_ENV, "5000")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child node");
-        let stdin = child.stdin.take().expect("child stdin");
-        let stdout = child.stdout.take().expect("child stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(json) = line.strip_prefix(LINE_PREFIX) {
-                    match serde_json::from_str(json) {
-                        Ok(v) => {
-                            if tx.send(v).is_err() {
-                                return;
-                            }
+/// Runs the ignored test `entry` of this test binary as a child process inside namespace
+/// `ns`, with `envs` set; returns it with its stdin and the JSON values of its stdout lines
+/// that start with `prefix` (other lines are ignored, a bad JSON line is reported).
+pub fn spawn_child(
+    ns: &str,
+    entry: &str,
+    prefix: &'static str,
+    envs: &[(&str, String)],
+) -> (Child, ChildStdin, mpsc::Receiver<serde_json::Value>) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args(["--exact", entry, "--nocapture", "--ignored"])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child node");
+    let stdin = child.stdin.take().expect("child stdin");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(json) = line.strip_prefix(prefix) {
+                match serde_json::from_str(json) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
                         }
-                        Err(e) => eprintln!("bad line from child: {e}: {line}"),
                     }
+                    Err(e) => eprintln!("bad line from child: {e}: {line}"),
                 }
             }
-        });
+        }
+    });
+    (child, stdin, rx)
+}
+
+impl NodeProc {
+    fn spawn(ns: &str, id: &str, bind: &str, seeds: &[String]) -> NodeProc {
+        let (child, stdin, rx) = spawn_child(
+            ns,
+            "node_in_netns",
+            LINE_PREFIX,
+            &[
+                (CHILD_ENV, id.to_string()),
+                (BIND_ENV, bind.to_string()),
+                (SEEDS_ENV, seeds.join(",")),
+                (SECRET_ENV, "netns-secret".to_string()),
+                (MONITOR_TIMEOUT_ENV, "5000".to_string()),
+            ],
+        );
         let mut p = NodeProc {
             id: id.to_string(),
             child,
