@@ -10,26 +10,14 @@ mod log_capture;
 mod net_common;
 use aemp::{msg, Config, Node, Value};
 use log_capture::Logs;
-use net_common::{cfg, within, T};
+use net_common::{cfg, foreign_pem, pem, within, T};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// The shared PEM of the TLS tests (see tests/certs/README.md).
-fn pem() -> &'static str {
-    include_str!("certs/gencert.pem")
-}
 
 /// A PEM whose own identity is a fresh self-signed certificate, and which also trusts the
 /// shared certificate: a node with it trusts the others, but they do not trust it.
 fn trusting_foreign_pem() -> String {
-    let key = rcgen::KeyPair::generate().expect("keygen");
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "AnyEvent::MP");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("self-sign");
-    format!("{}{}{}", key.serialize_pem(), cert.pem(), pem())
+    format!("{}{}", foreign_pem(), pem())
 }
 
 impl Logs {

@@ -4,26 +4,8 @@
 
 mod net_common;
 use aemp::{msg, Config, MsgExt, Node};
-use net_common::{within, T};
+use net_common::{foreign_pem, pem, within, T};
 use std::time::Duration;
-
-/// The shared PEM: an `aemp gencert` key and certificate (see tests/certs/README.md).
-fn pem() -> &'static str {
-    include_str!("certs/gencert.pem")
-}
-
-/// Another self-signed identity with the same subject and `CA:TRUE`, like a second
-/// `aemp gencert` run (ECDSA, which rcgen makes quickly).
-fn foreign_pem() -> String {
-    let key = rcgen::KeyPair::generate().expect("keygen");
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "AnyEvent::MP");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("self-sign");
-    format!("{}{}", key.serialize_pem(), cert.pem())
-}
 
 async fn tls_node(name: &str, cert: Option<&str>, secret: Option<&str>) -> Node {
     let mut b = Config::builder()

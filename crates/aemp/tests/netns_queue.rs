@@ -9,7 +9,7 @@
 
 mod netns_common;
 use netns_common::{Host, Lab};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -251,15 +251,7 @@ mod child {
             .expect("sink");
         }
         emit(json!({"ev": "ready"}));
-        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut lines = crate::netns_common::stdin_lines();
         let lifetime = tokio::time::sleep(Duration::from_secs(600));
         tokio::pin!(lifetime);
         loop {

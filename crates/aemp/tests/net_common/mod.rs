@@ -776,3 +776,21 @@ pub async fn spawn_child_test(name: &str, env: &[(&str, &str)]) -> (ChildTest, S
     .expect("child exited without READY");
     (child, ready)
 }
+
+/// The shared PEM: an `aemp gencert` key and certificate (see tests/certs/README.md).
+pub fn pem() -> &'static str {
+    include_str!("../certs/gencert.pem")
+}
+
+/// Another self-signed identity with the same subject and `CA:TRUE`, like a second
+/// `aemp gencert` run (ECDSA, which rcgen makes quickly).
+pub fn foreign_pem() -> String {
+    let key = rcgen::KeyPair::generate().expect("keygen");
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "AnyEvent::MP");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-sign");
+    format!("{}{}", key.serialize_pem(), cert.pem())
+}

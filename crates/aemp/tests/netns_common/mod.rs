@@ -540,15 +540,7 @@ pub async fn run_child() {
     });
     emit(json!({"ev": "ready", "node": id, "addrs": format!("{:?}", node.listen_addrs())}));
 
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines = stdin_lines();
     // No child outlives a parent that forgot it: stdin EOF or this bound ends it.
     let lifetime = tokio::time::sleep(Duration::from_secs(600));
     tokio::pin!(lifetime);
@@ -600,4 +592,19 @@ pub async fn run_child() {
         w.abort();
     }
     node.shutdown().await;
+}
+
+/// The lines of this (child) process's stdin, read by a thread of their own: the commands
+/// the test sends. Ends at EOF (the parent went away).
+pub fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
