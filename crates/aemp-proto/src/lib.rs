@@ -15,6 +15,8 @@
 //!   look-up, queries, `db_mon` subscribers) and the seed connector's timing.
 //! * [`db`]: the replicated database of global nodes (shards, merge, monitors).
 //! * [`trace`]: bounded message texts for trace lines.
+//! * [`log_catch`]: the log catcher's wire form and forwarding state machine
+//!   (`AnyEvent::MP::LogCatcher`).
 //! * [`log_limit`]: a rate limit for log lines peers can cause (refused handshakes).
 //! * [`node_core`]: the four state machines above (peer table, registry, global service,
 //!   seeds) composed into one: everything a node does about other nodes, minus the I/O.
@@ -34,6 +36,7 @@ pub mod db;
 pub mod global;
 pub mod handshake;
 pub mod ids;
+pub mod log_catch;
 pub mod log_limit;
 pub mod node_core;
 pub mod node_req;

@@ -91,6 +91,7 @@ mod error;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 mod kernel;
+pub mod log_catcher;
 mod node;
 mod runtime;
 mod transport;

@@ -8,6 +8,7 @@ mod cal;
 mod db;
 mod events;
 mod inbox;
+mod logs;
 mod network;
 mod reply;
 mod stats;
@@ -18,6 +19,7 @@ pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
 pub use events::{next_up, MissedEvents, NodeEvents};
 pub use inbox::Inbox;
+pub use logs::{LogCatch, LogRecord};
 pub use network::PeerStats;
 pub use stats::{NodeStats, StatsError, STATS_FUNCTION};
 pub use timer::TimerGuard;
@@ -150,6 +152,7 @@ impl Node {
         );
         let node = Node { inner };
         node.register_stats();
+        node.register_log_catcher();
         node
     }
 
