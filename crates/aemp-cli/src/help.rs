@@ -94,6 +94,22 @@ extension, the aemp::stats node-port request; Perl nodes do not answer it).
 ",
     },
     Topic {
+        names: &["log"],
+        text: "\
+usage: aemp [--connect host:port]... [--timeout S] [profile <name>] log [<node>] [--level L]
+
+Prints the log records of every node of the network (only those of <node> if given) as they
+are logged, one line each:
+  <time> <node> <level> <target>: <message>
+(time in seconds since the epoch), until Ctrl-C (exit status 0). L is the highest level
+shown: fatal, alert, critical, error, warn, note, info, debug, trace, or 1-9 (default
+info). Like Perl's AnyEvent::MP::LogCatcher: the tool's node subscribes to every node in the
+global database's node list and to nodes that join later; aemp nodes answer unless they run
+in secure mode, Perl nodes when they loaded AnyEvent::MP::LogCatcher. Leaving ends every
+subscription. The tool's own node is not shown.
+",
+    },
+    Topic {
         names: &["shell"],
         text: "\
 usage: aemp [--connect host:port]... [--timeout S] [profile <name>] shell [<node>]
@@ -299,6 +315,7 @@ mod tests {
             ("gencert", "openssl"),
             ("shell", "quit | exit"),
             ("seteval", "never evaluated"),
+            ("log", "Ctrl-C"),
         ] {
             let t = topic(name).unwrap_or_else(|| panic!("no topic for {name}"));
             assert!(t.starts_with("usage: aemp"), "{name}: {t}");

@@ -18,6 +18,7 @@
 mod demo;
 mod gencert;
 mod help;
+mod log_cmd;
 mod proto;
 mod rc_commands;
 mod run_node;
@@ -61,6 +62,9 @@ Protocol commands (a short-lived node, profile \"aemp\" or the one given with pr
   trace <node>                     print the nodes reachable from <node> and their links
                                    (native aemp_nodes request; Perl nodes do not answer it)
   stats <node>                     print the node's per-peer connection statistics
+  log [<node>] [--level L]         print the log records of every node (or of <node>) live,
+                                   up to level L (fatal..trace or 1-9, default info), until
+                                   Ctrl-C (AnyEvent::MP::LogCatcher; aemp and Perl nodes)
   shell [<node>]                   read such commands (and nodes, db <family>) from stdin,
                                    one per line, on one node
   The node reaches other nodes through its seeds; --connect host:port (before the
@@ -265,7 +269,7 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     // must exist (checked before saving: nothing is written for a typo).
     let profile = match (name, &outcome.profile) {
         (Some("run"), selected) => run_node::profile(cmd_args, selected.as_deref())?,
-        (Some("snd" | "cal" | "mon" | "trace" | "shell" | "stats"), Some(p)) => Some(p.clone()),
+        (Some("snd" | "cal" | "mon" | "trace" | "shell" | "stats" | "log"), Some(p)) => Some(p.clone()),
         _ => None,
     };
     if let Some(p) = &profile {
@@ -317,6 +321,11 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
             let cfg = proto::config(&rc, profile.as_deref().unwrap_or(proto::TOOL_PROFILE))?;
             runtime(1)?.block_on(stats::run(cfg, &opts, cmd_args))
         }
+        "log" => {
+            init_logging("warn");
+            let cfg = proto::config(&rc, profile.as_deref().unwrap_or(proto::TOOL_PROFILE))?;
+            runtime(1)?.block_on(log_cmd::run(cfg, &opts, cmd_args))
+        }
         "eval" => Err(failed(
             "eval is not supported by this implementation: it runs no Perl code, and a Rust \
              node cannot evaluate Perl expressions (aemp shell offers snd/cal/mon instead)",
@@ -330,8 +339,8 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
 }
 
 /// The commands [`dispatch`] runs after the configuration commands.
-const COMMANDS: [&str; 11] = [
-    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart", "stats",
+const COMMANDS: [&str; 12] = [
+    "run", "demo", "help", "snd", "cal", "mon", "eval", "shell", "trace", "restart", "stats", "log",
 ];
 
 /// Prints the overview (`None`) or the usage of one command; an unknown command is a usage
@@ -373,8 +382,11 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Logs to stderr. The filter comes from `RUST_LOG`, else from `AE_VERBOSE` (AnyEvent's
-/// 0-9 levels), else `default`.
+/// 0-9 levels), else `default`; it filters what is shown only: the log catcher's layer
+/// ([`aemp::log_catcher::layer`]) sees every event, so that catchers (`aemp log`) get the
+/// levels they ask for from the tool's nodes.
 fn init_logging(default: &str) {
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => EnvFilter::try_new(&f).ok(),
@@ -387,11 +399,14 @@ fn init_logging(default: &str) {
             .map(|v| EnvFilter::new(ae_verbose_filter(v)))
     })
     .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let shown = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(shown)
+        .with(aemp::log_catcher::layer())
         .try_init();
 }
 

@@ -590,6 +590,7 @@ fn help_for_every_command() {
         "mon",
         "trace",
         "shell",
+        "log",
         "eval",
         "restart",
         "help",
@@ -1123,4 +1124,71 @@ fn ctrl_c_in_the_shell_cancels_the_waiting_command() {
     // The cancelled mon counts as a failed command.
     assert_eq!(status.code(), Some(1), "{status:?}");
     shell.wait_err("shell: 1 command(s) failed");
+}
+
+/// `aemp log`: the records of an `aemp run` node arrive live, filtered by level, one line
+/// each (`<time> <node> <level> <target>: <message>`), until Ctrl-C ends the command with
+/// exit status 0.
+#[test]
+fn log_shows_the_records_of_a_running_node() {
+    let dir = TempDir::new("log");
+    std::fs::write(
+        dir.rc(),
+        r#"{"secret": "k", "services": ["AnyEvent::MP::Global"]}"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let bind = format!(r#"["127.0.0.1:{port}"]"#);
+    let node = RunningNode::start(&dir, &["run", "nodeid", "logsrc", "binds", &bind]);
+    node.wait_for("node running");
+    let addr = format!("127.0.0.1:{port}");
+    // A WARN on the node: a call of a function it does not know.
+    let provoke = || {
+        let _ = run(&dir, &["--connect", &addr, "cal", "logsrc", "no::such::function"]);
+    };
+    // Reads lines until one has `what`, provoking a warning on the node now and then until
+    // then (the subscription is set up in the background); all lines read.
+    let wait_line = |log: &mut Interactive, what: &str| -> Vec<String> {
+        let deadline = Instant::now() + LINE_WAIT;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            provoke();
+            while let Ok(line) = log.out.recv_timeout(Duration::from_millis(500)) {
+                let found = line.contains(what);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+        }
+        log.drain_err();
+        panic!("no line with {what:?}: {seen:?}; stderr: {:?}", log.err_seen);
+    };
+
+    // Warnings only, from every node.
+    let mut log = Interactive::start(aemp(&dir, &["--connect", &addr, "log", "--level", "warn"]));
+    let lines = wait_line(&mut log, "unable to resolve function");
+    for l in &lines {
+        let f: Vec<&str> = l.splitn(5, ' ').collect();
+        assert!(f[0].parse::<f64>().unwrap() > 1.0e9, "{l}");
+        assert_eq!(f[1], "logsrc", "{l}");
+        assert!(["fatal", "alert", "critical", "error", "warn"].contains(&f[2]), "{l}");
+        assert!(f[3].ends_with(':'), "{l}");
+    }
+    log.interrupt();
+    assert_eq!(log.wait_exit().code(), Some(0));
+
+    // One node, up to debug: the node's debug record of the new subscription shows.
+    let mut log = Interactive::start(aemp(
+        &dir,
+        &["--connect", &addr, "log", "logsrc", "--level", "8"],
+    ));
+    let lines = wait_line(&mut log, "forwarding log records");
+    assert!(lines.last().unwrap().contains(" logsrc debug "), "{lines:?}");
+    log.interrupt();
+    assert_eq!(log.wait_exit().code(), Some(0));
+
+    let o = run(&dir, &["log", "--level", "loud"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a log level"), "{}", stderr(&o));
 }

@@ -360,8 +360,10 @@ async fn drive(
             Some(ctl) = ctl_rx.recv() => match ctl {
                 Ctl::Died(n, port, reason) => {
                     if shared.forget(&n, &port) && present.contains(&n) {
+                        // INFO, not WARN: nodes without a listener (short-lived tools)
+                        // are in `'l` too, and are only reachable while they are connected.
                         if !reason.is_normal() {
-                            tracing::warn!(node = %n, reason = %reason, "log catcher: subscription lost, subscribing again");
+                            tracing::info!(node = %n, reason = %reason, "log catcher: subscription lost, subscribing again");
                         }
                         let ctl_tx = ctl_tx.clone();
                         tokio::spawn(async move {
