@@ -90,7 +90,10 @@ pub(crate) async fn run(
             return Err(failed(format!("cannot catch logs: {e}")));
         }
     };
-    tracing::info!(level = log_catcher::level_name(args.level), "catching logs until Ctrl-C");
+    tracing::info!(
+        level = log_catcher::level_name(args.level),
+        "catching logs until Ctrl-C"
+    );
     let result = loop {
         tokio::select! {
             r = &mut ctrl_c => break r.ok_or_else(|| failed("cannot watch for Ctrl-C")),

@@ -269,7 +269,9 @@ fn dispatch(args: Vec<String>) -> Result<(), Failure> {
     // must exist (checked before saving: nothing is written for a typo).
     let profile = match (name, &outcome.profile) {
         (Some("run"), selected) => run_node::profile(cmd_args, selected.as_deref())?,
-        (Some("snd" | "cal" | "mon" | "trace" | "shell" | "stats" | "log"), Some(p)) => Some(p.clone()),
+        (Some("snd" | "cal" | "mon" | "trace" | "shell" | "stats" | "log"), Some(p)) => {
+            Some(p.clone())
+        }
         _ => None,
     };
     if let Some(p) = &profile {

@@ -1144,7 +1144,10 @@ fn log_shows_the_records_of_a_running_node() {
     let addr = format!("127.0.0.1:{port}");
     // A WARN on the node: a call of a function it does not know.
     let provoke = || {
-        let _ = run(&dir, &["--connect", &addr, "cal", "logsrc", "no::such::function"]);
+        let _ = run(
+            &dir,
+            &["--connect", &addr, "cal", "logsrc", "no::such::function"],
+        );
     };
     // Reads lines until one has `what`, provoking a warning on the node now and then until
     // then (the subscription is set up in the background); all lines read.
@@ -1162,7 +1165,10 @@ fn log_shows_the_records_of_a_running_node() {
             }
         }
         log.drain_err();
-        panic!("no line with {what:?}: {seen:?}; stderr: {:?}", log.err_seen);
+        panic!(
+            "no line with {what:?}: {seen:?}; stderr: {:?}",
+            log.err_seen
+        );
     };
 
     // Warnings only, from every node.
@@ -1172,7 +1178,10 @@ fn log_shows_the_records_of_a_running_node() {
         let f: Vec<&str> = l.splitn(5, ' ').collect();
         assert!(f[0].parse::<f64>().unwrap() > 1.0e9, "{l}");
         assert_eq!(f[1], "logsrc", "{l}");
-        assert!(["fatal", "alert", "critical", "error", "warn"].contains(&f[2]), "{l}");
+        assert!(
+            ["fatal", "alert", "critical", "error", "warn"].contains(&f[2]),
+            "{l}"
+        );
         assert!(f[3].ends_with(':'), "{l}");
     }
     log.interrupt();
@@ -1184,7 +1193,10 @@ fn log_shows_the_records_of_a_running_node() {
         &["--connect", &addr, "log", "logsrc", "--level", "8"],
     ));
     let lines = wait_line(&mut log, "forwarding log records");
-    assert!(lines.last().unwrap().contains(" logsrc debug "), "{lines:?}");
+    assert!(
+        lines.last().unwrap().contains(" logsrc debug "),
+        "{lines:?}"
+    );
     log.interrupt();
     assert_eq!(log.wait_exit().code(), Some(0));
 

@@ -557,7 +557,10 @@ mod tests {
             msg![1.0, "x", Value::Null, "m"],
         ] {
             assert!(
-                matches!(LogEntry::parse(bad.as_slice()), Err(LogCatchError::Entry(_))),
+                matches!(
+                    LogEntry::parse(bad.as_slice()),
+                    Err(LogCatchError::Entry(_))
+                ),
                 "{bad}"
             );
         }
@@ -640,9 +643,14 @@ mod tests {
             ["1 log record(s) dropped: they came faster than they could be sent"]
         );
         let notice = LogEntry::parse(out.last().unwrap().1.as_slice()).unwrap();
-        assert_eq!(notice.level, ERROR, "the notice passes the subscriber's filter");
+        assert_eq!(
+            notice.level, ERROR,
+            "the notice passes the subscriber's filter"
+        );
         assert_eq!((notice.time, notice.target.as_str()), (99.0, NOTICE_TARGET));
-        let to_all = out.iter().find(|(p, m)| p == &all && m[0] == Value::Float(99.0));
+        let to_all = out
+            .iter()
+            .find(|(p, m)| p == &all && m[0] == Value::Float(99.0));
         assert_eq!(
             LogEntry::parse(to_all.unwrap().1.as_slice()).unwrap().level,
             WARN

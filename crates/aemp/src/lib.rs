@@ -79,6 +79,10 @@
 //! * **Statistics**: [`Node::stats`] and [`Node::peer_stats`] (messages, bytes, queue,
 //!   reconnects per peer; refused handshakes), and [`Node::stats_of`] for another node
 //!   ([`STATS_FUNCTION`], an aemp extension); `aemp stats <node>` prints them.
+//! * **Log catcher** ([`log_catcher`], Perl's `AnyEvent::MP::LogCatcher`):
+//!   [`Node::catch_logs`] receives the log records of every other node of the network, live;
+//!   every node forwards its process's `tracing` events (with [`log_catcher::layer`]
+//!   installed) to such subscribers, unless it runs in `secure` mode. `aemp log` shows them.
 //! * **Refused handshakes** are logged at WARN with the peer's address and the cause (at most
 //!   20 lines a minute), and the dialling node's monitors get the cause as their
 //!   `transport_error` reason, e.g. `authentication failed: shared secret mismatch`.

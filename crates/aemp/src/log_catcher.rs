@@ -230,7 +230,11 @@ pub fn layer() -> LogLayer {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLayer {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         capture(event);
     }
 }
@@ -377,7 +381,11 @@ mod tests {
         // A layer that records the text of each event, as the catcher's layer makes it.
         struct Grab(Arc<parking_lot::Mutex<Vec<String>>>);
         impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Grab {
-            fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
                 let mut t = Text::default();
                 e.record(&mut t);
                 self.0.lock().push(t.finish());

@@ -64,7 +64,9 @@ async fn child_source() {
 }
 
 async fn subscribers(catcher: &Node, ctl: &PortId) -> i64 {
-    let r = within("subs", catcher.cal(ctl, msg!["subs"])).await.unwrap();
+    let r = within("subs", catcher.cal(ctl, msg!["subs"]))
+        .await
+        .unwrap();
     r[0].as_i64().unwrap()
 }
 
@@ -87,10 +89,7 @@ async fn collect(
 ) -> HashMap<NodeId, Vec<LogRecord>> {
     let mut got: HashMap<NodeId, Vec<LogRecord>> = HashMap::new();
     slowly("the records", async {
-        while nodes
-            .iter()
-            .any(|n| got.get(n).map_or(0, Vec::len) < want)
-        {
+        while nodes.iter().any(|n| got.get(n).map_or(0, Vec::len) < want) {
             let r = catch.next().await.expect("catch ended");
             assert!(nodes.contains(&r.node), "record of an unexpected node: {r}");
             assert!(r.level <= catch.level(), "record above the level: {r}");
@@ -107,14 +106,16 @@ async fn collect(
 async fn two_sources_one_catcher() {
     // This process's events go to the layer too (on this thread: a current-thread runtime),
     // so a catcher that subscribed to itself would show.
-    let _log = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(log_catcher::layer()),
-    );
+    let _log =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(log_catcher::layer()));
     let catcher = global_seed("logcatcher/%u", SECRET, &["json"]).await;
     let seed = advertised(&catcher);
     let (mut c1, ready1) = spawn_child_test("child_source", &[(SEED_ENV, &seed)]).await;
     let (mut c2, ready2) = spawn_child_test("child_source", &[(SEED_ENV, &seed)]).await;
-    let ctl: Vec<PortId> = [ready1, ready2].iter().map(|r| r.parse().unwrap()).collect();
+    let ctl: Vec<PortId> = [ready1, ready2]
+        .iter()
+        .map(|r| r.parse().unwrap())
+        .collect();
     let nodes: Vec<NodeId> = ctl.iter().map(|p| NodeId::new(p.node()).unwrap()).collect();
 
     // Two catches on the same node: everything up to info, and warnings only.
@@ -129,7 +130,11 @@ async fn two_sources_one_catcher() {
         n
     });
     tracing::info!(target: "src", "the catcher's own record");
-    assert_eq!(catcher.log_subscribers(), 0, "the catcher subscribed to itself");
+    assert_eq!(
+        catcher.log_subscribers(),
+        0,
+        "the catcher subscribed to itself"
+    );
 
     const N: usize = 100;
     for c in &ctl {
@@ -209,8 +214,12 @@ async fn subscriptions_end_with_their_port_and_bad_requests_are_refused() {
 
     // A port that does not exist: subscribed, then dropped at once by its monitor.
     let dead = node.id().port("no-such-port");
-    node.snd_to_func(node.id(), CONNECT_FUNCTION, vec![0.into(), dead.as_str().into(), 9.into()])
-        .unwrap();
+    node.snd_to_func(
+        node.id(),
+        CONNECT_FUNCTION,
+        vec![0.into(), dead.as_str().into(), 9.into()],
+    )
+    .unwrap();
     within("dead subscriber dropped", async {
         loop {
             node.port_count().await;
@@ -225,11 +234,19 @@ async fn subscriptions_end_with_their_port_and_bad_requests_are_refused() {
     // A live port: subscribed until it is killed.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let p = node.port_with(move |_cx, m| Ok(tx.send(m)?));
-    node.snd_to_func(node.id(), CONNECT_FUNCTION, vec![0.into(), p.as_str().into(), 9.into()])
-        .unwrap();
+    node.snd_to_func(
+        node.id(),
+        CONNECT_FUNCTION,
+        vec![0.into(), p.as_str().into(), 9.into()],
+    )
+    .unwrap();
     // Twice: one subscription per port.
-    node.snd_to_func(node.id(), CONNECT_FUNCTION, vec![0.into(), p.as_str().into(), "warn".into()])
-        .unwrap();
+    node.snd_to_func(
+        node.id(),
+        CONNECT_FUNCTION,
+        vec![0.into(), p.as_str().into(), "warn".into()],
+    )
+    .unwrap();
     node.port_count().await;
     assert_eq!(node.log_subscribers(), 1);
     node.kil(&p, Reason::normal()).unwrap();
@@ -243,14 +260,17 @@ async fn subscriptions_end_with_their_port_and_bad_requests_are_refused() {
 /// not forwarded.
 #[tokio::test(flavor = "current_thread")]
 async fn wire_form_level_filter_and_no_loops() {
-    let _log = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(log_catcher::layer()),
-    );
+    let _log =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(log_catcher::layer()));
     let node = Node::new("logwire/%u").unwrap();
     let mut inbox = node.inbox(1000);
     let p = inbox.port().clone();
-    node.snd_to_func(node.id(), CONNECT_FUNCTION, vec![0.into(), p.as_str().into(), "warn".into()])
-        .unwrap();
+    node.snd_to_func(
+        node.id(),
+        CONNECT_FUNCTION,
+        vec![0.into(), p.as_str().into(), "warn".into()],
+    )
+    .unwrap();
     node.port_count().await;
     assert_eq!(node.log_subscribers(), 1);
     tracing::info!(target: "app", "not wanted");
@@ -307,14 +327,24 @@ async fn secure_nodes_refuse_remote_subscriptions() {
         .unwrap();
     link(&a, &b).await;
     let p = a.port().build();
-    a.snd_to_func(b.id(), CONNECT_FUNCTION, vec![0.into(), p.as_str().into(), 9.into()])
-        .unwrap();
+    a.snd_to_func(
+        b.id(),
+        CONNECT_FUNCTION,
+        vec![0.into(), p.as_str().into(), 9.into()],
+    )
+    .unwrap();
     // A request behind it has been served when its reply arrives.
-    within("time", a.cal(&b.node_port(), msg!["time"])).await.unwrap();
+    within("time", a.cal(&b.node_port(), msg!["time"]))
+        .await
+        .unwrap();
     assert_eq!(b.log_subscribers(), 0);
     // The same request from b itself is served.
-    b.snd_to_func(b.id(), CONNECT_FUNCTION, vec![0.into(), p.as_str().into(), 9.into()])
-        .unwrap();
+    b.snd_to_func(
+        b.id(),
+        CONNECT_FUNCTION,
+        vec![0.into(), p.as_str().into(), 9.into()],
+    )
+    .unwrap();
     b.port_count().await;
     assert_eq!(b.log_subscribers(), 1);
 }

@@ -122,14 +122,7 @@ impl Node {
         let watch = self.db_mon("'l")?;
         let (tx, rx) = mpsc::channel(CATCH_QUEUE);
         let shared = Arc::new(CatchShared::default());
-        let driver = tokio::spawn(drive(
-            self.clone(),
-            level,
-            only,
-            watch,
-            tx,
-            shared.clone(),
-        ));
+        let driver = tokio::spawn(drive(self.clone(), level, only, watch, tx, shared.clone()));
         Ok(LogCatch {
             rx,
             shared,
