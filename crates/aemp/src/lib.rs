@@ -110,9 +110,9 @@ pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor};
 pub use kernel::port::Handler;
 pub use node::{
-    next_up, Cal, DbEntry, DbWatch, Inbox, MissedEvents, Node, NodeBuilder, NodeEvents, NodeStats,
-    PeerStats, PortBuilder, ServiceFn, StatsError, TimerGuard, DEFAULT_SHUTDOWN_DEADLINE,
-    DEFAULT_SPIN, STATS_FUNCTION,
+    next_up, Cal, DbEntry, DbWatch, Inbox, LogCatch, MissedEvents, Node, NodeBuilder, NodeEvents,
+    NodeStats, PeerStats, PortBuilder, ServiceFn, StatsError, TimerGuard,
+    DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_SPIN, STATS_FUNCTION,
 };
 pub use runtime::{DbChange, NodeEvent, ShutdownReport};
 pub use transport::{Counters, TlsError, TransportError};

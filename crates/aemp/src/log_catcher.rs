@@ -11,13 +11,13 @@
 //!   catcher asked for to the catcher's port, as `[time, target, level, message]`, until that
 //!   port dies: the node monitors it, and the monitor ends the subscription (a port that is
 //!   already dead ends it at once; a lost connection ends it too).
-//!   [`Node::log_subscribers`] counts the live subscriptions.
-//! * **Catching.** [`Node::catch_logs`] watches the `'l` family (every node of the network)
+//!   [`Node::log_subscribers`](crate::Node::log_subscribers) counts the live subscriptions.
+//! * **Catching.** [`Node::catch_logs`](crate::Node::catch_logs) watches the `'l` family (every node of the network)
 //!   and subscribes to each node in it but itself, also to nodes that appear later, with one
 //!   port per node, as the reference's `catch` does. The records come out of the returned
-//!   [`LogCatch`] as [`LogRecord`]s; dropping it kills the ports, which ends the
-//!   subscriptions everywhere. [`LogCatch::spawn_tracing`] re-emits them as local `tracing`
-//!   events, [`LogCatch::spawn_callback`] hands them to a closure.
+//!   [`LogCatch`](crate::LogCatch) as [`LogRecord`]s; dropping it kills the ports, which ends the
+//!   subscriptions everywhere. [`LogCatch::spawn_tracing`](crate::LogCatch::spawn_tracing) re-emits them as local `tracing`
+//!   events, [`LogCatch::spawn_callback`](crate::LogCatch::spawn_callback) hands them to a closure.
 //!
 //! # Where the records come from: the `tracing` layer
 //!
@@ -80,8 +80,9 @@
 //! # Ok(()) }
 //! ```
 
-use crate::node::NodeInner;
 use aemp_proto::log_catch::{Forwarder, LogEntry, Offer};
+use aemp_proto::{Msg, NodeId, PortId};
+use std::any::Any;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -91,8 +92,6 @@ pub use aemp_proto::log_catch::{
     INFO, NOTE, NOTICE_TARGET, OFF, TRACE, WARN,
 };
 
-pub use crate::node::{LogCatch, LogRecord};
-
 /// The target of the `tracing` events that re-emit caught records
 /// ([`LogRecord::emit`]); the layer never forwards them.
 pub const REMOTE_TARGET: &str = "aemp::remote_log";
@@ -100,7 +99,7 @@ pub const REMOTE_TARGET: &str = "aemp::remote_log";
 /// How many records a node keeps waiting to be forwarded before it drops (and counts) them.
 pub const FORWARD_QUEUE: usize = 4096;
 
-/// How many caught records a [`LogCatch`] keeps for its reader before it drops (and counts)
+/// How many caught records a [`LogCatch`](crate::LogCatch) keeps for its reader before it drops (and counts)
 /// them.
 pub const CATCH_QUEUE: usize = 4096;
 
@@ -143,32 +142,102 @@ pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// The forwarding state of one node: its subscribers and queue ([`Forwarder`]), and how its
-/// sender task is woken.
-pub(crate) struct Sink {
-    pub(crate) state: parking_lot::Mutex<SinkState>,
-    pub(crate) wake: tokio::sync::Notify,
-    pub(crate) node: Weak<NodeInner>,
+/// Seconds since the Unix epoch, as Perl's `AE::now`.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
-pub(crate) struct SinkState {
-    pub(crate) fwd: Forwarder,
+/// How a sink sends what its forwarder drained (to the node's ports, through its handle).
+pub(crate) type SendFn = Box<dyn Fn(Vec<(PortId, Msg)>) + Send + Sync>;
+
+/// The forwarding state of one node: its subscribers and queue ([`Forwarder`]), how its
+/// sender task is woken, and how it sends.
+pub(crate) struct Sink {
+    state: parking_lot::Mutex<SinkState>,
+    wake: tokio::sync::Notify,
+    /// The node this sink belongs to (compared by address only; a `Weak` keeps its
+    /// allocation, so no other node can ever have the same address while the sink lives).
+    owner: Weak<dyn Any + Send + Sync>,
+    send: SendFn,
+}
+
+struct SinkState {
+    fwd: Forwarder,
     /// The sender task runs (it stops when the last subscriber is gone).
-    pub(crate) running: bool,
+    running: bool,
     /// Listed in the hub.
-    pub(crate) listed: bool,
+    listed: bool,
 }
 
 impl Sink {
-    pub(crate) fn new(node: Weak<NodeInner>) -> Sink {
-        Sink {
+    /// The sink of the node `owner`, which sends with `send`.
+    pub(crate) fn new(owner: Weak<dyn Any + Send + Sync>, send: SendFn) -> Arc<Sink> {
+        Arc::new(Sink {
             state: parking_lot::Mutex::new(SinkState {
                 fwd: Forwarder::new(FORWARD_QUEUE),
                 running: false,
                 listed: false,
             }),
             wake: tokio::sync::Notify::new(),
-            node,
+            owner,
+            send,
+        })
+    }
+
+    /// Adds (or updates) a subscriber; starts the sender task if it is not running. Must run
+    /// inside a tokio runtime.
+    pub(crate) fn subscribe(self: &Arc<Sink>, port: PortId, level: u8) {
+        let spawn = {
+            let mut st = self.state.lock();
+            st.fwd.subscribe(port, level);
+            !std::mem::replace(&mut st.running, true)
+        };
+        if spawn {
+            tokio::spawn(forward(self.clone()));
+        }
+        sink_changed(self);
+    }
+
+    /// Removes a subscriber (its port died); the sender task ends after the last one.
+    pub(crate) fn unsubscribe(self: &Arc<Sink>, port: &PortId) {
+        let wake = {
+            let mut st = self.state.lock();
+            st.fwd.unsubscribe(port);
+            st.fwd.is_empty() && st.running
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+        sink_changed(self);
+    }
+
+    /// The number of subscribers.
+    pub(crate) fn subscribers(&self) -> usize {
+        self.state.lock().fwd.len()
+    }
+}
+
+/// Sends what the forwarder queued, whenever woken; ends once the last subscriber is gone.
+async fn forward(sink: Arc<Sink>) {
+    loop {
+        sink.wake.notified().await;
+        let (out, done) = {
+            let mut st = sink.state.lock();
+            let out = st.fwd.drain(unix_now());
+            let done = st.fwd.is_empty();
+            if done {
+                st.running = false;
+            }
+            (out, done)
+        };
+        if !out.is_empty() {
+            quietly(|| (sink.send)(out));
+        }
+        if done {
+            return;
         }
     }
 }
@@ -187,7 +256,7 @@ static HUB: Hub = Hub {
 
 /// Lists `sink` in the hub (once) and recomputes the level records must have to be captured.
 /// Call after a subscriber came or went, without holding the sink's lock.
-pub(crate) fn sink_changed(sink: &Arc<Sink>) {
+fn sink_changed(sink: &Arc<Sink>) {
     let newly = {
         let mut st = sink.state.lock();
         !std::mem::replace(&mut st.listed, true)
@@ -207,14 +276,14 @@ pub(crate) fn sink_changed(sink: &Arc<Sink>) {
     HUB.max_level.store(max, Ordering::Relaxed);
 }
 
-/// The sink of the node behind `node`, if it ever had subscribers.
-pub(crate) fn sink_of(node: &Weak<NodeInner>) -> Option<Arc<Sink>> {
+/// The sink of the node `owner`, if it ever had subscribers.
+pub(crate) fn sink_of(owner: &Weak<dyn Any + Send + Sync>) -> Option<Arc<Sink>> {
     HUB.sinks
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter_map(Weak::upgrade)
-        .find(|s| s.node.ptr_eq(node))
+        .find(|s| s.owner.ptr_eq(owner))
 }
 
 /// The `tracing` layer that hands the process's events to the log catcher (see the
@@ -260,12 +329,7 @@ fn capture(event: &tracing::Event<'_>) {
     quietly(|| {
         let mut text = Text::default();
         event.record(&mut text);
-        let entry = LogEntry::new(
-            crate::kernel::node_port::unix_now(),
-            meta.target(),
-            level,
-            text.finish(),
-        );
+        let entry = LogEntry::new(unix_now(), meta.target(), level, text.finish());
         let sinks: Vec<Arc<Sink>> = HUB
             .sinks
             .read()
@@ -339,6 +403,88 @@ impl tracing::field::Visit for Text {
         } else {
             self.field(field.name(), format_args!("{value:?}"));
         }
+    }
+}
+
+/// One log record caught from another node (see [`Node::catch_logs`](crate::Node::catch_logs)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    /// The node that logged it.
+    pub node: NodeId,
+    /// When, in seconds since the Unix epoch (that node's clock).
+    pub time: f64,
+    /// Where: the `tracing` target for an aemp node, the logging context's title (a package
+    /// name) for a Perl node.
+    pub target: String,
+    /// AnyEvent::Log's level, 1 fatal ... 9 trace.
+    pub level: u8,
+    /// The text.
+    pub message: String,
+}
+
+impl LogRecord {
+    pub(crate) fn from_entry(node: NodeId, e: LogEntry) -> LogRecord {
+        LogRecord {
+            node,
+            time: e.time,
+            target: e.target.to_string(),
+            level: e.level,
+            message: e.message,
+        }
+    }
+
+    /// The name of its level (`"warn"`, `"info"`...).
+    pub fn level_name(&self) -> &'static str {
+        level_name(self.level)
+    }
+
+    /// Its level as a `tracing` level (see [`crate::log_catcher`] for the mapping).
+    pub fn tracing_level(&self) -> tracing::Level {
+        tracing_level(self.level)
+    }
+
+    /// Re-emits it as a local `tracing` event: target [`REMOTE_TARGET`], its level mapped
+    /// back to `tracing`'s, its message, and the fields `node` (where it was logged),
+    /// `origin` (its target there) and `time`. This node does not forward such events to
+    /// its own catchers.
+    pub fn emit(&self) {
+        let (node, origin, time, msg) = (
+            self.node.as_str(),
+            self.target.as_str(),
+            self.time,
+            self.message.as_str(),
+        );
+        quietly(|| match self.tracing_level() {
+            tracing::Level::ERROR => {
+                tracing::error!(target: REMOTE_TARGET, node, origin, time, "{msg}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: REMOTE_TARGET, node, origin, time, "{msg}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: REMOTE_TARGET, node, origin, time, "{msg}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: REMOTE_TARGET, node, origin, time, "{msg}")
+            }
+            _ => tracing::trace!(target: REMOTE_TARGET, node, origin, time, "{msg}"),
+        });
+    }
+}
+
+impl std::fmt::Display for LogRecord {
+    /// `<time> <node> <level> <target>: <message>`, the time in seconds since the epoch with
+    /// millisecond precision.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.3} {} {} {}: {}",
+            self.time,
+            self.node,
+            self.level_name(),
+            self.target,
+            self.message
+        )
     }
 }
 

@@ -2,11 +2,12 @@
 //! below it, so no import circle can come back unnoticed.
 //!
 //! ```text
-//!  node       -> runtime, kernel, transport, config, error
+//!  node       -> runtime, kernel, transport, config, error, log_catcher
 //!  runtime    -> kernel, transport, error
 //!  kernel     -> error
 //!  transport  -> error
 //!  config     (nothing)
+//!  log_catcher (nothing: the `tracing` layer and the forwarding queues)
 //!  error      -> config, transport (their error types convert into `aemp::Error`)
 //! ```
 
@@ -68,8 +69,16 @@ fn modules_use_only_the_layers_below_them() {
         ("runtime", &["kernel", "transport", "error"]),
         (
             "node",
-            &["runtime", "kernel", "transport", "config", "error"],
+            &[
+                "runtime",
+                "kernel",
+                "transport",
+                "config",
+                "error",
+                "log_catcher",
+            ],
         ),
+        ("log_catcher", &[]),
     ];
     for (module, ok) in allowed {
         let used = uses_of(module);

@@ -83,7 +83,7 @@ async fn wait_subscribers(catcher: &Node, ctl: &PortId, n: i64) {
 /// Reads `catch` until `want` records of target `src` have come from each of `nodes`;
 /// returns them per node, in order of arrival.
 async fn collect(
-    catch: &mut log_catcher::LogCatch,
+    catch: &mut aemp::LogCatch,
     nodes: &[NodeId],
     want: usize,
 ) -> HashMap<NodeId, Vec<LogRecord>> {

@@ -5,13 +5,12 @@
 use super::{DbWatch, Node};
 use crate::error::Error;
 use crate::kernel::monitor::{MonGuard, Monitor, Reason};
-use crate::kernel::node_port::unix_now;
-use crate::log_catcher::{self as lc, quietly, sink_changed, Sink, CATCH_QUEUE, REMOTE_TARGET};
+use crate::log_catcher::{self as lc, unix_now, LogRecord, Sink, CATCH_QUEUE};
 use aemp_proto::log_catch::{ConnectRequest, LogEntry, CONNECT_FUNCTION};
 use aemp_proto::{Msg, NodeId, PortId};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -23,7 +22,15 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 impl Node {
     /// Installs the `AnyEvent::MP::LogCatcher::connect` function (at node start).
     pub(crate) fn register_log_catcher(&self) {
-        let sink = Arc::new(Sink::new(Arc::downgrade(&self.inner)));
+        let node = Arc::downgrade(&self.inner);
+        let sink = Sink::new(
+            self.owner(),
+            Box::new(move |out| {
+                if let Some(inner) = node.upgrade() {
+                    send_all(&Node { inner }, out);
+                }
+            }),
+        );
         self.register(CONNECT_FUNCTION, move |cx, args| {
             let req = match ConnectRequest::parse(&args) {
                 Ok(r) => r,
@@ -34,37 +41,24 @@ impl Node {
                     return Ok(());
                 }
             };
-            let spawn = {
-                let mut st = sink.state.lock();
-                st.fwd.subscribe(req.port.clone(), req.level);
-                !std::mem::replace(&mut st.running, true)
-            };
-            if spawn {
-                tokio::spawn(forward(sink.clone()));
-            }
-            sink_changed(&sink);
-            let sink2 = sink.clone();
-            let port = req.port.clone();
+            sink.subscribe(req.port.clone(), req.level);
+            let (sink, port) = (sink.clone(), req.port.clone());
             // Ends the subscription when the port dies (at once if it is dead already; a lost
             // connection to its node counts as its death).
             cx.mon(
                 &req.port,
-                Monitor::callback(move |_reason| {
-                    let wake = {
-                        let mut st = sink2.state.lock();
-                        st.fwd.unsubscribe(&port);
-                        st.fwd.is_empty() && st.running
-                    };
-                    if wake {
-                        sink2.wake.notify_one();
-                    }
-                    sink_changed(&sink2);
-                }),
+                Monitor::callback(move |_reason| sink.unsubscribe(&port)),
             )
             .keep();
             tracing::debug!(port = %req.port, level = req.level, "log catcher: forwarding log records");
             Ok(())
         });
+    }
+
+    /// This node as the owner of its log catcher sink.
+    fn owner(&self) -> Weak<dyn std::any::Any + Send + Sync> {
+        let w: Weak<super::NodeInner> = Arc::downgrade(&self.inner);
+        w
     }
 
     /// The number of ports this node forwards its log records to (catchers subscribed with
@@ -79,8 +73,7 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub fn log_subscribers(&self) -> usize {
-        let me = Arc::downgrade(&self.inner);
-        lc::sink_of(&me).map_or(0, |s| s.state.lock().fwd.len())
+        lc::sink_of(&self.owner()).map_or(0, |s| s.subscribers())
     }
 
     /// Catches the log records of every other node of the network whose level is at most
@@ -133,31 +126,6 @@ impl Node {
     }
 }
 
-/// Sends what the forwarder queued, whenever woken; ends once the last subscriber is gone.
-async fn forward(sink: Arc<Sink>) {
-    loop {
-        sink.wake.notified().await;
-        let (out, done) = {
-            let mut st = sink.state.lock();
-            let out = st.fwd.drain(unix_now());
-            let done = st.fwd.is_empty();
-            if done {
-                st.running = false;
-            }
-            (out, done)
-        };
-        if !out.is_empty() {
-            if let Some(inner) = sink.node.upgrade() {
-                let node = Node { inner };
-                quietly(|| send_all(&node, out));
-            }
-        }
-        if done {
-            return;
-        }
-    }
-}
-
 /// Sends the messages, one batch per port, each port's in order.
 fn send_all(node: &Node, out: Vec<(PortId, Msg)>) {
     let mut batches: Vec<(PortId, Vec<Msg>)> = Vec::new();
@@ -171,88 +139,6 @@ fn send_all(node: &Node, out: Vec<(PortId, Msg)>) {
         // Fails only once the node is shut down (records are small, flat messages), and
         // then its subscriptions are ending anyway.
         let _ = node.snd_many(&port, msgs);
-    }
-}
-
-/// One log record caught from another node (see [`Node::catch_logs`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogRecord {
-    /// The node that logged it.
-    pub node: NodeId,
-    /// When, in seconds since the Unix epoch (that node's clock).
-    pub time: f64,
-    /// Where: the `tracing` target for an aemp node, the logging context's title (a package
-    /// name) for a Perl node.
-    pub target: String,
-    /// AnyEvent::Log's level, 1 fatal ... 9 trace.
-    pub level: u8,
-    /// The text.
-    pub message: String,
-}
-
-impl LogRecord {
-    fn from_entry(node: NodeId, e: LogEntry) -> LogRecord {
-        LogRecord {
-            node,
-            time: e.time,
-            target: e.target.to_string(),
-            level: e.level,
-            message: e.message,
-        }
-    }
-
-    /// The name of its level (`"warn"`, `"info"`...).
-    pub fn level_name(&self) -> &'static str {
-        lc::level_name(self.level)
-    }
-
-    /// Its level as a `tracing` level (see [`crate::log_catcher`] for the mapping).
-    pub fn tracing_level(&self) -> tracing::Level {
-        lc::tracing_level(self.level)
-    }
-
-    /// Re-emits it as a local `tracing` event: target [`REMOTE_TARGET`], its level mapped
-    /// back to `tracing`'s, its message, and the fields `node` (where it was logged),
-    /// `origin` (its target there) and `time`. This node does not forward such events to
-    /// its own catchers.
-    pub fn emit(&self) {
-        let (node, origin, time, msg) = (
-            self.node.as_str(),
-            self.target.as_str(),
-            self.time,
-            self.message.as_str(),
-        );
-        quietly(|| match self.tracing_level() {
-            tracing::Level::ERROR => {
-                tracing::error!(target: REMOTE_TARGET, node, origin, time, "{msg}")
-            }
-            tracing::Level::WARN => {
-                tracing::warn!(target: REMOTE_TARGET, node, origin, time, "{msg}")
-            }
-            tracing::Level::INFO => {
-                tracing::info!(target: REMOTE_TARGET, node, origin, time, "{msg}")
-            }
-            tracing::Level::DEBUG => {
-                tracing::debug!(target: REMOTE_TARGET, node, origin, time, "{msg}")
-            }
-            _ => tracing::trace!(target: REMOTE_TARGET, node, origin, time, "{msg}"),
-        });
-    }
-}
-
-impl std::fmt::Display for LogRecord {
-    /// `<time> <node> <level> <target>: <message>`, the time in seconds since the epoch with
-    /// millisecond precision.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:.3} {} {} {}: {}",
-            self.time,
-            self.node,
-            self.level_name(),
-            self.target,
-            self.message
-        )
     }
 }
 

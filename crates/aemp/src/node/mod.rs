@@ -19,7 +19,7 @@ pub use cal::Cal;
 pub use db::{DbEntry, DbWatch};
 pub use events::{next_up, MissedEvents, NodeEvents};
 pub use inbox::Inbox;
-pub use logs::{LogCatch, LogRecord};
+pub use logs::LogCatch;
 pub use network::PeerStats;
 pub use stats::{NodeStats, StatsError, STATS_FUNCTION};
 pub use timer::TimerGuard;
