@@ -650,6 +650,24 @@ impl DataConns {
         }
     }
 
+    /// The other node of `id`, while it is being set up.
+    pub fn peer_of(&self, id: &str) -> Option<&str> {
+        self.entries.get(id).map(|e| e.peer.as_str())
+    }
+
+    /// The initiator lost the target's node (`cause`) before its echo came: the requests
+    /// are lost, so the data connection fails at once (unreachable). Later it changes
+    /// nothing: the data connection does not need the node connection.
+    pub fn peer_lost(&mut self, id: &str, cause: &str) {
+        let Some(e) = self.entries.get(id) else {
+            return;
+        };
+        if let (Side::Initiator, Stage::Echo) = (e.side, &e.stage) {
+            let message = format!("{}: {cause}", e.peer);
+            self.fail(id, FailureKind::Unreachable, message);
+        }
+    }
+
     /// The initiator's port of `id` died: the data connection is abandoned (nothing is
     /// reported). Returns whether it was being set up.
     pub fn port_died(&mut self, id: &str) -> bool {
