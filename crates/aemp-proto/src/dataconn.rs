@@ -337,9 +337,12 @@ impl DataConns {
             .values()
             .flat_map(|e| {
                 let dial = match &e.stage {
-                    Stage::Dialing { plan, next, next_at, .. } if *next < plan.len() => {
-                        Some(*next_at)
-                    }
+                    Stage::Dialing {
+                        plan,
+                        next,
+                        next_at,
+                        ..
+                    } if *next < plan.len() => Some(*next_at),
                     _ => None,
                 };
                 [Some(e.deadline), dial]
@@ -528,7 +531,10 @@ impl DataConns {
                 .and_then(|c| c.strip_suffix('@'))
                 .is_some_and(|c| !c.is_empty())
         }) else {
-            return refuse(self, format!("malformed data connection id (not <n>@{from})"));
+            return refuse(
+                self,
+                format!("malformed data connection id (not <n>@{from})"),
+            );
         };
         let Some(timeout) = timeout.as_ref().and_then(parse_timeout) else {
             return refuse(self, "malformed timeout".to_owned());
@@ -727,7 +733,13 @@ impl DataConns {
         ids.sort();
         for id in ids {
             let e = &self.entries[id];
-            let Stage::Dialing { plan, next, next_at, .. } = &e.stage else {
+            let Stage::Dialing {
+                plan,
+                next,
+                next_at,
+                ..
+            } = &e.stage
+            else {
                 continue;
             };
             if *next >= plan.len() || *next_at > now {

@@ -301,7 +301,7 @@ impl DataConnError {
 /// # a.connect(b.listen_addrs()[0])?;
 /// // From a handler: the handler's port is the context; spawn a task for the stream.
 /// let worker = a.port().on("upload", |cx, m| {
-///     let to: aemp::NodeId = m.get(0).and_then(|v| v.as_str()).unwrap_or("").parse()?;
+///     let to = aemp::NodeId::new(m.get(0).and_then(|v| v.as_str()).unwrap_or(""))?;
 ///     let open = cx.data_conn(&to, "app::store").arg("file.bin").start();
 ///     tokio::spawn(async move {
 ///         if let Ok(mut conn) = open.await {

@@ -284,34 +284,78 @@ fn target_timeout_and_dial_back_without_listeners() {
 #[test]
 fn target_refuses_bad_expectations() {
     let t0 = Instant::now();
-    let mut dc = DataConns::new(B, Limits { max: 1, ..Limits::default() });
+    let mut dc = DataConns::new(
+        B,
+        Limits {
+            max: 1,
+            ..Limits::default()
+        },
+    );
     let kill = |text: &str| Effect::Send {
         node: A.into(),
         msg: msg!["kil1", "p", KILL_TAG, text],
     };
     // Unknown init function.
-    dc.expect(A, msg!["b@node-a", "node-a#p", 5, "nope"].into_vec(), |_| false, t0);
+    dc.expect(
+        A,
+        msg!["b@node-a", "node-a#p", 5, "nope"].into_vec(),
+        |_| false,
+        t0,
+    );
     let fx = effects(&mut dc);
     assert_eq!(fx[1], kill("node-b: unable to resolve function 'nope'"));
     // An id of another node, a bad timeout.
-    dc.expect(A, msg!["b@node-c", "node-a#p", 5, "f"].into_vec(), |_| true, t0);
-    dc.expect(A, msg!["b@node-a", "node-a#p", -1, "f"].into_vec(), |_| true, t0);
+    dc.expect(
+        A,
+        msg!["b@node-c", "node-a#p", 5, "f"].into_vec(),
+        |_| true,
+        t0,
+    );
+    dc.expect(
+        A,
+        msg!["b@node-a", "node-a#p", -1, "f"].into_vec(),
+        |_| true,
+        t0,
+    );
     let fx = effects(&mut dc);
     assert_eq!(fx.len(), 4);
     assert!(matches!(&fx[1], Effect::Send { .. }) && matches!(&fx[3], Effect::Send { .. }));
     // A port of another node: nothing is killed anywhere.
-    dc.expect(A, msg!["b@node-a", "node-c#p", 5, "f"].into_vec(), |_| true, t0);
+    dc.expect(
+        A,
+        msg!["b@node-a", "node-c#p", 5, "f"].into_vec(),
+        |_| true,
+        t0,
+    );
     dc.expect(A, msg!["b@node-a"].into_vec(), |_| true, t0);
     let fx = effects(&mut dc);
     assert!(fx.iter().all(|e| matches!(e, Effect::Ignored(_))), "{fx:?}");
     assert_eq!(dc.count(), 0);
     // The cap, and a repeated id.
-    dc.expect(A, msg!["b@node-a", "node-a#p", 5, "f"].into_vec(), |_| true, t0);
+    dc.expect(
+        A,
+        msg!["b@node-a", "node-a#p", 5, "f"].into_vec(),
+        |_| true,
+        t0,
+    );
     assert!(effects(&mut dc).is_empty());
-    dc.expect(A, msg!["b@node-a", "node-a#p", 5, "f"].into_vec(), |_| true, t0);
-    dc.expect(A, msg!["c@node-a", "node-a#p", 5, "f"].into_vec(), |_| true, t0);
+    dc.expect(
+        A,
+        msg!["b@node-a", "node-a#p", 5, "f"].into_vec(),
+        |_| true,
+        t0,
+    );
+    dc.expect(
+        A,
+        msg!["c@node-a", "node-a#p", 5, "f"].into_vec(),
+        |_| true,
+        t0,
+    );
     let fx = effects(&mut dc);
-    assert_eq!(fx[1], kill("node-b: data connection b@node-a is already expected"));
+    assert_eq!(
+        fx[1],
+        kill("node-b: data connection b@node-a is already expected")
+    );
     assert_eq!(fx[3], kill("node-b: too many data connections (at most 1)"));
     assert_eq!(dc.count(), 1);
 }
@@ -319,7 +363,13 @@ fn target_refuses_bad_expectations() {
 #[test]
 fn open_beyond_the_cap_and_to_self() {
     let t0 = Instant::now();
-    let mut dc = DataConns::new(A, Limits { max: 2, ..Limits::default() });
+    let mut dc = DataConns::new(
+        A,
+        Limits {
+            max: 2,
+            ..Limits::default()
+        },
+    );
     let echo = port(A, "echo");
     let (_, r) = dc.open(A, port(A, "p"), "f", Vec::new(), secs(5), &echo, t0);
     assert_eq!(r, Ok(true), "a local pair");
@@ -340,7 +390,10 @@ fn open_beyond_the_cap_and_to_self() {
 #[test]
 fn listeners_in_the_database() {
     let l = Value::Map(vec![
-        (Str::from(B), msg!["127.0.0.1:4040", "bad", "[::1]:5"].into()),
+        (
+            Str::from(B),
+            msg!["127.0.0.1:4040", "bad", "[::1]:5"].into(),
+        ),
         (Str::from("node-c"), Value::Null),
     ]);
     assert_eq!(

@@ -120,12 +120,13 @@ impl NodeHost {
                 }
             }
             DcCmd::PeerLost(id, reason) => {
-                let text = reason
-                    .as_slice()
-                    .iter()
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                // `("transport_error", node, text)`: the text says it all.
+                let text = match reason.as_slice() {
+                    [tag, _, text, ..] if tag.as_str() == Some("transport_error") => text
+                        .as_str()
+                        .map_or_else(|| text.to_string(), str::to_owned),
+                    _ => reason.to_string(),
+                };
                 self.dc.machine.peer_lost(&id, &text);
             }
             DcCmd::Listeners(id, family) => {
@@ -351,7 +352,9 @@ impl NodeHost {
                     Side::Initiator => self.dc_finish(&id, Ok(stream), None),
                     Side::Target => match self.dc.inits.get(&h.init).cloned() {
                         Some(f) => call_init(&h.init, &f, stream, h.args),
-                        None => tracing::warn!(init = %h.init, "data connection init function vanished"),
+                        None => {
+                            tracing::warn!(init = %h.init, "data connection init function vanished")
+                        }
                     },
                 }
             }
@@ -397,7 +400,12 @@ impl NodeHost {
         self.timers_dirty = true;
         while let Some(e) = self.dc.machine.poll_effect() {
             match e {
-                Effect::Send { node, msg } => self.send_remote(&node, "", msg),
+                // Through the kernel's queue: behind the echo port and the monitors
+                // queued for the same data connection.
+                Effect::Send { node, msg } => self.postpone(Task::Send {
+                    port: PortId::from_parts(&node, ""),
+                    msg,
+                }),
                 Effect::Lookup { id, node } => {
                     let known = self.known_addresses(&node);
                     if known.is_empty() {
