@@ -1,5 +1,5 @@
 //! Data connections (`AnyEvent::MP::DataConn`) as a sans-IO state machine: the set-up of a
-//! raw, authenticated byte stream between two nodes (docs/protocol.md, "Data connections").
+//! raw, authenticated byte stream between two nodes (docs/protocol.md §12).
 //!
 //! Both nodes keep an entry per data connection being set up, under its id
 //! `<counter>@<initiator node id>`:

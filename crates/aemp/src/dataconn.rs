@@ -1,7 +1,7 @@
 //! Data connections (`AnyEvent::MP::DataConn`): a raw, authenticated byte stream between
 //! two nodes, for bulk data that should not go through messages.
 //!
-//! See the [guide](crate::guide#data-connections) for an overview, [`DataConnRequest`] for
+//! See the [guide](crate::guide#10-data-connections) for an overview, [`DataConnRequest`] for
 //! opening one, [`Node::register_data_init`] for accepting them, and [`DataConn`] for the
 //! stream.
 
@@ -419,7 +419,7 @@ impl Node {
     /// Registering a name again replaces the function. Only registered names can be opened:
     /// a request for another name is refused (the requesting port is killed with
     /// `unable to resolve function '<name>'`), also in `secure` mode, where these are the
-    /// only data connections allowed (see the [guide](crate::guide#data-connections)).
+    /// only data connections allowed (see the [guide](crate::guide#10-data-connections)).
     ///
     /// `f` runs on the node's dispatcher: it must not block (spawn a task for the I/O).
     pub fn register_data_init(

@@ -73,7 +73,7 @@ impl Kernel {
             }
             NodeReq::Global(tag, args) => host.global_request(&from, tag, args),
             // Data connections decide for themselves: they only ever run init functions the
-            // user registered for them, so secure mode lets them through (docs/protocol.md).
+            // user registered for them, so secure mode lets them through (docs/protocol.md §12).
             NodeReq::Call(func, args) if aemp_proto::dataconn::is_entry(&func) => {
                 host.data_conn_request(&from, &func, args)
             }
