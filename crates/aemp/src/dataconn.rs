@@ -60,6 +60,7 @@ pub type DataInitFn = Arc<dyn Fn(DataConn, Vec<Value>) + Send + Sync + 'static>;
 ///     });
 /// });
 /// a.connect(b.listen_addrs()[0])?;
+/// a.wait_up(b.id(), Duration::from_secs(10)).await;
 /// // A: open one and talk through it.
 /// let mut conn = a.data_conn(b.id(), "app::echo").await?;
 /// conn.write_all(b"hello").await?;
@@ -299,6 +300,7 @@ impl DataConnError {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let (a, b) = (net("a").await?, net("b").await?);
 /// # a.connect(b.listen_addrs()[0])?;
+/// # a.wait_up(b.id(), Duration::from_secs(10)).await;
 /// // From a handler: the handler's port is the context; spawn a task for the stream.
 /// let worker = a.port().on("upload", |cx, m| {
 ///     let to = aemp::NodeId::new(m.get(0).and_then(|v| v.as_str()).unwrap_or(""))?;
