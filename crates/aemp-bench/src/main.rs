@@ -11,6 +11,7 @@
 
 mod bigfam;
 mod child;
+mod dataconn;
 mod dbprop;
 mod local;
 mod rate;
@@ -64,7 +65,7 @@ pub async fn within<T>(
         .map_err(|_| format!("{what}: timed out after {limit:?}"))
 }
 
-const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4", "R5", "D1"];
+const ALL: &[&str] = &["L1", "L2", "L3", "R1", "R2", "R3", "R4", "R5", "D1", "DC1"];
 
 /// Runtime threads per process in the two-process workloads (`AEMP_BENCH_WORKERS`,
 /// default 1: both processes share the machine's cores, and one thread per process keeps
@@ -103,7 +104,7 @@ fn configured_spin() -> Duration {
 }
 
 fn choose_spin(workload: &str) {
-    let d = if workload == "R4" {
+    let d = if workload == "R4" || workload == "DC1" {
         Duration::ZERO
     } else {
         configured_spin()
@@ -193,6 +194,19 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Hidden mode: this process is node B of DC1 (see dataconn.rs).
+    if argv.get(1).map(String::as_str) == Some("--serve-dc") {
+        let Some(secret) = argv.get(2) else {
+            return usage();
+        };
+        return match dataconn::serve(secret) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("node B: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Hidden mode: this process is node B of a remote workload (see remote.rs).
     if argv.get(1).map(String::as_str) == Some("--serve-b") {
         let (Some(framing), Some(secret)) = (argv.get(2), argv.get(3)) else {
@@ -255,7 +269,7 @@ fn main() -> ExitCode {
         let workers = match w.as_str() {
             // Bulk copying (R4) gains from a second thread; the message-rate workloads lose
             // more to cross-thread wake-ups than they gain.
-            "R4" => std::env::var("AEMP_BENCH_WORKERS")
+            "R4" | "DC1" => std::env::var("AEMP_BENCH_WORKERS")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(2),
@@ -281,6 +295,7 @@ fn main() -> ExitCode {
                 "R5" => rate::r5(&opts).await,
                 "Rmem" => remote::rmem(&opts).await,
                 "D1" => dbprop::d1(&opts).await,
+                "DC1" => dataconn::dc1(&opts).await,
                 "Dbig" => bigfam::dbig(&opts).await,
                 "S1" => scale::s1(&opts).await,
                 "S2" => scale::s2(&opts).await,

@@ -10,6 +10,7 @@
 //! * [`codec`]: the `json` and `cbor` framings, incremental decoders and encoders.
 //! * [`handshake`]: the AEMP greeting/nonce/auth handshake as a state machine.
 //! * [`conn_registry`]: one connection per pair of nodes (simultaneous connects, re-dials).
+//! * [`dataconn`]: the set-up of data connections (raw streams between two nodes).
 //! * [`peers`]: the per-node peer table (connection state, address book, connect pacing).
 //! * [`global`]: the global service (roles, master selection, the global mesh, address
 //!   look-up, queries, `db_mon` subscribers) and the seed connector's timing.
@@ -32,6 +33,7 @@
 pub mod addr;
 pub mod codec;
 pub mod conn_registry;
+pub mod dataconn;
 pub mod db;
 pub mod global;
 pub mod handshake;

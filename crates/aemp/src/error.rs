@@ -64,6 +64,9 @@ pub enum Error {
     /// A [`cal`](crate::Node::cal) produced no reply.
     #[error(transparent)]
     Cal(#[from] CalError),
+    /// A data connection did not come up (see [`DataConnRequest`](crate::DataConnRequest)).
+    #[error(transparent)]
+    DataConn(#[from] crate::dataconn::DataConnError),
     /// An [`Inbox`](crate::Inbox)'s port is dead.
     #[error(transparent)]
     InboxClosed(#[from] InboxClosed),

@@ -91,6 +91,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod dataconn;
 mod error;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
@@ -105,6 +106,10 @@ pub use aemp_proto::db::DbMap;
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, Msg, NodeId, PortId, Str, Value};
 pub use config::{Config, SendQueueLimit};
+pub use dataconn::{
+    DataConn, DataConnError, DataConnLimits, DataConnRequest, DataInitFn, PendingDataConn,
+    DEFAULT_DATA_CONN_TIMEOUT,
+};
 pub use error::{CalError, Error, HandlerError, HandlerResult, InboxClosed, Reason};
 pub use kernel::context::Cx;
 pub use kernel::monitor::{MonGuard, Monitor};

@@ -54,6 +54,12 @@ pub(crate) trait Host {
     fn send_if_up(&mut self, node: &str, port: &str, msg: Msg);
     /// A global-protocol request (`g_*`) for the global service.
     fn global_request(&mut self, from: &NodeId, tag: Str, args: Vec<Value>);
+    /// A data connection request (`AnyEvent::MP::DataConn::_expect` or `_connect`) from
+    /// node `from`, for the node's data connections.
+    fn data_conn_request(&mut self, from: &NodeId, func: &str, args: Vec<Value>) {
+        let _ = args;
+        tracing::warn!(src = %from, function = %func, "data connections are not served here");
+    }
     /// The nodes currently connected (for `aemp_nodes`).
     fn up_nodes(&self) -> Vec<NodeId>;
     /// The node's public handle, opaque to the kernel (see `Cx::node`).

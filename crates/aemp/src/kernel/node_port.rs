@@ -41,6 +41,7 @@ impl Kernel {
             } => {
                 let known = KNOWN_TAGS.contains(&tag.as_str())
                     || tag == node_req::SPAWN_FUNC
+                    || aemp_proto::dataconn::is_entry(&tag)
                     || self.shared.registry.read().get(&tag).is_some();
                 extra.push(Value::Bool(known));
                 self.snd_checked(&reply, Msg::from(extra), host);
@@ -71,6 +72,11 @@ impl Kernel {
                 self.run_named(&port, &init, args, src, host);
             }
             NodeReq::Global(tag, args) => host.global_request(&from, tag, args),
+            // Data connections decide for themselves: they only ever run init functions the
+            // user registered for them, so secure mode lets them through (docs/protocol.md §13).
+            NodeReq::Call(func, args) if aemp_proto::dataconn::is_entry(&func) => {
+                host.data_conn_request(&from, &func, args)
+            }
             NodeReq::Call(func, args) => {
                 if secure && src.is_some() {
                     tracing::warn!(src = %from, function = %func, "remote execution not allowed (secure mode)");

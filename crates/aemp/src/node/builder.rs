@@ -63,6 +63,8 @@ pub struct NodeBuilder {
     cfg: Config,
     limits: Limits,
     services: BTreeMap<String, ServiceFn>,
+    data_conn: crate::DataConnLimits,
+    data_inits: Vec<(String, crate::DataInitFn)>,
 }
 
 impl Node {
@@ -89,6 +91,8 @@ impl Node {
             cfg,
             limits: Limits::default(),
             services: BTreeMap::new(),
+            data_conn: crate::DataConnLimits::default(),
+            data_inits: Vec::new(),
         }
     }
 }
@@ -106,6 +110,25 @@ impl NodeBuilder {
     /// The limits the node applies (see [`Node::configure_with_limits`]).
     pub fn limits(mut self, limits: Limits) -> NodeBuilder {
         self.limits = limits;
+        self
+    }
+
+    /// The limits of the node's data connections: how many may be set up or open at once,
+    /// and how long a data connection's handshake may take (default
+    /// [`DataConnLimits::default`](crate::DataConnLimits): 64, 10 s).
+    pub fn data_conn_limits(mut self, limits: crate::DataConnLimits) -> NodeBuilder {
+        self.data_conn = limits;
+        self
+    }
+
+    /// Registers the init function `name` for incoming data connections before the node
+    /// starts (see [`Node::register_data_init`]).
+    pub fn data_init(
+        mut self,
+        name: &str,
+        f: impl Fn(crate::DataConn, Vec<Value>) + Send + Sync + 'static,
+    ) -> NodeBuilder {
+        self.data_inits.push((name.to_owned(), Arc::new(f)));
         self
     }
 
@@ -132,6 +155,8 @@ impl NodeBuilder {
             cfg,
             limits,
             services,
+            data_conn,
+            data_inits,
         } = self;
         let mut start = Vec::new();
         for s in &cfg.services {
@@ -150,7 +175,10 @@ impl NodeBuilder {
                 }
             }
         }
-        let node = Node::configure_network(cfg, limits).await?;
+        let node = Node::configure_network(cfg, limits, data_conn).await?;
+        for (name, f) in data_inits {
+            node.register_data_init(&name, move |conn, args| f(conn, args));
+        }
         for (name, f, args) in start {
             if let Err(e) = f(&node, args) {
                 node.shutdown().await;

@@ -62,7 +62,11 @@ impl Node {
 
     /// The network part of configuring (services are started by the caller,
     /// [`NodeBuilder::configure`](super::NodeBuilder::configure)).
-    pub(super) async fn configure_network(cfg: Config, limits: Limits) -> Result<Node, Error> {
+    pub(super) async fn configure_network(
+        cfg: Config,
+        limits: Limits,
+        data_conn: crate::DataConnLimits,
+    ) -> Result<Node, Error> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let bind_eps = cfg.binds.clone();
         let binds = tokio::task::spawn_blocking(move || resolve_all(&bind_eps))
@@ -77,6 +81,7 @@ impl Node {
             limits,
             trace: false,
             send_queue_limit: cfg.send_queue_limit.bytes(),
+            data_conn,
         };
         let secret = cfg
             .secret

@@ -52,6 +52,8 @@ pub(super) struct NodeHost {
     /// Something happened that may have moved a deadline.
     pub(super) timers_dirty: bool,
     timer: Option<watch::Sender<Option<Instant>>>,
+    /// Data connections (see `super::dataconn`).
+    pub(super) dc: super::dataconn::DcState,
 }
 
 fn now() -> Instant {
@@ -72,7 +74,13 @@ impl NodeHost {
         config.global = setup.global;
         config.rng_seed = rand::random();
         let now = now();
+        let dc_limits = setup
+            .transport
+            .as_ref()
+            .map(|t| t.cfg.data_conn)
+            .unwrap_or_default();
         NodeHost {
+            dc: super::dataconn::DcState::new(core.shared.id.as_str(), dc_limits),
             owner: setup.owner,
             run: VecDeque::new(),
             dispatching: false,
@@ -138,6 +146,34 @@ impl NodeHost {
         self.now = now();
     }
 
+    /// The time of the current step.
+    pub(super) fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The node's network, if it has one.
+    pub(super) fn transport(&self) -> Option<&Arc<Transport>> {
+        self.transport.as_ref()
+    }
+
+    /// The listen addresses the peer table knows for `node`.
+    pub(super) fn known_addresses(&self, node: &str) -> Vec<SocketAddr> {
+        self.net.peers().known_addresses(node).to_vec()
+    }
+
+    /// A database query whose answer goes to `reply`.
+    pub(super) fn db_query_raw(
+        &mut self,
+        kind: aemp_proto::global::QueryKind,
+        family: &aemp_proto::db::names::Family,
+        reply: impl FnOnce(Value) + Send + 'static,
+    ) {
+        let now = self.now;
+        let id = self.net.db_query(kind, family, now);
+        self.queries.insert(id, Box::new(reply));
+        self.drain();
+    }
+
     pub(super) fn has_lost(&self) -> bool {
         !self.lost.is_empty()
     }
@@ -158,7 +194,10 @@ impl NodeHost {
     pub(super) fn arm_timer(&mut self) {
         self.timers_dirty = false;
         let Some(timer) = &self.timer else { return };
-        let next = self.net.poll_timeout();
+        let next = match (self.net.poll_timeout(), self.dc.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if next != self.armed {
             self.armed = next;
             timer.send_replace(next);
@@ -171,6 +210,7 @@ impl NodeHost {
         self.armed = None;
         self.net.handle_timeout(self.now);
         self.drain();
+        self.dc_tick();
     }
 
     // ---- inputs --------------------------------------------------------------------------
@@ -223,6 +263,7 @@ impl NodeHost {
                 self.net.closed(id, node, addr, outgoing, &text, now);
             }
             ConnEvent::ReachedSelf { addr } => self.net.reached_self(addr, now),
+            ConnEvent::Data(ev) => return self.data_event(*ev),
         }
         self.drain();
     }
@@ -364,6 +405,10 @@ impl Host for NodeHost {
         let now = self.now;
         self.net.global_request(from.as_str(), &tag, args, now);
         self.drain();
+    }
+
+    fn data_conn_request(&mut self, from: &NodeId, func: &str, args: Vec<Value>) {
+        NodeHost::data_conn_request(self, from, func, args);
     }
 
     fn up_nodes(&self) -> Vec<NodeId> {

@@ -13,11 +13,13 @@
 //! queues into the same run queue, so everything one handler does keeps one FIFO order.
 
 mod cal;
+mod dataconn;
 mod direct;
 mod host;
 mod spin;
 
 pub(crate) use cal::CalRequest;
+pub(crate) use dataconn::DcCmd;
 
 use crate::kernel::monitor::Canceller;
 use crate::kernel::{Kernel, Shared, Task};
@@ -170,6 +172,8 @@ pub(crate) enum Cmd {
     Dial(SocketAddr, Option<Str>),
     /// Listen addresses of a node, from the user.
     AddAddress(Str, Vec<SocketAddr>),
+    /// Data connection work (boxed: rare).
+    DataConn(Box<DcCmd>),
     /// A deadline of one of the state machines may have passed.
     Tick,
     /// Nothing (what a taken command leaves behind in the dispatcher's batch).
@@ -419,6 +423,7 @@ impl Runtime {
             }
             Cmd::Dial(addr, node) => self.host.dial(addr, node),
             Cmd::AddAddress(node, addrs) => self.host.add_addresses(&node, addrs),
+            Cmd::DataConn(cmd) => self.host.data_conn(*cmd),
             Cmd::Tick => self.host.tick(),
             // Taken by `exec` before it gets here; handled the same way all the same.
             Cmd::Task(t) => self.kernel.exec(t, &mut self.host),

@@ -138,7 +138,7 @@ pub(crate) enum ConnError {
     /// connection is dropped with everything queued (see [`ConnTx::send`]).
     #[error("{}", aemp_proto::peers::send_queue_over(*.0))]
     SendQueueOver(usize),
-    /// An authenticated connection of another protocol (data connections are not served).
+    /// An authenticated connection of a sub-protocol this node does not serve.
     #[error("sub-protocol {0} is not served")]
     SubProtocol(String),
     /// The negotiated framing is not one this node can use.
@@ -540,7 +540,7 @@ pub(crate) async fn run(
     set_liveness(&stream, t.cfg.monitor_timeout);
     let span = tracing::info_span!("conn", id, addr = %addr, outgoing);
     let mut peer: Option<NodeId> = None;
-    let result = drive(&t, stream, addr, outgoing, id, verdict, &mut peer)
+    let result = drive(&t, stream, addr, outgoing, id, verdict, &mut peer, None)
         .instrument(span.clone())
         .await;
     t.remove_live(id);
@@ -589,7 +589,11 @@ fn set_liveness(stream: &TcpStream, monitor_timeout: Duration) {
     let _ = sock.set_tcp_user_timeout(Some(idle + Duration::from_secs(15)));
 }
 
-async fn drive(
+/// Drives one connection: the handshake, then the data phase of a node connection, or the
+/// hand-over of a data connection (`data_id`: we dial one, with that id; an accepted
+/// connection becomes one when the peer's greeting upgrades it, see [`super::dataconn`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn drive(
     net: &Arc<Transport>,
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -597,8 +601,17 @@ async fn drive(
     id: u64,
     mut verdict: watch::Receiver<Verdict>,
     peer: &mut Option<NodeId>,
+    data_id: Option<&str>,
 ) -> Result<(), ConnError> {
-    let mut hs = Handshake::new(&net.hs, &format_hostport(&addr), new_nonce());
+    let data_cfg;
+    let cfg = match data_id {
+        Some(dc) => {
+            data_cfg = super::dataconn::handshake_config(&net.hs, dc);
+            &data_cfg
+        }
+        None => &net.hs,
+    };
+    let mut hs = Handshake::new(cfg, &format_hostport(&addr), new_nonce());
     if let Some(e) = hs.error() {
         return Err(ConnError::handshake(e.clone(), false));
     }
@@ -612,8 +625,14 @@ async fn drive(
         peer,
         tls: false,
         auth_sent: false,
+        deadline: data_id
+            .map(|_| tokio::time::Instant::now() + net.cfg.data_conn.handshake_timeout),
     };
     match handshake(&mut ctx, &mut stream, &mut hs, Vec::new()).await? {
+        Phase::Done(est, rest) if est.protocol != "aemp" => {
+            let io = super::dataconn::Io::Tcp(stream);
+            super::dataconn::hand_over(net, io, *est, rest, addr, outgoing, data_id)
+        }
         Phase::Done(est, rest) => {
             data_phase(net, stream, est, rest, id, ctx.peer, ctx.verdict).await
         }
@@ -621,7 +640,7 @@ async fn drive(
             let identity = net.tls.clone().ok_or(ConnError::TlsUnconfigured)?;
             let pre = Prefixed::new(leftover, stream);
             let mut tls = tokio::time::timeout(
-                net.cfg.monitor_timeout,
+                ctx.read_limit(),
                 super::tls::start_tls(pre, client, &identity),
             )
             .await
@@ -633,6 +652,10 @@ async fn drive(
                 .await
                 .map_err(ConnError::in_tls)?;
             match phase {
+                Phase::Done(est, rest) if est.protocol != "aemp" => {
+                    let io = super::dataconn::Io::Tls(Box::new(tls));
+                    super::dataconn::hand_over(net, io, *est, rest, addr, outgoing, data_id)
+                }
                 Phase::Done(est, rest) => {
                     data_phase(net, tls, est, rest, id, ctx.peer, ctx.verdict).await
                 }
@@ -654,6 +677,21 @@ struct HsCtx<'a> {
     tls: bool,
     /// Our auth line was written.
     auth_sent: bool,
+    /// When the handshake must be done: set for data connections (from the start when we
+    /// dial one, from the peer's greeting when it upgrades an accepted connection).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl HsCtx<'_> {
+    /// How long the next step of the handshake may wait: `monitor_timeout` without read
+    /// activity, and no later than the deadline.
+    fn read_limit(&self) -> Duration {
+        let idle = self.net.cfg.monitor_timeout;
+        match self.deadline {
+            Some(d) => idle.min(d.saturating_duration_since(tokio::time::Instant::now())),
+            None => idle,
+        }
+    }
 }
 
 async fn write<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> Result<(), ConnError> {
@@ -684,7 +722,16 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 match ev {
                     Event::PeerGreeting(g) => {
                         let node = NodeId::new(&g.node_id).map_err(ConnError::PeerGreeting)?;
-                        if g.protocol == "aemp" {
+                        if hs.protocol() != "aemp" {
+                            // A data connection (ours, or upgraded by the peer's greeting):
+                            // no node connection, and a deadline for the whole handshake.
+                            if ctx.deadline.is_none() {
+                                ctx.deadline = Some(
+                                    tokio::time::Instant::now()
+                                        + ctx.net.cfg.data_conn.handshake_timeout,
+                                );
+                            }
+                        } else if g.protocol == "aemp" {
                             ctx.net.report(ConnEvent::Greeted {
                                 id: ctx.id,
                                 node: node.clone(),
@@ -720,7 +767,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                         // the peer's: a peer with another secret learns it from our line.
                         // A greeting read in the same call as the failing line is known,
                         // though its event was dropped: the failure concerns that node.
-                        if ctx.peer.is_none() {
+                        if ctx.peer.is_none() && hs.protocol() == "aemp" {
                             *ctx.peer = hs
                                 .peer()
                                 .filter(|g| g.protocol == "aemp")
@@ -769,7 +816,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let waiting = held.is_some();
         tokio::select! {
-            r = tokio::time::timeout(ctx.net.cfg.monitor_timeout, stream.read(&mut buf)) => {
+            r = tokio::time::timeout(ctx.read_limit(), stream.read(&mut buf)) => {
                 let n = r
                     .map_err(|_| ConnError::HandshakeTimeout)??;
                 if n == 0 {
@@ -1034,6 +1081,11 @@ impl<S> Prefixed<S> {
             pos: 0,
             inner,
         }
+    }
+
+    /// The inner stream.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 

@@ -8,6 +8,7 @@
 //! and learn from a verdict channel whether they may commit to the peer.
 
 pub(crate) mod connection;
+pub(crate) mod dataconn;
 pub(crate) mod tls;
 
 pub use tls::TlsError;
@@ -49,6 +50,8 @@ pub(crate) struct NetConfig {
     /// Bytes that may wait to be written to one peer before its connection is dropped
     /// (`None`: no limit).
     pub send_queue_limit: Option<usize>,
+    /// Limits of data connections (the handshake timeout is applied here).
+    pub data_conn: aemp_proto::dataconn::Limits,
 }
 
 /// Traffic counters of the node (all connections).
@@ -114,6 +117,8 @@ pub(crate) enum ConnEvent {
     },
     /// An outgoing connection reached this very node (a seed address of our own).
     ReachedSelf { addr: SocketAddr },
+    /// A data connection authenticated, or a dial of one failed (boxed: rare).
+    Data(Box<dataconn::DataEvent>),
 }
 
 /// Where connections report to (the node task).
