@@ -147,3 +147,48 @@ fn without_a_subscriber_deaths_go_to_stderr() {
     }
     assert!(!stderr.contains("silenced"), "{stderr}");
 }
+
+/// A function called on the node port (`["app::f", args...]` to `node#`) that fails or
+/// panics kills no port, but its failure is reported the same way (was silently dropped).
+#[tokio::test(flavor = "current_thread")]
+async fn failing_node_port_functions_are_warnings() {
+    let (logs, _log) = Logs::capture(tracing::Level::INFO);
+    let node = node();
+    node.register("app::refuse", |_cx, _args| Err("bad request".into()));
+    node.register("app::crash", |_cx, _args| panic!("function bug"));
+    node.register("app::fine", |_cx, _args| Ok(()));
+    let node_port = node.id().node_port();
+    for f in ["app::refuse", "app::crash", "app::fine"] {
+        node.snd(&node_port, msg![f, 1]).unwrap();
+    }
+    settle(&node).await;
+    let lines = logs.lines();
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("node-port function failed"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{lines:#?}");
+    assert!(failed[0].contains(" WARN "), "{failed:#?}");
+    assert!(failed[0].contains("function=\"app::refuse\""), "{failed:#?}");
+    assert!(
+        failed[0].contains(r#"reason=["die","bad request"]"#),
+        "{failed:#?}"
+    );
+    assert!(failed[1].contains("function=\"app::crash\""), "{failed:#?}");
+    assert!(
+        failed[1].contains(r#"reason=["die","function bug"]"#),
+        "{failed:#?}"
+    );
+
+    // Switched off with the handler deaths.
+    node.set_log_deaths(false);
+    node.snd(&node_port, msg!["app::refuse", 2]).unwrap();
+    settle(&node).await;
+    assert_eq!(
+        logs.lines()
+            .iter()
+            .filter(|l| l.contains("node-port function failed"))
+            .count(),
+        2
+    );
+}

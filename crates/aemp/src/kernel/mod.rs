@@ -720,8 +720,28 @@ impl Kernel {
             Ok(Err(e)) => e.to_string(),
             Err(panic) => panic_text(&panic),
         };
-        let reason = vec!["die".into(), failure.into()].into();
+        let reason: Reason = vec!["die".into(), failure.into()].into();
+        if name.is_empty() {
+            // A function called on the node port: no port dies, but its failure is reported
+            // like a handler's, so that it is not silent.
+            self.report_function_failure(func, src, &reason);
+            return;
+        }
         self.kill_port(name, reason, Death::Handler, host);
+    }
+
+    /// Reports a function run on the node port (a request `[function, args...]`) that failed
+    /// or panicked, under the same switch and in the same way as [`Kernel::report_death`].
+    fn report_function_failure(&self, func: &str, src: Option<&NodeId>, reason: &Reason) {
+        if !self.shared.log_deaths.load(Ordering::Relaxed) {
+            return;
+        }
+        let from = src.unwrap_or(&self.id);
+        if tracing_is_set() {
+            tracing::warn!(function = func, src = %from, reason = %reason, "node-port function failed");
+        } else {
+            eprintln!("aemp: function {func} (called by {from}) failed: {reason}");
+        }
     }
 
     /// The node shuts down: every monitor this node holds (on its own ports, on other nodes

@@ -35,8 +35,8 @@ impl Node {
             let req = match ConnectRequest::parse(&args) {
                 Ok(r) => r,
                 Err(e) => {
-                    // Logged here: the error of a function called on the node port has no
-                    // port to kill.
+                    // Logged here with the catcher's own wording; the request is dropped
+                    // (a returned error would be logged as a failed node-port function).
                     tracing::warn!(src = %cx.src_node(), error = %e, "log catcher: connect request refused");
                     return Ok(());
                 }
