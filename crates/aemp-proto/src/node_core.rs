@@ -188,15 +188,28 @@ pub enum Log {
         /// Why.
         error: NameError,
     },
-    /// An entry of this node's database was dropped because the master refused it: each
-    /// time it was sent on its own, the master closed the connection (error).
+    /// An entry of this node's database was dropped because its master, or a global peer
+    /// of this global node, refused it: each time it was sent on its own, that node closed
+    /// the connection (error).
     DbEntryRefused {
         /// The family.
         family: Str,
         /// The key.
         key: Str,
-        /// The master that refused it.
-        master: Str,
+        /// The node that refused it.
+        peer: Str,
+    },
+    /// An entry a slave of this global node set is withheld from a global peer that
+    /// refused it (error).
+    DbEntryWithheld {
+        /// The family.
+        family: Str,
+        /// The key.
+        key: Str,
+        /// The slave that set it.
+        owner: Str,
+        /// The global node that refused it.
+        peer: Str,
     },
 }
 
@@ -211,7 +224,7 @@ impl Log {
             | Log::Master(_)
             | Log::BecameGlobal => Level::Info,
             Log::Refused { .. } | Log::DbSetRefused { .. } => Level::Warn,
-            Log::DbEntryRefused { .. } => Level::Error,
+            Log::DbEntryRefused { .. } | Log::DbEntryWithheld { .. } => Level::Error,
         }
     }
 }
@@ -248,14 +261,21 @@ impl fmt::Display for Log {
                 write!(f, "error processing node message (from {from}: {error})")
             }
             Log::DbSetRefused { error } => write!(f, "db_set refused: {error}"),
-            Log::DbEntryRefused {
+            Log::DbEntryRefused { family, key, peer } => write!(
+                f,
+                "database entry dropped: node {peer} refuses it (family {family}, key {key}: \
+                 {peer} closed the connection each time the entry was sent)"
+            ),
+            Log::DbEntryWithheld {
                 family,
                 key,
-                master,
+                owner,
+                peer,
             } => write!(
                 f,
-                "database entry dropped: the master refuses it (family {family}, key {key}, \
-                 master {master}: it closed the connection each time the entry was sent)"
+                "database entry withheld from global node {peer}, which refuses it (family \
+                 {family}, key {key}, set by {owner}: {peer} closed the connection each time \
+                 the entry was sent)"
             ),
         }
     }
@@ -892,14 +912,19 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }),
                 global::Effect::Master(m) => self.log(Log::Master(m)),
                 global::Effect::BecameGlobal => self.log(Log::BecameGlobal),
-                global::Effect::EntryDropped {
+                global::Effect::EntryDropped { family, key, peer } => {
+                    self.log(Log::DbEntryRefused { family, key, peer })
+                }
+                global::Effect::EntryWithheld {
                     family,
                     key,
-                    master,
-                } => self.log(Log::DbEntryRefused {
+                    owner,
+                    peer,
+                } => self.log(Log::DbEntryWithheld {
                     family,
                     key,
-                    master,
+                    owner,
+                    peer,
                 }),
                 global::Effect::Orphaned { node } => {
                     let at = later(now, self.connect_interval + ORPHAN_SLACK);

@@ -34,7 +34,8 @@
 //! # Refused entries
 //!
 //! [`probe`]: how a slave whose master keeps closing the connection right after it sent its
-//! database finds the entry the master refuses, and drops it.
+//! database finds the entry the master refuses, and drops it. [`mesh`]: the same between
+//! global nodes.
 //!
 //! # Seeds
 //!
@@ -42,6 +43,7 @@
 //! once, then a randomised back-off that doubles up to `monitor_timeout`, restarting when a
 //! seed node is lost).
 
+pub mod mesh;
 pub mod probe;
 mod seeds;
 mod service;
