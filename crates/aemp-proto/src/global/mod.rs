@@ -35,7 +35,8 @@
 //!
 //! [`probe`]: how a slave whose master keeps closing the connection right after it sent its
 //! database finds the entry the master refuses, and drops it. [`mesh`]: the same between
-//! global nodes.
+//! global nodes. [`split`]: requests built from many entries that are too large for one
+//! frame.
 //!
 //! # Seeds
 //!
@@ -47,6 +48,7 @@ pub mod mesh;
 pub mod probe;
 mod seeds;
 mod service;
+pub mod split;
 
 #[cfg(test)]
 mod sim_tests;

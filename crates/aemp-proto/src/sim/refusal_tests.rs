@@ -62,6 +62,16 @@ fn too_large(_port: &str, msg: &Msg) -> Option<Duration> {
     (msg.as_slice().iter().map(longest).max().unwrap_or(0) > 10_000).then_some(ms(400))
 }
 
+/// The limits of the nodes that send the values [`too_deep`] refuses: deeper than the
+/// refusing peer's, as for a node configured otherwise (with equal limits, a node does not
+/// send what its peers would refuse).
+fn deeper() -> crate::codec::Limits {
+    crate::codec::Limits {
+        max_depth: 128,
+        ..crate::codec::Limits::default()
+    }
+}
+
 /// How often node `i` saw node `peer` come up.
 fn ups(sim: &Sim, i: usize, peer: &str) -> usize {
     sim.nodes[i]
@@ -99,7 +109,10 @@ fn refused_slave_entry_is_dropped_and_reconnects_back_off() {
         let mut sim = Sim::new(11, Opts::default());
         let seed = [Sim::addr_of(0)];
         let g = sim.add("G", |c| c.seeds = seed.to_vec());
-        let s = sim.add("S", |c| c.seeds = seed.to_vec());
+        let s = sim.add("S", |c| {
+            c.seeds = seed.to_vec();
+            c.limits = deeper();
+        });
         sim.refuse(g, refuse);
         sim.start(g);
         sim.start(s);
@@ -179,7 +192,10 @@ fn refused_slave_entry_is_dropped_and_reconnects_back_off() {
 fn watcher_refusing_a_value_backs_off() {
     let mut sim = Sim::new(12, Opts::default());
     let seed = [Sim::addr_of(0)];
-    let g = sim.add("G", |c| c.seeds = seed.to_vec());
+    let g = sim.add("G", |c| {
+        c.seeds = seed.to_vec();
+        c.limits = deeper();
+    });
     let w = sim.add("W", |c| c.seeds = seed.to_vec());
     sim.refuse(w, too_deep);
     sim.start(g);
@@ -363,9 +379,15 @@ fn entries_of_nodes_that_died_with_their_global_are_deleted() {
 fn global_mesh_finds_and_drops_a_refused_value() {
     let mut sim = Sim::new(14, Opts::default());
     let seeds: Vec<SocketAddr> = (0..2).map(Sim::addr_of).collect();
-    let g1 = sim.add("G1", |c| c.seeds = seeds.clone());
+    let g1 = sim.add("G1", |c| {
+        c.seeds = seeds.clone();
+        c.limits = deeper();
+    });
     let g2 = sim.add("G2", |c| c.seeds = seeds.clone());
-    let s = sim.add("S", |c| c.seeds = vec![seeds[0]]);
+    let s = sim.add("S", |c| {
+        c.seeds = vec![seeds[0]];
+        c.limits = deeper();
+    });
     sim.refuse(g2, too_deep);
     sim.start(g1);
     sim.start(g2);
@@ -441,4 +463,105 @@ fn global_mesh_finds_and_drops_a_refused_value() {
     assert!(sim.nodes[g1].core.peers().is_up("G2"));
     let on_g2 = global_keys(&sim, g2, "svc");
     assert!(on_g2.contains("later") && on_g2.contains("later_g"));
+}
+
+/// Requests the global service builds from many entries, larger than the frame limit (4 KiB
+/// here, on every node): a slave's whole database (`g_slave`), a family's snapshot for a
+/// watcher (`g_chg1`), a global's shard for a new global peer (`g_set`), the deletion of a
+/// whole family (`g_upd` to the master and on to the other global, `g_chg2` to the
+/// watcher). Each entry fits; together they do not. Before: each such frame was refused by
+/// its receiver, which closed the connection, again on every reconnection. Now they are
+/// split into requests of the same meaning and everything arrives; a query's answer that
+/// cannot be split is not sent, with an error logged on the global node that built it.
+#[test]
+fn large_database_requests_are_split_to_fit_the_frame_limit() {
+    use crate::codec::{Framing, Limits};
+    let limits = Limits {
+        max_message: 4096,
+        ..Limits::default()
+    };
+    let over = move |port: &str, msg: &Msg| {
+        let cbor = limits.check_frame(Framing::Cbor, port, msg.as_slice());
+        let json = limits.check_frame(Framing::Json, port, msg.as_slice());
+        (cbor.is_err() || json.is_err()).then_some(Duration::ZERO)
+    };
+    let mut sim = Sim::new(15, Opts::default());
+    let seeds: Vec<SocketAddr> = (0..2).map(Sim::addr_of).collect();
+    let add = |sim: &mut Sim, name: &str, seeds: Vec<SocketAddr>| {
+        let i = sim.add(name, |c| {
+            c.seeds = seeds;
+            c.limits = limits;
+        });
+        sim.refuse(i, over);
+        i
+    };
+    let g1 = add(&mut sim, "G1", seeds.clone());
+    let g2 = add(&mut sim, "G2", seeds.clone());
+    let s = add(&mut sim, "S", vec![seeds[0]]);
+    let w = add(&mut sim, "W", vec![seeds[0]]);
+    let keys: Vec<String> = (0..150)
+        .map(|k| format!("{k:03}{}", "k".repeat(37)))
+        .collect();
+    // Before S has a master: its database goes out in one g_slave (about 15 kB).
+    for k in &keys {
+        sim.db_set(s, "svc", k, Value::from("v".repeat(60)));
+    }
+    sim.start(g1);
+    sim.start(s);
+    sim.start(w);
+    sim.run_for(secs(3));
+    sim.db_mon(w, "svc");
+    sim.query_keys(w, "svc");
+    // G2 comes later: G1's shard goes to it in one g_set.
+    sim.start(g2);
+    sim.run_for(secs(10));
+    let want: BTreeSet<Str> = keys.iter().map(|k| Str::from(k.as_str())).collect();
+    let seen: BTreeSet<Str> = sim.nodes[w]
+        .mirrors
+        .get("svc")
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let not_sent: Vec<String> = sim.nodes[g1]
+        .logs
+        .iter()
+        .filter(|(_, l)| matches!(l, Log::NotSent { .. }))
+        .map(|(_, l)| l.to_string())
+        .collect();
+    eprintln!(
+        "split requests: G1 has {}, G2 {}, the watcher {}; connections S {}, W {}, G2 {}; \
+         not sent: {not_sent:?}",
+        global_keys(&sim, g1, "svc").len(),
+        global_keys(&sim, g2, "svc").len(),
+        seen.len(),
+        ups(&sim, s, "G1"),
+        ups(&sim, w, "G1"),
+        ups(&sim, g1, "G2"),
+    );
+    assert_eq!(global_keys(&sim, g1, "svc"), want, "g_slave");
+    assert_eq!(seen, want, "g_chg1 to the watcher");
+    assert_eq!(
+        global_keys(&sim, g2, "svc"),
+        want,
+        "g_set to the new global"
+    );
+    assert_eq!(
+        (ups(&sim, s, "G1"), ups(&sim, w, "G1"), ups(&sim, g1, "G2")),
+        (1, 1, 1),
+        "no connection was cut"
+    );
+    assert_eq!(not_sent.len(), 1, "{not_sent:?}");
+    assert!(not_sent[0].contains("to W: g_reply request: message too large"));
+    // The whole family deleted at once: one g_upd from S, forwarded to G2, and a g_chg2
+    // to the watcher, each too large as one frame.
+    let all: Vec<Str> = want.iter().cloned().collect();
+    let fam = Family::user("svc").unwrap();
+    sim.with(s, |c, now| c.db_del(&fam, &all, now));
+    sim.run_for(secs(3));
+    assert!(global_keys(&sim, g1, "svc").is_empty());
+    assert!(global_keys(&sim, g2, "svc").is_empty());
+    assert!(sim.nodes[w].mirrors["svc"].is_empty());
+    assert_eq!(
+        (ups(&sim, s, "G1"), ups(&sim, w, "G1"), ups(&sim, g1, "G2")),
+        (1, 1, 1)
+    );
 }
