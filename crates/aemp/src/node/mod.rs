@@ -740,14 +740,16 @@ impl Node {
     /// whose request a peer would refuse, instead of firing it at once.
     ///
     /// ```
-    /// # use aemp::{msg, Monitor, Node, PortId};
+    /// # use aemp::{Monitor, Node};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let node = Node::new("doc/%u")?;
     /// let p = node.port().build();
-    /// node.try_mon(&p, Monitor::callback(|_| {}))?.keep();
-    /// let huge: PortId = format!("other#{}", "x".repeat(300 << 20)).parse()?;
-    /// assert!(matches!(node.try_mon(&huge, Monitor::callback(|_| {})), Err(aemp::Error::Refused(_))));
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// node.try_mon(&p, Monitor::callback(move |r| drop(tx.send(r))))?
+    ///     .keep();
+    /// node.kil(&p, aemp::Reason::normal())?;
+    /// assert!(rx.await?.is_empty());
     /// # Ok(()) }
     /// ```
     pub fn try_mon(&self, port: &PortId, action: Monitor) -> Result<MonGuard, Error> {
