@@ -98,6 +98,9 @@ pub struct Config {
     /// ([`peers::send_queue_over`]); `None` for no limit (the reference's behaviour). See
     /// [`PeerTable::set_send_queue_limit`].
     pub send_queue_limit: Option<usize>,
+    /// The limits peers apply to frames (the node's own decoder limits): requests of the
+    /// global service are split to fit them, or not sent (see [`global::split`]).
+    pub limits: crate::codec::Limits,
 }
 
 impl Config {
@@ -114,6 +117,7 @@ impl Config {
             global: false,
             rng_seed: 0,
             send_queue_limit: None,
+            limits: crate::codec::Limits::default(),
         }
     }
 }
@@ -188,15 +192,38 @@ pub enum Log {
         /// Why.
         error: NameError,
     },
-    /// An entry of this node's database was dropped because the master refused it: each
-    /// time it was sent on its own, the master closed the connection (error).
+    /// An entry of this node's database was dropped because its master, or a global peer
+    /// of this global node, refused it: each time it was sent on its own, that node closed
+    /// the connection (error).
     DbEntryRefused {
         /// The family.
         family: Str,
         /// The key.
         key: Str,
-        /// The master that refused it.
-        master: Str,
+        /// The node that refused it.
+        peer: Str,
+    },
+    /// A request of the global service was not sent: too large for one frame and not
+    /// splittable, or an entry too large on its own (error).
+    NotSent {
+        /// The node it was for.
+        node: Str,
+        /// What was dropped (request, family, key).
+        what: String,
+        /// Why.
+        error: crate::codec::LimitError,
+    },
+    /// An entry a slave of this global node set is withheld from a global peer that
+    /// refused it (error).
+    DbEntryWithheld {
+        /// The family.
+        family: Str,
+        /// The key.
+        key: Str,
+        /// The slave that set it.
+        owner: Str,
+        /// The global node that refused it.
+        peer: Str,
     },
 }
 
@@ -211,7 +238,9 @@ impl Log {
             | Log::Master(_)
             | Log::BecameGlobal => Level::Info,
             Log::Refused { .. } | Log::DbSetRefused { .. } => Level::Warn,
-            Log::DbEntryRefused { .. } => Level::Error,
+            Log::DbEntryRefused { .. } | Log::DbEntryWithheld { .. } | Log::NotSent { .. } => {
+                Level::Error
+            }
         }
     }
 }
@@ -248,14 +277,24 @@ impl fmt::Display for Log {
                 write!(f, "error processing node message (from {from}: {error})")
             }
             Log::DbSetRefused { error } => write!(f, "db_set refused: {error}"),
-            Log::DbEntryRefused {
+            Log::DbEntryRefused { family, key, peer } => write!(
+                f,
+                "database entry dropped: node {peer} refuses it (family {family}, key {key}: \
+                 {peer} closed the connection each time the entry was sent)"
+            ),
+            Log::NotSent { node, what, error } => {
+                write!(f, "database message not sent (to {node}: {what}: {error})")
+            }
+            Log::DbEntryWithheld {
                 family,
                 key,
-                master,
+                owner,
+                peer,
             } => write!(
                 f,
-                "database entry dropped: the master refuses it (family {family}, key {key}, \
-                 master {master}: it closed the connection each time the entry was sent)"
+                "database entry withheld from global node {peer}, which refuses it (family \
+                 {family}, key {key}, set by {owner}: {peer} closed the connection each time \
+                 the entry was sent)"
             ),
         }
     }
@@ -330,6 +369,8 @@ type Redial = Reverse<(Instant, u64, SocketAddr, Str)>;
 pub struct NodeCore<L, S = RandomState> {
     me: Str,
     network: bool,
+    /// What peers accept in one frame (see [`Config::limits`]).
+    limits: crate::codec::Limits,
     connect_interval: Duration,
     listening: Vec<SocketAddr>,
     start_global: bool,
@@ -382,6 +423,7 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
             PeerTable::with_hasher(config.connect_interval, config.monitor_timeout, hasher);
         peers.set_send_queue_limit(config.send_queue_limit);
         NodeCore {
+            limits: config.limits,
             network: config.network,
             connect_interval: config.connect_interval,
             listening: config.listening,
@@ -867,7 +909,17 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
         for e in effects {
             match e {
                 global::Effect::Send { node, msg } => {
-                    self.woke |= self.send(&node, "", msg, now);
+                    let fitted = global::split::fit(msg, &self.limits);
+                    for (what, error) in fitted.dropped {
+                        self.log(Log::NotSent {
+                            node: node.clone(),
+                            what,
+                            error,
+                        });
+                    }
+                    for msg in fitted.msgs {
+                        self.woke |= self.send(&node, "", msg, now);
+                    }
                 }
                 global::Effect::Connect { node } => {
                     if self.network {
@@ -892,14 +944,19 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }),
                 global::Effect::Master(m) => self.log(Log::Master(m)),
                 global::Effect::BecameGlobal => self.log(Log::BecameGlobal),
-                global::Effect::EntryDropped {
+                global::Effect::EntryDropped { family, key, peer } => {
+                    self.log(Log::DbEntryRefused { family, key, peer })
+                }
+                global::Effect::EntryWithheld {
                     family,
                     key,
-                    master,
-                } => self.log(Log::DbEntryRefused {
+                    owner,
+                    peer,
+                } => self.log(Log::DbEntryWithheld {
                     family,
                     key,
-                    master,
+                    owner,
+                    peer,
                 }),
                 global::Effect::Orphaned { node } => {
                     let at = later(now, self.connect_interval + ORPHAN_SLACK);

@@ -19,21 +19,29 @@
 //! Nothing stops a program from building a value nested a million levels deep, but peers
 //! refuse anything deeper than [`Limits::max_depth`](crate::codec::Limits) (64 by default),
 //! and senders refuse to send it ([`Limits::check_frame`](crate::codec::Limits::check_frame)).
-//! What works at any depth, without recursion: that check, the encoders, [`Value`]'s and
-//! [`Msg`]'s `Display`, and [`drop_nested`]. What recurses once per level, like any derived
-//! implementation: an ordinary drop, `Debug`, `Clone` and `==`. Values that come out of a
-//! decoder or passed the check are at most [`MAX_DEPTH_CAP`](crate::codec::MAX_DEPTH_CAP)
-//! levels deep, for which all of these are safe.
+//! What works at any depth, without recursion past a few dozen levels: that check, the
+//! encoders, [`Value`]'s and [`Msg`]'s `Display`, `Debug`, `Clone` and `==` (recursive for
+//! the first 32 levels, then with an explicit stack; `{:#?}` prints what lies deeper on one
+//! line), and [`drop_nested`]. What recurses once per level: an ordinary drop (a `Drop`
+//! implementation on [`Value`] would forbid moving out of its variants) and serde's
+//! (de)serialisation of a [`Value`]. Values that come out of a decoder or passed the check
+//! are at most [`MAX_DEPTH_CAP`](crate::codec::MAX_DEPTH_CAP) levels deep, for which all of
+//! these are safe.
 
 use compact_str::CompactString;
 use std::fmt;
+
+mod deep;
 
 /// Inline-optimised string used for every string in a [`Value`] (tags, port IDs and map
 /// keys are short, so most never allocate).
 pub type Str = CompactString;
 
 /// One dynamically typed value of a message.
-#[derive(Clone, Debug, PartialEq, Default)]
+///
+/// `Clone`, `==` and `Debug` work at any nesting depth (see the [module docs](self)); a
+/// value is dropped without recursion by [`drop_nested`].
+#[derive(Default)]
 pub enum Value {
     /// JSON `null`, CBOR null (Perl `undef`).
     #[default]
@@ -574,6 +582,73 @@ mod tests {
         }
         drop_nested(vec![m, deep(100_000), Value::Null, deep(3)]);
         drop_nested(msg!["tag", deep(1_000_000)]);
+    }
+
+    /// Runs `f` on a thread with a 256 KiB stack (a derived, recursive `Clone`, `==` or
+    /// `Debug` overflows it long before a million levels).
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+    }
+
+    /// A million levels of lists with a map every other level, and a string at the bottom.
+    fn deep_mixed(levels: usize, leaf: &str) -> Value {
+        let mut v = Value::from(leaf);
+        for i in 0..levels {
+            v = if i % 2 == 0 {
+                Value::List(vec![Value::Int(i as i64), v])
+            } else {
+                Value::Map(vec![("k".into(), v), ("n".into(), Value::Null)])
+            };
+        }
+        v
+    }
+
+    #[test]
+    fn deep_values_clone_without_recursion() {
+        on_small_stack(|| {
+            let v = deep_mixed(1_000_000, "x");
+            let c = v.clone();
+            let same = c.to_string() == v.to_string();
+            drop_nested([v, c]);
+            assert!(same, "the clone reads the same");
+        });
+    }
+
+    #[test]
+    fn deep_values_compare_without_recursion() {
+        on_small_stack(|| {
+            let a = deep_mixed(1_000_000, "x");
+            let b = deep_mixed(1_000_000, "x");
+            let c = deep_mixed(1_000_000, "y");
+            let d = deep_mixed(999_999, "x");
+            let (ma, mb) = (msg!["t", a.clone()], msg!["t", b.clone()]);
+            let results = (a == b, a == c, a != c, a == d, ma == mb);
+            drop_nested([a, b, c, d]);
+            drop_nested(ma.into_iter().chain(mb));
+            assert_eq!(results, (true, false, true, false, true));
+        });
+    }
+
+    #[test]
+    fn deep_values_debug_without_recursion() {
+        on_small_stack(|| {
+            let v = deep_mixed(1_000_000, "x");
+            let plain = format!("{v:?}");
+            let pretty = format!("{v:#?}");
+            let m = format!("{:?}", msg!["t", Value::Null]);
+            drop_nested([v]);
+            assert!(plain.starts_with("Map([(\"k\", List([Int(999998), Map([(\"k\", "));
+            assert!(plain.contains("Map([(\"k\", List([Int(0), Str(\"x\")])), (\"n\", Null)])"));
+            assert!(plain.ends_with("Null)])])), (\"n\", Null)])"));
+            assert!(pretty.starts_with("Map(\n    [\n        (\n            \"k\",\n"));
+            assert!(pretty.contains("Str(\"x\")"));
+            assert_eq!(m, r#"Msg([Str("t"), Null])"#);
+        });
     }
 
     #[test]

@@ -395,6 +395,33 @@ impl Limits {
         self.check_walk(framing, port, msg)
     }
 
+    /// [`Limits::check_frame`] for a frame of strings only, `[port, parts…]`, without
+    /// building [`Value`]s in the common case: the requests a node makes of user-given
+    /// names (`["", "mon1", name]`, `["", "g_find", node]`, `["", "g_mon1", family]`).
+    ///
+    /// ```
+    /// use aemp_proto::codec::{Framing, Limits};
+    /// let small = Limits { max_message: 64, ..Limits::default() };
+    /// assert!(small.check_flat(Framing::Cbor, "", &["mon1", "port"]).is_ok());
+    /// assert!(small.check_flat(Framing::Cbor, "", &["mon1", &"x".repeat(64)]).is_err());
+    /// ```
+    #[inline]
+    pub fn check_flat(
+        &self,
+        framing: Framing,
+        port: &str,
+        parts: &[&str],
+    ) -> Result<(), LimitError> {
+        let bytes = port.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        if bytes * json::MAX_EXPANSION + (parts.len() + 1) * FLAT_VALUE_MAX <= self.max_message
+            && self.max_depth > 0
+        {
+            return Ok(());
+        }
+        let msg: Vec<Value> = parts.iter().map(|p| Value::from(*p)).collect();
+        self.check_walk(framing, port, &msg)
+    }
+
     /// [`Limits::check_frame`] beyond its inline fast path: the depth and bound pass, then
     /// the exact size if the bound is above the limit.
     #[inline(never)]

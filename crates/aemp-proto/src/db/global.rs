@@ -369,6 +369,29 @@ impl GlobalDb {
         self.shards.get(node)
     }
 
+    /// The value of `family`/`key` that this node forwards to other global nodes (`g_set`,
+    /// `g_upd`): from the shard of one of its own slaves, itself included (the last in ID
+    /// order, as `g_set` merges them), with that slave.
+    pub fn slave_value(&self, family: &str, key: &str) -> Option<(&Value, &str)> {
+        self.shards
+            .iter()
+            .rev()
+            .filter(|(n, _)| self.slaves.contains(*n))
+            .find_map(|(n, s)| Some((s.get(family)?.get(key)?, n.as_str())))
+    }
+
+    /// Every entry (family, key) of a user family that this node forwards to other global
+    /// nodes (see [`GlobalDb::slave_value`]), in order.
+    pub fn slave_entries(&self) -> BTreeSet<(Str, Str)> {
+        self.shards
+            .iter()
+            .filter(|(n, _)| self.slaves.contains(*n))
+            .flat_map(|(_, s)| s.iter())
+            .filter(|(f, _)| !f.starts_with('\''))
+            .flat_map(|(f, m)| m.keys().map(move |k| (f.clone(), k.clone())))
+            .collect()
+    }
+
     /// True when `node` made us its master (we are our own slave).
     pub fn is_slave(&self, node: &str) -> bool {
         self.slaves.contains(node)

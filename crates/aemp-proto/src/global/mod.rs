@@ -34,7 +34,9 @@
 //! # Refused entries
 //!
 //! [`probe`]: how a slave whose master keeps closing the connection right after it sent its
-//! database finds the entry the master refuses, and drops it.
+//! database finds the entry the master refuses, and drops it. [`mesh`]: the same between
+//! global nodes. [`split`]: requests built from many entries that are too large for one
+//! frame.
 //!
 //! # Seeds
 //!
@@ -42,9 +44,11 @@
 //! once, then a randomised back-off that doubles up to `monitor_timeout`, restarting when a
 //! seed node is lost).
 
+pub mod mesh;
 pub mod probe;
 mod seeds;
 mod service;
+pub mod split;
 
 #[cfg(test)]
 mod sim_tests;

@@ -82,6 +82,17 @@ impl Probe {
     /// node closed it because it refused a frame of the master. Returns the entry to drop,
     /// if one has now failed [`PROBE_STRIKES`] times on its own.
     pub fn master_lost(&mut self, early: bool, by_us: bool, local: &LocalDb) -> Option<Entry> {
+        self.lost(early, by_us, || own_entries(local))
+    }
+
+    /// [`Probe::master_lost`] for any peer: `entries` lists the suspects when a probe starts
+    /// (every entry this node sends the peer that may be refused).
+    pub fn lost(
+        &mut self,
+        early: bool,
+        by_us: bool,
+        entries: impl FnOnce() -> VecDeque<Entry>,
+    ) -> Option<Entry> {
         let mut dropped = None;
         if self.active && self.marker {
             let batch = std::mem::take(&mut self.inflight);
@@ -113,21 +124,16 @@ impl Probe {
         } else if !self.active {
             self.early += 1;
             if self.early >= PROBE_AFTER {
-                self.start(local);
+                self.start(entries());
             }
         }
         dropped
     }
 
-    fn start(&mut self, local: &LocalDb) {
+    fn start(&mut self, suspects: VecDeque<Entry>) {
         self.active = true;
         self.batch = 1;
-        self.suspects = local
-            .db()
-            .iter()
-            .flat_map(|(f, m)| m.keys().map(move |k| (f.clone(), k.clone())))
-            .filter(|(f, k)| !is_own_listeners(local, f, k))
-            .collect();
+        self.suspects = suspects;
         self.cleared.clear();
         self.inflight.clear();
         self.strikes.clear();
@@ -156,6 +162,17 @@ impl Probe {
     /// marker for the `g_slave` when `after_slave`, else the next batch and its marker;
     /// nothing while a marker is on its way or when the probe does not run.
     pub fn next(&mut self, me: &str, local: &LocalDb, after_slave: bool) -> Vec<Msg> {
+        self.next_from(me, |f, k| local.get(f, k), after_slave)
+    }
+
+    /// [`Probe::next`] with the entries' current values from `get` (an entry without a
+    /// value is skipped: it was deleted meanwhile).
+    pub fn next_from<'a>(
+        &mut self,
+        me: &str,
+        get: impl Fn(&str, &str) -> Option<&'a crate::value::Value>,
+        after_slave: bool,
+    ) -> Vec<Msg> {
         let mut out = Vec::new();
         if !self.active || self.marker {
             return out;
@@ -165,7 +182,7 @@ impl Probe {
                 let Some(e) = self.suspects.pop_front() else {
                     break;
                 };
-                let Some(v) = local.get(&e.0, &e.1) else {
+                let Some(v) = get(&e.0, &e.1) else {
                     continue;
                 };
                 out.push(msg![
@@ -215,6 +232,11 @@ impl Probe {
         self.marker
     }
 
+    /// True when the master (or peer) confirmed this entry during the current probe.
+    pub fn is_cleared(&self, family: &str, key: &str) -> bool {
+        self.cleared.contains(&(Str::from(family), Str::from(key)))
+    }
+
     /// An entry was written while the probe runs: it becomes a suspect (it goes out in a
     /// batch, not at once).
     pub fn written(&mut self, family: &str, key: &str) {
@@ -232,6 +254,16 @@ impl Probe {
         self.suspects.retain(|x| *x != e);
         self.strikes.remove(&e);
     }
+}
+
+/// The entries of this node's own database that may be refused (all but its own `'l`).
+fn own_entries(local: &LocalDb) -> VecDeque<Entry> {
+    local
+        .db()
+        .iter()
+        .flat_map(|(f, m)| m.keys().map(move |k| (f.clone(), k.clone())))
+        .filter(|(f, k)| !is_own_listeners(local, f, k))
+        .collect()
 }
 
 /// True for this node's own `'l` entry (always sent, never a suspect).

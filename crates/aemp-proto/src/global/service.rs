@@ -1,5 +1,6 @@
 //! [`GlobalService`]: the per-node global service (roles, master, mesh, database API).
 
+use super::mesh::MeshProbe;
 use super::parse_addrs;
 use super::probe::Probe;
 use crate::addr::format_hostport;
@@ -56,15 +57,28 @@ pub enum Effect {
     Master(Option<Str>),
     /// This node became a global node (it is now its own master).
     BecameGlobal,
-    /// An entry of this node's database was dropped: the master refused it (see
-    /// [`super::probe`]). It is gone from the local database; the runtime logs an error.
+    /// An entry of this node's database was dropped: its master (see [`super::probe`]),
+    /// or a global peer of this global node (see [`super::mesh`]), refused it. It is gone
+    /// from the local database; the runtime logs an error.
     EntryDropped {
         /// The family.
         family: Str,
         /// The key.
         key: Str,
-        /// The master that refused it.
-        master: Str,
+        /// The node that refused it.
+        peer: Str,
+    },
+    /// An entry that a slave of this global node set is withheld from global peer `peer`,
+    /// which refused it (see [`super::mesh`]); the runtime logs an error.
+    EntryWithheld {
+        /// The family.
+        family: Str,
+        /// The key.
+        key: Str,
+        /// The slave that set it.
+        owner: Str,
+        /// The global node that refused it.
+        peer: Str,
     },
     /// The database shard of global node `node`, which went down, is kept for now so that
     /// its slaves can fail over without their entries being reported deleted (see
@@ -174,6 +188,8 @@ pub struct GlobalService {
     subs: BTreeMap<Str, Subscribers>,
     /// Finding an entry the master refuses (slaves only).
     probe: Probe,
+    /// Finding entries each global peer refuses (global nodes only).
+    mesh: BTreeMap<Str, MeshProbe>,
 }
 
 impl GlobalService {
@@ -197,6 +213,7 @@ impl GlobalService {
             finds: BTreeSet::new(),
             subs: BTreeMap::new(),
             probe: Probe::default(),
+            mesh: BTreeMap::new(),
         }
     }
 
@@ -395,6 +412,10 @@ impl GlobalService {
     /// which may end with [`Effect::EntryDropped`].
     pub fn connection_ended(&mut self, node: &str, early: bool, by_us: bool) -> Vec<Effect> {
         let mut fx = Vec::new();
+        if self.is_global() {
+            self.mesh_lost(node, early, by_us, &mut fx);
+            return fx;
+        }
         let Role::Slave { local, master, .. } = &mut self.role else {
             return fx;
         };
@@ -409,7 +430,7 @@ impl GlobalService {
             fx.push(Effect::EntryDropped {
                 family,
                 key,
-                master: Str::from(node),
+                peer: Str::from(node),
             });
         }
         fx
@@ -419,6 +440,85 @@ impl GlobalService {
     /// ([`super::probe`]).
     pub fn probing(&self) -> bool {
         self.probe.is_active()
+    }
+
+    /// True while this global node is searching for an entry global peer `peer` refuses
+    /// ([`super::mesh`]).
+    pub fn probing_peer(&self, peer: &str) -> bool {
+        self.mesh.get(peer).is_some_and(|m| m.probe.is_active())
+    }
+
+    /// The entries of this global node's slaves withheld from global peer `peer`, which
+    /// refused them ([`super::mesh`]).
+    pub fn withheld_from(&self, peer: &str) -> Vec<(Str, Str)> {
+        self.mesh
+            .get(peer)
+            .map(|m| m.withheld().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The connection to global peer `node` ended ([`GlobalService::connection_ended`] on
+    /// a global node): drives the search for the entry it refuses ([`super::mesh`]).
+    fn mesh_lost(&mut self, node: &str, early: bool, by_us: bool, fx: &mut Vec<Effect>) {
+        let Role::Global(g) = &mut self.role else {
+            return;
+        };
+        let is_peer = self.global_nodes.contains(node) || g.peers().any(|p| p == node);
+        if !is_peer && !self.mesh.contains_key(node) {
+            return;
+        }
+        let mp = self.mesh.entry(Str::from(node)).or_default();
+        let withheld: BTreeSet<(Str, Str)> = mp.withheld().cloned().collect();
+        let entries = || {
+            g.slave_entries()
+                .into_iter()
+                .filter(|e| !withheld.contains(e))
+                .collect()
+        };
+        let Some((family, key)) = mp.probe.lost(early, by_us, entries) else {
+            return;
+        };
+        let owner = g.slave_value(&family, &key).map(|(_, n)| Str::from(n));
+        if owner.as_deref() == Some(self.me.as_str()) || owner.is_none() {
+            // Our own entry: deleted here, which the other global nodes see too.
+            if let Ok(fam) = Family::user(&family) {
+                let outs = g.db_del(&fam, &[key.as_str()]);
+                self.route(outs, fx);
+            }
+            fx.push(Effect::EntryDropped {
+                family,
+                key,
+                peer: Str::from(node),
+            });
+        } else if let Some(owner) = owner {
+            if let Some(mp) = self.mesh.get_mut(node) {
+                mp.withhold((family.clone(), key.clone()));
+            }
+            fx.push(Effect::EntryWithheld {
+                family,
+                key,
+                owner,
+                peer: Str::from(node),
+            });
+        }
+    }
+
+    /// Sends global peer `peer` what its search has for it now (see [`Probe::next`]).
+    fn mesh_next(&mut self, peer: &str, after_set: bool, fx: &mut Vec<Effect>) {
+        let (Role::Global(g), Some(mp)) = (&self.role, self.mesh.get_mut(peer)) else {
+            return;
+        };
+        let msgs = mp.probe.next_from(
+            &self.me,
+            |f, k| g.slave_value(f, k).map(|(v, _)| v),
+            after_set,
+        );
+        for msg in msgs {
+            fx.push(Effect::Send {
+                node: Str::from(peer),
+                msg,
+            });
+        }
     }
 
     /// The grace period of the shard global node `node` left ([`Effect::Orphaned`]) is over:
@@ -661,7 +761,15 @@ impl GlobalService {
                 };
                 if node == self.me {
                     // Our own address: only ever asked as the probe's marker.
-                    if self.master() == Some(from)
+                    if self.is_global() {
+                        let more = self
+                            .mesh
+                            .get_mut(from)
+                            .is_some_and(|m| m.probe.awaits_marker() && m.probe.confirmed());
+                        if more {
+                            self.mesh_next(from, false, fx);
+                        }
+                    } else if self.master() == Some(from)
                         && self.probe.awaits_marker()
                         && self.probe.confirmed()
                     {
@@ -739,12 +847,24 @@ impl GlobalService {
         if node == self.me {
             let me = self.me.clone();
             self.dispatch(&me, msg, fx);
-        } else {
-            fx.push(Effect::Send {
-                node: Str::from(node),
-                msg,
-            });
+            return;
         }
+        if let Some(mp) = self.mesh.get_mut(node).filter(|m| !m.is_idle()) {
+            // A global peer that refused entries (see `super::mesh`).
+            let after_set = msg.tag() == Some("g_set");
+            if let Some(msg) = mp.outgoing(msg) {
+                fx.push(Effect::Send {
+                    node: Str::from(node),
+                    msg,
+                });
+            }
+            self.mesh_next(node, after_set, fx);
+            return;
+        }
+        fx.push(Effect::Send {
+            node: Str::from(node),
+            msg,
+        });
     }
 
     /// A watched family changed: keep the global mesh for `'g`, notify its subscribers.

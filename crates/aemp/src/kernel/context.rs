@@ -70,7 +70,9 @@ impl<'k> Cx<'k> {
                     });
                     return;
                 }
-            } else if self.k.shared.check(port.name(), &msg.0).is_ok() {
+            } else if self.k.shared.check(port.name(), &msg.0).is_ok()
+                && self.k.shared.check_node(port.node()).is_ok()
+            {
                 self.host.send_remote(port.node(), port.name(), msg);
                 return;
             }

@@ -120,16 +120,52 @@ impl Shared {
     /// nesting can hurt a local receiver (a value nested too deep is refused for local
     /// ports as for remote ones). This keeps local messaging at a few instructions per
     /// message for the check.
+    ///
+    /// For a port of another node, its node ID is checked too ([`Shared::check_node`]).
     #[inline]
     pub(crate) fn check_to(&self, port: &PortId, msg: &[Value]) -> Result<(), LimitError> {
-        if port::short_eq(port.node(), self.id.as_str())
+        let local = port::short_eq(port.node(), self.id.as_str());
+        if local
             && !msg
                 .iter()
                 .any(|v| matches!(v, Value::List(_) | Value::Map(_)))
         {
             return Ok(());
         }
-        self.check(port.name(), msg)
+        self.check(port.name(), msg)?;
+        if !local {
+            self.check_node(port.node())?;
+        }
+        Ok(())
+    }
+
+    /// Checks a node-port request made of strings only, `["", parts…]` (a request that
+    /// carries a user-given name: `mon1`, `kil1`, `g_find`, `g_mon1`, `g_db_family`, …), as
+    /// [`Shared::check`] would, without building it in the common case.
+    #[inline]
+    pub(crate) fn check_names(&self, parts: &[&str]) -> Result<(), LimitError> {
+        self.limits.check_flat(Framing::PREFERRED, "", parts)
+    }
+
+    /// Checks the ID of a node that a call addresses, as the `["", "g_find", node]` request
+    /// a slave sends its master to find the node's addresses: a node ID that request could
+    /// not carry is refused where it enters the node, like any other value.
+    #[inline]
+    pub(crate) fn check_node(&self, node: &str) -> Result<(), LimitError> {
+        self.check_names(&["g_find", node])
+    }
+
+    /// What a monitor of `port` sends (`["", "mon1", name]`, and `g_find` for a node that
+    /// has to be found), checked; nothing for a port of this node.
+    pub(crate) fn check_mon(&self, port: &PortId) -> Result<(), LimitError> {
+        if port::short_eq(port.node(), self.id.as_str()) {
+            return Ok(());
+        }
+        self.check_node(port.node())?;
+        if port.is_node_port() {
+            return Ok(());
+        }
+        self.check_names(&["mon1", port.name()])
     }
 
     /// Checks a kill reason as the `kil0`/`kil1` request that carries it to another node:
@@ -152,12 +188,21 @@ impl Shared {
     /// The reason of a kill by `kil` (`local`: of a port of this node, named `name`), if it
     /// could be sent to another node: as the `kil1` request to a remote port's node, or the
     /// `kil0` notice to a remote monitor of a local port. A refused reason is dropped.
-    pub(crate) fn sendable_reason(
-        &self,
-        local: bool,
-        name: &str,
-        reason: Reason,
-    ) -> Result<Reason, Error> {
+    ///
+    /// For a remote port, the `kil1` request is checked even without a reason (it carries
+    /// the port's name), and so is its node ID ([`Shared::check_node`]).
+    pub(crate) fn sendable_reason(&self, port: &PortId, reason: Reason) -> Result<Reason, Error> {
+        let local = port::short_eq(port.node(), self.id.as_str());
+        let name = port.name();
+        if !local {
+            let names = self
+                .check_node(port.node())
+                .and_then(|()| self.check_names(&["kil1", name]));
+            if let Err(e) = names {
+                aemp_proto::value::drop_nested(reason);
+                return Err(Error::Refused(e));
+            }
+        }
         if reason.is_empty() {
             return Ok(reason);
         }
@@ -443,7 +488,7 @@ impl Kernel {
             return Err(Error::KillNodePort(port.to_string()));
         }
         let local = port.node() == self.id.as_str();
-        let reason = self.shared.sendable_reason(local, port.name(), reason)?;
+        let reason = self.shared.sendable_reason(port, reason)?;
         if local {
             self.kill_local(&Str::from(port.name()), reason, host);
         } else {
@@ -599,6 +644,16 @@ impl Kernel {
                 }
             }
         } else {
+            if let Err(e) = self.shared.check_mon(port) {
+                // Nothing goes on the wire: the monitor fires at once, naming the cause.
+                tracing::warn!(port = %port, error = %e, "monitor refused");
+                let reason =
+                    Reason::from(vec!["die".into(), format!("monitor refused: {e}").into()]);
+                self.mon_index.insert(id, MonTarget::Pending(reason));
+                self.pending_fires.insert(id, action);
+                host.postpone(Task::FirePending(id));
+                return;
+            }
             let (node, name) = (port.node(), port.name());
             self.mon_index
                 .insert(id, MonTarget::Remote(Str::from(node), Str::from(name)));

@@ -59,7 +59,14 @@ impl Cal {
         let shared = node.shared();
         let reply_name = shared.namer.next_local();
         msg.push(shared.id.port(&reply_name));
-        if let Err(e) = shared.check(target.name(), msg.as_slice()) {
+        let checked = shared.check(target.name(), msg.as_slice()).and_then(|()| {
+            if target.node() == shared.id.as_str() {
+                Ok(())
+            } else {
+                shared.check_node(target.node())
+            }
+        });
+        if let Err(e) = checked {
             drop_nested(msg);
             cb(Err(CalError::Refused(e)));
             return;

@@ -170,6 +170,10 @@ fn sendable_value(node: &Node, family: &Family, key: &Str, value: Value) -> Resu
     }
 }
 
+/// The longest id a database query can carry on the wire (query `u64::MAX - 1`, written
+/// with letters, see `GlobalService::query`).
+const LONGEST_QUERY_ID: &str = "zzzzzzzzzzzzzz";
+
 fn subkey(key: &str) -> Result<(), Error> {
     aemp_proto::db::names::validate_subkey(key).map_err(|e| Error::Db(e.to_string()))
 }
@@ -241,6 +245,9 @@ impl Node {
 
     /// Deletes keys of `family` that this node set.
     ///
+    /// Keys that the `g_upd` request carrying the deletion could not carry (too large for the
+    /// node's limits, see [`Node::snd`]) are refused with [`Error::Refused`], nothing deleted.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), aemp::Error> {
@@ -256,6 +263,15 @@ impl Node {
             subkey(k)?;
         }
         let keys: Vec<Str> = keys.iter().map(|k| Str::from(*k)).collect();
+        // Checked as the `g_upd` that carries the deletion to the master and on to the
+        // other global nodes: `["", "g_upd", family, {}, [keys…]]`.
+        let upd = [
+            Value::from("g_upd"),
+            Value::from(fam.to_str()),
+            Value::Map(Vec::new()),
+            Value::List(keys.iter().cloned().map(Value::Str).collect()),
+        ];
+        self.shared().check("", &upd)?;
         self.core().push(Cmd::Db(DbCmd::Del { family: fam, keys }));
         Ok(())
     }
@@ -333,7 +349,8 @@ impl Node {
     }
 
     /// The whole family as seen by the global nodes (an empty map for an unknown family).
-    /// Waits for a master if there is none yet.
+    /// Waits for a master if there is none yet. A family name too large for the request
+    /// (`g_db_family`, likewise for the other queries) is refused with [`Error::Refused`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -454,7 +471,14 @@ impl Node {
         family_name: &str,
         cb: impl FnOnce(Result<Value, Error>) + Send + 'static,
     ) {
-        match readable_family(family_name) {
+        // Checked as the request that goes to the master, with the longest query id.
+        let checked = readable_family(family_name).and_then(|family| {
+            self.shared()
+                .check_names(&[kind.tag(), family_name, LONGEST_QUERY_ID])
+                .map_err(Error::Refused)?;
+            Ok(family)
+        });
+        match checked {
             Ok(family) => self.core().push(Cmd::Db(DbCmd::Query {
                 kind,
                 family,
@@ -465,7 +489,8 @@ impl Node {
     }
 
     /// Watches a family: the first change lists the full current contents (even if empty),
-    /// then one change per update. Keeps working across a change of master.
+    /// then one change per update. Keeps working across a change of master. A family name
+    /// too large for the `g_mon1` request is refused with [`Error::Refused`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -481,6 +506,7 @@ impl Node {
     /// ```
     pub fn db_mon(&self, family_name: &str) -> Result<DbWatch, Error> {
         let fam = readable_family(family_name)?;
+        self.shared().check_names(&["g_mon1", family_name])?;
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.shared().next_guard();
         let name = fam.to_str();

@@ -655,7 +655,9 @@ impl Node {
     ///
     /// A reason that could not be sent to another node (in the `kil1` request to a remote
     /// port's node, or the `kil0` notice to a remote monitor of a local port) is refused with
-    /// [`Error::Refused`], and nothing is killed (see [`Node::snd`]).
+    /// [`Error::Refused`], and nothing is killed (see [`Node::snd`]); so is a remote port
+    /// whose name or node ID the `kil1` request (or the `g_find` that looks the node up)
+    /// could not carry, with or without a reason.
     ///
     /// ```
     /// # use aemp::{msg, Monitor, Node};
@@ -677,7 +679,7 @@ impl Node {
             return Err(Error::KillNodePort(port.to_string()));
         }
         let local = port.node() == self.id().as_str();
-        let reason = self.shared().sendable_reason(local, port.name(), reason)?;
+        let reason = self.shared().sendable_reason(port, reason)?;
         let task = if local {
             Task::Kill {
                 port: Str::from(port.name()),
@@ -700,6 +702,11 @@ impl Node {
     /// `("transport_error", node, text)` when the connection to its node is lost.
     ///
     /// Dropping the returned guard cancels the monitor; [`MonGuard::keep`] keeps it forever.
+    ///
+    /// A monitor whose request a peer would refuse (a port or node name too large for the
+    /// node's [`Limits`](aemp_proto::codec::Limits) in `["", "mon1", name]` or the `g_find`
+    /// that looks the node up) sends nothing and fires at once with `("die", "monitor
+    /// refused: …")`; [`Node::try_mon`] returns [`Error::Refused`] instead.
     ///
     /// ```
     /// # use aemp::{msg, Monitor, Node};
@@ -730,6 +737,27 @@ impl Node {
             action,
         })));
         MonGuard::new(self.canceller(), id)
+    }
+
+    /// [`Node::mon`], refusing with [`Error::Refused`] (and registering nothing) a monitor
+    /// whose request a peer would refuse, instead of firing it at once.
+    ///
+    /// ```
+    /// # use aemp::{Monitor, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = Node::new("doc/%u")?;
+    /// let p = node.port().build();
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// node.try_mon(&p, Monitor::callback(move |r| drop(tx.send(r))))?
+    ///     .keep();
+    /// node.kil(&p, aemp::Reason::normal())?;
+    /// assert!(rx.await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn try_mon(&self, port: &PortId, action: Monitor) -> Result<MonGuard, Error> {
+        self.shared().check_mon(port)?;
+        Ok(self.mon(port, action))
     }
 
     /// Monitors a port and calls `f` with the reason.

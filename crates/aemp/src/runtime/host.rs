@@ -64,6 +64,7 @@ impl NodeHost {
     pub(super) fn new(core: Arc<Core>, setup: Setup) -> NodeHost {
         let mut config = node_core::Config::new(core.shared.id.as_str());
         config.network = setup.transport.is_some();
+        config.limits = core.shared.limits;
         if let Some(t) = &setup.transport {
             config.connect_interval = t.cfg.connect_interval;
             config.monitor_timeout = t.cfg.monitor_timeout;

@@ -428,3 +428,36 @@ fn deep_values_encode_and_measure_the_same_on_both_paths() {
         }
     }
 }
+
+/// `check_flat` decides like `check_frame` on the same strings, around the size limit (for
+/// strings that need escapes in JSON too).
+#[test]
+fn check_flat_agrees_with_check_frame() {
+    for max in [40, 100, 1000] {
+        let limits = Limits {
+            max_message: max,
+            ..Limits::default()
+        };
+        for n in (0..max + 20).step_by(3) {
+            for fill in ["x", "\"", "é"] {
+                let name = fill.repeat(n / fill.len());
+                for framing in FRAMINGS {
+                    let parts = ["mon1", name.as_str()];
+                    let values: Vec<Value> = parts.iter().map(|p| Value::from(*p)).collect();
+                    assert_eq!(
+                        limits.check_flat(framing, "", &parts),
+                        limits.check_frame(framing, "", &values),
+                        "{framing} {max} {n} {fill}"
+                    );
+                    let bytes = encoded(framing, "", &values);
+                    assert_eq!(
+                        limits.check_flat(framing, "", &parts).is_ok(),
+                        bytes.len() <= max,
+                        "{framing} {max} {n} {fill}: {} bytes",
+                        bytes.len()
+                    );
+                }
+            }
+        }
+    }
+}
