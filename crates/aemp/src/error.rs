@@ -66,7 +66,7 @@ pub enum Error {
     Cal(#[from] CalError),
     /// A data connection did not come up (see [`DataConnRequest`](crate::DataConnRequest)).
     #[error(transparent)]
-    DataConn(#[from] crate::dataconn::DataConnError),
+    DataConn(#[from] DataConnError),
     /// An [`Inbox`](crate::Inbox)'s port is dead.
     #[error(transparent)]
     InboxClosed(#[from] InboxClosed),
@@ -238,5 +238,66 @@ impl fmt::Display for Reason {
             fmt::Display::fmt(v, f)?;
         }
         f.write_str("]")
+    }
+}
+
+/// Why a data connection did not come up. Its port (see
+/// [`DataConnRequest`](crate::DataConnRequest)) was killed
+/// with `("AnyEvent::MP::DataConn", <message>)` ([`DataConnError::message`]), except for
+/// [`DataConnError::PortDied`] and [`DataConnError::Shutdown`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataConnError {
+    /// Not up within the timeout.
+    #[error("data connection timed out: {0}")]
+    Timeout(String),
+    /// This node has too many data connections already ([`DataConnLimits::max`](crate::DataConnLimits)).
+    #[error("data connection not opened: {0}")]
+    TooMany(String),
+    /// The handshake failed (authentication, TLS).
+    #[error("data connection handshake failed: {0}")]
+    Handshake(String),
+    /// No address of the other node could be reached.
+    #[error("data connection failed: {0}")]
+    Unreachable(String),
+    /// The other node refused or gave up (it killed the port with a data connection
+    /// reason): an unknown init function, too many data connections there, no listeners.
+    #[error("data connection refused: {0}")]
+    Refused(String),
+    /// The port the data connection was opened for died (with this reason) before it came
+    /// up.
+    #[error("data connection abandoned: its port died ({0})")]
+    PortDied(Reason),
+    /// This node has no network (it was made by [`Node::new`](crate::Node::new)).
+    #[error("data connection: this node has no network")]
+    NoNetwork,
+    /// The node shut down.
+    #[error("data connection: node is shut down")]
+    Shutdown,
+}
+
+impl DataConnError {
+    /// The message of the kill reason `("AnyEvent::MP::DataConn", <message>)`.
+    pub fn message(&self) -> String {
+        match self {
+            DataConnError::Timeout(m)
+            | DataConnError::TooMany(m)
+            | DataConnError::Handshake(m)
+            | DataConnError::Unreachable(m)
+            | DataConnError::Refused(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+
+    pub(crate) fn from_failure(f: aemp_proto::dataconn::Failure) -> DataConnError {
+        use aemp_proto::dataconn::FailureKind as K;
+        match f.kind {
+            K::Timeout => DataConnError::Timeout(f.message),
+            K::TooMany => DataConnError::TooMany(f.message),
+            K::Handshake => DataConnError::Handshake(f.message),
+            K::Unreachable => DataConnError::Unreachable(f.message),
+            K::NoListeners => DataConnError::Refused(f.message),
+            K::NoNetwork => DataConnError::NoNetwork,
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! below it, so no import circle can come back unnoticed.
 //!
 //! ```text
+//!  dataconn   -> runtime, kernel, transport, error (the public data connection API)
 //!  node       -> runtime, kernel, transport, config, error, log_catcher
 //!  runtime    -> kernel, transport, error
 //!  kernel     -> error
@@ -67,6 +68,7 @@ fn modules_use_only_the_layers_below_them() {
         ("config", &[]),
         ("error", &["config", "transport"]),
         ("runtime", &["kernel", "transport", "error"]),
+        ("dataconn", &["runtime", "kernel", "transport", "error"]),
         (
             "node",
             &[

@@ -4,10 +4,10 @@
 
 use super::host::NodeHost;
 use super::{Cmd, Core};
-use crate::dataconn::{DataConn, DataConnError, DataInitFn};
+use crate::error::DataConnError;
 use crate::kernel::monitor::{Monitor, Reason};
 use crate::kernel::{Host, MonRequest, Task};
-use crate::transport::dataconn::DataEvent;
+use crate::transport::dataconn::{DataConn, DataEvent, DataInitFn};
 use aemp_proto::dataconn::{self, DataConns, Effect, Side, KILL_TAG};
 use aemp_proto::db::names::Family;
 use aemp_proto::global::QueryKind;
