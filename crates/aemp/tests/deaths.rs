@@ -169,7 +169,10 @@ async fn failing_node_port_functions_are_warnings() {
         .collect();
     assert_eq!(failed.len(), 2, "{lines:#?}");
     assert!(failed[0].contains(" WARN "), "{failed:#?}");
-    assert!(failed[0].contains("function=\"app::refuse\""), "{failed:#?}");
+    assert!(
+        failed[0].contains("function=\"app::refuse\""),
+        "{failed:#?}"
+    );
     assert!(
         failed[0].contains(r#"reason=["die","bad request"]"#),
         "{failed:#?}"
