@@ -4,16 +4,29 @@
 use crate::within;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a child may take to print its `READY` line.
 const START: Duration = Duration::from_secs(30);
 
-/// Kills the child process when dropped (end of workload, failure, panic).
+/// How long a child may take to exit after its stdin closed before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Ends the child process when dropped (end of workload, failure, panic): closes its stdin,
+/// on which it exits by itself (so that a profiler such as callgrind running it can write
+/// its output), and kills it if it is still there after [`GRACE`].
 pub struct ChildGuard(pub Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline {
+            match self.0.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(Some(_)) | Err(_) => break,
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -722,9 +722,9 @@ async fn s2_family(n: usize, framing: &str) -> BenchResult {
 
     // Updates as fast as the watcher keeps up: G sets k<seq % n> to a rising sequence
     // number `seq`, never more than `window` ahead of the highest number B's watcher has
-    // seen. Every change hands out a snapshot of B's mirror of the family, shared with the
-    // mirror; while one is still held (queued for the watcher), the next change copies the
-    // mirror, so the rate depends on how far the writer runs ahead.
+    // seen. Every change hands out a snapshot of B's mirror of the family (a
+    // `FamilySnapshot`, sharing its unchanged parts with the mirror), so the rate should not
+    // depend on how many changes are queued for the watcher.
     let (seen_tx, seen_rx) = tokio::sync::watch::channel(0u64);
     let watcher = tokio::spawn(async move {
         while let Some(c) = watch.next().await {

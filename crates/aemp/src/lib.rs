@@ -102,7 +102,7 @@ mod runtime;
 mod transport;
 
 pub use aemp_proto::codec::{LimitError, Limits};
-pub use aemp_proto::db::DbMap;
+pub use aemp_proto::db::{DbMap, FamilySnapshot};
 pub use aemp_proto::typed::{self, MsgExt, ValueExt};
 pub use aemp_proto::{ids, list, msg, Msg, NodeId, PortId, Str, Value};
 pub use config::{Config, SendQueueLimit};

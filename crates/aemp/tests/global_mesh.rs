@@ -8,7 +8,7 @@
 
 mod net_common;
 use aemp::{DbChange, DbWatch};
-use aemp::{NodeEvent, NodeId, Value};
+use aemp::{NodeEvent, NodeId, Str, Value};
 use net_common::*;
 use std::time::Duration;
 
@@ -24,12 +24,16 @@ async fn first(w: &mut DbWatch) -> DbChange {
     next_change(w, "first db_mon call").await
 }
 
-fn has_keys(m: &aemp::DbMap, keys: &[&str]) -> bool {
-    keys.iter().all(|k| m.contains_key(*k))
+/// True when the family map (a `DbMap` or a `FamilySnapshot`) holds every key.
+fn has_keys<'a>(m: impl IntoIterator<Item = (&'a Str, &'a Value)>, keys: &[&str]) -> bool {
+    let present = keys_of(m);
+    keys.iter().all(|k| present.iter().any(|p| p == k))
 }
 
-fn lacks_keys(m: &aemp::DbMap, keys: &[&str]) -> bool {
-    keys.iter().all(|k| !m.contains_key(*k))
+/// True when the family map holds none of the keys.
+fn lacks_keys<'a>(m: impl IntoIterator<Item = (&'a Str, &'a Value)>, keys: &[&str]) -> bool {
+    let present = keys_of(m);
+    keys.iter().all(|k| !present.iter().any(|p| p == k))
 }
 
 /// Sets a sentinel key on `setter` and asserts that the next change `w` reports is exactly

@@ -50,7 +50,7 @@ async fn kill_9_of_a_slave_process_removes_its_entries() {
     watcher.db_set("proc", "watcher", 1).unwrap();
     let all = ["plain", worker.as_str(), "watcher"];
     watch_until(&mut w, "the child's entries", |m| {
-        all.iter().all(|k| m.contains_key(*k))
+        all.iter().all(|k| m.contains_key(k))
     })
     .await;
     for g in [&g1, &g2] {

@@ -9,6 +9,8 @@
 //! * [`Watches`] ([`watch`]): the slave-side mirrors of monitored families (`db_mon`), fed
 //!   with `g_chg1`/`g_chg2` from the master.
 //! * [`names`]: family and subkey validation.
+//! * [`FamilySnapshot`] ([`snapshot`]): a watched family's contents as handed to `db_mon`
+//!   subscribers, a persistent map shared with the mirror.
 //!
 //! # Messages
 //!
@@ -19,12 +21,14 @@
 //!
 //! # Data layout
 //!
-//! Families and their contents are [`BTreeMap`]s, so every output lists keys in a stable
-//! (sorted) order; Perl's own order is random, so peers cannot depend on any order.
+//! Families and their contents are [`BTreeMap`]s (the mirrors of watched families are
+//! [`FamilySnapshot`]s, also ordered), so every output lists keys in a stable (sorted)
+//! order; Perl's own order is random, so peers cannot depend on any order.
 
 pub mod global;
 pub mod local;
 pub mod names;
+pub mod snapshot;
 pub mod watch;
 
 #[cfg(test)]
@@ -33,6 +37,7 @@ mod sim_tests;
 pub use global::GlobalDb;
 pub use local::LocalDb;
 pub use names::{Family, NameError};
+pub use snapshot::FamilySnapshot;
 pub use watch::Watches;
 
 use crate::value::{Msg, Str, Value};

@@ -13,11 +13,12 @@
 //! the last one is gone.
 
 use super::names::Family;
+use super::snapshot::FamilySnapshot;
 use super::{arg_str, parse_keys, parse_map, values_equal, DbError, DbMap, FamilyChange, Out};
 use crate::msg;
 use crate::value::{Msg, Str};
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// The watched families of one node and the master they come from.
 ///
@@ -26,9 +27,10 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Watches {
     master: Option<Str>,
-    /// Shared with `db_mon` subscribers as snapshots; changed copy-on-write, so handing a
-    /// snapshot to every change costs nothing unless a subscriber still holds an old one.
-    mirrors: BTreeMap<Str, Arc<DbMap>>,
+    /// Shared with `db_mon` subscribers as snapshots: persistent maps, so handing out a
+    /// snapshot costs O(1) and a change costs O(log family) even while subscribers still
+    /// hold older snapshots.
+    mirrors: BTreeMap<Str, FamilySnapshot>,
 }
 
 impl Watches {
@@ -68,7 +70,7 @@ impl Watches {
         if self.mirrors.contains_key(family.as_str()) {
             return Vec::new();
         }
-        self.mirrors.insert(family.to_str(), Arc::new(DbMap::new()));
+        self.mirrors.insert(family.to_str(), FamilySnapshot::new());
         self.to_master(msg!["g_mon1", family.to_str()])
     }
 
@@ -97,12 +99,12 @@ impl Watches {
     }
 
     /// The current contents of a watched family, as far as the master has told us.
-    pub fn mirror(&self, family: &str) -> Option<&DbMap> {
-        self.mirrors.get(family).map(|m| &**m)
+    pub fn mirror(&self, family: &str) -> Option<&FamilySnapshot> {
+        self.mirrors.get(family)
     }
 
-    /// A shared snapshot of the mirror of `family` (cheap: see `mirrors`).
-    pub fn snapshot(&self, family: &str) -> Option<Arc<DbMap>> {
+    /// A shared snapshot of the mirror of `family` (O(1): see [`FamilySnapshot`]).
+    pub fn snapshot(&self, family: &str) -> Option<FamilySnapshot> {
         self.mirrors.get(family).cloned()
     }
 
@@ -162,19 +164,8 @@ impl Watches {
             family,
             ..FamilyChange::default()
         };
-        for (k, v) in &snapshot {
-            match mirror.get(k) {
-                None => change.added.push(k.clone()),
-                Some(old) if !values_equal(old, v) => change.changed.push(k.clone()),
-                Some(_) => {}
-            }
-        }
-        change.deleted = mirror
-            .keys()
-            .filter(|k| !snapshot.contains_key(*k))
-            .cloned()
-            .collect();
-        *mirror = Arc::new(snapshot);
+        diff_sorted(mirror, &snapshot, &mut change);
+        *mirror = FamilySnapshot::from(snapshot);
         Some(Out::FamilyChanged(change))
     }
 
@@ -182,7 +173,7 @@ impl Watches {
         if !self.accepts(from) {
             return None;
         }
-        let mirror = Arc::make_mut(self.mirrors.get_mut(&family)?);
+        let mirror = self.mirrors.get_mut(&family)?;
         let mut change = FamilyChange {
             family,
             ..FamilyChange::default()
@@ -196,11 +187,46 @@ impl Watches {
             mirror.insert(k, v);
         }
         for k in del {
-            if mirror.remove(&k).is_some() {
+            if mirror.remove(k.as_str()).is_some() {
                 change.deleted.push(k);
             }
         }
         Some(Out::FamilyChanged(change))
+    }
+}
+
+/// Fills `change` with the difference from `old` to `new`: keys only in `new` are added,
+/// keys in both whose values differ ([`values_equal`]) are changed, keys only in `old` are
+/// deleted. One merge pass over both (both iterate in key order): O(old + new).
+fn diff_sorted(old: &FamilySnapshot, new: &DbMap, change: &mut FamilyChange) {
+    let mut o = old.iter().peekable();
+    let mut n = new.iter().peekable();
+    loop {
+        let ord = match (o.peek(), n.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ok, _)), Some((nk, _))) => ok.cmp(nk),
+        };
+        match ord {
+            Ordering::Less => {
+                if let Some((k, _)) = o.next() {
+                    change.deleted.push(k.clone());
+                }
+            }
+            Ordering::Greater => {
+                if let Some((k, _)) = n.next() {
+                    change.added.push(k.clone());
+                }
+            }
+            Ordering::Equal => {
+                if let (Some((_, ov)), Some((k, nv))) = (o.next(), n.next()) {
+                    if !values_equal(ov, nv) {
+                        change.changed.push(k.clone());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -279,7 +305,7 @@ mod tests {
                 ..Default::default()
             }
         );
-        assert_eq!(w.mirror("f"), Some(&DbMap::new()));
+        assert_eq!(w.mirror("f"), Some(&FamilySnapshot::new()));
     }
 
     #[test]
@@ -350,7 +376,7 @@ mod tests {
             .handle("M", &msg!["g_chg1", "other", m(&[("a", 1)])])
             .unwrap()
             .is_empty());
-        assert_eq!(w.mirror("f"), Some(&DbMap::new()));
+        assert_eq!(w.mirror("f"), Some(&FamilySnapshot::new()));
         assert!(w.mirror("other").is_none());
         w.set_master(None);
         assert!(w

@@ -5,12 +5,11 @@ use super::parse_addrs;
 use super::probe::Probe;
 use crate::addr::format_hostport;
 use crate::db::names::{Family, NameError, GLOBALS};
-use crate::db::{DbMap, FamilyChange, GlobalDb, LocalDb, Out, Watches};
+use crate::db::{FamilyChange, FamilySnapshot, GlobalDb, LocalDb, Out, Watches};
 use crate::msg;
 use crate::value::{Msg, Str, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// What the runtime has to do after an event, in the order given.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,8 +104,10 @@ pub enum Effect {
 pub struct DbChange {
     /// The family.
     pub family: Str,
-    /// The family's contents after the change (a shared snapshot).
-    pub contents: Arc<DbMap>,
+    /// The family's contents after the change: a snapshot that shares its unchanged parts
+    /// with the node's mirror and with the other changes' snapshots, so every change has its
+    /// own view at O(log family) cost, however many are queued.
+    pub contents: FamilySnapshot,
     /// Keys that appeared.
     pub added: Vec<Str>,
     /// Keys whose value was set again.
@@ -288,7 +289,7 @@ impl GlobalService {
     }
 
     /// A shared snapshot of the mirror of a watched family (empty if not watched).
-    pub fn family_mirror(&self, family: &str) -> Arc<DbMap> {
+    pub fn family_mirror(&self, family: &str) -> FamilySnapshot {
         let m = match &self.role {
             Role::Slave { watches, .. } => watches.snapshot(family),
             Role::Global(g) => g.watches().snapshot(family),

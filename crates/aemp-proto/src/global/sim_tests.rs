@@ -132,7 +132,7 @@ impl Net {
                             deleted,
                             ..
                         },
-                } if f == family => Some((subscribers, (*contents).clone(), added, deleted)),
+                } if f == family => Some((subscribers, contents.to_map(), added, deleted)),
                 _ => None,
             })
             .last()

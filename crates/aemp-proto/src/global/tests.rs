@@ -73,7 +73,7 @@ fn notify(fx: &[Effect]) -> (Vec<u64>, Str, DbMap, Vec<Str>, Vec<Str>, Vec<Str>)
             } => Some((
                 subscribers.clone(),
                 family.clone(),
-                (**contents).clone(),
+                contents.to_map(),
                 added.clone(),
                 changed.clone(),
                 deleted.clone(),
@@ -415,7 +415,7 @@ fn watch_unwatch_and_late_subscribers_on_a_slave() {
     assert_eq!(added, keys(&["b"]));
     assert_eq!(deleted, keys(&["a"]));
     assert_eq!(contents, dbmap(&[("b", Value::from(2))]));
-    assert_eq!(*sl.family_mirror("f"), contents);
+    assert_eq!(sl.family_mirror("f"), contents);
 
     // Not from the master: ignored. Malformed: refused.
     assert!(deliver(&mut sl, "X", msg!["g_chg1", "f", map(&[])]).is_empty());

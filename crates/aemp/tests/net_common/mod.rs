@@ -639,9 +639,9 @@ pub async fn wait_family(
     }
 }
 
-/// The keys of a family map, sorted (`DbMap` is ordered).
-pub fn keys_of(m: &aemp::DbMap) -> Vec<String> {
-    m.keys().map(|k| k.to_string()).collect()
+/// The keys of a family map (a `DbMap` or a `FamilySnapshot`), sorted (both are ordered).
+pub fn keys_of<'a>(m: impl IntoIterator<Item = (&'a aemp::Str, &'a Value)>) -> Vec<String> {
+    m.into_iter().map(|(k, _)| k.to_string()).collect()
 }
 
 /// Receives `db_mon` changes until the contents satisfy `pred`; returns every change seen
@@ -649,7 +649,7 @@ pub fn keys_of(m: &aemp::DbMap) -> Vec<String> {
 pub async fn watch_until(
     w: &mut aemp::DbWatch,
     what: &str,
-    pred: impl Fn(&aemp::DbMap) -> bool,
+    pred: impl Fn(&aemp::FamilySnapshot) -> bool,
 ) -> Vec<aemp::DbChange> {
     let seen = parking_lot::Mutex::new(Vec::new());
     let r = tokio::time::timeout(T, async {

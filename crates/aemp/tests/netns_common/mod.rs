@@ -483,9 +483,9 @@ fn emit(v: serde_json::Value) {
     let _ = out.flush();
 }
 
-fn db_json(m: &aemp_proto::db::DbMap) -> serde_json::Value {
+fn db_json<'a>(m: impl IntoIterator<Item = (&'a aemp::Str, &'a aemp::Value)>) -> serde_json::Value {
     let obj = m
-        .iter()
+        .into_iter()
         .map(|(k, v)| {
             let text = v
                 .as_str()
