@@ -607,10 +607,16 @@ impl Decoder {
             let after = t.body.split_off(k + 1);
             t.total = t.body.len();
             t.open = false;
-            let at_body = self.pos + t.prefix;
-            self.buf.truncate(self.end);
-            self.buf.splice(at_body..at_body, after);
-            self.end = self.buf.len();
+            // Inserted in place: the zero-filled room beyond `end` stays (truncating it
+            // would make the next `spare` zero it again, a memset of a whole read per long
+            // string).
+            let (at_body, n) = (self.pos + t.prefix, after.len());
+            if self.buf.len() < self.end + n {
+                self.buf.resize(self.end + n, 0);
+            }
+            self.buf.copy_within(at_body..self.end, at_body + n);
+            self.buf[at_body..at_body + n].copy_from_slice(&after);
+            self.end += n;
         }
         // The frame ends with optional whitespace and ']'.
         let Some(t) = self.tail.as_ref() else {
