@@ -18,6 +18,17 @@ fn effects(dc: &mut DataConns) -> Vec<Effect> {
     std::iter::from_fn(|| dc.poll_effect()).collect()
 }
 
+/// A table of `node` that allows at most `max` data connections.
+fn capped(node: &str, max: usize) -> DataConns {
+    DataConns::new(
+        node,
+        Limits {
+            max,
+            ..Limits::default()
+        },
+    )
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
@@ -284,13 +295,7 @@ fn target_timeout_and_dial_back_without_listeners() {
 #[test]
 fn target_refuses_bad_expectations() {
     let t0 = Instant::now();
-    let mut dc = DataConns::new(
-        B,
-        Limits {
-            max: 1,
-            ..Limits::default()
-        },
-    );
+    let mut dc = capped(B, 1);
     let kill = |text: &str| Effect::Send {
         node: A.into(),
         msg: msg!["kil1", "p", KILL_TAG, text],
@@ -363,13 +368,7 @@ fn target_refuses_bad_expectations() {
 #[test]
 fn open_beyond_the_cap_and_to_self() {
     let t0 = Instant::now();
-    let mut dc = DataConns::new(
-        A,
-        Limits {
-            max: 2,
-            ..Limits::default()
-        },
-    );
+    let mut dc = capped(A, 2);
     let echo = port(A, "echo");
     let (_, r) = dc.open(A, port(A, "p"), "f", Vec::new(), secs(5), &echo, t0);
     assert_eq!(r, Ok(true), "a local pair");
