@@ -730,8 +730,17 @@ impl<L: Link, S: BuildHasher> NodeCore<L, S> {
                 }
             }
             // A dial that failed in its handshake (authentication, TLS, an unusable
-            // greeting): if the attempt to reach the node times out, this is why.
-            Some(node) if outgoing => self.peers.attempt_failed(node, text),
+            // greeting): if the attempt to reach the node times out, this is why. If the
+            // peer closed it after its greeting, it still holds a connection to us that we
+            // lost ("already connected"): dial it again shortly (peers, "Refused
+            // connections").
+            Some(node) if outgoing => {
+                self.peers.attempt_failed(node, text);
+                if text == peers::CLOSED_DURING_HANDSHAKE {
+                    let r: f64 = self.rng.gen();
+                    self.peers.refused(node, addr, now, r);
+                }
+            }
             _ => {}
         }
         self.flush_verdicts();

@@ -69,6 +69,19 @@
 //! `step = min(connect_interval, (monitor_timeout - connect_interval) / addresses)`, at
 //! least 0.4 s, as long as the next dial falls before the deadline.
 //!
+//! # Refused connections
+//!
+//! A node that still holds a connection to us refuses a new one ("already connected": it
+//! closes it right after the greeting, as the reference does). That happens after a
+//! half-open break, when our end noticed the loss before the peer's end did: the peer
+//! learns of it only from its own keepalive timeout, and accepts a new connection from
+//! then on. So when the caller reports such a refusal ([`PeerTable::refused`]), the attempt
+//! dials the same address again after a short pause, as often as it is refused, as long as
+//! the re-dial falls before the attempt's deadline: the `k`-th pause is a random time in
+//! `[p, p + 100 ms]` with `p = min(200 ms + (k-1) · 100 ms, 400 ms)` (200–300 ms, then
+//! 300–400 ms, then 400–500 ms). The queue is delivered as soon as the peer has noticed,
+//! instead of being dropped at the deadline. Other failures are not re-dialled.
+//!
 //! # Reconnect back-off
 //!
 //! A connection that ends soon after it came up is a strike against the node: a peer that
@@ -103,6 +116,12 @@ pub const CONNECT_TIMEOUT: &str = "connect timeout";
 /// Reason of the [`Effect::NodeLost`] when a new link replaces one that was up.
 pub const SWITCHED_CONNECTIONS: &str = "switched connections";
 
+/// How a dialled connection ends when the peer closed it during the handshake, after its
+/// greeting: the way a node refuses a connection while it still holds another one to us
+/// ("already connected"; the reason does not cross the wire). Such a refusal is re-dialled
+/// within the attempt (see [Refused connections](self#refused-connections)).
+pub const CLOSED_DURING_HANDSHAKE: &str = "connection closed during handshake";
+
 /// Reason for [`PeerTable::connect_failed`] when a look-up found no address.
 pub const NO_KNOWN_ADDRESS: &str = "no known address";
 
@@ -119,6 +138,16 @@ pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// The longest nominal hold (if `monitor_timeout` is shorter, that), and how long a
 /// connection must stay up to clear the strikes.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// The shortest pause before the first re-dial of a refused address (see
+/// [Refused connections](self#refused-connections)).
+pub const REFUSED_REDIAL_FIRST: Duration = Duration::from_millis(200);
+
+/// The longest pause before a re-dial of a refused address.
+pub const REFUSED_REDIAL_MAX: Duration = Duration::from_millis(500);
+
+/// How much a refused address's pause grows with each refusal, and its random part.
+const REFUSED_REDIAL_STEP: Duration = Duration::from_millis(100);
 
 /// Timer id of a back-off record's expiry (attempt ids start at 1).
 const FORGET: u64 = 0;
@@ -221,6 +250,10 @@ struct Attempt {
     /// Why the last connection of this attempt failed (see [`PeerTable::attempt_failed`]):
     /// the reason at the deadline instead of [`CONNECT_TIMEOUT`].
     last_failure: Option<String>,
+    /// Connections of this attempt the peer refused (see [`PeerTable::refused`]).
+    refusals: u32,
+    /// Refused addresses to dial again, and when.
+    redials: Vec<(Instant, SocketAddr)>,
 }
 
 enum State<L> {
@@ -513,6 +546,33 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
         }
     }
 
+    /// The connection of the attempt to reach `node` that dialled `addr` was refused by the
+    /// peer during the handshake (it closed the connection after its greeting, as a node
+    /// does that still holds a connection to us: "already connected"). `addr` is dialled
+    /// again after a short pause that grows with each refusal of the attempt, if that falls
+    /// before the attempt's deadline (see [Refused connections](self#refused-connections));
+    /// `rand01`, in `[0, 1)`, picks the pause within its range. Ignored unless the node is
+    /// connecting, or if `addr` is already due to be dialled again.
+    pub fn refused(&mut self, node: &str, addr: SocketAddr, now: Instant, rand01: f64) {
+        let Some(Entry {
+            state: State::Connecting(attempt),
+            ..
+        }) = self.nodes.get_mut(node)
+        else {
+            return;
+        };
+        if attempt.redials.iter().any(|(_, a)| *a == addr) {
+            return;
+        }
+        attempt.refusals = attempt.refusals.saturating_add(1);
+        let at = later(now, refused_pause(attempt.refusals, rand01));
+        if at < attempt.deadline {
+            attempt.redials.push((at, addr));
+            self.timers.push(Reverse((at, attempt.id, Str::from(node))));
+            self.timers_changed = true;
+        }
+    }
+
     /// Addresses of `node` from a look-up (the global database, `g_found`): they replace the
     /// known ones. If the node is connecting, they are dialled at once with the usual pacing
     /// (the attempt keeps its deadline). An empty list changes nothing; duplicates are
@@ -615,8 +675,11 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
                     .take()
                     .unwrap_or_else(|| CONNECT_TIMEOUT.to_owned());
                 self.fail(&node, &reason, out);
-            } else if attempt.next_dial == Some(at) {
-                dial_next(attempt, &node, now, &mut self.timers, out);
+            } else {
+                if attempt.next_dial == Some(at) {
+                    dial_next(attempt, &node, now, &mut self.timers, out);
+                }
+                redial_due(attempt, &node, now, out);
             }
         }
         self.prune_timers();
@@ -741,6 +804,8 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
             step: Duration::ZERO,
             next_dial: None,
             last_failure: None,
+            refusals: 0,
+            redials: Vec::new(),
         };
         self.timers.push(Reverse((deadline, id, key.clone())));
         self.timers_changed = true;
@@ -813,7 +878,12 @@ impl<L: Link, S: BuildHasher> PeerTable<L, S> {
                 Some(Entry {
                     state: State::Connecting(a),
                     ..
-                }) => a.id == *id && (a.deadline == *at || a.next_dial == Some(*at)),
+                }) => {
+                    a.id == *id
+                        && (a.deadline == *at
+                            || a.next_dial == Some(*at)
+                            || a.redials.iter().any(|(t, _)| t == at))
+                }
                 _ => false,
             };
             if live {
@@ -843,6 +913,36 @@ fn hold_for(strikes: u32, cap: Duration, rand01: f64) -> Duration {
     let doublings = strikes.saturating_sub(1).min(20);
     let nominal = BACKOFF_FIRST.saturating_mul(1 << doublings).min(cap);
     nominal.mul_f64(0.5 + r / 2.0)
+}
+
+/// The pause before re-dialling an address refused for the `refusals`-th time in an
+/// attempt (see [Refused connections](self#refused-connections)), `rand01` placing it in
+/// its range.
+fn refused_pause(refusals: u32, rand01: f64) -> Duration {
+    let r = if rand01.is_finite() {
+        rand01.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let low = REFUSED_REDIAL_FIRST
+        .saturating_add(REFUSED_REDIAL_STEP.saturating_mul(refusals.saturating_sub(1)))
+        .min(REFUSED_REDIAL_MAX.saturating_sub(REFUSED_REDIAL_STEP));
+    low + REFUSED_REDIAL_STEP.mul_f64(r)
+}
+
+/// Dials the refused addresses whose pause is over.
+fn redial_due(attempt: &mut Attempt, node: &Str, now: Instant, out: &mut Vec<Effect>) {
+    attempt.redials.retain(|&(at, addr)| {
+        if at <= now {
+            out.push(Effect::Dial {
+                node: node.clone(),
+                addr,
+            });
+            false
+        } else {
+            true
+        }
+    });
 }
 
 /// Starts dialling the attempt's plan: at once, or when the node's hold ends (if that is

@@ -811,4 +811,96 @@ fn the_last_failure_of_an_attempt_is_its_reason_at_the_deadline() {
     assert_eq!(all.last(), Some(&(ms(8000), lost("n", CONNECT_TIMEOUT, 1))));
 }
 
+#[test]
+fn a_refused_address_is_dialled_again_with_growing_pauses_until_the_deadline() {
+    let t0 = Instant::now();
+    let mut t = table(2000, 3000);
+    let mut out = Vec::new();
+    t.addresses("n", vec![addr(1)], t0, &mut out);
+    t.send("n", "", m(0), t0, &mut out);
+    assert_eq!(out, vec![dial("n", addr(1))]);
+    out.clear();
+    // Refused ten milliseconds after each dial: the pauses are 200–300, 300–400, then
+    // 400–500 ms, `rand01` placing each in its range; a re-dial that would fall at or after
+    // the deadline is not made.
+    let mut at = ms(10);
+    let mut dials = Vec::new();
+    for r in [0.0, 1.0, 0.5, 1.0, 0.0] {
+        t.refused("n", addr(1), t0 + at, r);
+        // Reported twice (or late): still one re-dial.
+        t.refused("n", addr(1), t0 + at, 0.9);
+        let all = run_until(&mut t, t0, t0 + ms(1999));
+        assert!(all.len() <= 1, "{all:?}");
+        if let Some((when, e)) = all.into_iter().next() {
+            assert_eq!(e, dial("n", addr(1)));
+            dials.push(when);
+            at = when + ms(10);
+        }
+    }
+    assert_eq!(dials, vec![ms(210), ms(620), ms(1080), ms(1590)]);
+    assert!(t.is_connecting("n") && t.queued("n") == 1);
+    let all = run_until(&mut t, t0, t0 + ms(10_000));
+    assert_eq!(all, vec![(ms(2000), lost("n", CONNECT_TIMEOUT, 1))]);
+    assert_eq!(t.poll_timeout(), None);
+
+    // Outside an attempt a refusal changes nothing.
+    t.refused("n", addr(1), t0 + ms(3000), 0.0);
+    assert_eq!(t.poll_timeout(), None);
+}
+
+#[test]
+fn a_refused_attempt_delivers_its_queue_once_the_peer_accepts() {
+    let t0 = Instant::now();
+    let mut t = table(2000, 3000);
+    let mut out = Vec::new();
+    t.addresses("n", vec![addr(1)], t0, &mut out);
+    for i in 0..3 {
+        t.send("n", "", m(i), t0 + ms(i as u64), &mut out);
+    }
+    out.clear();
+    t.refused("n", addr(1), t0 + ms(5), 0.5);
+    assert!(t.take_timers_changed());
+    assert_eq!(t.poll_timeout(), Some(t0 + ms(255)));
+    let all = run_until(&mut t, t0, t0 + ms(255));
+    assert_eq!(all, vec![(ms(255), dial("n", addr(1)))]);
+    t.send("n", "", m(3), t0 + ms(256), &mut out);
+    let link = TestLink::new(7);
+    t.up("n", link.clone(), t0 + ms(260), &mut out);
+    assert_eq!(out, vec![Effect::NodeUp { node: "n".into() }]);
+    assert_eq!(link.take(), vec![0, 1, 2, 3]);
+    // Nothing is left of the attempt: no re-dial, no deadline.
+    assert_eq!(t.poll_timeout(), None);
+}
+
+#[test]
+fn other_failures_of_an_attempt_are_not_dialled_again() {
+    let t0 = Instant::now();
+    let mut t = table(2000, 3000);
+    let mut out = Vec::new();
+    t.addresses("n", vec![addr(1)], t0, &mut out);
+    t.send("n", "", m(0), t0, &mut out);
+    out.clear();
+    t.attempt_failed("n", "authentication failed: shared secret mismatch");
+    let all = run_until(&mut t, t0, t0 + ms(10_000));
+    assert_eq!(
+        all,
+        vec![(
+            ms(2000),
+            lost("n", "authentication failed: shared secret mismatch", 1)
+        )]
+    );
+}
+
+#[test]
+fn refused_pause_ranges() {
+    let r = |k, x| refused_pause(k, x).as_millis();
+    assert_eq!((r(1, 0.0), r(1, 1.0)), (200, 300));
+    assert_eq!((r(2, 0.0), r(2, 1.0)), (300, 400));
+    assert_eq!((r(3, 0.0), r(3, 1.0)), (400, 500));
+    assert_eq!(
+        (r(u32::MAX, 0.5), r(9, f64::NAN), r(1, 7.0)),
+        (450, 400, 300)
+    );
+}
+
 mod queue;

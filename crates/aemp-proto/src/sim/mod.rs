@@ -526,6 +526,42 @@ impl Sim {
         }
     }
 
+    /// Every live connection between `noticer` and `other` goes half-open: nothing written
+    /// to it arrives any more, `noticer`'s end fails at once (a write error, a reset), and
+    /// `other`'s end, which just stops getting data, notices only `late` afterwards (its
+    /// keepalive timeout).
+    pub fn half_open(&mut self, noticer: usize, other: usize, late: Duration) {
+        for c in 0..self.conns.len() {
+            let conn = &self.conns[c];
+            let x = conn.ends[0].node;
+            let pair = conn
+                .target
+                .is_some_and(|y| (x, y) == (noticer, other) || (x, y) == (other, noticer));
+            if !pair || conn.broken {
+                continue;
+            }
+            self.conns[c].broken = true;
+            for side in 0..2 {
+                let e = &self.conns[c].ends[side];
+                if e.open && !e.closed {
+                    let (at, text) = if e.node == noticer {
+                        (self.now, "connection reset by peer")
+                    } else {
+                        (self.now + late, "connection timed out")
+                    };
+                    self.at(
+                        at,
+                        Ev::Close {
+                            conn: c,
+                            side,
+                            text,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
     /// Node `i` dies: its connections end at the other nodes.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
@@ -971,7 +1007,7 @@ impl Sim {
                 let text = if e.up {
                     "EOF from peer"
                 } else {
-                    "connection closed during handshake"
+                    crate::peers::CLOSED_DURING_HANDSHAKE
                 };
                 self.close_end(c, to, text);
             }

@@ -129,7 +129,7 @@ pub(crate) enum ConnError {
     #[error("handshake timeout")]
     HandshakeTimeout,
     /// The peer closed the connection during the handshake.
-    #[error("connection closed during handshake")]
+    #[error("{}", aemp_proto::peers::CLOSED_DURING_HANDSHAKE)]
     ClosedDuringHandshake,
     /// The node this connection belonged to is gone.
     #[error("node is gone")]
