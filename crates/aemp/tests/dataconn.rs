@@ -341,10 +341,11 @@ async fn wire_form_and_an_authentication_failure_on_the_data_connection() {
     // Answer with another secret: `a` sees the mismatch.
     let mut hs = peer_hs("fake", "wrong", &["json"]);
     hs.protocol = "aemp".into();
-    let prefixed = PrefixedStream::new(line, s);
+    let mut prefixed = PrefixedStream::new(line, s);
     let r = prefixed.handshake(&hs).await;
     assert!(r.is_err());
     let (r, died) = within("result", opening).await.unwrap();
+    drop(prefixed);
     let err = r.unwrap_err();
     assert_eq!(
         err,
@@ -365,9 +366,12 @@ impl PrefixedStream {
         PrefixedStream { line, s }
     }
 
-    /// Runs our side of the handshake (feeding the greeting read already first).
+    /// Runs our side of the handshake (feeding the greeting read already first). Takes
+    /// `&mut self`: the socket stays open after a failure until the caller drops it, so that
+    /// the other side reads our auth line before it sees the connection end (closing with
+    /// its auth line unread could reset the connection and hide the cause).
     async fn handshake(
-        mut self,
+        &mut self,
         hs: &aemp_proto::handshake::HandshakeConfig,
     ) -> Result<(), String> {
         use aemp_proto::handshake::{new_nonce, Event, Handshake};
@@ -487,7 +491,8 @@ async fn a_peer_that_does_not_authenticate_gets_nothing() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(greeting.as_bytes()).await.unwrap();
     let got = net_common::read_to_close(&mut s).await;
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Well before the 30 s monitor timeout, however loaded the machine.
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
     assert!(
         String::from_utf8_lossy(&got).starts_with("aemp;1;"),
         "only b's greeting"
@@ -500,7 +505,12 @@ async fn a_peer_that_does_not_authenticate_gets_nothing() {
         .await
         .unwrap();
     net_common::read_to_close(&mut s).await;
-    assert!(b.stats().handshakes_refused > refused);
+    // Counted by the connection task as it ends, which may be just after the close.
+    let deadline = Instant::now() + T;
+    while b.stats().handshakes_refused == refused {
+        assert!(Instant::now() < deadline, "refused handshake not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(arrivals.try_recv().is_err(), "nothing ran");
     // The expectation is still there: a correct handshake gets the stream.
     let mut hs = peer_hs("fake", SECRET, &["json"]);
