@@ -362,6 +362,19 @@ struct Streamed {
     lost: [Vec<String>; 2],
 }
 
+/// Two started nodes, S and R, where S knows R's address (R does not know S's): returns the
+/// simulator and their indices.
+fn sender_and_receiver(seed: u64) -> (Sim, usize, usize) {
+    let mut sim = Sim::new(seed, Opts::default());
+    let s = sim.add("S", |_| {});
+    let r = sim.add("R", |_| {});
+    sim.start(s);
+    sim.start(r);
+    let addr = sim.nodes[r].addr;
+    sim.with(s, |c, now| c.add_addresses("R", vec![addr], now));
+    (sim, s, r)
+}
+
 /// S streams a counter to R every millisecond for 8 s (and R to S if `both`) while their
 /// connections break every 20–420 ms; each end notices a break within `detect`. Checks the
 /// no-holes property in each direction.
@@ -488,13 +501,7 @@ fn one_way_stream_recovers_after_half_open_connection() {
     const N: u64 = 10_000;
     let late = ms(1000);
     for seed in 0..4 {
-        let mut sim = Sim::new(500 + seed, Opts::default());
-        let s = sim.add("S", |_| {});
-        let r = sim.add("R", |_| {});
-        sim.start(s);
-        sim.start(r);
-        let addr = sim.nodes[r].addr;
-        sim.with(s, |c, now| c.add_addresses("R", vec![addr], now));
+        let (mut sim, s, r) = sender_and_receiver(500 + seed);
         let mut t_break = None;
         for k in 0..N {
             sim.run_until(sim.t0 + ms(k));
@@ -543,13 +550,7 @@ fn one_way_stream_recovers_after_half_open_connection() {
 /// arrives in order.
 #[test]
 fn hold_partition_loses_nothing() {
-    let mut sim = Sim::new(3, Opts::default());
-    let s = sim.add("S", |_| {});
-    let r = sim.add("R", |_| {});
-    sim.start(s);
-    sim.start(r);
-    let addr = sim.nodes[r].addr;
-    sim.with(s, |c, now| c.add_addresses("R", vec![addr], now));
+    let (mut sim, s, r) = sender_and_receiver(3);
     for k in 0..1000u64 {
         sim.run_until(sim.t0 + ms(k));
         if k == 300 {
