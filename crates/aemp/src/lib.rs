@@ -55,17 +55,22 @@
 //!
 //! ```text
 //!  Node (node)            the public handle: snd, kil, mon, spawn, cal, db_*, inbox ...
+//!  dataconn               data connections: open one, register init functions
+//!  log_catcher            the tracing layer that captures records for log catchers
 //!    │ typed commands (runtime::Cmd) through the node's queue
 //!  node task (runtime)    owns and wires the state machines, routes their effects
 //!    ├─ Kernel (kernel)          ports, handlers, monitors; knows nothing else
-//!    └─ NodeCore (aemp-proto)    peer table, connection registry, global service, seeds
+//!    ├─ NodeCore (aemp-proto)    peer table, connection registry, global service, seeds
+//!    └─ DataConns (aemp-proto)   data connection set-up, cap and timeouts
 //!    ▲ typed connection events (transport::ConnEvent) and frames
-//!  transport              sockets, handshake driving, read and write loops, TLS
+//!  transport              sockets, handshake driving, read and write loops, TLS;
+//!                         hands authenticated data connections over as raw streams
 //! ```
 //!
 //! The protocol rules (framing, handshake, the peer table, the connection registry, the
-//! global service, the database) live in the sans-IO `aemp-proto` crate, which takes events
-//! and the current time and returns effects; this crate only drives them with tokio.
+//! global service, the database, data connection set-up, the log catcher's subscriptions)
+//! live in the sans-IO `aemp-proto` crate, which takes events and the current time and
+//! returns effects; this crate only drives them with tokio.
 //!
 //! # Diagnostics
 //!
