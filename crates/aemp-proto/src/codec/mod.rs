@@ -514,16 +514,25 @@ impl Decoder {
         // room beyond what has arrived is reserved a bounded step at a time (the buffer
         // then grows with the bytes that really come).
         let have = avail.len() - prefix;
-        let mut body = Vec::with_capacity(total.min(have + TAIL_RESERVE));
-        body.extend_from_slice(&avail[prefix..]);
+        self.detach(prefix, total.min(have + TAIL_RESERVE), total, false);
+    }
+
+    /// Moves the body of the incomplete item (what follows its first `prefix` bytes) out of
+    /// the buffer into a [`Tail`] with room for `reserve` bytes: `total` is its declared
+    /// length (CBOR) or the most it may grow to (`open`: a JSON string still open, whose
+    /// part that arrived so far the scan has checked already).
+    fn detach(&mut self, prefix: usize, reserve: usize, total: usize, open: bool) {
+        let mut body = Vec::with_capacity(reserve);
+        body.extend_from_slice(&self.buf[self.pos + prefix..self.end]);
+        let scanned = if open { body.len() } else { 0 };
         self.end = self.pos + prefix;
         self.scan = None;
         self.tail = Some(Tail {
             prefix,
             body,
             total,
-            open: false,
-            scanned: 0,
+            open,
+            scanned,
             spare_from: None,
         });
     }
@@ -561,18 +570,7 @@ impl Decoder {
             .max(self.json_len_hint + TAIL_STEP)
             .min(have + TAIL_RESERVE)
             .min(cap);
-        let mut body = Vec::with_capacity(reserve);
-        body.extend_from_slice(&avail[prefix..]);
-        self.end = self.pos + prefix;
-        self.scan = None;
-        self.tail = Some(Tail {
-            prefix,
-            body,
-            total: cap,
-            open: true,
-            scanned: have,
-            spare_from: None,
-        });
+        self.detach(prefix, reserve, cap, true);
     }
 
     /// Looks for the end of a detached JSON string: true if there is more for
