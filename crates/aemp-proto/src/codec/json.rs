@@ -127,7 +127,7 @@ pub(super) fn frame_with_tail(
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<(), Fail> {
     let (port, mut items) = frame_prefix(prefix, base, limits)?;
-    let s = String::from_utf8(body).map_err(|e| {
+    let s = aemp_utf8::string_from_utf8(body).map_err(|e| {
         Fail::Error(DecodeError::InvalidUtf8 {
             offset: base + (prefix.len() + e.utf8_error().valid_up_to()) as u64,
         })
@@ -292,7 +292,7 @@ impl<'a> Parser<'a> {
 
     /// Validates `self.buf[start..end]` as UTF-8.
     fn utf8(&self, start: usize, end: usize) -> Result<&str, Fail> {
-        std::str::from_utf8(&self.buf[start..end]).map_err(|e| {
+        aemp_utf8::str_from_utf8(&self.buf[start..end]).map_err(|e| {
             Fail::Error(DecodeError::InvalidUtf8 {
                 offset: self.base + (start + e.valid_up_to()) as u64,
             })
