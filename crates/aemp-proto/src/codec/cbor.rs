@@ -172,7 +172,7 @@ pub(super) fn frame_with_tail(
     prefix: &[u8],
     base: u64,
     limits: &Limits,
-    body: Vec<u8>,
+    body: aemp_utf8::TextBuf,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<(), Fail> {
     let mut p = Parser::new(prefix, base, limits);
@@ -198,7 +198,7 @@ pub(super) fn frame_with_tail(
         items.push(p.value(depth)?);
     }
     // What is left of the prefix is the last string's head.
-    items.push(match aemp_utf8::string_from_utf8(body) {
+    items.push(match body.into_string() {
         Ok(s) => Value::Str(Str::from_string_buffer(s)),
         Err(e) => Value::Bytes(e.into_bytes()),
     });

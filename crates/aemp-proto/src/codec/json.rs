@@ -123,11 +123,11 @@ pub(super) fn frame_with_tail(
     prefix: &[u8],
     base: u64,
     limits: &Limits,
-    body: Vec<u8>,
+    body: aemp_utf8::TextBuf,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<(), Fail> {
     let (port, mut items) = frame_prefix(prefix, base, limits)?;
-    let s = aemp_utf8::string_from_utf8(body).map_err(|e| {
+    let s = body.into_string().map_err(|e| {
         Fail::Error(DecodeError::InvalidUtf8 {
             offset: base + (prefix.len() + e.utf8_error().valid_up_to()) as u64,
         })

@@ -52,6 +52,8 @@ mod nested;
 
 pub use check::{frame_size_estimate, LimitError};
 
+pub use aemp_utf8::TextBuf;
+
 use crate::value::{Msg, Str, Value};
 
 /// Hard upper bound on the nesting depth the decoders accept, whatever [`Limits::max_depth`]
@@ -288,7 +290,7 @@ const TAIL_STEP: usize = 64 * 1024;
 #[derive(Debug)]
 struct Tail {
     prefix: usize,
-    body: Vec<u8>,
+    body: TextBuf,
     total: usize,
     /// JSON, end not found yet.
     open: bool,
@@ -372,7 +374,7 @@ impl Decoder {
     /// string's buffer, to read at most `missing` more bytes into its spare capacity (for
     /// example with tokio's `read_buf` over `Limit`), and that number. Reads must go here,
     /// not to [`Decoder::spare`], while this is `Some`.
-    pub fn tail_room(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+    pub fn tail_room(&mut self) -> Option<(&mut TextBuf, usize)> {
         if self.poisoned.is_some() {
             return None;
         }
@@ -395,9 +397,8 @@ impl Decoder {
             // claim.
             let old = t.body.len();
             let room = t.missing().min(min.max(TAIL_STEP));
-            t.body.resize(old + room, 0);
             t.spare_from = Some(old);
-            return &mut t.body[old..];
+            return t.body.zeroed_room(room);
         }
         // Compact only when the consumed prefix is at least half the data, so every byte is
         // moved O(1) times amortised (draining after each item would be quadratic when one
@@ -522,7 +523,7 @@ impl Decoder {
     /// length (CBOR) or the most it may grow to (`open`: a JSON string still open, whose
     /// part that arrived so far the scan has checked already).
     fn detach(&mut self, prefix: usize, reserve: usize, total: usize, open: bool) {
-        let mut body = Vec::with_capacity(reserve);
+        let mut body = TextBuf::with_capacity(reserve);
         body.extend_from_slice(&self.buf[self.pos + prefix..self.end]);
         let scanned = if open { body.len() } else { 0 };
         self.end = self.pos + prefix;
@@ -585,7 +586,7 @@ impl Decoder {
             return Ok(false);
         }
         if t.open {
-            let k = t.scanned + json::plain_len(&t.body[t.scanned..]);
+            let k = t.scanned + json::plain_len(&t.body.as_bytes()[t.scanned..]);
             if k == t.body.len() {
                 t.scanned = k;
                 if t.body.len() >= t.total {
@@ -593,7 +594,7 @@ impl Decoder {
                 }
                 return Ok(false);
             }
-            if t.body[k] != b'"' {
+            if t.body.as_bytes()[k] != b'"' {
                 // An escape or a control byte: the parser's job.
                 self.no_detach = Some(at);
                 self.reattach_tail();
@@ -658,7 +659,7 @@ impl Decoder {
         }
         let after = self.buf[self.pos + t.prefix..self.end].to_vec();
         self.buf.truncate(self.pos + t.prefix);
-        self.buf.extend_from_slice(&t.body);
+        self.buf.extend_from_slice(t.body.as_bytes());
         self.buf.extend_from_slice(&after);
         self.end = self.buf.len();
     }
