@@ -161,7 +161,7 @@ impl Value {
     /// Builds a string value, or [`Value::Bytes`] when `bytes` is not valid UTF-8.
     /// This is how both CBOR string kinds are read.
     pub fn from_wire_bytes(bytes: &[u8]) -> Value {
-        match aemp_utf8::str_from_utf8(bytes) {
+        match aemp_text::str_from_utf8(bytes) {
             Ok(s) => Value::Str(Str::from(s)),
             Err(_) => Value::Bytes(bytes.to_vec()),
         }

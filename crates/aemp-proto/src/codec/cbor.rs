@@ -98,7 +98,7 @@ pub(super) fn parse_frame(
     if !matches!(ph.major, 2 | 3) || ph.ai == 31 {
         return Ok(None);
     }
-    let Ok(port) = aemp_utf8::str_from_utf8(p.take(ph.arg)?) else {
+    let Ok(port) = aemp_text::str_from_utf8(p.take(ph.arg)?) else {
         return Ok(None);
     };
     let items = if n - 1 <= MSG_INLINE {
@@ -172,7 +172,7 @@ pub(super) fn frame_with_tail(
     prefix: &[u8],
     base: u64,
     limits: &Limits,
-    body: aemp_utf8::TextBuf,
+    body: aemp_text::TextBuf,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<(), Fail> {
     let mut p = Parser::new(prefix, base, limits);
@@ -183,7 +183,7 @@ pub(super) fn frame_with_tail(
     let n = h.arg as usize;
     // Invariant (from detachable_tail): the port name is a definite string.
     let ph = p.head()?;
-    let port = match aemp_utf8::str_from_utf8(p.take(ph.arg)?) {
+    let port = match aemp_text::str_from_utf8(p.take(ph.arg)?) {
         Ok(s) => Str::from(s),
         // Not UTF-8: a byte string, which is no port name.
         Err(_) => {
@@ -375,7 +375,7 @@ impl<'a> Parser<'a> {
                 2 | 3 => {
                     let h = self.head()?;
                     let b = self.take(h.arg)?;
-                    match aemp_utf8::str_from_utf8(b) {
+                    match aemp_text::str_from_utf8(b) {
                         Ok(s) => out.push_value(Value::Str(Str::from(s))),
                         Err(_) => out.push_value(Value::Bytes(b.to_vec())),
                     }
@@ -401,7 +401,7 @@ impl<'a> Parser<'a> {
                 1 => Ok(negative(h.arg)),
                 2 | 3 => Ok(match self.string_bytes(&h)? {
                     Cow::Borrowed(b) => Value::from_wire_bytes(b),
-                    Cow::Owned(b) => match aemp_utf8::string_from_utf8(b) {
+                    Cow::Owned(b) => match aemp_text::string_from_utf8(b) {
                         Ok(s) => Value::Str(Str::from(s)),
                         Err(e) => Value::Bytes(e.into_bytes()),
                     },
@@ -472,7 +472,7 @@ impl<'a> Parser<'a> {
                 )),
                 2 | 3 => {
                     let b = self.string_bytes(&h)?;
-                    Ok(match aemp_utf8::str_from_utf8(&b) {
+                    Ok(match aemp_text::str_from_utf8(&b) {
                         Ok(s) => Str::from(s),
                         // Perl sees a byte string as one character per byte.
                         Err(_) => b.iter().map(|&c| char::from(c)).collect(),

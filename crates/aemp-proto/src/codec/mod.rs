@@ -52,7 +52,7 @@ mod nested;
 
 pub use check::{frame_size_estimate, LimitError};
 
-pub use aemp_utf8::TextBuf;
+pub use aemp_text::TextBuf;
 
 use crate::value::{Msg, Str, Value};
 
