@@ -269,10 +269,22 @@ mod avx2 {
         let limit = _mm256_set1_epi8(0x20);
         let backslash = _mm256_set1_epi8(b'\\' as i8);
         let mut i = 0;
+        // Most strings are short and end in the first vector (the caller passes the rest of
+        // its buffer, so there usually are 32 bytes to load): test it exactly first.
+        for _ in 0..2 {
+            if i + 32 > s.len() {
+                break;
+            }
+            let m = mask(load(i));
+            if m != 0 {
+                return i + m.trailing_zeros() as usize;
+            }
+            i += 32;
+        }
         // Long runs 128 bytes per turn with one test: the smallest `b ^ 2` of each lane and
         // the or of the backslash compares (about 0.2 instructions per byte against 0.38
         // with the exact mask of every 64 bytes); the exact loops below find the byte.
-        for block in s.chunks_exact(128) {
+        for block in s[i..].chunks_exact(128) {
             let (mut low, mut bs) = (_mm256_set1_epi8(-1), _mm256_set1_epi8(0));
             for part in block.chunks_exact(32) {
                 let v = load32(part);
@@ -298,6 +310,17 @@ mod avx2 {
                 return i + m.trailing_zeros() as usize;
             }
             i += 32;
+        }
+        if i < s.len() && s.len() >= 32 {
+            // The last bytes: one load of the last 32, ignoring those tested already.
+            let start = s.len() - 32;
+            let m = mask(load(start)) & (u32::MAX << (i - start));
+            return start
+                + if m != 0 {
+                    m.trailing_zeros() as usize
+                } else {
+                    32
+                };
         }
         i + s[i..]
             .iter()
