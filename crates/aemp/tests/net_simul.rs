@@ -132,3 +132,61 @@ async fn authenticated_connection_is_not_dropped_for_a_simultaneous_one() {
     assert!(a.wait_up(&b_id, T).await);
     drop(c1);
 }
+
+/// A node that still holds a connection to us refuses a new one by closing it after its
+/// greeting; whether we then read an end of file or a reset depends on whether our auth
+/// line reached it first. Both are the same refusal: A dials again within the attempt
+/// (after 200–300 ms) instead of waiting for its next regular dial.
+///
+/// Scripted peer P: the first connection gets P's greeting, A's greeting is read, and the
+/// socket is closed with SO_LINGER 0 (a reset); the next connection completes the
+/// handshake and must carry the message A was asked to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_after_the_greeting_is_dialled_again_at_once() {
+    use aemp_proto::codec::Framing;
+    use aemp_proto::handshake::{new_nonce, Handshake};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    let a = node("reset-a").await;
+    let p_id = aemp::NodeId::new("reset-p").unwrap();
+    let hs = peer_hs(p_id.as_str(), "s3cret", &["cbor"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    a.add_address(&p_id, vec![listener.local_addr().unwrap()])
+        .unwrap();
+    let to = aemp::PortId::from_parts(p_id.as_str(), "inbox");
+    a.snd(&to, aemp::msg!["hello", 1]).unwrap();
+
+    let (mut c1, _) = within("A dials P", listener.accept()).await.unwrap();
+    let h1 = Handshake::new(&hs, "127.0.0.1:1", new_nonce());
+    c1.write_all(&h1.initial_bytes()).await.unwrap();
+    let mut buf1 = Vec::new();
+    read_lines(&mut c1, &mut buf1, 1)
+        .await
+        .expect("A's greeting on the first connection");
+    // Let A's auth line arrive unread, so that the close below sends a reset.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c1 = c1.into_std().unwrap();
+    socket2::SockRef::from(&c1)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c1);
+    let reset_at = std::time::Instant::now();
+
+    let (c2, _) = within("A dials P again", listener.accept()).await.unwrap();
+    let again = reset_at.elapsed();
+    let mut p = Peer::handshake(c2, &hs)
+        .await
+        .expect("handshake on the re-dial");
+    let (port, m) = within("the message", p.recv_non_global())
+        .await
+        .expect("a frame");
+    assert_eq!((port.as_str(), m), ("inbox", aemp::msg!["hello", 1]));
+    assert_eq!(p.send, Framing::Cbor);
+    // The re-dial pause is 200-300 ms; the bound leaves room for a loaded machine while
+    // staying below A's next regular dial.
+    assert!(
+        again < Duration::from_millis(1500),
+        "re-dialled after {again:?}"
+    );
+}

@@ -178,6 +178,22 @@ impl ConnError {
         }
     }
 
+    /// A peer that greeted us and then reset the connection closed it with our auth line
+    /// unread: the same refusal as a close ("already connected", see
+    /// `aemp_proto::peers`' refused connections), whichever of the two reached us first.
+    fn reset_after_greeting(self, greeted: bool) -> ConnError {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        match self {
+            ConnError::Io(e)
+                if greeted
+                    && matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) =>
+            {
+                ConnError::ClosedDuringHandshake
+            }
+            e => e,
+        }
+    }
+
     /// An I/O error inside TLS may be the peer's alert about our certificate.
     fn in_tls(self) -> ConnError {
         match self {
@@ -628,7 +644,8 @@ pub(super) async fn drive(
         deadline: data_id
             .map(|_| tokio::time::Instant::now() + net.cfg.data_conn.handshake_timeout),
     };
-    match handshake(&mut ctx, &mut stream, &mut hs, Vec::new()).await? {
+    let plain = handshake(&mut ctx, &mut stream, &mut hs, Vec::new()).await;
+    match plain.map_err(|e| e.reset_after_greeting(ctx.peer.is_some()))? {
         Phase::Done(est, rest) if est.protocol != "aemp" => {
             let io = super::dataconn::Io::Tcp(stream);
             super::dataconn::hand_over(net, io, *est, rest, addr, outgoing, data_id)
