@@ -480,4 +480,70 @@ mod tests {
             }
         }
     }
+
+    /// Random sequences of every operation, against a plain `Vec<u8>` and
+    /// `String::from_utf8`: the bytes and the conversion always agree.
+    #[test]
+    fn text_buf_random_operations() {
+        use bytes::BufMut;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let pieces: [&[u8]; 6] = [
+            b"abc",
+            "é".as_bytes(),
+            &[0xe2, 0x82],
+            &[0xac],
+            &[0xff],
+            b"0123456789abcdef0123456789abcdef",
+        ];
+        for _ in 0..3000 {
+            let (mut b, mut model) = (TextBuf::with_capacity(next(40) as usize), Vec::new());
+            for _ in 0..next(12) {
+                let piece = pieces[next(pieces.len() as u64) as usize];
+                match next(6) {
+                    0 => {
+                        b.extend_from_slice(piece);
+                        model.extend_from_slice(piece);
+                    }
+                    1 => {
+                        b.put_slice(piece);
+                        model.extend_from_slice(piece);
+                    }
+                    2 => {
+                        let len = b.len();
+                        let extra = next(4) as usize;
+                        b.zeroed_room(piece.len() + extra)[..piece.len()].copy_from_slice(piece);
+                        b.truncate(len + piece.len() + extra / 2);
+                        model.extend_from_slice(piece);
+                        model.resize(len + piece.len() + extra / 2, 0);
+                    }
+                    3 => {
+                        assert_eq!(b.pop(), model.pop());
+                    }
+                    4 => {
+                        let at = next(model.len() as u64 + 2) as usize;
+                        let rest = model.split_off(at.min(model.len()));
+                        assert_eq!(b.split_off(at), rest);
+                    }
+                    _ => {
+                        let len = next(model.len() as u64 + 2) as usize;
+                        b.truncate(len);
+                        model.truncate(len);
+                    }
+                }
+                assert_eq!(b.as_bytes(), &model[..]);
+            }
+            let ours = b
+                .into_string()
+                .map_err(|e| (e.utf8_error(), e.into_bytes()));
+            let std =
+                String::from_utf8(model.clone()).map_err(|e| (e.utf8_error(), e.into_bytes()));
+            assert_eq!(ours, std, "{model:?}");
+        }
+    }
 }
