@@ -124,7 +124,26 @@ impl Shared {
     /// For a port of another node, its node ID is checked too ([`Shared::check_node`]).
     #[inline]
     pub(crate) fn check_to(&self, port: &PortId, msg: &[Value]) -> Result<(), LimitError> {
-        let local = port::short_eq(port.node(), self.id.as_str());
+        self.check_to_at(port, self.is_local(port), msg)
+    }
+
+    /// Whether `port` is a port of this node.
+    #[inline]
+    pub(crate) fn is_local(&self, port: &PortId) -> bool {
+        port::short_eq(port.node(), self.id.as_str())
+    }
+
+    /// [`Shared::check_to`] for a sender that knows `local` ([`Shared::is_local`]) already
+    /// because it branches on it too (`Node::snd`): node IDs are mostly longer than the
+    /// 16 bytes that [`port::short_eq`] compares without a `memcmp` call, so comparing
+    /// them once saves a call per message.
+    #[inline]
+    pub(crate) fn check_to_at(
+        &self,
+        port: &PortId,
+        local: bool,
+        msg: &[Value],
+    ) -> Result<(), LimitError> {
         if local
             && !msg
                 .iter()

@@ -532,10 +532,11 @@ impl Node {
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
-        if let Err(e) = self.shared().check_to(port, msg.as_slice()) {
+        let local = self.shared().is_local(port);
+        if let Err(e) = self.shared().check_to_at(port, local, msg.as_slice()) {
             return Err(refused(msg, e));
         }
-        let task = if port.node() == self.id().as_str() {
+        let task = if local {
             Task::Deliver {
                 port: Str::from(port.name()),
                 msg,
