@@ -124,23 +124,25 @@ impl Shared {
     /// For a port of another node, its node ID is checked too ([`Shared::check_node`]).
     #[inline]
     pub(crate) fn check_to(&self, port: &PortId, msg: &[Value]) -> Result<(), LimitError> {
-        self.check_to_at(port, self.is_local(port), msg)
+        let (node, name) = port.parts();
+        self.check_to_at(node, name, self.is_local(node), msg)
     }
 
-    /// Whether `port` is a port of this node.
+    /// Whether `node` (the node part of a port ID) is this node.
     #[inline]
-    pub(crate) fn is_local(&self, port: &PortId) -> bool {
-        port::short_eq(port.node(), self.id.as_str())
+    pub(crate) fn is_local(&self, node: &str) -> bool {
+        port::short_eq(node, self.id.as_str())
     }
 
-    /// [`Shared::check_to`] for a sender that knows `local` ([`Shared::is_local`]) already
-    /// because it branches on it too (`Node::snd`): node IDs are mostly longer than the
-    /// 16 bytes that [`port::short_eq`] compares without a `memcmp` call, so comparing
-    /// them once saves a call per message.
+    /// [`Shared::check_to`] for a sender that has the port ID's parts ([`PortId::parts`])
+    /// and knows `local` ([`Shared::is_local`]) already because it branches on it too
+    /// (`Node::snd`): node IDs are mostly longer than the 16 bytes that [`port::short_eq`]
+    /// compares without a `memcmp` call, so comparing them once saves a call per message.
     #[inline]
     pub(crate) fn check_to_at(
         &self,
-        port: &PortId,
+        node: &str,
+        name: &str,
         local: bool,
         msg: &[Value],
     ) -> Result<(), LimitError> {
@@ -151,9 +153,9 @@ impl Shared {
         {
             return Ok(());
         }
-        self.check(port.name(), msg)?;
+        self.check(name, msg)?;
         if !local {
-            self.check_node(port.node())?;
+            self.check_node(node)?;
         }
         Ok(())
     }
