@@ -165,6 +165,14 @@ impl PortId {
         }
     }
 
+    /// The node part and the port name at once ([`PortId::node`], [`PortId::name`]): one
+    /// look at the string where a sender needs both (`Node::snd` needs each of them more
+    /// than once).
+    pub fn parts(&self) -> (&str, &str) {
+        let (node, rest) = self.id.split_at(self.split as usize);
+        (node, rest.get(1..).unwrap_or(""))
+    }
+
     /// True when this names a node port.
     pub fn is_node_port(&self) -> bool {
         self.name().is_empty()
@@ -356,9 +364,12 @@ mod tests {
         let p = PortId::parse("node#a#b").unwrap();
         assert_eq!(p.node(), "node");
         assert_eq!(p.name(), "a#b");
+        assert_eq!(p.parts(), ("node", "a#b"));
         let n = PortId::parse("node").unwrap();
         assert!(n.is_node_port());
         assert_eq!(n.name(), "");
+        assert_eq!(n.parts(), ("node", ""));
+        assert_eq!(PortId::parse("node#").unwrap().parts(), ("node", ""));
         assert!(PortId::parse("#x").is_err());
         assert_eq!(PortId::from_parts("n", "p").as_str(), "n#p");
         assert_eq!(PortId::from_parts("n", "").as_str(), "n");

@@ -782,16 +782,57 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     let mut rest = s.as_bytes();
     out.reserve(rest.len() + 2);
     out.push(b'"');
-    // Runs without anything to escape are copied whole (`find_special` looks for exactly
+    // Runs without anything to escape are copied whole (`plain_run` looks for exactly
     // the bytes that ESCAPE marks).
     loop {
-        let n = find_special(rest);
+        let n = plain_run(rest);
         out.extend_from_slice(&rest[..n]);
         let Some(&b) = rest.get(n) else { break };
         write_escape(b, ESCAPE[usize::from(b)], out);
         rest = &rest[n + 1..];
     }
     out.push(b'"');
+}
+
+/// [`find_special`] for the encoder, whose strings are mostly short (port names, tags, a
+/// few dozen bytes of payload): up to [`HEAD`] bytes are scanned 8 at a time, and the
+/// index of the first special byte is read off the word's hit mask instead of scanning the
+/// word again byte by byte; longer strings go to [`find_special`] and its block loop.
+/// (Callgrind, the R1 frame `["port","msg",i,"<48 bytes>"]`, three strings: about 240
+/// instructions less per frame than with [`find_special`].)
+#[inline]
+fn plain_run(s: &[u8]) -> usize {
+    if s.len() > HEAD {
+        return find_special(s);
+    }
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in words.by_ref() {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        let hit = special_bytes(w);
+        if hit != 0 {
+            // The lowest marked byte is a true hit (a borrow only runs upwards from one).
+            return at + hit.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    at + words
+        .remainder()
+        .iter()
+        .position(|&b| ESCAPE[usize::from(b)] != 0)
+        .unwrap_or(words.remainder().len())
+}
+
+/// The high bit of each byte of `x` (little-endian) that is `"`, `\` or below 0x20, and
+/// possibly of bytes above such a byte (the classic SWAR tests: `(v - 0x01..01) & !v &
+/// 0x80..80` marks the zero bytes of `v`, exactly up to the first).
+#[inline(always)]
+fn special_bytes(x: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let q = x ^ (LO * u64::from(b'"'));
+    let b = x ^ (LO * u64::from(b'\\'));
+    ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (x.wrapping_sub(LO * 0x20) & !x)) & HI
 }
 
 /// True when `s` can be written between quotes as it is (nothing to escape).
@@ -823,6 +864,27 @@ pub(super) fn encode_frame(port: &str, msg: &[Value], out: &mut Vec<u8>) {
         encode_value(v, out);
     }
     out.push(b']');
+}
+
+/// [`encode_frame`] into an outbox, with top-level strings of at least
+/// [`ZERO_COPY_MIN`](super::ZERO_COPY_MIN) bytes that need no escaping moved out of `msg`
+/// (see [`encode_frame_owned`](super::encode_frame_owned)).
+pub(super) fn encode_frame_owned(port: &str, msg: &mut [Value], out: &mut super::Outbox) {
+    out.bytes.push(b'[');
+    write_str(port, &mut out.bytes);
+    for v in msg {
+        out.bytes.push(b',');
+        match v {
+            // Deciding costs a scan of the long string: done once.
+            Value::Str(s) if s.len() >= super::ZERO_COPY_MIN && is_plain(s) => {
+                out.bytes.push(b'"');
+                out.push_big(std::mem::take(s));
+                out.bytes.push(b'"');
+            }
+            v => encode_value(v, &mut out.bytes),
+        }
+    }
+    out.bytes.push(b']');
 }
 
 #[inline]
@@ -1136,6 +1198,26 @@ mod tests {
                     }
                     let want = v.iter().position(|&b| special(b)).unwrap_or(len);
                     assert_eq!(find_special(&v), want, "{v:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_run_matches_bytewise_search() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for len in 0..HEAD + 20 {
+            for pos in 0..=len {
+                for (fill, hit) in [(b'a', b'"'), (0xe9, b'\\'), (0x7f, 0x1f), (0x80, 0x00)] {
+                    // A second hit further on must not hide the first.
+                    let mut v = vec![fill; len];
+                    for p in [pos, pos + 1, pos + 9] {
+                        if p < len {
+                            v[p] = hit;
+                        }
+                    }
+                    let want = v.iter().position(|&b| special(b)).unwrap_or(len);
+                    assert_eq!(plain_run(&v), want, "{v:02x?}");
                 }
             }
         }

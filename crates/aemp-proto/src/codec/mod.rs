@@ -978,53 +978,24 @@ impl Outbox {
 /// Appends the wire form of `[port_name, msg...]` to `out` like [`encode_frame`], but moves
 /// top-level strings of at least [`ZERO_COPY_MIN`] bytes out of `msg` into `out.big`
 /// instead of copying them (JSON only when the string needs no escaping).
+///
+/// One pass over the elements, each either encoded or moved as it comes: this is the hot
+/// path of every remote send, where a separate scan for large strings first was paid by
+/// every small message.
 pub fn encode_frame_owned(framing: Framing, port_name: &str, msg: &mut [Value], out: &mut Outbox) {
-    let is_big = |v: &Value| match v {
-        Value::Str(s) => {
-            s.len() >= ZERO_COPY_MIN && (framing == Framing::Cbor || json::is_plain(s))
-        }
-        _ => false,
-    };
-    // Deciding costs a scan of each long JSON string: done once per element.
-    let Some(first) = msg.iter().position(is_big) else {
-        encode_frame(framing, port_name, msg, &mut out.bytes);
-        return;
-    };
-    let b = &mut out.bytes;
     match framing {
-        Framing::Json => {
-            b.push(b'[');
-            json::encode_value(&Value::Str(Str::from(port_name)), b);
-        }
-        Framing::Cbor => {
-            cbor::array_head(msg.len() + 1, b);
-            cbor::encode_value(&Value::Str(Str::from(port_name)), b);
-        }
+        Framing::Json => json::encode_frame_owned(port_name, msg, out),
+        Framing::Cbor => cbor::encode_frame_owned(port_name, msg, out),
     }
-    for (i, v) in msg.iter_mut().enumerate() {
-        let b = &mut out.bytes;
-        if framing == Framing::Json {
-            b.push(b',');
-        }
-        if i < first || (i > first && !is_big(v)) {
-            encode_value(framing, v, b);
-            continue;
-        }
-        let Value::Str(s) = std::mem::take(v) else {
-            continue;
-        };
-        match framing {
-            Framing::Json => b.push(b'"'),
-            Framing::Cbor => cbor::text_head(s.len(), b),
-        }
-        out.big_len += s.len();
-        out.big.push((b.len(), s));
-        if framing == Framing::Json {
-            out.bytes.push(b'"');
-        }
-    }
-    if framing == Framing::Json {
-        out.bytes.push(b']');
+}
+
+impl Outbox {
+    /// Queues the large string `s`, whose head (and JSON opening quote) was just written to
+    /// `bytes`: its bytes go right after what `bytes` holds now.
+    #[cold]
+    fn push_big(&mut self, s: Str) {
+        self.big_len += s.len();
+        self.big.push((self.bytes.len(), s));
     }
 }
 

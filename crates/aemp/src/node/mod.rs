@@ -532,19 +532,22 @@ impl Node {
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
-        if let Err(e) = self.shared().check_to(port, msg.as_slice()) {
+        // The parts once: every step below needs one or both.
+        let (node, name) = port.parts();
+        let local = self.shared().is_local(node);
+        if let Err(e) = self.shared().check_to_at(node, name, local, msg.as_slice()) {
             return Err(refused(msg, e));
         }
-        let task = if port.node() == self.id().as_str() {
+        let task = if local {
             Task::Deliver {
-                port: Str::from(port.name()),
+                port: Str::from(name),
                 msg,
                 src: None,
             }
         } else {
             // The direct path (see `runtime::direct`): straight into the connection when
             // the node task has nothing of ours pending.
-            match self.inner.core.try_direct(port, msg) {
+            match self.inner.core.try_direct(node, name, msg) {
                 Ok(sent) => return sent.map_err(Error::Refused),
                 Err(msg) => Task::Send {
                     port: port.clone(),

@@ -16,7 +16,7 @@
 
 use crate::transport::connection::ConnTx;
 use aemp_proto::codec::LimitError;
-use aemp_proto::{Msg, PortId, Str};
+use aemp_proto::{Msg, Str};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -43,13 +43,18 @@ impl DirectLinks {
         self.links.write().clear();
     }
 
-    /// Encodes `msg` for `port` into its node's connection if that node is up (`Ok`, with
-    /// the connection's verdict on a message checked for CBOR: see `ConnTx::send_checked`);
-    /// gives the message back otherwise.
+    /// Encodes `msg` for port `name` of `node` into that node's connection if the node is
+    /// up (`Ok`, with the connection's verdict on a message checked for CBOR: see
+    /// `ConnTx::send_checked`); gives the message back otherwise.
     #[inline]
-    pub(super) fn send(&self, port: &PortId, msg: Msg) -> Result<Result<(), LimitError>, Msg> {
-        match self.links.read().get(port.node()) {
-            Some(tx) => Ok(tx.send_checked(port.name(), msg).map(drop)),
+    pub(super) fn send(
+        &self,
+        node: &str,
+        name: &str,
+        msg: Msg,
+    ) -> Result<Result<(), LimitError>, Msg> {
+        match self.links.read().get(node) {
+            Some(tx) => Ok(tx.send_checked(name, msg).map(drop)),
             None => Err(msg),
         }
     }

@@ -27,7 +27,7 @@ use crate::transport::connection::LinkState;
 use crate::transport::{ConnEvent, EventSink, Frames, Transport};
 use aemp_proto::db::names::Family;
 use aemp_proto::global::QueryKind;
-use aemp_proto::{Msg, NodeId, PortId, Str, Value};
+use aemp_proto::{Msg, NodeId, Str, Value};
 use host::NodeHost;
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
@@ -265,11 +265,12 @@ impl Core {
     /// Sends a message of a node handle to a remote port straight into its connection, if
     /// the node task is idle and the node is up (see [`direct`]): `Ok` with the connection's
     /// verdict (a message checked for CBOR may still be too large for a JSON connection);
-    /// gives the message back otherwise.
+    /// gives the message back otherwise. `node` and `name` are the port ID's parts.
     #[inline]
     pub(crate) fn try_direct(
         &self,
-        port: &PortId,
+        node: &str,
+        name: &str,
         msg: Msg,
     ) -> Result<Result<(), aemp_proto::codec::LimitError>, Msg> {
         if self.queued.load(Ordering::Acquire)
@@ -278,7 +279,7 @@ impl Core {
         {
             return Err(msg);
         }
-        self.direct.send(port, msg)
+        self.direct.send(node, name, msg)
     }
 
     /// Whether the node task has work queued or is running a batch: messages sent through
