@@ -802,7 +802,7 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 /// instructions less per frame than with [`find_special`].)
 #[inline]
 fn plain_run(s: &[u8]) -> usize {
-    if s.len() > HEAD {
+    if s.len() > HEAD || (s.len() >= 32 && aemp_text::has_avx2()) {
         return find_special(s);
     }
     let mut words = s.chunks_exact(8);
