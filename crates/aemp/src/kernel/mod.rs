@@ -294,6 +294,17 @@ pub(crate) struct MonRequest {
     pub action: Monitor,
 }
 
+/// The default handler of a port, taken out of its slot to run a stream of messages to
+/// that port (see [`Kernel::deliver_all`]).
+struct Run {
+    /// The port's name.
+    name: Str,
+    /// Its slot and uid in the port table.
+    idx: u32,
+    uid: u64,
+    h: Handler,
+}
+
 /// The dispatcher-owned state of a node: ports and monitors.
 pub(crate) struct Kernel {
     pub(crate) id: NodeId,
@@ -446,27 +457,192 @@ impl Kernel {
             },
             port::Route::Default => Str::default(),
         };
-        let result = {
-            let mut cx = Cx {
-                k: self,
-                host: &mut *host,
-                port: &name,
-                src,
-            };
-            catch_unwind(AssertUnwindSafe(|| h(&mut cx, msg)))
-        };
+        let result = self.call(&mut h, &name, msg, src, host);
         // The uid check: a port killed and re-created by its handler is another port.
         match self.ports.slot_mut(idx, uid) {
             Some(s) => s.port.restore(&route, &tag, h),
             None => drop(h),
         }
-        let failure = match result {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => panic_text(&panic),
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.handler_failed(&name, e.to_string(), host),
+            Err(panic) => self.handler_failed(&name, panic_text(&panic), host),
+        }
+    }
+
+    /// Delivers the frames a connection read brought, in order, exactly as [`Kernel::deliver`]
+    /// one by one would. While consecutive frames go to the default handler of one port,
+    /// that handler stays taken out of its slot (which stays `Running`, as while it runs)
+    /// from one message to the next: the port is not looked up, and the handler not taken
+    /// and put back, for every message of a stream. It goes back before anything else runs:
+    /// a frame for another port or handler, a node-port request, or the end of the frames.
+    pub(crate) fn deliver_all(
+        &mut self,
+        frames: Vec<(Str, Msg)>,
+        src: Option<&NodeId>,
+        host: &mut dyn Host,
+    ) {
+        let mut held: Option<Run> = None;
+        for (name, msg) in frames {
+            if let Some(run) = held.as_mut() {
+                if port::short_eq(&run.name, &name) && self.still_default(run, &msg) {
+                    drop(name);
+                    if self.trace {
+                        trace_delivery(&self.id, &run.name, &msg, src);
+                    }
+                    let result = self.call(&mut run.h, &run.name, msg, src, host);
+                    if matches!(result, Ok(Ok(()))) && self.default_running(run) {
+                        continue;
+                    }
+                    if let Some(run) = held.take() {
+                        self.after_call(run, port::Route::Default, "", result, false, host);
+                    }
+                    continue;
+                }
+                if let Some(run) = held.take() {
+                    self.put_back(run);
+                }
+            }
+            held = self.deliver_start(name, msg, src, host);
+        }
+        if let Some(run) = held {
+            self.put_back(run);
+        }
+    }
+
+    /// [`Kernel::deliver`] for the first frame of a run (see [`Kernel::deliver_all`]): a
+    /// default handler that ran without failure and whose slot was left alone is returned,
+    /// still taken out, instead of put back. (A separate copy, so that `deliver`, which
+    /// local messaging runs for every message, stays as small as it was.)
+    fn deliver_start(
+        &mut self,
+        name: Str,
+        mut msg: Msg,
+        src: Option<&NodeId>,
+        host: &mut dyn Host,
+    ) -> Option<Run> {
+        if self.trace {
+            trace_delivery(&self.id, &name, &msg, src);
+        }
+        if name.is_empty() {
+            self.node_request(msg, src, host);
+            return None;
+        }
+        let Some((idx, uid)) = self.ports.lookup(&name) else {
+            // Unknown ports drop messages silently; monitors are the only
+            // failure signal.
+            return None;
         };
+        let slot = self.ports.slot_mut(idx, uid)?;
+        let port = &mut slot.port;
+        let Some(route) = port.route(msg.tag()) else {
+            let text = port::unhandled_text(msg.0.first());
+            let reason = vec!["unhandled_message".into(), text.into()].into();
+            self.kill_port(&name, reason, Death::Handler, host);
+            return None;
+        };
+        // None cannot happen: handlers never run re-entrantly. Treated like no handler.
+        let mut h = port.take(&route)?;
+        let tag = match route {
+            port::Route::Tag(_) => match msg.0.remove(0) {
+                Value::Str(t) => t,
+                _ => Str::default(),
+            },
+            port::Route::Default => Str::default(),
+        };
+        let result = self.call(&mut h, &name, msg, src, host);
+        let run = Run { name, idx, uid, h };
+        self.after_call(run, route, &tag, result, true, host)
+    }
+
+    /// Runs a handler taken out of port `name`, catching a panic.
+    #[inline(always)]
+    fn call(
+        &mut self,
+        h: &mut Handler,
+        name: &Str,
+        msg: Msg,
+        src: Option<&NodeId>,
+        host: &mut dyn Host,
+    ) -> std::thread::Result<crate::error::HandlerResult> {
+        let mut cx = Cx {
+            k: self,
+            host,
+            port: name,
+            src,
+        };
+        catch_unwind(AssertUnwindSafe(|| h(&mut cx, msg)))
+    }
+
+    /// After a handler of a run ran: keeps it out (`keep`, see [`Kernel::deliver_start`]) or
+    /// puts it back, and kills its port if it failed.
+    #[inline]
+    fn after_call(
+        &mut self,
+        run: Run,
+        route: port::Route,
+        tag: &str,
+        result: std::thread::Result<crate::error::HandlerResult>,
+        keep: bool,
+        host: &mut dyn Host,
+    ) -> Option<Run> {
+        // The uid check: a port killed and re-created by its handler is another port.
+        match self.ports.slot_mut(run.idx, run.uid) {
+            Some(s) => {
+                if keep
+                    && matches!(route, port::Route::Default)
+                    && matches!(result, Ok(Ok(())))
+                    && s.port.default.is_running()
+                {
+                    return Some(run);
+                }
+                s.port.restore(&route, tag, run.h)
+            }
+            None => drop(run.h),
+        }
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.handler_failed(&run.name, e.to_string(), host),
+            Err(panic) => self.handler_failed(&run.name, panic_text(&panic), host),
+        }
+        None
+    }
+
+    /// Kills a port whose handler failed (out of line: rare, and the delivery path stays
+    /// small).
+    #[cold]
+    #[inline(never)]
+    fn handler_failed(&mut self, name: &str, failure: String, host: &mut dyn Host) {
         let reason = vec!["die".into(), failure.into()].into();
-        self.kill_port(&name, reason, Death::Handler, host);
+        self.kill_port(name, reason, Death::Handler, host);
+    }
+
+    /// Whether the next message of a run goes to the default handler held out of its slot:
+    /// no tag handler (added by the handler meanwhile) takes it. That the port and the
+    /// slot are still there was checked right after the handler ran (nothing runs between).
+    #[inline]
+    fn still_default(&mut self, run: &Run, msg: &Msg) -> bool {
+        self.ports.slot_mut(run.idx, run.uid).is_some_and(|s| {
+            !s.port.has_tags() || matches!(s.port.route(msg.tag()), Some(port::Route::Default))
+        })
+    }
+
+    /// Whether the port of a held default handler is still there with its default slot
+    /// still waiting for the handler (nobody replaced or removed it).
+    #[inline]
+    fn default_running(&mut self, run: &Run) -> bool {
+        self.ports
+            .slot_mut(run.idx, run.uid)
+            .is_some_and(|s| s.port.default.is_running())
+    }
+
+    /// Puts a held default handler back into its slot (if the port and the slot's
+    /// `Running` state are still there; otherwise it is dropped).
+    fn put_back(&mut self, run: Run) {
+        match self.ports.slot_mut(run.idx, run.uid) {
+            Some(s) => s.port.restore(&port::Route::Default, "", run.h),
+            None => drop(run.h),
+        }
     }
 
     /// Sends a message the kernel made or relays itself (monitor messages, replies of the

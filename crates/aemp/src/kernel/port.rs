@@ -31,6 +31,11 @@ impl HandlerSlot {
     fn is_set(&self) -> bool {
         !matches!(self, HandlerSlot::Empty)
     }
+
+    /// True while its handler is taken out.
+    pub(crate) fn is_running(&self) -> bool {
+        matches!(self, HandlerSlot::Running)
+    }
 }
 
 /// Where a message goes inside a port: the default handler, or the tag handler at an index
@@ -137,6 +142,12 @@ impl Port {
             }
         }
         self.default.is_set().then_some(Route::Default)
+    }
+
+    /// Whether the port has tag handlers.
+    #[inline]
+    pub(crate) fn has_tags(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.tags.is_empty())
     }
 
     /// Takes the handler out to run it (its slot becomes `Running`).

@@ -301,3 +301,72 @@ fn local_spawn_waits_for_its_gate() {
     settle(&mut k, &mut h);
     assert!(*ran.lock());
 }
+
+#[test]
+fn deliver_all_sees_handler_changes_made_during_a_run() {
+    let (mut k, mut h) = kernel();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (l1, l2) = (log.clone(), log.clone());
+    k.create_port(
+        Str::from("p"),
+        Some(Box::new(move |cx, m| {
+            let i = m.get(1).and_then(Value::as_i64).unwrap();
+            l1.lock().push(format!("d{i}"));
+            if i == 1 {
+                let lt = l1.clone();
+                cx.rcv("t", move |_, m| {
+                    lt.lock().push(format!("t{}", m.get(0).unwrap()));
+                    Ok(())
+                });
+            }
+            if i == 3 {
+                let l3 = l1.clone();
+                cx.rcv_default(move |cx, m| {
+                    let i = m.get(1).and_then(Value::as_i64).unwrap();
+                    l3.lock().push(format!("n{i}"));
+                    if i == 6 {
+                        cx.kil_self(Vec::<Value>::new());
+                    }
+                    Ok(())
+                });
+            }
+            Ok(())
+        })),
+        Vec::new(),
+    );
+    k.create_port(
+        Str::from("q"),
+        Some(Box::new(move |_, m| {
+            let i = m.get(1).and_then(Value::as_i64).unwrap();
+            l2.lock().push(format!("q{i}"));
+            if i == 9 {
+                return Err("boom".into());
+            }
+            Ok(())
+        })),
+        Vec::new(),
+    );
+    let frames = [
+        ("p", msg!["a", 0]),
+        ("p", msg!["a", 1]),
+        ("p", msg!["t", 2]),
+        ("p", msg!["a", 3]),
+        ("q", msg!["a", 4]),
+        ("p", msg!["a", 5]),
+        ("p", msg!["a", 6]),
+        ("p", msg!["a", 7]),
+        ("q", msg!["a", 8]),
+    ];
+    let frames = frames.into_iter().map(|(p, m)| (Str::from(p), m)).collect();
+    k.deliver_all(frames, None, &mut h);
+    settle(&mut k, &mut h);
+    let want = ["d0", "d1", "t2", "d3", "q4", "n5", "n6", "q8"];
+    assert_eq!(*log.lock(), want);
+    assert!(!k.port_exists("p"), "killed by its handler during the run");
+    // q's handler went back into its slot after the run; it fails on 9, which kills q
+    // and drops what follows.
+    let frames = [9, 10].map(|i| (Str::from("q"), msg!["a", i]));
+    k.deliver_all(frames.into(), None, &mut h);
+    assert_eq!(log.lock().last().map(String::as_str), Some("q9"));
+    assert!(!k.port_exists("q"));
+}

@@ -391,9 +391,8 @@ impl Runtime {
     /// messaging runs for every command, stays small.
     #[inline(never)]
     fn deliver_frames(&mut self, f: Frames) {
-        for (port, msg) in f.frames {
-            self.kernel.deliver(port, msg, Some(&f.src), &mut self.host);
-        }
+        self.kernel
+            .deliver_all(f.frames, Some(&f.src), &mut self.host);
         self.host.release_inbound(f.cost);
     }
 

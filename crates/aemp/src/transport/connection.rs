@@ -310,6 +310,10 @@ pub(crate) enum LinkState {
 /// Frames per [`Frames`] chunk: one read may bring thousands.
 const CHUNK: usize = 32;
 
+/// Bytes per frame assumed when a chunk's vector is sized from what is buffered: small
+/// messages take a few dozen bytes (R1's take 60 in CBOR); smaller ones grow the vector.
+const MIN_FRAME_GUESS: usize = 16;
+
 /// Above this many queued bytes a connection counts as busy (see `Node::writable`), like
 /// Erlang's distribution buffer busy limit.
 pub(crate) const BUSY_LIMIT: usize = 1024 * 1024;
@@ -939,6 +943,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     dec.feed(&leftover);
     // Reads go straight into the decoder's buffer; the read size grows while reads fill it.
     let mut chunk = READ_MIN;
+    // The vector the next frames are decoded into; kept while a read brings no whole frame.
+    let mut frames: Vec<(Str, Msg)> = Vec::new();
     loop {
         // Frames go to the dispatcher in chunks, so that it can answer the first ones
         // before it has handled them all (it runs in slices, see `kernel::run`). Frames
@@ -947,7 +953,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let (mut n, mut cost) = (0, 0);
         let mut buffered = dec.buffered();
         let decoded = loop {
-            let mut frames: Vec<(Str, Msg)> = Vec::new();
+            if frames.capacity() == 0 {
+                // Room for the frames the buffered bytes may hold, up to a chunk: grown
+                // frame by frame, the vector would be reallocated and its frames (about
+                // 100 bytes each) copied up to four times per chunk.
+                frames.reserve_exact((dec.buffered() / MIN_FRAME_GUESS).clamp(1, CHUNK));
+            }
             let got = dec.frames_into_max(&mut frames, CHUNK);
             if !frames.is_empty() {
                 // The bytes these frames took off the decoder.
@@ -959,7 +970,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 cost += c;
                 chunks.push(Frames {
                     src: src.clone(),
-                    frames,
+                    frames: std::mem::take(&mut frames),
                     cost: c,
                 });
             }
