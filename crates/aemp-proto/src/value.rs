@@ -66,6 +66,7 @@ pub enum Value {
 
 impl Value {
     /// The string, if this is a [`Value::Str`].
+    #[inline]
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -82,6 +83,7 @@ impl Value {
     }
 
     /// The value as a `u64`, if it is a non-negative integer.
+    #[inline]
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             Value::Int(i) if i >= 0 => Some(i as u64),
@@ -416,6 +418,7 @@ impl Msg {
     }
 
     /// The tag: element 0 if it is a string.
+    #[inline]
     pub fn tag(&self) -> Option<&str> {
         self.0.first().and_then(Value::as_str)
     }
@@ -436,6 +439,7 @@ impl Msg {
     }
 
     /// Element `i`, if present.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&Value> {
         self.0.get(i)
     }
