@@ -286,7 +286,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Takes `len` bytes, never trusting `len` beyond what is buffered or allowed.
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, len: u64) -> Result<&'a [u8], Fail> {
         let avail = (self.buf.len() - self.pos) as u64;
         if len > avail {
