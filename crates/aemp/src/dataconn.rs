@@ -5,7 +5,7 @@
 //! for opening one, [`Node::register_data_init`] for accepting them, and [`DataConn`] for the
 //! stream (defined with the transport, which makes it).
 
-use crate::runtime::{Cmd, DcCmd};
+use crate::runtime::{Cmd, DcCmd, OpenRequest};
 use crate::{Cx, Node};
 use aemp_proto::{NodeId, PortId, Str, Value};
 use std::future::{Future, IntoFuture};
@@ -112,14 +112,15 @@ impl DataConnRequest {
         if node.is_shut_down() {
             let _ = reply.send(Err(DataConnError::Shutdown));
         } else {
-            node.core().push(Cmd::DataConn(Box::new(DcCmd::Open {
-                target,
-                port,
-                init: Str::from(init),
-                args,
-                timeout,
-                reply,
-            })));
+            node.core()
+                .push(Cmd::DataConn(Box::new(DcCmd::Open(OpenRequest {
+                    target,
+                    port,
+                    init: Str::from(init),
+                    args,
+                    timeout,
+                    reply,
+                }))));
         }
         PendingDataConn { rx }
     }

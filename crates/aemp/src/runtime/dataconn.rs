@@ -21,18 +21,21 @@ use tokio::sync::oneshot;
 /// Where the result of an opened data connection goes.
 type Reply = oneshot::Sender<Result<DataConn, DataConnError>>;
 
+/// A data connection to open: what [`DcCmd::Open`] carries to the node task.
+pub(crate) struct OpenRequest {
+    pub target: NodeId,
+    /// The port context; `None`: a fresh port.
+    pub port: Option<PortId>,
+    pub init: Str,
+    pub args: Vec<Value>,
+    pub timeout: Duration,
+    pub reply: Reply,
+}
+
 /// Data connection work for the node task.
 pub(crate) enum DcCmd {
     /// Open a data connection (from a node handle or a handler).
-    Open {
-        target: NodeId,
-        /// The port context; `None`: a fresh port.
-        port: Option<PortId>,
-        init: Str,
-        args: Vec<Value>,
-        timeout: Duration,
-        reply: Reply,
-    },
+    Open(OpenRequest),
     /// Register an init function.
     Register { name: Str, f: DataInitFn },
     /// The echo of the target's node port arrived.
@@ -93,14 +96,7 @@ impl NodeHost {
     pub(super) fn data_conn(&mut self, cmd: DcCmd) {
         self.refresh_now();
         match cmd {
-            DcCmd::Open {
-                target,
-                port,
-                init,
-                args,
-                timeout,
-                reply,
-            } => self.dc_open(target, port, init, args, timeout, reply),
+            DcCmd::Open(req) => self.dc_open(req),
             DcCmd::Register { name, f } => {
                 self.dc.inits.insert(name, f);
             }
@@ -187,15 +183,15 @@ impl NodeHost {
         self.dc_drain();
     }
 
-    fn dc_open(
-        &mut self,
-        target: NodeId,
-        port: Option<PortId>,
-        init: Str,
-        args: Vec<Value>,
-        timeout: Duration,
-        reply: Reply,
-    ) {
+    fn dc_open(&mut self, req: OpenRequest) {
+        let OpenRequest {
+            target,
+            port,
+            init,
+            args,
+            timeout,
+            reply,
+        } = req;
         let shared = self.core.shared.clone();
         let me = shared.id.clone();
         let (port, own_port) = match port {

@@ -19,7 +19,7 @@ mod host;
 mod spin;
 
 pub(crate) use cal::CalRequest;
-pub(crate) use dataconn::DcCmd;
+pub(crate) use dataconn::{DcCmd, OpenRequest};
 
 use crate::kernel::monitor::Canceller;
 use crate::kernel::{Kernel, Shared, Task};
