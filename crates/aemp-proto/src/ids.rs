@@ -157,12 +157,7 @@ impl PortId {
 
     /// The port name (empty for a node port).
     pub fn name(&self) -> &str {
-        let s = self.split as usize;
-        if s >= self.id.len() {
-            ""
-        } else {
-            &self.id[s + 1..]
-        }
+        self.parts().1
     }
 
     /// The node part and the port name at once ([`PortId::node`], [`PortId::name`]): one
