@@ -207,19 +207,6 @@ unsafe impl bytes::BufMut for TextBuf {
     }
 }
 
-/// True when [`json_special_avx2`] has a vector unit to use (the CPU has AVX2).
-#[inline]
-pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Index of the first byte of `s` that a JSON string cannot hold as it is (`"`, `\\`, or a
 /// control byte below 0x20), or `s.len()`; `None` when this CPU lacks AVX2 (the caller then
 /// scans by itself).

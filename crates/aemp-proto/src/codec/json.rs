@@ -528,6 +528,11 @@ fn find_special(s: &[u8]) -> usize {
             return n;
         }
     }
+    find_special_portable(s)
+}
+
+/// [`find_special`] without vector extensions beyond SSE2.
+fn find_special_portable(s: &[u8]) -> usize {
     // Most strings are short, and the parser passes the rest of the buffer (many frames):
     // the word loop finds their end in the first bytes. Only a longer run goes on to the
     // block loop.
@@ -539,17 +544,12 @@ fn find_special(s: &[u8]) -> usize {
     head + find_special_blocks(&s[head..])
 }
 
-/// Bytes [`find_special`] looks at a word at a time before it switches to blocks.
+/// Bytes [`find_special_portable`] looks at a word at a time before it switches to blocks.
 const HEAD: usize = 64;
 
 /// [`find_special`] for strings of a [`BLOCK`] or more.
 #[inline(never)]
 fn find_special_blocks(s: &[u8]) -> usize {
-    // With AVX2, 64 bytes per step: callgrind, aemp-bench R4 --framing json --count 100,
-    // see the commit that added it.
-    if let Some(n) = aemp_text::json_special_avx2(s) {
-        return n;
-    }
     let mut blocks = s.chunks_exact(BLOCK);
     let mut start = 0;
     for block in blocks.by_ref() {
@@ -567,15 +567,7 @@ fn find_special_blocks(s: &[u8]) -> usize {
 /// [`find_special`] a word at a time.
 #[inline]
 fn find_special_words(s: &[u8]) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    #[inline(always)]
-    fn hits(x: u64) -> u64 {
-        let q = x ^ (LO * u64::from(b'"'));
-        let b = x ^ (LO * u64::from(b'\\'));
-        ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (x.wrapping_sub(LO * 0x20) & !x))
-            & HI
-    }
+    let hits = special_bytes;
     #[inline(always)]
     fn word(s: &[u8], at: usize) -> u64 {
         let mut w = [0u8; 8];
@@ -795,15 +787,21 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 }
 
 /// [`find_special`] for the encoder, whose strings are mostly short (port names, tags, a
-/// few dozen bytes of payload): up to [`HEAD`] bytes are scanned 8 at a time, and the
-/// index of the first special byte is read off the word's hit mask instead of scanning the
-/// word again byte by byte; longer strings go to [`find_special`] and its block loop.
+/// few dozen bytes of payload): strings of 32 bytes or more take the AVX2 scan where the
+/// CPU has it; otherwise up to [`HEAD`] bytes are scanned 8 at a time, and the index of the
+/// first special byte is read off the word's hit mask instead of scanning the word again
+/// byte by byte, and longer strings go to the portable block loop.
 /// (Callgrind, the R1 frame `["port","msg",i,"<48 bytes>"]`, three strings: about 240
 /// instructions less per frame than with [`find_special`].)
 #[inline]
 fn plain_run(s: &[u8]) -> usize {
-    if s.len() > HEAD || (s.len() >= 32 && aemp_text::has_avx2()) {
-        return find_special(s);
+    if s.len() >= 32 {
+        if let Some(n) = aemp_text::json_special_avx2(s) {
+            return n;
+        }
+    }
+    if s.len() > HEAD {
+        return find_special_portable(s);
     }
     let mut words = s.chunks_exact(8);
     let mut at = 0;
@@ -1198,6 +1196,7 @@ mod tests {
                     }
                     let want = v.iter().position(|&b| special(b)).unwrap_or(len);
                     assert_eq!(find_special(&v), want, "{v:02x?}");
+                    assert_eq!(find_special_portable(&v), want, "portable {v:02x?}");
                 }
             }
         }
@@ -1244,6 +1243,11 @@ mod tests {
                     }
                     let want = v.iter().position(|&b| special(b)).unwrap_or(len);
                     assert_eq!(find_special(&v), want, "len {len} pos {pos} byte {hit:#x}");
+                    assert_eq!(
+                        find_special_portable(&v),
+                        want,
+                        "portable: len {len} pos {pos} byte {hit:#x}"
+                    );
                 }
             }
         }
