@@ -379,12 +379,27 @@ impl PrefixedStream {
         self.s.write_all(&h.initial_bytes()).await.unwrap();
         let mut input = std::mem::take(&mut self.line);
         let mut buf = [0u8; 4096];
+        let mut sent_auth = false;
         loop {
-            let used = h.feed(&input).map_err(|e| e.to_string())?;
+            let used = match h.feed(&input) {
+                Ok(used) => used,
+                Err(e) => {
+                    // Like a node: when the node's nonce and auth line came in one read,
+                    // our auth line was chosen but not sent before the mismatch showed;
+                    // it still goes out, so that the node sees the mismatch too.
+                    if let (false, Some(b)) = (sent_auth, h.own_auth_line()) {
+                        self.s.write_all(b).await.unwrap();
+                    }
+                    return Err(e.to_string());
+                }
+            };
             input.drain(..used);
             while let Some(ev) = h.poll_event() {
                 match ev {
-                    Event::Send(b) => self.s.write_all(&b).await.unwrap(),
+                    Event::Send(b) => {
+                        self.s.write_all(&b).await.unwrap();
+                        sent_auth |= h.own_auth_line() == Some(b.as_slice());
+                    }
                     Event::Established(_) => return Ok(()),
                     _ => {}
                 }
