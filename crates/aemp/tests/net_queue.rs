@@ -2,8 +2,9 @@
 //! completes the handshake and then stops reading (a stalled process), or stops accepting
 //! connections at all (a process stopped with SIGSTOP: the kernel still completes the TCP
 //! handshake, nobody answers). The sender's monitors of that node fire once with
-//! `("transport_error", node, "send queue over <limit> bytes")`, its queue stays bounded, no
-//! message after the gap arrives, and once the peer reads again new messages flow. With the
+//! `("transport_error", node, "send queue over <limit> bytes")`, its queue stays bounded, the
+//! gap is never filled (what was dropped never arrives, nothing arrives twice), and once the
+//! peer reads again new messages flow. With the
 //! unbounded policy the queue grows as in the reference implementation.
 
 mod net_common;
@@ -226,10 +227,15 @@ async fn a_peer_that_stops_reading_fails_at_the_limit_and_recovers() {
         got.extend(read_sink(&mut p, Some((3, 9))).await);
         conns.push(p);
     }
+    // Messages of run 1 that the sender handed over after the node had failed (it sends 16
+    // between checks of the monitor flag) went to a new connection and may arrive now: they
+    // come after the gap (the message that overflowed is never delivered), in order.
+    let late1: Vec<i64> = got.iter().filter(|m| m.0 == 1).map(|m| m.1).collect();
     assert!(
-        got.iter().all(|&(r, _)| r != 1),
-        "run 1 after its gap: {got:?}"
+        late1.iter().all(|&s| s > k && s < sent),
+        "run 1 before its gap came back ({k} read of {sent}): {late1:?}"
     );
+    assert!(late1.windows(2).all(|w| w[0] < w[1]), "run 1 out of order");
     let run2: Vec<i64> = got.iter().filter(|m| m.0 == 2).map(|m| m.1).collect();
     assert!(run2.windows(2).all(|w| w[0] < w[1]), "run 2 out of order");
     let run3: Vec<i64> = got.iter().filter(|m| m.0 == 3).map(|m| m.1).collect();
