@@ -117,6 +117,11 @@ async fn two_sources_one_catcher() {
         .map(|r| r.parse().unwrap())
         .collect();
     let nodes: Vec<NodeId> = ctl.iter().map(|p| NodeId::new(p.node()).unwrap()).collect();
+    // A source prints its port before its connection to the seed is up; until then the
+    // catcher knows no address of it and a `cal` fails at once.
+    for n in &nodes {
+        assert!(catcher.wait_up(n, SLOW).await, "{n} did not connect");
+    }
 
     // Two catches on the same node: everything up to info, and warnings only.
     let mut info = catcher.catch_logs(log_catcher::INFO).unwrap();
