@@ -18,10 +18,12 @@ mod rate;
 mod remote;
 mod scale;
 
+mod alloc;
+
 // The benchmark uses mimalloc: messages are allocated by one thread and freed by another,
 // which glibc malloc handles poorly. Erlang brings its own allocators too.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::MiMalloc = alloc::MiMalloc;
 
 use aemp::config::SUPPORTED_FRAMINGS;
 use std::process::ExitCode;
