@@ -2,15 +2,19 @@
 //!
 //! Node A (this process) sends `cal`s `["echo", i, reply]` to B's echo port (the one R3
 //! uses) on a fixed schedule, whatever the replies do: every millisecond, `rate / 1000`
-//! requests fall due (1, 10 or 100 at 1k, 10k and 100k req/s). A generator thread sleeps
-//! until the next millisecond is due and then issues that millisecond's requests back to
-//! back; when it is late (descheduled, or the system cannot keep up) it issues every overdue
-//! millisecond at once. Each request's latency runs from its *scheduled* time (the nominal
+//! requests fall due (1, 10 or 100 at 1k, 10k and 100k req/s). A generator task on A's own
+//! runtime (the thread that runs A's dispatcher and connections) sleeps until the next
+//! millisecond is due and then issues that millisecond's requests back to back; when it is
+//! late (descheduled, or the system cannot keep up) it issues every overdue millisecond at
+//! once. It sleeps on a `timerfd` registered with the runtime's reactor: tokio's own timers
+//! round to whole milliseconds, and a generator on a thread of its own would add a
+//! cross-thread wake-up to every request that the Erlang/OTP counterpart (one process on
+//! A's scheduler, woken by `erlang:send_after`) does not have. Each request's latency runs from its *scheduled* time (the nominal
 //! millisecond) until its reply callback runs on A, so a sender that falls behind shows up
 //! in the latency instead of silently lowering the rate (no coordinated omission). The
 //! same millisecond schedule is used by the Erlang/OTP counterpart in `bench/erlang/`.
 //!
-//! CPU: user + system time of both processes (A, with its generator thread, and B) from
+//! CPU: user + system time of both processes (A, with its generator, and B) from
 //! `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of `getconf CLK_TCK`, usually
 //! 1/100 s), read just before the first scheduled millisecond and after the last reply.
 //! Figures per rate (`1k`, `10k`, `100k`): `cpu_per_mreq` (CPU seconds of both processes per
@@ -24,8 +28,12 @@ use crate::child::pct;
 use crate::remote::{pair, Pair};
 use crate::{result, within, BenchResult, Opts};
 use aemp::{msg, Value};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::oneshot;
 
 /// The rates of R5 in requests per second.
@@ -72,15 +80,70 @@ fn clk_tck() -> Result<f64, String> {
         .ok_or_else(|| "getconf CLK_TCK: no number".to_string())
 }
 
-/// Lets this thread's sleeps end within a microsecond of their deadline instead of the
-/// default 50 us timer slack of Linux, which would count as latency of every request (the
-/// timers of the Erlang/OTP counterpart fire about 20 us late on the same VM).
-fn fine_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only changes a setting of
-    // the calling thread.
-    let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
-    if r != 0 {
-        eprintln!("R5: could not shorten the generator's timer slack; its sleeps may end up to 50 us late");
+/// A one-shot CLOCK_MONOTONIC `timerfd` watched by the runtime's reactor: a task sleeps
+/// until an instant with microsecond precision, on the runtime's own thread. (Linux gives a
+/// timerfd no timer slack, unlike the 50 us default of a thread's sleeps.)
+struct PreciseTimer(AsyncFd<OwnedFd>);
+
+impl PreciseTimer {
+    fn new() -> io::Result<PreciseTimer> {
+        // SAFETY: timerfd_create takes two integer arguments and returns a new descriptor
+        // (or -1), which is owned from here on.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a descriptor just created and owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: an OwnedFd stays open and returns the same descriptor until it is
+        // dropped, which is when the AsyncFd that owns it is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(PreciseTimer(fd))
+    }
+
+    /// Sleeps until `deadline` (returns at once if it has passed).
+    async fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+        let rel = deadline.saturating_duration_since(Instant::now());
+        if rel.is_zero() {
+            return Ok(());
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: rel.as_secs() as libc::time_t,
+                tv_nsec: rel.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: the descriptor is open (owned by self); `spec` is a valid itimerspec and
+        // the old value is not asked for (null).
+        let r =
+            unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            let mut ready = self.0.readable().await?;
+            let mut expirations = [0u8; 8];
+            // SAFETY: reads at most 8 bytes into a buffer of 8 from the open descriptor.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+            if n == 8 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return Err(e);
+            }
+            ready.clear_ready();
+        }
     }
 }
 
@@ -133,61 +196,60 @@ async fn run(p: &Pair, rate: u64, ticks: u64, hz: f64) -> Result<Run, String> {
     }));
     let bpid = p.b.child.0.id().to_string();
     let cpu0 = cpu_ticks("self")? + cpu_ticks(&bpid)?;
-    // The schedule starts 2 ms from now, time for the generator thread to start.
+    // The schedule starts 2 ms from now, time for the generator task to start.
     let t0 = Instant::now() + 2 * TICK;
     let (a, echo) = (p.a.clone(), p.b.echo.clone());
     let gen_st = st.clone();
-    let generator = std::thread::Builder::new()
-        .name("r5-generator".into())
-        .spawn(move || {
-            fine_timer_slack();
-            let mut lag_us = Vec::with_capacity(ticks as usize);
-            let mut k = 0u64;
-            while k < ticks {
-                let due = t0 + TICK * k as u32;
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
+    let timer = PreciseTimer::new().map_err(|e| format!("R5: timerfd: {e}"))?;
+    let generator = tokio::spawn(async move {
+        let mut lag_us = Vec::with_capacity(ticks as usize);
+        let mut k = 0u64;
+        while k < ticks {
+            let due = t0 + TICK * k as u32;
+            if let Err(e) = timer.sleep_until(due).await {
+                let e = format!("R5: timerfd: {e}");
+                if let Ok(mut s) = gen_st.lock() {
+                    s.finish(Err(e.clone()));
                 }
-                let woke = Instant::now();
-                lag_us.push(woke.saturating_duration_since(due).as_secs_f64() * 1e6);
-                // Every millisecond due by now, the current one included.
-                let last = ((woke - t0).as_nanos() / TICK.as_nanos()) as u64;
-                let last = last.clamp(k, ticks - 1);
-                while k <= last {
-                    let sched = t0 + TICK * k as u32;
-                    for j in 0..per_tick {
-                        let i = k * per_tick + j;
-                        let st = gen_st.clone();
-                        a.cal(&echo, msg!["echo", i]).then(move |r| {
-                            let now = Instant::now();
-                            let Ok(mut s) = st.lock() else { return };
-                            let ok = matches!(&r, Ok(m) if m.tag() == Some("echo")
-                                && m.get(1).and_then(Value::as_u64) == Some(i));
-                            if !ok {
-                                s.finish(Err(format!("R5: request {i} got {r:?}")));
-                                return;
-                            }
-                            s.lat_us.push(now.duration_since(sched).as_secs_f64() * 1e6);
-                            s.answered += 1;
-                            if s.answered == s.n {
-                                s.finish(Ok(now));
-                            }
-                        });
-                    }
-                    k += 1;
-                }
+                return Err(e);
             }
-            lag_us
-        })
-        .map_err(|e| format!("cannot start the generator thread: {e}"))?;
+            let woke = Instant::now();
+            lag_us.push(woke.saturating_duration_since(due).as_secs_f64() * 1e6);
+            // Every millisecond due by now, the current one included.
+            let last = ((woke - t0).as_nanos() / TICK.as_nanos()) as u64;
+            let last = last.clamp(k, ticks - 1);
+            while k <= last {
+                let sched = t0 + TICK * k as u32;
+                for j in 0..per_tick {
+                    let i = k * per_tick + j;
+                    let st = gen_st.clone();
+                    a.cal(&echo, msg!["echo", i]).then(move |r| {
+                        let now = Instant::now();
+                        let Ok(mut s) = st.lock() else { return };
+                        let ok = matches!(&r, Ok(m) if m.tag() == Some("echo")
+                            && m.get(1).and_then(Value::as_u64) == Some(i));
+                        if !ok {
+                            s.finish(Err(format!("R5: request {i} got {r:?}")));
+                            return;
+                        }
+                        s.lat_us.push(now.duration_since(sched).as_secs_f64() * 1e6);
+                        s.answered += 1;
+                        if s.answered == s.n {
+                            s.finish(Ok(now));
+                        }
+                    });
+                }
+                k += 1;
+            }
+        }
+        Ok::<_, String>(lag_us)
+    });
     let schedule = TICK * ticks as u32;
     let r = within(schedule + DRAIN, "R5 (waiting for the replies)", rx).await;
     let cpu1 = cpu_ticks("self")? + cpu_ticks(&bpid)?;
-    let lag_us = tokio::task::spawn_blocking(move || generator.join())
+    let lag_us = generator
         .await
-        .map_err(|e| format!("R5 generator: {e}"))?
-        .map_err(|_| "R5 generator panicked".to_string())?;
+        .map_err(|e| format!("R5 generator: {e}"))??;
     let last = match r {
         Ok(Ok(Ok(t))) => t,
         Ok(Ok(Err(e))) => return Err(e),
@@ -242,4 +304,39 @@ pub async fn r5(o: &Opts) -> BenchResult {
         result("R5", &format!("achieved_rate@{l}"), n / el, "req/s");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_precise_timer_wakes_at_each_deadline_not_before() {
+        let timer = PreciseTimer::new().unwrap();
+        let t0 = Instant::now();
+        // Re-armed for every deadline, as the generator does.
+        for k in 1..=5u32 {
+            let due = t0 + TICK * (2 * k);
+            timer.sleep_until(due).await.unwrap();
+            let now = Instant::now();
+            assert!(now >= due, "woke {:?} early", due - now);
+        }
+        // Generous: a loaded machine may be late, but not by seconds.
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // A deadline that has passed returns at once (the timer is not armed at all).
+        let past = Instant::now() - Duration::from_millis(1);
+        tokio::time::timeout(Duration::from_secs(5), timer.sleep_until(past))
+            .await
+            .expect("a passed deadline does not wait")
+            .unwrap();
+    }
+
+    #[test]
+    fn labels_and_cpu_ticks() {
+        assert_eq!(label(1_000), "1k");
+        assert_eq!(label(100_000), "100k");
+        assert_eq!(label(1_500), "1500");
+        assert!(cpu_ticks("self").is_ok());
+        assert!(cpu_ticks("0").is_err());
+    }
 }
