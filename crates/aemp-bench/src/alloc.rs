@@ -22,39 +22,44 @@ const MIN_ALIGN: usize = std::mem::size_of::<usize>();
 /// mimalloc, see the module documentation.
 pub struct MiMalloc;
 
-/// Whether a plain (unaligned) mimalloc allocation satisfies `align`.
+/// Allocates `layout` through `plain` when its alignment is at most a word, else through
+/// `aligned` (a pair of mimalloc's entry points: plain and zeroed).
+///
+/// # Safety
+///
+/// As for [`GlobalAlloc::alloc`].
 #[inline(always)]
-fn plain(align: usize) -> bool {
-    align <= MIN_ALIGN
+unsafe fn allocate(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: mimalloc's allocation functions take any size and a power-of-two alignment
+    // (which a Layout's is).
+    unsafe {
+        if layout.align() <= MIN_ALIGN {
+            plain(layout.size()).cast()
+        } else {
+            aligned(layout.size(), layout.align()).cast()
+        }
+    }
 }
 
 // SAFETY: every method hands the request to mimalloc, whose functions return null or a
 // block of at least the size asked for with the alignment asked for (the plain ones only
-// where `plain` says their guaranteed alignment covers it), and free or resize only blocks
+// for word alignment, which every mimalloc block has), and free or resize only blocks
 // mimalloc gave out.
 unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: see the impl.
-        unsafe {
-            if plain(layout.align()) {
-                mi_malloc(layout.size()).cast()
-            } else {
-                mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        unsafe { allocate(layout, mi_malloc, mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: see the impl.
-        unsafe {
-            if plain(layout.align()) {
-                mi_zalloc(layout.size()).cast()
-            } else {
-                mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        unsafe { allocate(layout, mi_zalloc, mi_zalloc_aligned) }
     }
 
     #[inline]
@@ -67,7 +72,7 @@ unsafe impl GlobalAlloc for MiMalloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: see the impl.
         unsafe {
-            if plain(layout.align()) {
+            if layout.align() <= MIN_ALIGN {
                 mi_realloc(ptr.cast::<c_void>(), new_size).cast()
             } else {
                 mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
