@@ -8,8 +8,12 @@
 //! a node has sent its own auth line on a connection, the peer may already treat that
 //! connection as up, and dropping it would make the peer report a `transport_error` for no
 //! reason. Before a connection sends its auth line it therefore asks the registry for a
-//! [`Verdict`]: **commit** (send the auth line) or **close**. The rules below are chosen so
-//! that both nodes arrive at the same verdicts:
+//! [`Verdict`]: **commit** (send the auth line) or **close**. The connection acts on a commit
+//! verdict on its own and reports the sending afterwards ([`Registry::committed`]); in the
+//! tokio runtime it is a task of its own, so the auth line may be out long before the registry
+//! hears of it. A commit verdict therefore counts as a sent auth line from the moment it is
+//! given, and only rule 1 ever takes it back. The rules below are chosen so that both nodes
+//! arrive at the same verdicts:
 //!
 //! 1. When a connection to the peer is up, every other connection to that peer is closed
 //!    ("already connected", the reference implementation's answer too).
@@ -20,11 +24,12 @@
 //!    costs one network latency. The wait is bounded: by [`GRACE`] for connections whose peer
 //!    is unknown (a client that never greets cannot stall anything), and by the `limit`
 //!    given to [`Registry::open`] for dials to a known node.
-//! 3. A connection we already sent our auth line on is kept: the peer considers it up as soon
-//!    as it sends its own. Failing that, a connection the peer committed to (its auth line
-//!    arrived and verified) is kept, because that is the peer's choice. If such connections
-//!    exist in both directions, the direction of rule 4 wins. Connections already told to
-//!    close count for nothing here. All other connections to that peer are closed.
+//! 3. A connection we told to commit is kept, whether or not its auth line is out yet: the
+//!    peer considers it up as soon as it sends its own. Failing that, a connection the peer
+//!    committed to (its auth line arrived and verified) is kept, because that is the peer's
+//!    choice. If such connections exist in both directions, the direction of rule 4 wins.
+//!    Connections already told to close count for nothing here. All other connections to
+//!    that peer are closed.
 //! 4. Otherwise, among the connections whose greeting arrived, those **dialled by the node
 //!    with the smaller node ID** win; if there are none, the other direction wins. The node
 //!    that dialled commits only one connection of the winning direction (by rule 3 if it
@@ -42,8 +47,8 @@
 //! [`Registry::redial_delay`].
 //!
 //! Rule 3 is also what keeps a committed connection alive. A connection is up at a node only
-//! when both nodes sent their auth lines on it, and a node never closes a connection it sent
-//! its auth line on unless it already has another one up (rule 1). Since each node commits
+//! when both nodes sent their auth lines on it, and a node never closes a connection it told
+//! to commit unless it already has another one up (rule 1). Since each node commits
 //! in one direction only, and the dialler of that direction commits one connection only, two
 //! different connections can never be up at the two nodes, and no connection that is up at
 //! one node is closed by the other one's decision.
@@ -168,7 +173,7 @@ struct Candidate {
     id: u64,
     outgoing: bool,
     up: bool,
-    /// We sent our auth line on it.
+    /// We told it to send its auth line (it may have, even if not reported yet).
     ours: bool,
     /// Committed by us or by the peer (rule 3).
     sticky: bool,
@@ -431,12 +436,12 @@ impl Registry {
         self.reevaluate(Some(peer), all);
     }
 
-    /// Our auth line is about to be sent on `id`. Succeeds only while the verdict is
-    /// [`Verdict::Commit`], and records the commitment in the same step, so that a verdict
-    /// changing between reading it and sending cannot go unnoticed: on `Err` (the close
-    /// reason, or why it is not allowed yet) the auth line must not be sent. Other
-    /// connections to the same peer that this commitment decides (rule 3) get their verdict
-    /// at once.
+    /// Our auth line was sent on `id` (or is about to be). Succeeds only while the verdict is
+    /// [`Verdict::Commit`]; `Err` gives the close reason, or why it is not allowed yet. A
+    /// caller that checks before sending must not send on `Err`. A caller that sends on the
+    /// verdict it was given and reports afterwards (a connection task) may find it `Err` only
+    /// when rule 1 closed the connection meanwhile: a commit verdict is never taken back
+    /// otherwise (see the module docs).
     pub fn committed(&mut self, id: u64) -> Result<(), &'static str> {
         let Some(c) = self.conns.get_mut(&id) else {
             return Err("connection unknown");
@@ -619,8 +624,11 @@ impl Registry {
                 id,
                 outgoing: c.outgoing,
                 up: c.state == State::Up,
-                ours: c.state == State::Committed,
-                sticky: c.state == State::Committed || c.peer_committed,
+                // A commit verdict may already have sent the auth line (module docs).
+                ours: c.state == State::Committed || c.verdict == Verdict::Commit,
+                sticky: c.state == State::Committed
+                    || c.verdict == Verdict::Commit
+                    || c.peer_committed,
                 closing: matches!(c.verdict, Verdict::Close(_)),
             })
             .collect();
@@ -682,12 +690,17 @@ impl Registry {
         }
     }
 
-    /// Sets the verdict of `id`, recording the change; a close is never revised.
+    /// Sets the verdict of `id`, recording the change; a close is never revised, and a commit
+    /// only by rule 1.
     fn decide(&mut self, id: u64, v: Verdict) {
         if let Some(c) = self.conns.get_mut(&id) {
             if c.verdict == v || matches!(c.verdict, Verdict::Close(_)) {
                 return;
             }
+            debug_assert!(
+                c.verdict != Verdict::Commit || v == Verdict::Close(ALREADY_CONNECTED),
+                "a commit verdict taken back: {id} {v:?}"
+            );
             c.verdict = v;
             self.undecided.remove(&id);
             self.changes.push_back((id, v));

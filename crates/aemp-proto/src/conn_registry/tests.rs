@@ -86,6 +86,24 @@ fn committed_connection_is_kept_against_newcomers() {
 }
 
 #[test]
+fn a_commit_verdict_is_kept_before_it_is_reported() {
+    // b's connection task may have sent its auth line on the commit verdict of b's own dial
+    // without b knowing yet: a's dial arriving now must not take that verdict back, though
+    // rule 4 prefers a's direction (a took it up on b's auth line and saw it fail).
+    let t = Instant::now();
+    let mut b = Registry::new("b");
+    b.open(2, true, None, L, t);
+    b.greeted(2, "a", t);
+    assert_eq!(drain(&mut b), vec![(2, Verdict::Commit)]);
+    b.open(1, false, None, L, t);
+    b.greeted(1, "a", t);
+    assert_eq!(drain(&mut b), vec![(1, Verdict::Close(SIMULTANEOUS))]);
+    assert_eq!(b.committed(2), Ok(()));
+    b.peer_committed(2, t);
+    assert!(b.established(2, t).is_ok());
+}
+
+#[test]
 fn peer_commitment_is_kept_too() {
     // a (smaller) holds its auth line on b's dial, but b already sent its own: keep it.
     let t = Instant::now();
@@ -393,6 +411,10 @@ struct End {
     open: bool,
     closed: bool,
     got_greeting: bool,
+    /// Our auth line was sent (on a commit verdict).
+    auth_out: bool,
+    /// The registry was told (`committed`), some time after the auth line went out: the
+    /// connection task acts on its verdict and reports back through a channel.
     committed: bool,
     got_auth: bool,
     up: bool,
@@ -441,6 +463,7 @@ enum Action {
     Accept(usize),
     Deliver(usize, usize),
     SendAuth(usize, usize),
+    ReportCommitted(usize, usize),
     Abort(usize, usize),
     Establish(usize, usize),
     Timer(usize),
@@ -483,10 +506,13 @@ impl Sim {
                     continue;
                 }
                 let verdict = self.regs[x].verdict(Self::id(l));
-                if e.got_greeting && !e.committed && verdict == Some(Verdict::Commit) {
+                if e.got_greeting && !e.auth_out && verdict == Some(Verdict::Commit) {
                     v.push(Action::SendAuth(l, x));
                 }
-                if !e.committed && is_close(verdict) {
+                if e.auth_out && !e.committed {
+                    v.push(Action::ReportCommitted(l, x));
+                }
+                if !e.auth_out && is_close(verdict) {
                     v.push(Action::Abort(l, x));
                 }
                 if e.committed && e.got_auth && !e.up {
@@ -562,9 +588,17 @@ impl Sim {
                 }
             }
             Action::SendAuth(l, x) => {
-                assert_eq!(self.regs[x].committed(Self::id(l)), Ok(()));
-                self.links[l].ends[x].committed = true;
+                self.links[l].ends[x].auth_out = true;
                 self.links[l].wire[x].push_back(Wire::Auth);
+            }
+            Action::ReportCommitted(l, x) => {
+                // Only rule 1 takes a commit verdict back; the connection then closes when
+                // it would come up (`established` fails).
+                match self.regs[x].committed(Self::id(l)) {
+                    Ok(()) | Err(ALREADY_CONNECTED) => {}
+                    Err(e) => panic!("commit taken back at {}: {e}", NAMES[x]),
+                }
+                self.links[l].ends[x].committed = true;
             }
             Action::Abort(l, x) => self.close_end(l, x),
             Action::Establish(l, x) => match self.regs[x].established(Self::id(l), now) {
@@ -607,7 +641,8 @@ impl Sim {
 
 /// Two nodes dial each other (one to three dials, either direction, target known or not,
 /// re-dials as the transport does them) and every event happens in a random order that TCP
-/// allows. Neither node ever has two connections up, the two nodes never consider different
+/// allows; a connection sends its auth line on a commit verdict and tells its registry some
+/// random time later, as a connection task does. Neither node ever has two connections up, the two nodes never consider different
 /// connections up, no connection that was up is ever closed (nothing fails in this network),
 /// and at the end both agree on at most one connection, with nothing left undecided.
 #[test]

@@ -127,6 +127,8 @@ enum Ev {
     Wire { conn: usize, to: usize, wire: Wire },
     /// An end looks at its verdict again.
     Progress { conn: usize, side: usize },
+    /// The node task learns that an end sent its auth line (see [`Opts::task_delay`]).
+    Committed { conn: usize, side: usize },
     /// An end notices that its connection is broken (or its writer was closed).
     Close {
         conn: usize,
@@ -171,6 +173,8 @@ struct End {
     peer: Option<Str>,
     greeting_sent: bool,
     auth_sent: bool,
+    /// Its node was told that the auth line was sent (`committed`).
+    commit_reported: bool,
     /// The peer's auth line arrived.
     est: bool,
     verdict: Verdict,
@@ -194,6 +198,7 @@ impl End {
             peer: None,
             greeting_sent: false,
             auth_sent: false,
+            commit_reported: false,
             est: false,
             verdict: Verdict::Pending,
             up: false,
@@ -256,6 +261,12 @@ pub struct Opts {
     pub jitter: Duration,
     /// Longest time an end takes to notice that its connection broke.
     pub detect: Duration,
+    /// Longest time between the node deciding a verdict and the connection acting on it,
+    /// and again between the connection sending its auth line and the node learning of it
+    /// (random per step). In the tokio runtime each connection is a task of its own that
+    /// reads its verdict from a channel and reports back through another one, so a node may
+    /// revise a verdict that its connection already acted on. Zero: both happen at once.
+    pub task_delay: Duration,
     /// Print every log record and connection event.
     pub verbose: bool,
     /// Check the registries' indexes after every event (costs a scan per node and event).
@@ -268,6 +279,7 @@ impl Default for Opts {
             latency: Duration::from_millis(1),
             jitter: Duration::from_millis(1),
             detect: Duration::from_millis(200),
+            task_delay: Duration::ZERO,
             verbose: std::env::var_os("SIM_VERBOSE").is_some(),
             check: true,
         }
@@ -739,6 +751,7 @@ impl Sim {
             Ev::DialFail(c, text) => self.close_end(c, 0, text),
             Ev::Wire { conn, to, wire } => self.wire(conn, to, wire),
             Ev::Progress { conn, side } => self.progress(conn, side),
+            Ev::Committed { conn, side } => self.report_committed(conn, side),
             Ev::Close { conn, side, text } => self.close_end(conn, side, text),
         }
         if self.opts.check {
@@ -867,7 +880,8 @@ impl Sim {
                     let e = &mut self.conns[conn].ends[side];
                     if !e.closed {
                         e.verdict = verdict;
-                        self.at(now, Ev::Progress { conn, side });
+                        let d = self.rand_dur(self.opts.task_delay);
+                        self.at(now + d, Ev::Progress { conn, side });
                     }
                 }
             }
@@ -1029,6 +1043,11 @@ impl Sim {
                 Verdict::Commit => {
                     self.conns[c].ends[side].auth_sent = true;
                     self.transmit(c, 1 - side, Wire::Auth);
+                    if !self.opts.task_delay.is_zero() {
+                        let d = self.rand_dur(self.opts.task_delay);
+                        return self.at(now + d, Ev::Committed { conn: c, side });
+                    }
+                    self.conns[c].ends[side].commit_reported = true;
                     let id = self.conns[c].ends[side].id;
                     self.nodes[i].core.committed(id);
                     self.pump(i);
@@ -1036,7 +1055,7 @@ impl Sim {
             }
         }
         let e = &mut self.conns[c].ends[side];
-        if e.closed || !e.est || e.up {
+        if e.closed || !e.est || e.up || !e.commit_reported {
             return;
         }
         if let Verdict::Close(why) = e.verdict {
@@ -1052,6 +1071,20 @@ impl Sim {
         };
         self.nodes[i].core.up(id, &peer, link, now);
         self.pump(i);
+    }
+
+    /// The node of end `side` of `c` learns that the end sent its auth line (some time after
+    /// it did, see [`Opts::task_delay`]); then the end goes on as after the auth line.
+    fn report_committed(&mut self, c: usize, side: usize) {
+        let e = &mut self.conns[c].ends[side];
+        if e.closed || e.commit_reported {
+            return;
+        }
+        e.commit_reported = true;
+        let (i, id) = (e.node, e.id);
+        self.nodes[i].core.committed(id);
+        self.pump(i);
+        self.progress(c, side);
     }
 
     /// End `side` of `c` closes with `text` (reported to its core); the other end gets a

@@ -623,3 +623,86 @@ fn formation_1000_slaves_three_seeds() {
     let at = formation(3, 1000, 5);
     assert!(at < secs(5), "{at:?}");
 }
+
+/// Two nodes dial each other by address at about the same time, neither knowing who is
+/// behind the other's address (`connect(addr)`), with link latencies and jitter wide enough
+/// to reorder greetings, accepts and auth lines, and connection tasks that act on their
+/// verdicts and report their auth lines late ([`Opts::task_delay`]). Each node must see the
+/// other come up once and never go down, and both must end up on the same single connection.
+///
+/// This is `net_simul`'s `simultaneous_connect_gives_one_connection` failure: a node whose
+/// connection task had already sent its auth line on a commit verdict took the verdict back
+/// (rule 4, on a greeting of the other connection), and closed a connection that the peer
+/// had just seen come up. `SIM_RUNS` and `SIM_SEED` (one run) help when looking into it.
+#[test]
+fn simultaneous_connects_by_address() {
+    let runs: u64 = std::env::var("SIM_RUNS").map_or(2000, |v| v.parse().unwrap());
+    let mut failures = Vec::new();
+    let only: Option<u64> = std::env::var("SIM_SEED").ok().map(|v| v.parse().unwrap());
+    for seed in (0..runs).filter(|s| only.is_none_or(|o| o == *s)) {
+        let opts = Opts {
+            // Loopback-like latencies, with tasks that are slow to run (a loaded machine)
+            // in most runs.
+            latency: Duration::from_micros(20 + 20 * (seed % 5)),
+            jitter: Duration::from_micros(50 + 100 * (seed % 7)),
+            task_delay: Duration::from_micros(500 * (seed % 4)),
+            ..Opts::default()
+        };
+        let mut sim = Sim::new(7000 + seed, opts);
+        // Half of the runs give the smaller ID to the second node.
+        let (na, nb) = if seed % 2 == 0 {
+            ("A", "B")
+        } else {
+            ("B", "A")
+        };
+        let a = sim.add(na, |_| {});
+        let b = sim.add(nb, |_| {});
+        sim.start(a);
+        sim.start(b);
+        let (addr_a, addr_b) = (sim.nodes[a].addr, sim.nodes[b].addr);
+        let spread = Duration::from_micros(500 * (seed % 6));
+        let d = sim.rand_dur(spread);
+        let first_a = sim.rng.gen_bool(0.5);
+        let (x, xaddr, y, yaddr) = if first_a {
+            (a, addr_b, b, addr_a)
+        } else {
+            (b, addr_a, a, addr_b)
+        };
+        sim.with(x, |c, now| c.dial(xaddr, None, now));
+        sim.run_until(sim.now + d);
+        sim.with(y, |c, now| c.dial(yaddr, None, now));
+        sim.run_for(secs(3));
+        let mut bad = Vec::new();
+        for (me, peer) in [(a, b), (b, a)] {
+            let events: Vec<&Rec> = sim.nodes[me]
+                .recs
+                .iter()
+                .map(|(_, r)| r)
+                .filter(|r| matches!(r, Rec::Up(..) | Rec::Down(..) | Rec::Lost(..)))
+                .collect();
+            let want = Rec::Up(sim.nodes[peer].name.clone());
+            if events != vec![&want] {
+                bad.push(format!("{}: {events:?}", sim.nodes[me].name));
+            }
+        }
+        let live = sim.live_between(a, b);
+        if live.len() != 1 {
+            bad.push(format!("live connections {live:?}"));
+        } else {
+            let (ca, _) = sim.link_of(a, b).expect("up at a");
+            let (cb, _) = sim.link_of(b, a).expect("up at b");
+            if (ca, cb) != (live[0], live[0]) {
+                bad.push(format!("links {ca} {cb}, live {}", live[0]));
+            }
+        }
+        if !bad.is_empty() {
+            failures.push(format!("seed {seed}: {}", bad.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
