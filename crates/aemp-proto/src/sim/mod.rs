@@ -9,6 +9,7 @@
 //!   Dial effect ── SYN (latency) ──▶ accepted(id); sends greeting
 //!   greeting ◀────────────────────── (dialer sends its greeting on connect)
 //!   greeted(id); auth held until the verdict is Commit, then sent; committed(id)
+//!   (acting on a verdict, and reporting the auth line, may lag: `Opts::task_delay`)
 //!   peer's auth arrives: peer_committed(id); once both auth lines are through and the
 //!   verdict is not Close: up(id, node, link)
 //!   close of either end: closed(...) there, FIN to the other end ("EOF from peer")
