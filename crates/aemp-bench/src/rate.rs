@@ -9,10 +9,12 @@
 //! once. It sleeps on a `timerfd` registered with the runtime's reactor: tokio's own timers
 //! round to whole milliseconds, and a generator on a thread of its own would add a
 //! cross-thread wake-up to every request that the Erlang/OTP counterpart (one process on
-//! A's scheduler, woken by `erlang:send_after`) does not have. Each request's latency runs from its *scheduled* time (the nominal
-//! millisecond) until its reply callback runs on A, so a sender that falls behind shows up
-//! in the latency instead of silently lowering the rate (no coordinated omission). The
-//! same millisecond schedule is used by the Erlang/OTP counterpart in `bench/erlang/`.
+//! A's scheduler, woken by `erlang:send_after`) does not have.
+//!
+//! Each request's latency runs from its *scheduled* time (the nominal millisecond) until its
+//! reply callback runs on A, so a sender that falls behind shows up in the latency instead
+//! of silently lowering the rate (no coordinated omission). The same millisecond schedule is
+//! used by the Erlang/OTP counterpart in `bench/erlang/`.
 //!
 //! CPU: user + system time of both processes (A, with its generator, and B) from
 //! `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of `getconf CLK_TCK`, usually
