@@ -143,14 +143,37 @@ async fn authenticated_connection_is_not_dropped_for_a_simultaneous_one() {
 /// handshake and must carry the message A was asked to send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reset_after_the_greeting_is_dialled_again_at_once() {
+    refused_after_the_greeting_is_dialled_again("reset", false, true).await;
+}
+
+/// The same refusal when both sides can do TLS: the reference closes the connection right
+/// after reading our first greeting line, before TLS begins, so our TLS handshake meets an
+/// end of file (or a reset) without a byte of TLS from the peer. That is the refusal, not a
+/// refused certificate (where TLS records come first): A dials again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_tls_begins_is_dialled_again_at_once() {
+    refused_after_the_greeting_is_dialled_again("tls-eof", true, false).await;
+    refused_after_the_greeting_is_dialled_again("tls-reset", true, true).await;
+}
+
+/// Node A (with a certificate if `tls`) is asked to send to scripted peer P. P's first
+/// connection gets P's greeting (offering TLS if `tls`), A's greeting is read and the socket
+/// closed: with a reset (SO_LINGER 0, after what A sent next arrived unread) if `reset`,
+/// else with a FIN. A must dial again within the attempt; on that connection P completes
+/// the handshake without TLS, and the message must arrive.
+async fn refused_after_the_greeting_is_dialled_again(name: &str, tls: bool, reset: bool) {
     use aemp_proto::codec::Framing;
     use aemp_proto::handshake::{new_nonce, Handshake};
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
-    let a = node("reset-a").await;
-    let p_id = aemp::NodeId::new("reset-p").unwrap();
-    let hs = peer_hs(p_id.as_str(), "s3cret", &["cbor"]);
+    let mut a_cfg = cfg(&format!("{name}-a"), "s3cret");
+    if tls {
+        a_cfg = a_cfg.cert(pem());
+    }
+    let a = Node::configure(a_cfg.build().unwrap()).await.unwrap();
+    let p_id = aemp::NodeId::new(format!("{name}-p")).unwrap();
+    let mut hs = peer_hs(p_id.as_str(), "s3cret", &["cbor"]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     a.add_address(&p_id, vec![listener.local_addr().unwrap()])
         .unwrap();
@@ -158,23 +181,30 @@ async fn a_connection_reset_after_the_greeting_is_dialled_again_at_once() {
     a.snd(&to, aemp::msg!["hello", 1]).unwrap();
 
     let (mut c1, _) = within("A dials P", listener.accept()).await.unwrap();
+    hs.tls_available = tls;
     let h1 = Handshake::new(&hs, "127.0.0.1:1", new_nonce());
     c1.write_all(&h1.initial_bytes()).await.unwrap();
     let mut buf1 = Vec::new();
     read_lines(&mut c1, &mut buf1, 1)
         .await
         .expect("A's greeting on the first connection");
-    // Let A's auth line arrive unread, so that the close below sends a reset.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let c1 = c1.into_std().unwrap();
-    socket2::SockRef::from(&c1)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(c1);
-    let reset_at = std::time::Instant::now();
+    if reset {
+        // Let what A sends next (its auth line, or the start of TLS) arrive unread, so
+        // that the close below sends a reset.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let c1 = c1.into_std().unwrap();
+        socket2::SockRef::from(&c1)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c1);
+    } else {
+        drop(c1);
+    }
+    let closed_at = std::time::Instant::now();
 
     let (c2, _) = within("A dials P again", listener.accept()).await.unwrap();
-    let again = reset_at.elapsed();
+    let again = closed_at.elapsed();
+    hs.tls_available = false;
     let mut p = Peer::handshake(c2, &hs)
         .await
         .expect("handshake on the re-dial");
@@ -187,6 +217,6 @@ async fn a_connection_reset_after_the_greeting_is_dialled_again_at_once() {
     // staying below A's next regular dial.
     assert!(
         again < Duration::from_millis(1500),
-        "re-dialled after {again:?}"
+        "{name}: re-dialled after {again:?}"
     );
 }

@@ -660,13 +660,16 @@ pub(super) async fn drive(
         Phase::Tls { client, leftover } => {
             let identity = net.tls.clone().ok_or(ConnError::TlsUnconfigured)?;
             let pre = Prefixed::new(leftover, stream);
-            let mut tls = tokio::time::timeout(
+            let started = tokio::time::timeout(
                 ctx.read_limit(),
                 super::tls::start_tls(pre, client, &identity),
             )
             .await
-            .map_err(|_| ConnError::TlsTimeout)?
-            .map_err(|e| ConnError::Tls(e).in_tls())?;
+            .map_err(|_| ConnError::TlsTimeout)?;
+            let mut tls = match started {
+                Ok(tls) => tls,
+                Err((e, pre)) => return Err(tls_start_failed(e, &pre)),
+            };
             hs.tls_started().map_err(ConnError::TlsStart)?;
             ctx.tls = true;
             let phase = handshake(&mut ctx, &mut tls, &mut hs, Vec::new())
@@ -684,6 +687,27 @@ pub(super) async fn drive(
             }
         }
     }
+}
+
+/// Why starting TLS failed. A peer that greeted us and then closed the connection without
+/// sending anything of TLS refused the connection before TLS began: the reference closes a
+/// connection from a node it is already connected to right after reading its first greeting
+/// line. That is the refusal a plain connection reports as [`ConnError::ClosedDuringHandshake`]
+/// (re-dialled at once, see `aemp_proto::peers`), and it is reported the same way. A peer
+/// that ends the handshake after TLS records came from it is a TLS failure ([`ConnError::in_tls`]:
+/// a refused certificate, possibly with its alert lost).
+fn tls_start_failed<S>(e: super::tls::TlsError, pre: &Prefixed<S>) -> ConnError {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if let super::tls::TlsError::Handshake(io) = &e {
+        let closed = matches!(
+            io.kind(),
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+        );
+        if closed && !pre.peer_sent_any() {
+            return ConnError::ClosedDuringHandshake;
+        }
+    }
+    ConnError::Tls(e).in_tls()
 }
 
 /// What the handshake loop needs to know about its connection.
@@ -1100,6 +1124,8 @@ pub(crate) struct Prefixed<S> {
     prefix: Vec<u8>,
     pos: usize,
     inner: S,
+    /// A read of the inner stream brought bytes.
+    inner_bytes: bool,
 }
 
 impl<S> Prefixed<S> {
@@ -1108,7 +1134,14 @@ impl<S> Prefixed<S> {
             prefix,
             pos: 0,
             inner,
+            inner_bytes: false,
         }
+    }
+
+    /// Whether any byte came from the peer after the bytes this stream was made with: the
+    /// prefix (which is only ever what arrived after the plain handshake lines) or a read.
+    pub(crate) fn peer_sent_any(&self) -> bool {
+        !self.prefix.is_empty() || self.inner_bytes
     }
 
     /// The inner stream.
@@ -1130,7 +1163,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             self.pos += n;
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.inner_bytes && buf.filled().len() > before {
+            self.inner_bytes = true;
+        }
+        r
     }
 }
 

@@ -239,26 +239,31 @@ fn client_builder(
 ///
 /// With TLS 1.3 the client finishes its part before the server has judged the client
 /// certificate, so a rejected client sees `Ok` here and then an error on its first read.
-pub async fn start_tls<S>(
+///
+/// On failure the stream comes back with the error, so that the caller can look at what
+/// happened on it (see `connection::Prefixed::peer_sent_any`).
+pub(crate) async fn start_tls<S>(
     stream: S,
     client: bool,
     id: &TlsIdentity,
-) -> Result<TlsStream<S>, TlsError>
+) -> Result<TlsStream<S>, (TlsError, S)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if client {
         TlsConnector::from(id.client.clone())
             .connect(id.server_name.clone(), stream)
+            .into_fallible()
             .await
             .map(TlsStream::from)
-            .map_err(TlsError::Handshake)
+            .map_err(|(e, s)| (TlsError::Handshake(e), s))
     } else {
         TlsAcceptor::from(id.server.clone())
             .accept(stream)
+            .into_fallible()
             .await
             .map(TlsStream::from)
-            .map_err(TlsError::Handshake)
+            .map_err(|(e, s)| (TlsError::Handshake(e), s))
     }
 }
 
@@ -469,6 +474,14 @@ impl ClientCertVerifier for PeerVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`start_tls`] without the stream on failure.
+    async fn start<S>(stream: S, client: bool, id: &TlsIdentity) -> Result<TlsStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        start_tls(stream, client, id).await.map_err(|(e, _)| e)
+    }
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -504,7 +517,7 @@ mod tests {
     /// Runs both handshake roles against each other over an in-memory pipe.
     async fn handshake(client: &TlsIdentity, server: &TlsIdentity) -> (Side, Side) {
         let (a, b) = tokio::io::duplex(64 * 1024);
-        let both = async { tokio::join!(start_tls(a, true, client), start_tls(b, false, server)) };
+        let both = async { tokio::join!(start(a, true, client), start(b, false, server)) };
         tokio::time::timeout(LIMIT, both)
             .await
             .expect("handshake hung")
@@ -616,11 +629,11 @@ mod tests {
         let both = async {
             let accept = async {
                 let (sock, _) = listener.accept().await.expect("accept");
-                start_tls(sock, true, &id).await
+                start(sock, true, &id).await
             };
             let connect = async {
                 let sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                start_tls(sock, false, &id).await
+                start(sock, false, &id).await
             };
             tokio::join!(accept, connect)
         };
@@ -653,7 +666,7 @@ mod tests {
         let both = async {
             tokio::join!(
                 connector.connect(id.server_name.clone(), a),
-                start_tls(b, false, &id)
+                start(b, false, &id)
             )
         };
         let (c, s) = tokio::time::timeout(LIMIT, both).await.expect("hung");
@@ -733,7 +746,7 @@ mod tests {
         let both = async {
             tokio::join!(
                 connector.connect(id.server_name.clone(), a),
-                start_tls(b, false, &id)
+                start(b, false, &id)
             )
         };
         let (c, s) = tokio::time::timeout(LIMIT, both).await.expect("hung");
@@ -754,7 +767,7 @@ mod tests {
                 let mut sink = Vec::new();
                 let _ = b.read_to_end(&mut sink).await;
             };
-            let tls = start_tls(a, client, &id);
+            let tls = start(a, client, &id);
             let (res, ()) = tokio::time::timeout(LIMIT, async { tokio::join!(tls, peer) })
                 .await
                 .expect("hung");
@@ -766,7 +779,7 @@ mod tests {
         // A peer that hangs up in the middle fails cleanly too.
         let (a, b) = tokio::io::duplex(64);
         drop(b);
-        let res = tokio::time::timeout(LIMIT, start_tls(a, false, &id))
+        let res = tokio::time::timeout(LIMIT, start(a, false, &id))
             .await
             .expect("hung");
         assert!(matches!(res, Err(TlsError::Handshake(_))));
