@@ -691,11 +691,11 @@ pub(super) async fn drive(
 
 /// Why starting TLS failed. A peer that greeted us and then closed the connection without
 /// sending anything of TLS refused the connection before TLS began: the reference closes a
-/// connection from a node it is already connected to right after reading its first greeting
-/// line. That is the refusal a plain connection reports as [`ConnError::ClosedDuringHandshake`]
-/// (re-dialled at once, see `aemp_proto::peers`), and it is reported the same way. A peer
-/// that ends the handshake after TLS records came from it is a TLS failure ([`ConnError::in_tls`]:
-/// a refused certificate, possibly with its alert lost).
+/// connection from a node it is already connected to right after reading our first
+/// greeting line. A plain connection reports that refusal as
+/// [`ConnError::ClosedDuringHandshake`] (re-dialled at once, see `aemp_proto::peers`), and
+/// so does this. A peer that ends the handshake after TLS records came from it is a TLS
+/// failure ([`ConnError::in_tls`]: a refused certificate, possibly with its alert lost).
 fn tls_start_failed<S>(e: super::tls::TlsError, pre: &Prefixed<S>) -> ConnError {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     if let super::tls::TlsError::Handshake(io) = &e {
@@ -1138,8 +1138,8 @@ impl<S> Prefixed<S> {
         }
     }
 
-    /// Whether any byte came from the peer after the bytes this stream was made with: the
-    /// prefix (which is only ever what arrived after the plain handshake lines) or a read.
+    /// Whether the peer sent anything past its plain handshake lines: a prefix (what
+    /// arrived together with them) or bytes read since.
     pub(crate) fn peer_sent_any(&self) -> bool {
         !self.prefix.is_empty() || self.inner_bytes
     }
