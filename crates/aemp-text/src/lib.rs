@@ -333,6 +333,16 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    /// `b` becomes the same string as `String::from_utf8(bytes)`, or fails at the same
+    /// place with the same bytes given back.
+    fn assert_string_as_std(b: TextBuf, bytes: &[u8], context: &str) {
+        let ours = b
+            .into_string()
+            .map_err(|e| (e.utf8_error(), e.into_bytes()));
+        let std = String::from_utf8(bytes.to_vec()).map_err(|e| (e.utf8_error(), e.into_bytes()));
+        assert_eq!(ours, std, "{bytes:?} {context}");
+    }
+
     /// Byte strings covering ASCII, multi-byte code points, and every kind of invalid
     /// sequence at the start, middle and end, at lengths around the word size.
     fn samples() -> Vec<Vec<u8>> {
@@ -406,12 +416,7 @@ mod tests {
                         }
                     }
                     assert_eq!(b.as_bytes(), &s[..]);
-                    let ours = b
-                        .into_string()
-                        .map_err(|e| (e.utf8_error(), e.into_bytes()));
-                    let std =
-                        String::from_utf8(s.clone()).map_err(|e| (e.utf8_error(), e.into_bytes()));
-                    assert_eq!(ours, std, "{s:?} piece {piece} how {how}");
+                    assert_string_as_std(b, &s, &format!("piece {piece} how {how}"));
                 }
             }
         }
@@ -538,12 +543,7 @@ mod tests {
                 }
                 assert_eq!(b.as_bytes(), &model[..]);
             }
-            let ours = b
-                .into_string()
-                .map_err(|e| (e.utf8_error(), e.into_bytes()));
-            let std =
-                String::from_utf8(model.clone()).map_err(|e| (e.utf8_error(), e.into_bytes()));
-            assert_eq!(ours, std, "{model:?}");
+            assert_string_as_std(b, &model, "");
         }
     }
 }
