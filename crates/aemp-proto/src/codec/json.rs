@@ -521,14 +521,22 @@ const BLOCK: usize = 128;
 /// the same with 0x20..20 when some byte is below 0x20).
 #[inline]
 fn find_special(s: &[u8]) -> usize {
-    // With AVX2, 32 bytes per test from the start (callgrind, aemp-bench R1 --framing json:
-    // see the commit that added it).
-    if s.len() >= 32 {
-        if let Some(n) = aemp_text::json_special_avx2(s) {
-            return n;
-        }
+    if let Some(n) = find_special_avx2(s) {
+        return n;
     }
     find_special_portable(s)
+}
+
+/// [`find_special`] with AVX2, for strings of 32 bytes or more where the CPU has it (32
+/// bytes per test from the start; callgrind, aemp-bench R1 --framing json: see the commit
+/// that added it); `None` otherwise.
+#[inline(always)]
+fn find_special_avx2(s: &[u8]) -> Option<usize> {
+    if s.len() >= 32 {
+        aemp_text::json_special_avx2(s)
+    } else {
+        None
+    }
 }
 
 /// [`find_special`] without vector extensions beyond SSE2.
@@ -795,10 +803,8 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 /// instructions less per frame than with [`find_special`].)
 #[inline]
 fn plain_run(s: &[u8]) -> usize {
-    if s.len() >= 32 {
-        if let Some(n) = aemp_text::json_special_avx2(s) {
-            return n;
-        }
+    if let Some(n) = find_special_avx2(s) {
+        return n;
     }
     if s.len() > HEAD {
         return find_special_portable(s);
