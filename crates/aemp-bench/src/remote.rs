@@ -627,9 +627,15 @@ impl R4Flow {
 
 /// R4: 2,000 messages of 1 MiB to B while R2 runs 2,000 round trips on the same connection.
 ///
+/// Every message carries the same payload, shared and not copied, as the Erlang/OTP
+/// counterpart sends one binary and raw TCP writes one buffer: a string that lives for the
+/// whole program goes into a message with [`Str::const_new`](aemp::Str::const_new) at no
+/// cost, and the connection writes it from where it is. With `AEMP_BENCH_R4_COPY=1` each
+/// message owns a fresh copy instead (one more 1 MiB copy per message, in a thread of its
+/// own).
+///
 /// A keeps [`R4_WINDOW`] bulk messages in flight: every `bulkack` from B lets it snd one
-/// more. A builder thread makes the messages (a fresh 1 MiB copy each, as a user's message
-/// would own its payload) ahead of time, so those copies run beside A's dispatcher; the ack
+/// more. A builder thread makes the messages ahead of time, beside A's dispatcher; the ack
 /// handler on the dispatcher sends the next message itself when one is ready (no thread
 /// wake-up on the critical path), and when none is, the builder sends it as soon as it is
 /// made ([`R4Flow`]). A sender that queued all 2 GiB at once would not block either, but
@@ -658,6 +664,8 @@ pub async fn r4(o: &Opts) -> BenchResult {
     let template: String = (0..BULK_BYTES)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
+    let copy = std::env::var("AEMP_BENCH_R4_COPY").is_ok_and(|v| v == "1");
+    // Lives as long as the process, like the template of the Erlang counterpart.
     let shared: &'static str = Box::leak(template.into_boxed_str());
     // The first window's worth of sends is owed from the start.
     flow.grant(R4_WINDOW.min(n));
@@ -667,7 +675,12 @@ pub async fn r4(o: &Opts) -> BenchResult {
         let flow = flow.clone();
         std::thread::spawn(move || -> Result<(), String> {
             for i in 0..n {
-                flow.offer(msg!["bulk", i, aemp::Value::Str(aemp::Str::const_new(shared))])?;
+                let payload = if copy {
+                    aemp::Str::from(shared)
+                } else {
+                    aemp::Str::const_new(shared)
+                };
+                flow.offer(msg!["bulk", i, aemp::Value::Str(payload)])?;
             }
             Ok(())
         })

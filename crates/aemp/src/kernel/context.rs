@@ -73,7 +73,7 @@ impl<'k> Cx<'k> {
             } else if self.k.shared.check(port.name(), &msg.0).is_ok()
                 && self.k.shared.check_node(port.node()).is_ok()
             {
-                self.host.send_remote(port.node(), port.name(), msg);
+                self.host.send_from_handler(port, msg);
                 return;
             }
         }
@@ -99,7 +99,11 @@ impl<'k> Cx<'k> {
             aemp_proto::value::drop_nested(msg);
             return Err(Error::Refused(e));
         }
-        self.k.snd(port, msg, self.host);
+        if super::port::short_eq(port.node(), self.k.id.as_str()) {
+            self.k.snd(port, msg, self.host);
+        } else {
+            self.host.send_from_handler(port, msg);
+        }
         Ok(())
     }
 

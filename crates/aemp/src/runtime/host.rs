@@ -29,6 +29,9 @@ pub(super) struct NodeHost {
     owner: Weak<dyn Any + Send + Sync>,
     /// Postponed work while the dispatcher is not running a batch (see `Runtime::run`).
     pub(super) run: VecDeque<Cmd>,
+    /// The rest of the generation of the run queue the dispatcher is running (see
+    /// `Runtime::run`): commands queued before the one running now.
+    pub(super) gen: VecDeque<Cmd>,
     /// True while the dispatcher runs a batch (the run queue is the thread-local one).
     pub(super) dispatching: bool,
     /// Set when a send woke a connection's writer (its buffer was empty); the dispatcher
@@ -84,6 +87,7 @@ impl NodeHost {
             dc: super::dataconn::DcState::new(core.shared.id.as_str(), dc_limits),
             owner: setup.owner,
             run: VecDeque::new(),
+            gen: VecDeque::new(),
             dispatching: false,
             woke_writer: false,
             now,
@@ -382,9 +386,26 @@ impl Host for NodeHost {
     #[inline]
     fn postpone(&mut self, task: Task) {
         if self.dispatching {
-            super::RUNQ.with_borrow_mut(|q| q.push_back(Cmd::Task(task)));
+            let core = &self.core;
+            super::RUNQ.with_borrow_mut(|q| {
+                core.join_outside(q);
+                q.push_back(Cmd::Task(task))
+            });
         } else {
             self.run.push_back(Cmd::Task(task));
+        }
+    }
+
+    #[inline]
+    fn send_from_handler(&mut self, port: &aemp_proto::PortId, msg: Msg) {
+        if self.dispatching && self.core.pending(&self.gen) {
+            // Something queued before this send has not run yet: the message goes behind it.
+            self.postpone(Task::Send {
+                port: port.clone(),
+                msg,
+            });
+        } else {
+            self.send_remote(port.node(), port.name(), msg);
         }
     }
 

@@ -176,8 +176,6 @@ pub(crate) enum Cmd {
     DataConn(Box<DcCmd>),
     /// A deadline of one of the state machines may have passed.
     Tick,
-    /// Nothing (what a taken command leaves behind in the dispatcher's batch).
-    Nop,
 }
 
 /// The part of a node shared between the node task and every handle: identity, the command
@@ -218,12 +216,43 @@ impl Core {
         }
     }
 
+    /// Moves what other threads queued for the node task to the end of `run`, the run queue
+    /// of the dispatcher (called on the dispatcher's thread, while it runs): everything
+    /// queued from now on goes behind it. One FIFO order for the whole node: a command
+    /// queued by a thread before a handler queues one runs first, though the handler runs
+    /// in the middle of a batch.
+    #[inline]
+    fn join_outside(&self, run: &mut VecDeque<Cmd>) {
+        if self.queued.load(Ordering::Acquire) {
+            self.take_outside(run);
+        }
+    }
+
+    #[cold]
+    fn take_outside(&self, run: &mut VecDeque<Cmd>) {
+        let mut q = self.queue.lock();
+        run.extend(q.drain(..));
+        self.queued.store(false, Ordering::Release);
+    }
+
+    /// Whether commands are waiting to run on this node's dispatcher, which is the running
+    /// one on this thread: its run queue (`pending` is the rest of the current generation)
+    /// or the queue of other threads.
+    pub(super) fn pending(&self, rest: &VecDeque<Cmd>) -> bool {
+        !rest.is_empty()
+            || self.queued.load(Ordering::Acquire)
+            || RUNQ.with_borrow(|q| !q.is_empty())
+    }
+
     /// Queues a command for the node task. Never blocks on anything but a short lock.
     pub(crate) fn push(&self, cmd: Cmd) {
         if std::ptr::eq(ACTIVE.get(), self) {
             // Called from a handler of this very node: join its run queue, behind what the
-            // handler already queued through its Cx.
-            RUNQ.with_borrow_mut(|q| q.push_back(cmd));
+            // handler already queued through its Cx and what other threads queued before.
+            RUNQ.with_borrow_mut(|q| {
+                self.join_outside(q);
+                q.push_back(cmd)
+            });
             return;
         }
         let was_empty = {
@@ -245,7 +274,10 @@ impl Core {
     /// Queues many commands at once (one lock, one wake-up).
     pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>) {
         if std::ptr::eq(ACTIVE.get(), self) {
-            RUNQ.with_borrow_mut(|q| q.extend(cmds));
+            RUNQ.with_borrow_mut(|q| {
+                self.join_outside(q);
+                q.extend(cmds)
+            });
             return;
         }
         let was_empty = {
@@ -346,6 +378,9 @@ struct Runtime {
     host: NodeHost,
     /// Set by the first `Cmd::Shutdown`: the deadline, and who waits for the report.
     stop: Option<(std::time::Duration, Vec<oneshot::Sender<ShutdownReport>>)>,
+    /// Received frames delivered in the current run beyond one per command (see
+    /// `Runtime::slice_done`).
+    frames_run: usize,
 }
 
 /// Initial capacity (in commands) of the dispatcher's queues; a busy node grows them once
@@ -370,6 +405,7 @@ impl Runtime {
             kernel,
             host,
             stop: None,
+            frames_run: 0,
         }
     }
 
@@ -379,7 +415,6 @@ impl Runtime {
         match cmd {
             Cmd::Task(t) => self.kernel.exec(t, &mut self.host),
             Cmd::Frames(f) => self.deliver_frames(f),
-            Cmd::Nop => {}
             other => self.exec_other(other),
         }
         if self.host.has_lost() {
@@ -387,10 +422,21 @@ impl Runtime {
         }
     }
 
+    /// Whether the current slice of a run is over, once a send woke a connection's writer:
+    /// [`SLICE`] commands or received frames have run since the run began, counting every
+    /// frame of a command that delivered many (see `run`). After a shutdown request, what
+    /// ran before it may still queue more (a handler's sends): that runs too, unsliced,
+    /// within the budget.
+    #[inline(never)]
+    fn slice_done(&self, commands: usize) -> bool {
+        commands + self.frames_run >= SLICE && self.stop.is_none()
+    }
+
     /// Delivers what a connection read brought. Out of line, so that `exec`, which local
     /// messaging runs for every command, stays small.
     #[inline(never)]
     fn deliver_frames(&mut self, f: Frames) {
+        self.frames_run += f.frames.len().saturating_sub(1);
         self.kernel
             .deliver_all(f.frames, Some(&f.src), &mut self.host);
         self.host.release_inbound(f.cost);
@@ -428,7 +474,6 @@ impl Runtime {
             // Taken by `exec` before it gets here; handled the same way all the same.
             Cmd::Task(t) => self.kernel.exec(t, &mut self.host),
             Cmd::Frames(f) => self.deliver_frames(f),
-            Cmd::Nop => {}
         }
     }
 
@@ -440,36 +485,42 @@ impl Runtime {
     }
 
     /// The dispatcher: executes commands until the node is closed.
+    ///
+    /// One run queue holds the node's commands in the order they were queued: what other
+    /// threads queue (taken a batch at a time here, or as soon as a handler queues something
+    /// itself, see `Core::join_outside`) and what the kernel and the node's handlers queue
+    /// while it runs. So a message a thread sent before a handler sends one goes first, even
+    /// when the handler runs in the middle of a batch.
     async fn run(mut self) {
         let core = self.host.core.clone();
-        let mut batch: Vec<Cmd> = Vec::with_capacity(INITIAL_QUEUE);
-        // batch[..at] has run (those slots hold `Cmd::Nop`).
-        let mut at = 0;
-        let mut gen: VecDeque<Cmd> = VecDeque::with_capacity(INITIAL_QUEUE);
         let mut gauge = spin::SpinGauge::new();
         // When the current idle period began (while polling is configured).
         let mut idle_since: Option<std::time::Instant> = None;
         self.host.start();
         self.fire_lost();
         loop {
-            if at == batch.len() {
-                batch.clear();
-                at = 0;
-                if batch.capacity() > KEEP_QUEUE {
-                    // A burst is over: do not keep its peak size (this vector goes back to
-                    // the queue at the swap).
-                    batch = Vec::with_capacity(INITIAL_QUEUE);
-                }
+            if core.queued.load(Ordering::Acquire) {
                 let mut q = core.queue.lock();
                 // Busy before the queue looks empty: a direct send must not overtake what
-                // this batch holds.
+                // the run queue holds.
                 if !q.is_empty() {
                     core.busy.store(true, Ordering::Release);
+                    if self.host.run.is_empty() {
+                        // The usual case, without copying: the batch becomes the run queue,
+                        // and the run queue's buffer collects the next batch.
+                        let mut next = Vec::from(std::mem::take(&mut self.host.run));
+                        if next.capacity() > KEEP_QUEUE {
+                            // A burst is over: do not keep its peak size.
+                            next = Vec::with_capacity(INITIAL_QUEUE);
+                        }
+                        self.host.run = VecDeque::from(std::mem::replace(&mut *q, next));
+                    } else {
+                        self.host.run.extend(q.drain(..));
+                    }
                 }
-                std::mem::swap(&mut *q, &mut batch);
                 core.queued.store(false, Ordering::Release);
             }
-            if batch.is_empty() && self.host.run.is_empty() {
+            if self.host.run.is_empty() {
                 if self.host.timers_dirty {
                     self.host.arm_timer();
                 }
@@ -517,55 +568,40 @@ impl Runtime {
                 gauge.record(nanos_since(since), core.spin_nanos.load(Ordering::Relaxed));
             }
             self.host.refresh_now();
-            // Commands from outside run in arrival order; what their handlers queue goes to
-            // the run queue and runs after them. A long batch runs in slices: when a slice
-            // has produced data for a connection, the rest waits until the writer has run
-            // (below), so the peer can start on the first answers while this node works on
-            // the rest (pipelining instead of one strict batch after the other).
             ACTIVE.set(Arc::as_ptr(&core));
             RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut self.host.run));
             self.host.dispatching = true;
             self.host.woke_writer = false;
-            let mut work = 0;
-            // Commands after a shutdown request do not run (they raced with it).
-            while at < batch.len()
-                && (work < SLICE || !self.host.woke_writer)
-                && self.stop.is_none()
-            {
-                let cmd = std::mem::replace(&mut batch[at], Cmd::Nop);
-                at += 1;
-                work += match &cmd {
-                    Cmd::Frames(f) => f.frames.len(),
-                    _ => 1,
-                };
-                self.exec(cmd);
-            }
             // The run queue is taken a generation at a time: what runs now may queue more
             // (into the emptied RUNQ), which runs in the next generation, so FIFO order holds
             // and the thread-local is touched once per generation instead of once per
-            // command.
+            // command. A long run goes in slices: when a slice has produced data for a
+            // connection, the rest waits until the writer has run (below), so the peer can
+            // start on the first answers while this node works on the rest (pipelining
+            // instead of one strict batch after the other).
             let mut n = 0;
-            loop {
-                RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut gen));
-                if gen.is_empty() {
+            self.frames_run = 0;
+            'run: loop {
+                RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut self.host.gen));
+                if self.host.gen.is_empty() {
                     break;
                 }
-                while let Some(cmd) = gen.pop_front() {
-                    self.exec(cmd);
+                while let Some(cmd) = self.host.gen.pop_front() {
                     n += 1;
-                    if n == BUDGET {
-                        break;
+                    self.exec(cmd);
+                    if n == BUDGET || (self.host.woke_writer && self.slice_done(n)) {
+                        break 'run;
                     }
                 }
-                if n == BUDGET {
-                    // Unfinished commands of this generation go before the newer ones.
-                    RUNQ.with_borrow_mut(|q| {
-                        while let Some(c) = gen.pop_back() {
-                            q.push_front(c);
-                        }
-                    });
-                    break;
-                }
+            }
+            if !self.host.gen.is_empty() {
+                // Unfinished commands of this generation go before the newer ones.
+                let gen = &mut self.host.gen;
+                RUNQ.with_borrow_mut(|q| {
+                    while let Some(c) = gen.pop_back() {
+                        q.push_front(c);
+                    }
+                });
             }
             self.host.dispatching = false;
             RUNQ.with_borrow_mut(|q| std::mem::swap(q, &mut self.host.run));
@@ -579,9 +615,9 @@ impl Runtime {
             if self.stop.is_some() {
                 break;
             }
-            if n == BUDGET || at < batch.len() {
-                // A local ping-pong never empties the run queue, and a sliced batch waits for
-                // the writers: let other tasks and the outside queue have their turn.
+            if !self.host.run.is_empty() {
+                // A local ping-pong never empties the run queue, and a sliced run waits for
+                // the writers: let other tasks and the other threads' queue have their turn.
                 tokio::task::yield_now().await;
             }
         }
@@ -597,6 +633,10 @@ impl Runtime {
         core.close();
         self.kernel.shutdown(&mut self.host);
         let (links, mut undelivered) = self.host.begin_shutdown();
+        // Sends still queued (past the budget, or queued by other threads while the
+        // request ran) never reach a connection: reported like unwritten ones.
+        let left = std::mem::take(&mut *core.queue.lock());
+        undelivered.extend(unsent(self.host.run.drain(..).chain(left)));
         let until = tokio::time::Instant::now() + deadline;
         for tx in &links {
             let mut state = tx.state();
@@ -634,6 +674,18 @@ impl Runtime {
             let _ = r.send(report.clone());
         }
     }
+}
+
+/// The messages for other nodes among `cmds`, per node (a node may repeat).
+fn unsent(cmds: impl Iterator<Item = Cmd>) -> Vec<(String, u64)> {
+    cmds.filter_map(|c| match c {
+        Cmd::Task(Task::Send { port, .. }) => Some((port.node().to_string(), 1)),
+        Cmd::Task(Task::SendMany { port, msgs }) => {
+            Some((port.node().to_string(), msgs.len() as u64))
+        }
+        _ => None,
+    })
+    .collect()
 }
 
 /// Nanoseconds since `t` (saturating).
