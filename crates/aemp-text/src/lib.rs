@@ -16,7 +16,9 @@
 //!   return what the standard library returns (the same `Ok` value or the same error with
 //!   its position), so a caller cannot tell them from `std::str::from_utf8` and
 //!   `String::from_utf8` except by speed. [`TextBuf`] does the same for a long string
-//!   received in many reads: it checks each read's bytes while they are still in the cache.
+//!   received in many reads: it checks each read's bytes while they are still in the cache,
+//!   128 bytes per step with AVX2 where the CPU has it (a word at a time, the standard
+//!   library's way, costs about 0.4 instructions per byte, the vector check about 0.06).
 //! * **The JSON string scan with AVX2.** [`json_special_avx2`] finds the first byte of a
 //!   string that JSON must escape 32 bytes per vector operation, on CPUs that have AVX2
 //!   (detected at run time); the portable scan stays with the JSON codec.
@@ -163,7 +165,7 @@ impl TextBuf {
     /// without validating the part already found to be ASCII); never copies.
     pub fn into_string(self) -> Result<String, FromUtf8Error> {
         let rest = &self.bytes[self.ascii..];
-        if (!self.mixed && rest.is_ascii()) || std::str::from_utf8(rest).is_ok() {
+        if (!self.mixed && is_ascii(rest)) || std::str::from_utf8(rest).is_ok() {
             // SAFETY: `bytes[..ascii]` is ASCII: checked when those bytes were added, and
             // never lent out mutably since (see the type's documentation). The rest was
             // just checked to be ASCII or valid UTF-8. An ASCII prefix ends on a character
@@ -177,13 +179,31 @@ impl TextBuf {
     /// Extends the checked prefix over bytes added since.
     fn check(&mut self) {
         if !self.mixed && self.ascii < self.bytes.len() {
-            if self.bytes[self.ascii..].is_ascii() {
+            if is_ascii(&self.bytes[self.ascii..]) {
                 self.ascii = self.bytes.len();
             } else {
                 self.mixed = true;
             }
         }
     }
+}
+
+/// Runs at least this long are checked for ASCII 128 bytes per step with AVX2 where the CPU
+/// has it (what a socket read into a long string brings); shorter ones a word at a time.
+const VECTOR_ASCII_MIN: usize = 256;
+
+/// `<[u8]>::is_ascii`, for long runs about 0.06 instructions per byte instead of about 0.4
+/// (the check runs over every byte of every long string received).
+fn is_ascii(s: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if s.len() >= VECTOR_ASCII_MIN && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above), the only requirement of this
+            // target-feature function.
+            return unsafe { avx2::is_ascii(s) };
+        }
+    }
+    s.is_ascii()
 }
 
 // SAFETY: every method delegates to `Vec<u8>`'s implementation, which upholds the trait's
@@ -253,6 +273,27 @@ mod avx2 {
         let low = _mm256_cmpeq_epi8(_mm256_max_epu8(x, limit), limit);
         let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
         _mm256_movemask_epi8(_mm256_or_si256(low, backslash)) as u32
+    }
+
+    /// See [`super::is_ascii`]: the or of every byte of a block has its top bit clear.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn is_ascii(s: &[u8]) -> bool {
+        let blocks = s.chunks_exact(128);
+        let tail = blocks.remainder();
+        for block in blocks {
+            let mut any = _mm256_set1_epi8(0);
+            for part in block.chunks_exact(32) {
+                let bytes: &[u8; 32] = part.try_into().unwrap_or(&[0; 32]);
+                // SAFETY: `bytes` is 32 readable bytes, and the load has no alignment
+                // requirement.
+                let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                any = _mm256_or_si256(any, v);
+            }
+            if _mm256_movemask_epi8(any) != 0 {
+                return false;
+            }
+        }
+        tail.is_ascii()
     }
 
     /// See [`super::json_special_avx2`].
@@ -441,6 +482,24 @@ mod tests {
         b.truncate(2);
         b.extend_from_slice(&[0xc3]);
         assert!(b.into_string().is_err());
+    }
+
+    /// The vector ASCII check agrees with std's at every position of a non-ASCII byte in
+    /// runs around the block size, and on all-ASCII runs.
+    #[test]
+    fn is_ascii_matches_std() {
+        for len in (0..600).chain([4096, 65_537]) {
+            let clean = vec![0x7fu8; len];
+            assert!(is_ascii(&clean), "{len}");
+            for pos in (0..len).filter(|p| *p < 300 || p % 61 == 0 || *p + 3 >= len) {
+                for bad in [0x80u8, 0xc3, 0xff] {
+                    let mut s = clean.clone();
+                    s[pos] = bad;
+                    assert_eq!(is_ascii(&s), s.is_ascii(), "{len} {pos} {bad:#x}");
+                    assert!(!is_ascii(&s[pos..]));
+                }
+            }
+        }
     }
 
     /// The AVX2 scan agrees with a byte-by-byte search for every special byte at every

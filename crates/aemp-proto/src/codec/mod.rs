@@ -255,6 +255,9 @@ pub struct Decoder {
     no_detach: Option<u64>,
     /// Length of the last JSON string received apart: what the next one reserves.
     json_len_hint: usize,
+    /// The last item was a frame received apart, and nothing was decoded since: see
+    /// [`Decoder::read_limit`].
+    after_tail: bool,
 }
 
 /// Strings at least this long that end a CBOR frame are received into their own buffer
@@ -273,6 +276,13 @@ const TAIL_RESERVE: usize = 4 << 20;
 
 /// The most [`Decoder::spare`] lends of a detached body beyond what it was asked for.
 const TAIL_STEP: usize = 64 * 1024;
+
+/// Room a detached JSON string reserves beyond the length of the last one (its closing
+/// quote, and what the read that brings it takes after it; those bytes are copied out).
+const JSON_HINT_SLACK: usize = 4096;
+
+/// See [`Decoder::read_limit`]: enough for a CBOR frame's head up to its long string.
+const CBOR_HEAD_READ: usize = 4096;
 
 /// The last string of a frame, received apart from the rest.
 ///
@@ -334,6 +344,7 @@ impl Decoder {
             tail: None,
             no_detach: None,
             json_len_hint: 0,
+            after_tail: false,
         }
     }
 
@@ -363,6 +374,7 @@ impl Decoder {
             body.extend_from_slice(&src[..n]);
             return n;
         }
+        let max = self.read_limit().map_or(max, |l| l.min(max));
         let room = self.spare(max.max(1));
         let n = room.len().min(max).min(src.len());
         room[..n].copy_from_slice(&src[..n]);
@@ -420,6 +432,8 @@ impl Decoder {
         if self.poisoned.is_some() {
             return;
         }
+        // One short read only (see `read_limit`).
+        self.after_tail = false;
         if let Some(t) = self.tail.as_mut() {
             if let Some(from) = t.spare_from.take() {
                 // `spare` lent the body's room: keep what was written.
@@ -429,6 +443,23 @@ impl Decoder {
             }
         }
         self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// The most the next read into [`Decoder::spare`] should bring, if less than a full
+    /// read: right after a frame whose long string was received apart, the next frame is
+    /// likely another one, and whatever a read brings of its string before the decoder can
+    /// tell (the head of a CBOR string, [`DETACH_MIN`] of a JSON one) is copied once more
+    /// into the string's own buffer. One short read settles it: the next item is then
+    /// either received apart too, or decoded, and reads are full again (the limit holds for
+    /// one [`Decoder::commit`]).
+    pub fn read_limit(&self) -> Option<usize> {
+        if !self.after_tail || self.tail.is_some() {
+            return None;
+        }
+        Some(match self.framing {
+            Framing::Cbor => CBOR_HEAD_READ,
+            Framing::Json => DETACH_MIN + JSON_HINT_SLACK,
+        })
     }
 
     /// Number of bytes fed but not yet returned as part of a value.
@@ -481,7 +512,7 @@ impl Decoder {
             }
             let before = out.len();
             match self.next_with(|buf, base, limits| parse_frame(framing, buf, base, limits, out)) {
-                Ok(Some(())) => {}
+                Ok(Some(())) => self.after_tail = false,
                 Ok(None) => {
                     self.try_detach();
                     return Ok(out.len() - start);
@@ -568,7 +599,7 @@ impl Decoder {
         // similar messages then need no reallocation), at most a bounded step beyond what
         // has arrived like a CBOR body; the buffer doubles after that.
         let reserve = (have + TAIL_STEP)
-            .max(self.json_len_hint + TAIL_STEP)
+            .max(self.json_len_hint + JSON_HINT_SLACK)
             .min(have + TAIL_RESERVE)
             .min(cap);
         self.detach(prefix, reserve, cap, true);
@@ -716,6 +747,7 @@ impl Decoder {
                 self.pos += t.prefix + suffix;
                 // Everything still buffered comes after the body in the stream.
                 self.base += total as u64;
+                self.after_tail = true;
                 Ok(true)
             }
             Err(fail) => {
@@ -1272,6 +1304,58 @@ mod tests {
             while d.frames_into(&mut got).unwrap() > 0 {}
             assert_eq!(got, want, "read step {step}");
             assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn the_read_after_a_string_received_apart_is_short() {
+        // Frames that end in long strings of varying lengths, and small ones between some,
+        // read 100,000 bytes at a time: after each long string received apart, one short
+        // read (so the next long string is received apart after little of it went through
+        // the decoder's buffer), then full reads again.
+        let long = |n: usize| "x".repeat(n);
+        let frames: Vec<(Str, Msg)> = (0..12)
+            .map(|i| {
+                let m = match i % 4 {
+                    3 => msg!["small", i],
+                    _ => msg!["bulk", i, long(DETACH_MIN * (2 + i % 5) + i * 7)],
+                };
+                (Str::from("p"), m)
+            })
+            .collect();
+        for framing in [Framing::Cbor, Framing::Json] {
+            let mut bytes = Vec::new();
+            for (p, m) in &frames {
+                encode_frame(framing, p, m.as_slice(), &mut bytes);
+            }
+            let mut d = Decoder::new(framing, Limits::default());
+            let mut got = Vec::new();
+            let mut rest = &bytes[..];
+            let (mut limited, mut detached_after_limited) = (0, 0);
+            while !rest.is_empty() {
+                let limit = d.read_limit();
+                let n = d.fill(rest, 100_000);
+                rest = &rest[n..];
+                d.frames_into_max(&mut got, 100).unwrap();
+                if let Some(l) = limit {
+                    assert!(n <= l, "{framing}: read {n} past the limit {l}");
+                    limited += 1;
+                    detached_after_limited += usize::from(d.tail.is_some());
+                    // One short read only.
+                    assert_eq!(d.read_limit(), None, "{framing}");
+                }
+            }
+            while d.frames_into(&mut got).unwrap() > 0 {}
+            assert!(got == frames, "{framing}");
+            if framing == Framing::Cbor {
+                // Reads of a CBOR string end with it: each of the 9 long strings is followed
+                // by a short read, and the 8 after the first are received apart from there.
+                assert_eq!((limited, detached_after_limited), (9, 8));
+            } else {
+                // A read that ends a JSON string may bring enough of the next one to
+                // receive it apart at once: no short read is needed then.
+                assert!(limited > 0 && detached_after_limited > 0, "{limited}");
+            }
         }
     }
 

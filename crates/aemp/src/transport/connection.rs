@@ -1020,8 +1020,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
             use bytes::BufMut;
             rd.read_buf(&mut body.limit(missing)).await?
         } else {
-            let room = dec.spare(chunk);
+            let limit = dec.read_limit();
+            let room = dec.spare(limit.map_or(chunk, |l| l.min(chunk)));
             let room_len = room.len();
+            let room = match limit {
+                Some(l) => &mut room[..room_len.min(l)],
+                None => room,
+            };
             let n = rd.read(room).await?;
             dec.commit(n);
             if n == room_len && chunk < READ_MAX {
