@@ -592,13 +592,16 @@ impl Node {
         }
         if port.node() == self.id().as_str() {
             let name = Str::from(port.name());
-            self.inner.core.push_many(msgs.into_iter().map(|msg| {
-                Cmd::Task(Task::Deliver {
-                    port: name.clone(),
-                    msg,
-                    src: None,
-                })
-            }));
+            self.inner.core.push_many(
+                msgs.into_iter().map(|msg| {
+                    Cmd::Task(Task::Deliver {
+                        port: name.clone(),
+                        msg,
+                        src: None,
+                    })
+                }),
+                false,
+            );
         } else {
             self.inner.core.task(Task::SendMany {
                 port: port.clone(),

@@ -187,6 +187,9 @@ pub(crate) struct Core {
     /// non-empty, cleared by the dispatcher when it takes the queue): lets the busy-polling
     /// dispatcher look for work without taking the lock that producers need.
     queued: AtomicBool,
+    /// Set with `queued` when the queue holds a command that may send something (see
+    /// `is_other`): a handler's send must then wait for it (see `Core::pending`).
+    queued_others: AtomicBool,
     notify: Notify,
     closed: AtomicBool,
     /// True from the moment the dispatcher takes a batch until it is idle again (see
@@ -207,6 +210,7 @@ impl Core {
             shared,
             queue: Mutex::new(Vec::with_capacity(INITIAL_QUEUE)),
             queued: AtomicBool::new(false),
+            queued_others: AtomicBool::new(false),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -221,9 +225,10 @@ impl Core {
     /// queued from now on goes behind it. One FIFO order for the whole node: a command
     /// queued by a thread before a handler queues one runs first, though the handler runs
     /// in the middle of a batch.
+    /// Received frames alone need not go first: they send nothing by themselves.
     #[inline]
     fn join_outside(&self, run: &mut VecDeque<Cmd>) {
-        if self.queued.load(Ordering::Acquire) {
+        if self.queued_others.load(Ordering::Acquire) {
             self.take_outside(run);
         }
     }
@@ -233,14 +238,17 @@ impl Core {
         let mut q = self.queue.lock();
         run.extend(q.drain(..));
         self.queued.store(false, Ordering::Release);
+        self.queued_others.store(false, Ordering::Release);
     }
 
-    /// Whether commands are waiting to run on this node's dispatcher, which is the running
-    /// one on this thread: its run queue (`pending` is the rest of the current generation)
-    /// or the queue of other threads.
-    pub(super) fn pending(&self, rest: &VecDeque<Cmd>) -> bool {
-        !rest.is_empty()
-            || self.queued.load(Ordering::Acquire)
+    /// Whether commands that may send something are waiting to run on this node's
+    /// dispatcher, which is the running one on this thread: in the rest of the current
+    /// generation of its run queue (`rest_others` of them are not received frames), in
+    /// its run queue, or in the queue of other threads (received frames alone do not
+    /// count: they send nothing by themselves).
+    pub(super) fn pending(&self, rest_others: usize) -> bool {
+        rest_others > 0
+            || self.queued_others.load(Ordering::Acquire)
             || RUNQ.with_borrow(|q| !q.is_empty())
     }
 
@@ -255,12 +263,16 @@ impl Core {
             });
             return;
         }
+        let other = is_other(&cmd);
         let was_empty = {
             let mut q = self.queue.lock();
             let was_empty = q.is_empty();
             q.push(cmd);
             if was_empty {
                 self.queued.store(true, Ordering::Release);
+            }
+            if other {
+                self.queued_others.store(true, Ordering::Release);
             }
             was_empty
         };
@@ -271,8 +283,9 @@ impl Core {
         }
     }
 
-    /// Queues many commands at once (one lock, one wake-up).
-    pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>) {
+    /// Queues many commands at once (one lock, one wake-up). `frames`: they are all
+    /// [`Cmd::Frames`].
+    pub(crate) fn push_many(&self, cmds: impl IntoIterator<Item = Cmd>, frames: bool) {
         if std::ptr::eq(ACTIVE.get(), self) {
             RUNQ.with_borrow_mut(|q| {
                 self.join_outside(q);
@@ -286,6 +299,9 @@ impl Core {
             q.extend(cmds);
             if was_empty && !q.is_empty() {
                 self.queued.store(true, Ordering::Release);
+            }
+            if !frames && !q.is_empty() {
+                self.queued_others.store(true, Ordering::Release);
             }
             was_empty
         };
@@ -348,7 +364,7 @@ impl EventSink for Core {
     }
 
     fn frames(&self, chunks: Vec<Frames>) {
-        self.push_many(chunks.into_iter().map(Cmd::Frames));
+        self.push_many(chunks.into_iter().map(Cmd::Frames), true);
     }
 }
 
@@ -519,6 +535,7 @@ impl Runtime {
                     }
                 }
                 core.queued.store(false, Ordering::Release);
+                core.queued_others.store(false, Ordering::Release);
             }
             if self.host.run.is_empty() {
                 if self.host.timers_dirty {
@@ -586,14 +603,20 @@ impl Runtime {
                 if self.host.gen.is_empty() {
                     break;
                 }
+                // Counted when a handler's send first needs it (see `NodeHost::pending`).
+                self.host.gen_others = None;
                 while let Some(cmd) = self.host.gen.pop_front() {
                     n += 1;
+                    if let Some(k) = self.host.gen_others.as_mut() {
+                        *k -= usize::from(is_other(&cmd));
+                    }
                     self.exec(cmd);
                     if n == BUDGET || (self.host.woke_writer && self.slice_done(n)) {
                         break 'run;
                     }
                 }
             }
+            self.host.gen_others = None;
             if !self.host.gen.is_empty() {
                 // Unfinished commands of this generation go before the newer ones.
                 let gen = &mut self.host.gen;
@@ -674,6 +697,14 @@ impl Runtime {
             let _ = r.send(report.clone());
         }
     }
+}
+
+/// Whether `cmd` may send something by itself: anything but received frames and a
+/// shutdown request (see `Core::pending`; a handler that runs before the request is
+/// handled sends as usual).
+#[inline]
+pub(super) fn is_other(cmd: &Cmd) -> bool {
+    !matches!(cmd, Cmd::Frames(_) | Cmd::Shutdown(_))
 }
 
 /// The messages for other nodes among `cmds`, per node (a node may repeat).
