@@ -8,9 +8,13 @@
 //! the connection registry, the global service and the seeds); this module only feeds them
 //! events with the current time and carries out what they return.
 //!
-//! Order: commands from outside run in arrival order; what handlers queue goes to the run
-//! queue and runs after the command that queued it. A node handle used inside a handler
-//! queues into the same run queue, so everything one handler does keeps one FIFO order.
+//! Order: one run queue holds everything in the order it was queued. Commands from other
+//! threads join it a batch at a time, and at the latest when a handler queues something
+//! itself (so what a thread queued before a handler's send runs before it); what handlers
+//! and the kernel queue goes behind. A handler's message to another node goes straight into
+//! the connection only while no command that may send something waits (received frames
+//! do not count); otherwise it is queued like the rest. So messages from one node to one
+//! port keep the order they were sent in, whichever thread or handler sends them.
 
 mod cal;
 mod dataconn;
