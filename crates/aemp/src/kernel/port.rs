@@ -133,12 +133,17 @@ impl Port {
         &mut self.extra.get_or_insert_with(Default::default).tags
     }
 
-    /// Which handler takes a message with this tag, if any.
-    #[inline]
+    /// Which handler takes a message with this tag, if any. Always inlined (three callers,
+    /// every local message): left to the compiler, whether it was inlined changed with
+    /// unrelated code elsewhere, and with it L1 by about 35 instructions per message.
+    #[inline(always)]
     pub(crate) fn route(&self, tag: Option<&str>) -> Option<Route> {
         if let Some(tag) = tag {
-            if let Some(i) = self.tags().iter().position(|(t, _)| short_eq(t, tag)) {
-                return Some(Route::Tag(i));
+            // A plain loop: `Iterator::position` was sometimes left out of line (L1 +70).
+            for (i, (t, _)) in self.tags().iter().enumerate() {
+                if short_eq(t, tag) {
+                    return Some(Route::Tag(i));
+                }
             }
         }
         self.default.is_set().then_some(Route::Default)
@@ -150,8 +155,9 @@ impl Port {
         self.extra.as_ref().is_some_and(|e| !e.tags.is_empty())
     }
 
-    /// Takes the handler out to run it (its slot becomes `Running`).
-    #[inline]
+    /// Takes the handler out to run it (its slot becomes `Running`). Always inlined, like
+    /// [`Port::route`].
+    #[inline(always)]
     pub(crate) fn take(&mut self, route: &Route) -> Option<Handler> {
         let slot = match *route {
             Route::Default => &mut self.default,
