@@ -489,9 +489,6 @@ impl Kernel {
     /// from one message to the next: the port is not looked up, and the handler not taken
     /// and put back, for every message of a stream. It goes back before anything else runs:
     /// a frame for another port or handler, a node-port request, or the end of the frames.
-    /// Not inlined: inlined into the runtime, its per-message drop code came out larger
-    /// (callgrind, R1 receiver: +27 instructions per message).
-    #[inline(never)]
     pub(crate) fn deliver_all(
         &mut self,
         frames: Vec<(Str, Msg)>,

@@ -225,11 +225,11 @@ impl Core {
     }
 
     /// Moves what other threads queued for the node task to the end of `run`, the run queue
-    /// of the dispatcher (called on the dispatcher's thread, while it runs): everything
-    /// queued from now on goes behind it. One FIFO order for the whole node: a command
-    /// queued by a thread before a handler queues one runs first, though the handler runs
-    /// in the middle of a batch.
-    /// Received frames alone need not go first: they send nothing by themselves.
+    /// of the dispatcher (called on the dispatcher's thread, while it runs), if it holds a
+    /// command that may send something: everything queued from now on goes behind it. One
+    /// FIFO order for the whole node: a command queued by a thread before a handler queues
+    /// one runs first, though the handler runs in the middle of a batch. Received frames
+    /// alone need not go first: they send nothing by themselves.
     #[inline]
     fn join_outside(&self, run: &mut VecDeque<Cmd>) {
         if self.queued_others.load(Ordering::Acquire) {
