@@ -727,3 +727,40 @@ fn unsent(cmds: impl Iterator<Item = Cmd>) -> Vec<(String, u64)> {
 fn nanos_since(t: std::time::Instant) -> u64 {
     t.elapsed().as_nanos().min(u64::MAX as u128) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aemp_proto::{msg, PortId};
+
+    /// What a shutdown reports as not delivered from commands that never ran: every message
+    /// for another node, one per message of a batch, none for anything else.
+    #[test]
+    fn unsent_counts_the_messages_for_other_nodes() {
+        let port = |s: &str| PortId::parse(s).unwrap();
+        let cmds = vec![
+            Cmd::Task(Task::Send {
+                port: port("n2#p"),
+                msg: msg!["a"],
+            }),
+            Cmd::Tick,
+            Cmd::Task(Task::SendMany {
+                port: port("n3#q"),
+                msgs: vec![msg!["b"], msg!["c"]],
+            }),
+            Cmd::Task(Task::Deliver {
+                port: Str::from("local"),
+                msg: msg!["d"],
+                src: None,
+            }),
+            Cmd::Task(Task::Send {
+                port: port("n2#r"),
+                msg: msg!["e"],
+            }),
+        ];
+        assert_eq!(
+            unsent(cmds.into_iter()),
+            vec![("n2".into(), 1), ("n3".into(), 2), ("n2".into(), 1)]
+        );
+    }
+}
