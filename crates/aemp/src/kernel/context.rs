@@ -73,7 +73,7 @@ impl<'k> Cx<'k> {
             } else if self.k.shared.check(port.name(), &msg.0).is_ok()
                 && self.k.shared.check_node(port.node()).is_ok()
             {
-                self.host.send_from_handler(port, msg);
+                self.host.send_from_handler(port.node(), port.name(), msg);
                 return;
             }
         }
@@ -102,7 +102,7 @@ impl<'k> Cx<'k> {
         if super::port::short_eq(port.node(), self.k.id.as_str()) {
             self.k.snd(port, msg, self.host);
         } else {
-            self.host.send_from_handler(port, msg);
+            self.host.send_from_handler(port.node(), port.name(), msg);
         }
         Ok(())
     }
@@ -121,7 +121,8 @@ impl<'k> Cx<'k> {
 
     /// Kills a port (see [`Node::kil`](crate::Node::kil)).
     pub fn kil(&mut self, port: &PortId, reason: impl Into<Reason>) -> Result<(), Error> {
-        self.k.kil(port, reason.into(), self.host)
+        self.k
+            .kil(port, reason.into(), &mut InHandler(&mut *self.host))
     }
 
     /// Kills the port this handler runs for. A reason that could not be sent to a remote
@@ -184,7 +185,44 @@ impl<'k> Cx<'k> {
     /// Monitors a port (see [`Node::mon`](crate::Node::mon)).
     pub fn mon(&mut self, port: &PortId, action: Monitor) -> MonGuard {
         let id = self.k.shared.next_guard();
-        self.k.mon(port, id, action, self.host);
+        self.k
+            .mon(port, id, action, &mut InHandler(&mut *self.host));
         MonGuard::new(self.host.canceller(), id)
+    }
+}
+
+/// The host as a handler's own actions see it: what they send to another node goes through
+/// [`Host::send_from_handler`], behind what was queued before (see [`Cx::kil`],
+/// [`Cx::mon`]: their `kil1`/`mon1` must not overtake a message a thread sent that port
+/// earlier). Everything else is the host's own.
+struct InHandler<'h>(&'h mut dyn Host);
+
+impl Host for InHandler<'_> {
+    fn postpone(&mut self, task: super::Task) {
+        self.0.postpone(task);
+    }
+    fn send_remote(&mut self, node: &str, port: &str, msg: Msg) {
+        self.0.send_from_handler(node, port, msg);
+    }
+    fn send_from_handler(&mut self, node: &str, port: &str, msg: Msg) {
+        self.0.send_from_handler(node, port, msg);
+    }
+    fn send_if_up(&mut self, node: &str, port: &str, msg: Msg) {
+        self.0.send_if_up(node, port, msg);
+    }
+    fn global_request(&mut self, from: &NodeId, tag: Str, args: Vec<Value>) {
+        self.0.global_request(from, tag, args);
+    }
+    fn data_conn_request(&mut self, from: &NodeId, func: &str, args: Vec<Value>) {
+        self.0.data_conn_request(from, func, args);
+    }
+    fn up_nodes(&self) -> Vec<NodeId> {
+        self.0.up_nodes()
+    }
+    fn owner(&self) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        self.0.owner()
+    }
+    fn canceller(&self) -> std::sync::Weak<dyn super::monitor::Canceller> {
+        self.0.canceller()
     }
 }

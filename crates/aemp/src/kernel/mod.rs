@@ -49,13 +49,14 @@ pub(crate) trait Host {
     /// A message for port `port` (`""` = node port) of another node; starts connecting if
     /// needed.
     fn send_remote(&mut self, node: &str, port: &str, msg: Msg);
-    /// A message a handler sends to `port` of another node ([`Cx::snd`]): like
-    /// [`Host::send_remote`], but behind every command queued for this node before it (by
-    /// another thread, by the kernel or by the handler itself) that has not run yet, so
-    /// that messages to one port keep the order they were sent in. A host whose queued
-    /// work always runs before a handler does (the kernel's unit tests) sends at once.
-    fn send_from_handler(&mut self, port: &PortId, msg: Msg) {
-        self.send_remote(port.node(), port.name(), msg);
+    /// A message a handler sends to port `port` of another node ([`Cx::snd`], and the
+    /// control messages of [`Cx::kil`] and [`Cx::mon`]): like [`Host::send_remote`], but
+    /// behind every command queued for this node before it (by another thread, by the
+    /// kernel or by the handler itself) that has not run yet, so that messages to one port
+    /// keep the order they were sent in. A host whose queued work always runs before a
+    /// handler does (the kernel's unit tests) sends at once.
+    fn send_from_handler(&mut self, node: &str, port: &str, msg: Msg) {
+        self.send_remote(node, port, msg);
     }
     /// A message for another node, only if it is connected (death notices must not start a
     /// connection).

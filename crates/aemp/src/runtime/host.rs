@@ -414,15 +414,15 @@ impl Host for NodeHost {
     }
 
     #[inline]
-    fn send_from_handler(&mut self, port: &aemp_proto::PortId, msg: Msg) {
+    fn send_from_handler(&mut self, node: &str, port: &str, msg: Msg) {
         if self.dispatching && self.pending() {
             // Something queued before this send has not run yet: the message goes behind it.
             self.postpone(Task::Send {
-                port: port.clone(),
+                port: aemp_proto::PortId::from_parts(node, port),
                 msg,
             });
         } else {
-            self.send_remote(port.node(), port.name(), msg);
+            self.send_remote(node, port, msg);
         }
     }
 
