@@ -275,6 +275,16 @@ mod avx2 {
         _mm256_movemask_epi8(_mm256_or_si256(low, backslash)) as u32
     }
 
+    /// `part`, exactly 32 bytes, as a vector (zeros for any other length, which callers
+    /// never pass).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn load32(part: &[u8]) -> __m256i {
+        let bytes: &[u8; 32] = part.try_into().unwrap_or(&[0; 32]);
+        // SAFETY: `bytes` is 32 readable bytes, and the load has no alignment requirement.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    }
+
     /// See [`super::is_ascii`]: the or of every byte of a block has its top bit clear.
     #[target_feature(enable = "avx2")]
     pub(super) fn is_ascii(s: &[u8]) -> bool {
@@ -283,11 +293,7 @@ mod avx2 {
         for block in blocks {
             let mut any = _mm256_set1_epi8(0);
             for part in block.chunks_exact(32) {
-                let bytes: &[u8; 32] = part.try_into().unwrap_or(&[0; 32]);
-                // SAFETY: `bytes` is 32 readable bytes, and the load has no alignment
-                // requirement.
-                let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
-                any = _mm256_or_si256(any, v);
+                any = _mm256_or_si256(any, load32(part));
             }
             if _mm256_movemask_epi8(any) != 0 {
                 return false;
@@ -299,12 +305,6 @@ mod avx2 {
     /// See [`super::json_special_avx2`].
     #[target_feature(enable = "avx2")]
     pub(super) fn json_special(s: &[u8]) -> usize {
-        let load32 = |part: &[u8]| -> __m256i {
-            let bytes: &[u8; 32] = part.try_into().unwrap_or(&[0; 32]);
-            // SAFETY: `bytes` is 32 readable bytes, and the load has no alignment
-            // requirement.
-            unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-        };
         let load = |at: usize| load32(&s[at..at + 32]);
         let two = _mm256_set1_epi8(2);
         let limit = _mm256_set1_epi8(0x20);

@@ -237,10 +237,27 @@ impl Core {
         }
     }
 
-    #[cold]
+    /// Moves everything other threads queued to the end of `run` (the dispatcher's batch
+    /// take, and [`Core::join_outside`]).
     fn take_outside(&self, run: &mut VecDeque<Cmd>) {
         let mut q = self.queue.lock();
-        run.extend(q.drain(..));
+        // Busy before the queue looks empty: a direct send must not overtake what the run
+        // queue holds.
+        if !q.is_empty() {
+            self.busy.store(true, Ordering::Release);
+            if run.is_empty() {
+                // The usual case, without copying: the batch becomes the run queue, and the
+                // run queue's buffer collects the next batch.
+                let mut next = Vec::from(std::mem::take(run));
+                if next.capacity() > KEEP_QUEUE {
+                    // A burst is over: do not keep its peak size.
+                    next = Vec::with_capacity(INITIAL_QUEUE);
+                }
+                *run = VecDeque::from(std::mem::replace(&mut *q, next));
+            } else {
+                run.extend(q.drain(..));
+            }
+        }
         self.queued.store(false, Ordering::Release);
         self.queued_others.store(false, Ordering::Release);
     }
@@ -520,26 +537,7 @@ impl Runtime {
         self.fire_lost();
         loop {
             if core.queued.load(Ordering::Acquire) {
-                let mut q = core.queue.lock();
-                // Busy before the queue looks empty: a direct send must not overtake what
-                // the run queue holds.
-                if !q.is_empty() {
-                    core.busy.store(true, Ordering::Release);
-                    if self.host.run.is_empty() {
-                        // The usual case, without copying: the batch becomes the run queue,
-                        // and the run queue's buffer collects the next batch.
-                        let mut next = Vec::from(std::mem::take(&mut self.host.run));
-                        if next.capacity() > KEEP_QUEUE {
-                            // A burst is over: do not keep its peak size.
-                            next = Vec::with_capacity(INITIAL_QUEUE);
-                        }
-                        self.host.run = VecDeque::from(std::mem::replace(&mut *q, next));
-                    } else {
-                        self.host.run.extend(q.drain(..));
-                    }
-                }
-                core.queued.store(false, Ordering::Release);
-                core.queued_others.store(false, Ordering::Release);
+                core.take_outside(&mut self.host.run);
             }
             if self.host.run.is_empty() {
                 if self.host.timers_dirty {
