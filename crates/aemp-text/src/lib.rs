@@ -23,6 +23,9 @@
 //!   string that JSON must escape 32 bytes per vector operation, on CPUs that have AVX2
 //!   (detected at run time); the portable scan stays with the JSON codec.
 //!
+//! One safe kernel lives here too because both the decoder and the node's kernel need it:
+//! [`short_eq`], equality of short strings without a `memcmp` call.
+//!
 //! ```
 //! assert_eq!(aemp_text::str_from_utf8(b"port"), Ok("port"));
 //! assert_eq!(aemp_text::str_from_utf8("grüß".as_bytes()), Ok("grüß"));
@@ -45,6 +48,42 @@ pub fn str_from_utf8(bytes: &[u8]) -> Result<&str, Utf8Error> {
         Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
         std::str::from_utf8(bytes)
+    }
+}
+
+/// Byte-string equality for the short strings of tags, port names and node IDs, without a
+/// `memcmp` call: up to 24 bytes (the most a `CompactString` stores inline) are compared
+/// with a few overlapping loads of 1, 4 or 8 bytes from each side; longer ones with `==`.
+///
+/// ```
+/// assert!(aemp_text::short_eq(b"counter", b"counter"));
+/// assert!(!aemp_text::short_eq(b"counter", b"countex"));
+/// ```
+#[inline]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    #[inline(always)]
+    fn w8(s: &[u8], at: usize) -> u64 {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(x)
+    }
+    #[inline(always)]
+    fn w4(s: &[u8], at: usize) -> u32 {
+        let mut x = [0u8; 4];
+        x.copy_from_slice(&s[at..at + 4]);
+        u32::from_ne_bytes(x)
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        17..=24 => w8(a, 0) == w8(b, 0) && w8(a, 8) == w8(b, 8) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -256,6 +295,37 @@ pub fn json_special_avx2(s: &[u8]) -> Option<usize> {
     None
 }
 
+/// The bytes of `s` before its first byte that JSON must escape, as a `&str`, when that
+/// byte is among the first 64 and every byte before it is ASCII: the common short string of
+/// a JSON text, checked for its end and for UTF-8 in one pass. `None` when that is not so,
+/// or cannot be told this way (no AVX2, fewer than 32 bytes to look at): the caller then
+/// scans and validates the usual way.
+///
+/// ```
+/// let text = br#"payload", 1, "more bytes follow in the buffer, past the first 32"]"#;
+/// if let Some(run) = aemp_text::json_ascii_run(text) {
+///     assert_eq!(run, "payload");
+/// }
+/// assert_eq!(aemp_text::json_ascii_run("grüß\" padding padding padding padding".as_bytes()), None);
+/// ```
+#[inline]
+pub fn json_ascii_run(s: &[u8]) -> Option<&str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above), the only requirement of this
+            // target-feature function.
+            let n = unsafe { avx2::ascii_run(s) }?;
+            let run = &s[..n];
+            // SAFETY: `ascii_run` returns `n` only when every byte of `s[..n]` is below
+            // 0x80, and such bytes are valid UTF-8 (each a one-byte code point).
+            return Some(unsafe { std::str::from_utf8_unchecked(run) });
+        }
+    }
+    let _ = s;
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
@@ -300,6 +370,29 @@ mod avx2 {
             }
         }
         tail.is_ascii()
+    }
+
+    /// See [`super::json_ascii_run`]: the position of the first special byte when it is in
+    /// the first 64 bytes and no byte before it has its top bit set.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn ascii_run(s: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        for _ in 0..2 {
+            let v = load32(s.get(i..i + 32)?);
+            let special = mask(v);
+            let high = _mm256_movemask_epi8(v) as u32;
+            if special != 0 {
+                let n = special.trailing_zeros();
+                // n <= 31: the bits of the bytes before the special one.
+                let before = (1u32 << n) - 1;
+                return (high & before == 0).then_some(i + n as usize);
+            }
+            if high != 0 {
+                return None;
+            }
+            i += 32;
+        }
+        None
     }
 
     /// See [`super::json_special_avx2`].
@@ -373,6 +466,55 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_eq_matches_slice_eq() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "abd",
+            "xbc",
+            "abcd",
+            "abce",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "bbcdefgh",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "msg",
+            "msh",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    short_eq(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+        // 1..=3 bytes: every position must matter.
+        assert!(!short_eq(b"abc", b"aXc"));
+        // 17..=24 bytes: a difference in any of the three words counts.
+        let base = *b"abcdefghijklmnopqrstuvwx";
+        for n in 17..=24 {
+            for at in 0..n {
+                let mut other = base;
+                other[at] = b'#';
+                assert!(!short_eq(&base[..n], &other[..n]), "{n} {at}");
+            }
+            let same = base;
+            assert!(short_eq(&base[..n], &same[..n]));
+        }
+    }
 
     /// `b` becomes the same string as `String::from_utf8(bytes)`, or fails at the same
     /// place with the same bytes given back.
@@ -497,6 +639,43 @@ mod tests {
                     s[pos] = bad;
                     assert_eq!(is_ascii(&s), s.is_ascii(), "{len} {pos} {bad:#x}");
                     assert!(!is_ascii(&s[pos..]));
+                }
+            }
+        }
+    }
+
+    /// The ASCII run agrees with a byte-by-byte search: the run before the first special
+    /// byte when that is among the first 64 and all before it is ASCII, else nothing.
+    #[test]
+    fn json_ascii_run_matches_bytewise_search() {
+        if json_special_avx2(b"").is_none() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for len in 0..140 {
+            for pos in 0..=len {
+                for high in (0..=len).filter(|h| *h < 8 || h % 7 == 0 || h + 2 >= len) {
+                    let mut v = vec![b'a'; len];
+                    if pos < len {
+                        v[pos] = b'"';
+                    }
+                    if high < len && high != pos {
+                        v[high] = 0xc3;
+                    }
+                    let end = v.iter().position(|&b| special(b));
+                    let want = match end {
+                        Some(e) if e < 64 && len >= 32 && v[..e].is_ascii() => {
+                            // Only where the vector loads that reach the byte fit in `v`.
+                            (e < 32 || len >= 64).then(|| std::str::from_utf8(&v[..e]).unwrap())
+                        }
+                        _ => None,
+                    };
+                    assert_eq!(
+                        json_ascii_run(&v),
+                        want,
+                        "len {len} quote {pos} high {high}"
+                    );
                 }
             }
         }

@@ -10,7 +10,7 @@
 //! [`Value::Str`] as a text string, [`Value::Bytes`] as a byte string, a float as float32
 //! when that is exact and float64 otherwise (NaN as the float64 quiet NaN).
 
-use super::{DecodeError, Fail, Framing, Limits};
+use super::{recent::Recent, DecodeError, Fail, Framing, Limits, PushValue};
 use crate::value::{Msg, MsgVec, Str, Value, MSG_INLINE};
 use std::borrow::Cow;
 
@@ -79,6 +79,7 @@ pub(super) fn parse_frame(
     buf: &[u8],
     base: u64,
     limits: &Limits,
+    recent: &mut Recent,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<Option<usize>, Fail> {
     let mut p = Parser::new(buf, base, limits);
@@ -98,24 +99,28 @@ pub(super) fn parse_frame(
     if !matches!(ph.major, 2 | 3) || ph.ai == 31 {
         return Ok(None);
     }
-    let Ok(port) = aemp_text::str_from_utf8(p.take(ph.arg)?) else {
+    let Some(port) = recent.port(p.take(ph.arg)?) else {
         return Ok(None);
     };
     let items = if n - 1 <= MSG_INLINE {
         let mut items = MsgVec::new();
-        for _ in 1..n {
+        if n > 1 {
+            p.tag_element(depth, &mut items, recent)?;
+        }
+        for _ in 2..n {
             p.element(depth, &mut items)?;
         }
         items
     } else {
         // Built as a Vec (whose push inlines) and handed over without a copy.
         let mut items = Vec::with_capacity((n - 1).min(MAX_PREALLOC));
-        for _ in 1..n {
+        p.tag_element(depth, &mut items, recent)?;
+        for _ in 2..n {
             p.element(depth, &mut items)?;
         }
         MsgVec::from_vec(items)
     };
-    out.push((Str::from(port), Msg(items)));
+    out.push((port, Msg(items)));
     Ok(Some(p.pos))
 }
 
@@ -204,26 +209,6 @@ pub(super) fn frame_with_tail(
     });
     out.push((port, Msg(MsgVec::from_vec(items))));
     Ok(())
-}
-
-/// Where a frame's elements are collected: a `Vec` for long messages, the message's own
-/// inline storage for short ones.
-pub(super) trait PushValue {
-    fn push_value(&mut self, v: Value);
-}
-
-impl PushValue for Vec<Value> {
-    #[inline(always)]
-    fn push_value(&mut self, v: Value) {
-        self.push(v);
-    }
-}
-
-impl PushValue for MsgVec {
-    #[inline(always)]
-    fn push_value(&mut self, v: Value) {
-        self.push(v);
-    }
 }
 
 /// The initial byte of an item and its argument (raw float bits for major 7).
@@ -361,6 +346,28 @@ impl<'a> Parser<'a> {
             .into());
         }
         Ok(depth + 1)
+    }
+
+    /// [`Parser::element`] for a message's first element, the tag: a string is taken from
+    /// `recent` when it repeats the last frame's.
+    #[inline(always)]
+    fn tag_element(
+        &mut self,
+        depth: usize,
+        out: &mut impl PushValue,
+        recent: &mut Recent,
+    ) -> Result<(), Fail> {
+        let ib = *self.buf.get(self.pos).ok_or(Fail::Incomplete)?;
+        if matches!(ib >> 5, 2 | 3) && ib & 0x1f < 28 {
+            let h = self.head()?;
+            let b = self.take(h.arg)?;
+            match recent.tag(b) {
+                Some(s) => out.push_value(Value::Str(s)),
+                None => out.push_value(Value::Bytes(b.to_vec())),
+            }
+            return Ok(());
+        }
+        self.element(depth, out)
     }
 
     /// Appends the next item to `out`: scalars and definite strings are built right where

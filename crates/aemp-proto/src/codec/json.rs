@@ -10,8 +10,8 @@
 //! floats; NaN and ±Infinity have no JSON form and are written as `null`.
 //! [`Value::Bytes`] is written as a string of Latin-1 code points, like a Perl byte string.
 
-use super::{DecodeError, Fail, Framing, Limits};
-use crate::value::{Msg, MsgVec, Str, Value};
+use super::{recent::Recent, DecodeError, Fail, Framing, Limits, PushValue};
+use crate::value::{Msg, MsgVec, Str, Value, MSG_INLINE};
 
 #[inline]
 pub(super) fn is_whitespace(b: u8) -> bool {
@@ -42,6 +42,7 @@ pub(super) fn parse_frame(
     buf: &[u8],
     base: u64,
     limits: &Limits,
+    recent: &mut Recent,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<Option<usize>, Fail> {
     let mut p = Parser::new(buf, base, limits);
@@ -61,23 +62,23 @@ pub(super) fn parse_frame(
         b'"' => {}
         _ => return Ok(None),
     }
-    let port = p.string()?;
-    let mut items = MsgVec::new();
-    loop {
-        p.skip_ws();
-        match p.peek()? {
-            b',' => {
-                p.pos += 1;
-                p.element(depth, &mut items)?;
-            }
-            b']' => {
-                p.pos += 1;
-                out.push((port, Msg(items)));
-                return Ok(Some(p.pos));
-            }
-            _ => return Err(p.err(p.pos, "expected ',' or ']'")),
-        }
-    }
+    let port = p.string_reusing(|b| recent.port(b))?;
+    // A JSON array does not say how many elements follow: the last message's count is
+    // the guess (see `Recent::elements`). Longer messages are built as a `Vec` (whose
+    // push inlines) and handed over without a copy, like CBOR's.
+    let items = if recent.elements > MSG_INLINE {
+        let mut items = Vec::with_capacity(recent.elements);
+        p.elements(depth, &mut items, recent)?;
+        MsgVec::from_vec(items)
+    } else {
+        let mut items = MsgVec::new();
+        p.elements(depth, &mut items, recent)?;
+        items
+    };
+    // Capped: one huge message must not make every later one allocate as much.
+    recent.elements = items.len().min(32);
+    out.push((port, Msg(items)));
+    Ok(Some(p.pos))
 }
 
 /// Parses `prefix`, a frame up to and including the opening quote of its last element, a
@@ -176,18 +177,104 @@ impl<'a> Parser<'a> {
         self.buf.get(self.pos).copied().ok_or(Fail::Incomplete)
     }
 
-    /// Appends the next value to `out`, strings inline (see `cbor::Parser::element`).
+    /// The elements of a frame after its port name, up to and including the closing `]`.
     #[inline(always)]
-    fn element(&mut self, depth: usize, out: &mut MsgVec) -> Result<(), Fail> {
+    fn elements(
+        &mut self,
+        depth: usize,
+        out: &mut impl PushValue,
+        recent: &mut Recent,
+    ) -> Result<(), Fail> {
+        let mut first = true;
+        loop {
+            self.skip_ws();
+            match self.peek()? {
+                b',' => {
+                    self.pos += 1;
+                    if first {
+                        first = false;
+                        self.tag_element(depth, out, recent)?;
+                    } else {
+                        self.element(depth, out)?;
+                    }
+                }
+                b']' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err(self.pos, "expected ',' or ']'")),
+            }
+        }
+    }
+
+    /// [`Parser::element`] for a message's first element, the tag: a string without escapes
+    /// is taken from `recent` when it repeats the last frame's.
+    #[inline(always)]
+    fn tag_element(
+        &mut self,
+        depth: usize,
+        out: &mut impl PushValue,
+        recent: &mut Recent,
+    ) -> Result<(), Fail> {
         self.skip_ws();
         if self.peek()? == b'"' {
-            let s = self.string()?;
-            out.push(Value::Str(s));
+            let s = self.string_reusing(|b| recent.tag(b))?;
+            out.push_value(Value::Str(s));
             return Ok(());
         }
+        self.element(depth, out)
+    }
+
+    /// Appends the next value to `out`, strings inline (see `cbor::Parser::element`).
+    #[inline(always)]
+    fn element(&mut self, depth: usize, out: &mut impl PushValue) -> Result<(), Fail> {
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => {
+                let s = self.string()?;
+                out.push_value(Value::Str(s));
+                return Ok(());
+            }
+            b'1'..=b'9' => {
+                if let Some(v) = self.short_uint() {
+                    out.push_value(v);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
         let v = self.value(depth)?;
-        out.push(v);
+        out.push_value(v);
         Ok(())
+    }
+
+    /// [`Parser::number`]'s result in one pass for the common number: a positive integer
+    /// of at most 18 digits (so it cannot overflow) without a leading zero, followed by a
+    /// byte that ends it (the caller has seen a first digit of 1 to 9). `None` (nothing
+    /// consumed) for anything else, which `number` then parses or reports.
+    #[inline(always)]
+    fn short_uint(&mut self) -> Option<Value> {
+        let rest = &self.buf[self.pos..];
+        let mut acc = 0u64;
+        let mut n = 0;
+        while let Some(&b) = rest.get(n) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 || n == 18 {
+                break;
+            }
+            acc = acc * 10 + u64::from(d);
+            n += 1;
+        }
+        match rest.get(n) {
+            // A number touching the end of the buffer may still grow; 19 digits or more,
+            // a fraction or an exponent take the general path.
+            None | Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
+            Some(_) => {
+                self.pos += n;
+                // Invariant: at most 18 digits, below 10^18 < i64::MAX.
+                Some(Value::Int(acc as i64))
+            }
+        }
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, Fail> {
@@ -310,8 +397,33 @@ impl<'a> Parser<'a> {
         Ok(i + n)
     }
 
+    /// [`Parser::string`] for a string that often repeats: when it has no escapes, its
+    /// bytes go to `reuse` (which returns `None` for bytes that are not UTF-8, reported by
+    /// the regular parse).
+    #[inline(always)]
+    fn string_reusing(&mut self, reuse: impl FnOnce(&[u8]) -> Option<Str>) -> Result<Str, Fail> {
+        let start = self.pos + 1;
+        let end = self.plain_run(start)?;
+        if self.buf[end] == b'"' {
+            if let Some(s) = reuse(&self.buf[start..end]) {
+                self.pos = end + 1;
+                return Ok(s);
+            }
+        }
+        self.string()
+    }
+
     fn string(&mut self) -> Result<Str, Fail> {
         let start = self.pos + 1;
+        if let Some(run) = aemp_text::json_ascii_run(&self.buf[start..]) {
+            // The byte after the run is a special one, so it is in the buffer.
+            let end = start + run.len();
+            if self.buf[end] == b'"' {
+                let s = Str::from(run);
+                self.pos = end + 1;
+                return Ok(s);
+            }
+        }
         let mut i = self.plain_run(start)?;
         if self.buf[i] == b'"' {
             // Fast path: no escape, borrow straight from the buffer.

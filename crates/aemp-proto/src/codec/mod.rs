@@ -49,12 +49,13 @@ mod cbor;
 mod check;
 mod json;
 mod nested;
+mod recent;
 
 pub use check::{frame_size_estimate, LimitError};
 
 pub use aemp_text::TextBuf;
 
-use crate::value::{Msg, Str, Value};
+use crate::value::{Msg, MsgVec, Str, Value};
 
 /// Hard upper bound on the nesting depth the decoders accept, whatever [`Limits::max_depth`]
 /// says: the parsers recurse once per nesting level, and this keeps their stack use far
@@ -258,6 +259,8 @@ pub struct Decoder {
     /// The last item was a frame received apart, and nothing was decoded since: see
     /// [`Decoder::read_limit`].
     after_tail: bool,
+    /// The port name and tag of the frames decoded last (see [`recent`]).
+    recent: recent::Recent,
 }
 
 /// Strings at least this long that end a CBOR frame are received into their own buffer
@@ -345,6 +348,7 @@ impl Decoder {
             no_detach: None,
             json_len_hint: 0,
             after_tail: false,
+            recent: recent::Recent::default(),
         }
     }
 
@@ -498,6 +502,20 @@ impl Decoder {
         out: &mut Vec<(Str, Msg)>,
         max: usize,
     ) -> Result<usize, DecodeError> {
+        // Taken out for the call, so that the parse below can use it while `next_with`
+        // borrows the decoder.
+        let mut recent = std::mem::take(&mut self.recent);
+        let r = self.frames_with(out, max, &mut recent);
+        self.recent = recent;
+        r
+    }
+
+    fn frames_with(
+        &mut self,
+        out: &mut Vec<(Str, Msg)>,
+        max: usize,
+        recent: &mut recent::Recent,
+    ) -> Result<usize, DecodeError> {
         let framing = self.framing;
         let start = out.len();
         loop {
@@ -511,7 +529,9 @@ impl Decoder {
                 continue;
             }
             let before = out.len();
-            match self.next_with(|buf, base, limits| parse_frame(framing, buf, base, limits, out)) {
+            match self
+                .next_with(|buf, base, limits| parse_frame(framing, buf, base, limits, recent, out))
+            {
                 Ok(Some(())) => self.after_tail = false,
                 Ok(None) => {
                     self.try_detach();
@@ -863,6 +883,26 @@ impl Decoder {
     }
 }
 
+/// Where a frame's elements are collected: a `Vec` for long messages, the message's own
+/// inline storage for short ones.
+trait PushValue {
+    fn push_value(&mut self, v: Value);
+}
+
+impl PushValue for Vec<Value> {
+    #[inline(always)]
+    fn push_value(&mut self, v: Value) {
+        self.push(v);
+    }
+}
+
+impl PushValue for MsgVec {
+    #[inline(always)]
+    fn push_value(&mut self, v: Value) {
+        self.push(v);
+    }
+}
+
 /// Parses one frame from the start of `buf` into `out`: the codec's direct path for the
 /// common shape, else the general parse and [`decode_frame`] (same result, or the precise
 /// frame error).
@@ -871,11 +911,12 @@ fn parse_frame(
     buf: &[u8],
     base: u64,
     limits: &Limits,
+    recent: &mut recent::Recent,
     out: &mut Vec<(Str, Msg)>,
 ) -> Result<usize, Fail> {
     let direct = match framing {
-        Framing::Json => json::parse_frame(buf, base, limits, out)?,
-        Framing::Cbor => cbor::parse_frame(buf, base, limits, out)?,
+        Framing::Json => json::parse_frame(buf, base, limits, recent, out)?,
+        Framing::Cbor => cbor::parse_frame(buf, base, limits, recent, out)?,
     };
     if let Some(used) = direct {
         return Ok(used);
@@ -1123,6 +1164,75 @@ mod tests {
                     assert_eq!(&dm, m);
                 }
                 assert_eq!(d.buffered(), 0);
+            }
+        }
+    }
+
+    /// Frames that repeat, then change, their port name, tag and length (what the decoder
+    /// keeps from the last frame, `recent`) and numbers in every form decode exactly as
+    /// the general path decodes them.
+    #[test]
+    fn repeated_and_changing_ports_tags_and_numbers_decode_like_the_general_path() {
+        let long = "t".repeat(30);
+        let frames: Vec<(&str, Msg)> = vec![
+            ("p", msg!["msg", 1, "x".repeat(48)]),
+            ("p", msg!["msg", 2, "x".repeat(48)]),
+            ("p", msg!["msh", 3]),
+            ("q", msg!["msh"]),
+            ("q", msg![long.as_str(), 0, 7, 123_456_789_012_345_678_u64]),
+            (
+                "q",
+                msg![
+                    long.as_str(),
+                    1_234_567_890_123_456_789_u64,
+                    u64::MAX,
+                    -5,
+                    1.5
+                ],
+            ),
+            ("", msg!["node request", 1]),
+            ("", msg!["node request", 2]),
+            ("a-port-name-of-24-bytes!", msg![5, "msg"]),
+            (
+                "a-port-name-of-24-bytes!",
+                msg!["msg", 1e3, Value::Null, true, "é"],
+            ),
+            ("a-port-name-of-24-bytes?", msg!["msg\"quoted\"", 6]),
+            (
+                "a-port-name-of-24-bytes?",
+                msg!["msg\"quoted\"", 7, 8, 9, 10, 11, 12],
+            ),
+            ("p", msg!["é", 8]),
+            ("p", msg!["é", 9]),
+            ("p", msg![msg!["nested"], 10]),
+        ];
+        for f in [Framing::Json, Framing::Cbor] {
+            let mut bytes = Vec::new();
+            for (port, m) in &frames {
+                encode_frame(f, port, m.as_slice(), &mut bytes);
+            }
+            if f == Framing::Json {
+                // Hand-written: whitespace around numbers, a leading-zero number that is
+                // an error only later, exponents.
+                bytes.extend_from_slice(b"[\"p\" , \"msg\" , 12 , 0 , 3e2 ,-0, 45 ]");
+                bytes
+                    .extend_from_slice(b"[\"p\",\"msg\",99999999999999999999,9999999999999999999]");
+            }
+            let mut want = Vec::new();
+            let mut d = Decoder::new(f, Limits::default());
+            d.feed(&bytes);
+            while let Some(v) = d.next_value().unwrap() {
+                want.push(decode_frame(v).unwrap());
+            }
+            assert!(want.len() >= frames.len());
+            for step in [1, 7, 64, bytes.len()] {
+                let mut d = Decoder::new(f, Limits::default());
+                let mut got = Vec::new();
+                for c in bytes.chunks(step) {
+                    d.feed(c);
+                    d.frames_into(&mut got).unwrap();
+                }
+                assert_eq!(got, want, "{f} step {step}");
             }
         }
     }

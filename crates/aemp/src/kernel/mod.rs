@@ -145,7 +145,7 @@ impl Shared {
 
     /// [`Shared::check_to`] for a sender that has the port ID's parts ([`PortId::parts`])
     /// and knows `local` ([`Shared::is_local`]) already because it branches on it too
-    /// (`Node::snd`): node IDs are mostly longer than the 16 bytes that [`port::short_eq`]
+    /// (`Node::snd`): node IDs are mostly longer than the 24 bytes that [`port::short_eq`]
     /// compares without a `memcmp` call, so comparing them once saves a call per message.
     #[inline]
     pub(crate) fn check_to_at(

@@ -46,33 +46,10 @@ pub(crate) enum Route {
 }
 
 /// String equality for the short strings of tags, port names and node IDs, without a
-/// `memcmp` call: two overlapping word loads from each string cover lengths up to 16.
+/// `memcmp` call (see [`aemp_text::short_eq`]).
 #[inline]
 pub(crate) fn short_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    #[inline(always)]
-    fn w8(s: &[u8], at: usize) -> u64 {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&s[at..at + 8]);
-        u64::from_ne_bytes(x)
-    }
-    #[inline(always)]
-    fn w4(s: &[u8], at: usize) -> u32 {
-        let mut x = [0u8; 4];
-        x.copy_from_slice(&s[at..at + 4]);
-        u32::from_ne_bytes(x)
-    }
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
-        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
-        _ => a == b,
-    }
+    aemp_text::short_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// A live local port.
@@ -224,43 +201,4 @@ pub(crate) fn unhandled_text(tag: Option<&aemp_proto::Value>) -> String {
         .map(|c| if c.is_control() { '.' } else { c })
         .collect();
     format!("no callback found for message '{short}'")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::short_eq;
-
-    #[test]
-    fn short_eq_matches_str_eq() {
-        let words = [
-            "",
-            "a",
-            "b",
-            "ab",
-            "ba",
-            "abc",
-            "abd",
-            "xbc",
-            "abcd",
-            "abce",
-            "abcdefg",
-            "abcdefh",
-            "abcdefgh",
-            "abcdefgi",
-            "bbcdefgh",
-            "abcdefghijklmnop",
-            "abcdefghijklmnoq",
-            "abcdefghijklmnopq",
-            "abcdefghijklmnopr",
-            "msg",
-            "msh",
-        ];
-        for a in words {
-            for b in words {
-                assert_eq!(short_eq(a, b), a == b, "{a:?} vs {b:?}");
-            }
-        }
-        // 1..=3 bytes: every position must matter.
-        assert!(!short_eq("abc", "aXc"));
-    }
 }

@@ -1,0 +1,75 @@
+//! The port name and tag of the frames decoded last, reused when the next frame repeats them.
+//!
+//! A stream of messages mostly goes to one port and carries one tag (`["msg", i, ...]` to
+//! the same port, thousands of times a second). Building each of those two strings anew
+//! means checking its bytes for UTF-8 and copying them into a fresh string: about 80
+//! instructions per string (callgrind, R1 receiver). When the bytes equal those of the
+//! string kept from before, a clone is enough: for a string short enough to be stored
+//! inline (the only kind kept here) that is a copy of its 24 bytes, with no allocation.
+//! Long strings are not kept, since their clone allocates anyway.
+
+use crate::value::Str;
+
+/// The last port name and the last tag (the first message element, when a string) that
+/// were short enough to be stored inline.
+#[derive(Debug, Default)]
+pub(super) struct Recent {
+    port: Str,
+    tag: Str,
+    /// How many elements the last JSON frame's message had: the capacity the next one
+    /// starts with when that is more than a message stores inline (a JSON array does not
+    /// say how long it is, and growing the inline storage into an allocation on the third
+    /// element costs a second copy).
+    pub(super) elements: usize,
+}
+
+impl Recent {
+    /// The port name whose wire bytes are `bytes`; `None` when they are not UTF-8.
+    #[inline]
+    pub(super) fn port(&mut self, bytes: &[u8]) -> Option<Str> {
+        reuse(&mut self.port, bytes)
+    }
+
+    /// The tag string whose wire bytes are `bytes`; `None` when they are not UTF-8.
+    #[inline]
+    pub(super) fn tag(&mut self, bytes: &[u8]) -> Option<Str> {
+        reuse(&mut self.tag, bytes)
+    }
+}
+
+/// `slot`'s clone when it holds `bytes`, else the string of `bytes` (kept in `slot` when
+/// it is stored inline).
+#[inline(always)]
+fn reuse(slot: &mut Str, bytes: &[u8]) -> Option<Str> {
+    if aemp_text::short_eq(slot.as_bytes(), bytes) {
+        return Some(slot.clone());
+    }
+    let s = Str::from(aemp_text::str_from_utf8(bytes).ok()?);
+    if !s.is_heap_allocated() {
+        *slot = s.clone();
+    }
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_come_back_equal_and_new_bytes_replace_the_kept_string() {
+        let mut r = Recent::default();
+        assert_eq!(r.port(b"").as_deref(), Some(""));
+        assert_eq!(r.port(b"counter").as_deref(), Some("counter"));
+        assert_eq!(r.port(b"counter").as_deref(), Some("counter"));
+        assert_eq!(r.tag(b"counter").as_deref(), Some("counter"));
+        assert_eq!(r.port(b"other").as_deref(), Some("other"));
+        assert_eq!(r.port.as_str(), "other");
+        // Not UTF-8: no string, and the kept one stays.
+        assert_eq!(r.port(b"\xff"), None);
+        assert_eq!(r.port.as_str(), "other");
+        // Long strings are returned but not kept.
+        let long = "x".repeat(40);
+        assert_eq!(r.tag(long.as_bytes()).as_deref(), Some(long.as_str()));
+        assert_eq!(r.tag.as_str(), "counter");
+    }
+}
