@@ -358,6 +358,12 @@ fn done_port(a: &Node, tag: &'static str) -> (PortId, oneshot::Receiver<Result<u
 /// runtime worker. Every 256 messages the sender awaits `Node::writable` (fewer than 1 MiB
 /// queued for B), the counterpart of Erlang suspending a sender on a busy distribution
 /// buffer: without it the sender races ahead and the queue's fresh memory dominates.
+///
+/// Every message carries the same payload, like the Erlang/OTP counterpart's one binary: a
+/// program-lifetime string in a [`Str::const_new`](aemp::Str::const_new), which a message
+/// holds without allocating and the connection encodes from where it is. With
+/// `AEMP_BENCH_R1_COPY=1` each message owns a fresh copy (an allocation and a copy per
+/// message on A).
 pub async fn r1(o: &Opts) -> BenchResult {
     let n = o.count.unwrap_or(1_000_000);
     let p = pair(o).await?;
@@ -365,9 +371,16 @@ pub async fn r1(o: &Opts) -> BenchResult {
     p.a.snd(&p.b.counter, msg!["reset", n, done.as_str()])
         .map_err(|e| e.to_string())?;
     sync(&p.a, &p.b).await?;
+    let copy = std::env::var("AEMP_BENCH_R1_COPY").is_ok_and(|v| v == "1");
+    let shared = aemp::Str::const_new(PAYLOAD48);
     let t0 = Instant::now();
     for i in 0..n {
-        p.a.snd(&p.b.counter, msg!["msg", i, PAYLOAD48])
+        let payload = if copy {
+            aemp::Str::from(PAYLOAD48)
+        } else {
+            shared.clone()
+        };
+        p.a.snd(&p.b.counter, msg!["msg", i, aemp::Value::Str(payload)])
             .map_err(|e| e.to_string())?;
         if i % R1_CHUNK == R1_CHUNK - 1 {
             // Like a sending Erlang process on a busy distribution buffer: wait while more
