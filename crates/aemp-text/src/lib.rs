@@ -59,7 +59,7 @@ pub fn str_from_utf8(bytes: &[u8]) -> Result<&str, Utf8Error> {
 /// assert!(aemp_text::short_eq(b"counter", b"counter"));
 /// assert!(!aemp_text::short_eq(b"counter", b"countex"));
 /// ```
-#[inline]
+#[inline(always)]
 pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {

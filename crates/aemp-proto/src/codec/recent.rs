@@ -14,8 +14,8 @@ use crate::value::Str;
 /// were short enough to be stored inline.
 #[derive(Debug, Default)]
 pub(super) struct Recent {
-    port: Str,
-    tag: Str,
+    port: Kept,
+    tag: Kept,
     /// How many elements the last JSON frame's message had: the capacity the next one
     /// starts with when that is more than a message stores inline (a JSON array does not
     /// say how long it is, and growing the inline storage into an allocation on the third
@@ -25,30 +25,51 @@ pub(super) struct Recent {
 
 impl Recent {
     /// The port name whose wire bytes are `bytes`; `None` when they are not UTF-8.
-    #[inline]
+    #[inline(always)]
     pub(super) fn port(&mut self, bytes: &[u8]) -> Option<Str> {
-        reuse(&mut self.port, bytes)
+        self.port.reuse(bytes)
     }
 
     /// The tag string whose wire bytes are `bytes`; `None` when they are not UTF-8.
-    #[inline]
+    #[inline(always)]
     pub(super) fn tag(&mut self, bytes: &[u8]) -> Option<Str> {
-        reuse(&mut self.tag, bytes)
+        self.tag.reuse(bytes)
     }
 }
 
-/// `slot`'s clone when it holds `bytes`, else the string of `bytes` (kept in `slot` when
-/// it is stored inline).
-#[inline(always)]
-fn reuse(slot: &mut Str, bytes: &[u8]) -> Option<Str> {
-    if aemp_text::short_eq(slot.as_bytes(), bytes) {
-        return Some(slot.clone());
+/// One kept string, with a copy of its bytes beside it: comparing with those needs no
+/// look at the string's representation.
+#[derive(Debug, Default)]
+struct Kept {
+    len: usize,
+    bytes: [u8; INLINE],
+    s: Str,
+}
+
+/// The longest string a [`Str`] stores inline.
+const INLINE: usize = std::mem::size_of::<Str>();
+
+impl Kept {
+    /// The kept string's clone when it is `bytes`, else the string of `bytes` (kept when it
+    /// is stored inline).
+    #[inline(always)]
+    fn reuse(&mut self, bytes: &[u8]) -> Option<Str> {
+        if bytes.len() == self.len && aemp_text::short_eq(&self.bytes[..self.len], bytes) {
+            return Some(self.s.clone());
+        }
+        self.replace(bytes)
     }
-    let s = Str::from(aemp_text::str_from_utf8(bytes).ok()?);
-    if !s.is_heap_allocated() {
-        *slot = s.clone();
+
+    #[inline(never)]
+    fn replace(&mut self, bytes: &[u8]) -> Option<Str> {
+        let s = Str::from(aemp_text::str_from_utf8(bytes).ok()?);
+        if !s.is_heap_allocated() && bytes.len() <= INLINE {
+            self.bytes[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+            self.s = s.clone();
+        }
+        Some(s)
     }
-    Some(s)
 }
 
 #[cfg(test)]
@@ -63,13 +84,13 @@ mod tests {
         assert_eq!(r.port(b"counter").as_deref(), Some("counter"));
         assert_eq!(r.tag(b"counter").as_deref(), Some("counter"));
         assert_eq!(r.port(b"other").as_deref(), Some("other"));
-        assert_eq!(r.port.as_str(), "other");
+        assert_eq!(r.port.s.as_str(), "other");
         // Not UTF-8: no string, and the kept one stays.
         assert_eq!(r.port(b"\xff"), None);
-        assert_eq!(r.port.as_str(), "other");
+        assert_eq!(r.port.s.as_str(), "other");
         // Long strings are returned but not kept.
         let long = "x".repeat(40);
         assert_eq!(r.tag(long.as_bytes()).as_deref(), Some(long.as_str()));
-        assert_eq!(r.tag.as_str(), "counter");
+        assert_eq!(r.tag.s.as_str(), "counter");
     }
 }
