@@ -10,7 +10,7 @@
 //! floats; NaN and ±Infinity have no JSON form and are written as `null`.
 //! [`Value::Bytes`] is written as a string of Latin-1 code points, like a Perl byte string.
 
-use super::{recent::Recent, DecodeError, Fail, Framing, Limits, PushValue};
+use super::{recent::Kept, recent::Recent, DecodeError, Fail, Framing, Limits, PushValue};
 use crate::value::{Msg, MsgVec, Str, Value, MSG_INLINE};
 
 #[inline]
@@ -62,7 +62,7 @@ pub(super) fn parse_frame(
         b'"' => {}
         _ => return Ok(None),
     }
-    let port = p.string_reusing(|b| recent.port(b))?;
+    let port = p.string_reusing(&mut recent.port)?;
     // A JSON array does not say how many elements follow: the last message's count is
     // the guess (see `Recent::elements`). Longer messages are built as a `Vec` (whose
     // push inlines) and handed over without a copy, like CBOR's.
@@ -218,7 +218,7 @@ impl<'a> Parser<'a> {
     ) -> Result<(), Fail> {
         self.skip_ws();
         if self.peek()? == b'"' {
-            let s = self.string_reusing(|b| recent.tag(b))?;
+            let s = self.string_reusing(&mut recent.tag)?;
             out.push_value(Value::Str(s));
             return Ok(());
         }
@@ -397,15 +397,19 @@ impl<'a> Parser<'a> {
         Ok(i + n)
     }
 
-    /// [`Parser::string`] for a string that often repeats: when it has no escapes, its
-    /// bytes go to `reuse` (which returns `None` for bytes that are not UTF-8, reported by
-    /// the regular parse).
+    /// [`Parser::string`] for a string that often repeats: taken from `kept` when it is
+    /// the same (see [`Kept`]), and kept for the next time when it has no escapes.
     #[inline(always)]
-    fn string_reusing(&mut self, reuse: impl FnOnce(&[u8]) -> Option<Str>) -> Result<Str, Fail> {
+    fn string_reusing(&mut self, kept: &mut Kept) -> Result<Str, Fail> {
         let start = self.pos + 1;
+        if let Some((s, used)) = kept.quoted(self.buf.get(start..).unwrap_or_default()) {
+            self.pos = start + used;
+            return Ok(s);
+        }
         let end = self.plain_run(start)?;
         if self.buf[end] == b'"' {
-            if let Some(s) = reuse(&self.buf[start..end]) {
+            // None: not UTF-8, which the regular parse reports.
+            if let Some(s) = kept.reuse(&self.buf[start..end]) {
                 self.pos = end + 1;
                 return Ok(s);
             }

@@ -14,8 +14,10 @@ use crate::value::Str;
 /// were short enough to be stored inline.
 #[derive(Debug, Default)]
 pub(super) struct Recent {
-    port: Kept,
-    tag: Kept,
+    /// The last port name.
+    pub(super) port: Kept,
+    /// The last tag.
+    pub(super) tag: Kept,
     /// How many elements the last JSON frame's message had: the capacity the next one
     /// starts with when that is more than a message stores inline (a JSON array does not
     /// say how long it is, and growing the inline storage into an allocation on the third
@@ -40,7 +42,7 @@ impl Recent {
 /// One kept string, with a copy of its bytes beside it: comparing with those needs no
 /// look at the string's representation.
 #[derive(Debug, Default)]
-struct Kept {
+pub(super) struct Kept {
     len: usize,
     bytes: [u8; INLINE],
     s: Str,
@@ -53,11 +55,24 @@ impl Kept {
     /// The kept string's clone when it is `bytes`, else the string of `bytes` (kept when it
     /// is stored inline).
     #[inline(always)]
-    fn reuse(&mut self, bytes: &[u8]) -> Option<Str> {
+    pub(super) fn reuse(&mut self, bytes: &[u8]) -> Option<Str> {
         if bytes.len() == self.len && aemp_text::short_eq(&self.bytes[..self.len], bytes) {
             return Some(self.s.clone());
         }
         self.replace(bytes)
+    }
+
+    /// In JSON, where a kept string's bytes never need escaping (it was kept from a run
+    /// without escapes): the kept string's clone and the bytes it takes when `rest` (what
+    /// follows an opening quote) starts with its bytes and the closing quote. No scan for
+    /// the string's end is needed then.
+    #[inline(always)]
+    pub(super) fn quoted(&self, rest: &[u8]) -> Option<(Str, usize)> {
+        let n = self.len;
+        if rest.get(n) == Some(&b'"') && aemp_text::short_eq(&self.bytes[..n], &rest[..n]) {
+            return Some((self.s.clone(), n + 1));
+        }
+        None
     }
 
     #[inline(never)]
@@ -92,5 +107,18 @@ mod tests {
         let long = "x".repeat(40);
         assert_eq!(r.tag(long.as_bytes()).as_deref(), Some(long.as_str()));
         assert_eq!(r.tag.s.as_str(), "counter");
+    }
+
+    #[test]
+    fn quoted_takes_the_kept_string_only_when_the_closing_quote_follows() {
+        let mut k = Kept::default();
+        // The empty string is kept from the start.
+        assert_eq!(k.quoted(b"\",1]"), Some((Str::default(), 1)));
+        assert_eq!(k.reuse(b"msg").as_deref(), Some("msg"));
+        assert_eq!(k.quoted(b"msg\",1]"), Some((Str::from("msg"), 4)));
+        assert_eq!(k.quoted(b"msgx\",1]"), None);
+        assert_eq!(k.quoted(b"ms\",1]"), None);
+        assert_eq!(k.quoted(b"msh\",1]"), None);
+        assert_eq!(k.quoted(b"msg"), None);
     }
 }
