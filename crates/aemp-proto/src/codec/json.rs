@@ -893,6 +893,44 @@ fn write_escape(b: u8, esc: u8, out: &mut Vec<u8>) {
     }
 }
 
+/// The JSON form of a string that needed no escaping, kept to be copied when the next frame
+/// repeats it: a stream of messages mostly goes to one port with one tag, and a copy of the
+/// kept bytes spares their scan for bytes to escape (callgrind, R1 json sender: about 80
+/// instructions per string).
+#[derive(Debug, Default)]
+pub(super) struct KeptStr {
+    /// `"…"`, the string with its quotes; empty while nothing is kept.
+    quoted: Vec<u8>,
+}
+
+/// Longer strings are not kept: comparing them costs about what scanning them does.
+const KEEP_MAX: usize = 64;
+
+impl KeptStr {
+    /// Writes `s` like [`write_str`], from the kept form when it is the kept string.
+    #[inline(always)]
+    fn write(&mut self, s: &str, out: &mut Vec<u8>) {
+        let b = s.as_bytes();
+        let q = &self.quoted;
+        if q.len() == b.len() + 2 && aemp_text::short_eq(&q[1..q.len() - 1], b) {
+            out.extend_from_slice(q);
+            return;
+        }
+        self.write_new(s, out);
+    }
+
+    #[inline(never)]
+    fn write_new(&mut self, s: &str, out: &mut Vec<u8>) {
+        let start = out.len();
+        write_str(s, out);
+        // The same length as `s` plus the quotes: nothing was escaped.
+        if s.len() <= KEEP_MAX && out.len() - start == s.len() + 2 {
+            self.quoted.clear();
+            self.quoted.extend_from_slice(&out[start..]);
+        }
+    }
+}
+
 #[inline]
 fn write_str(s: &str, out: &mut Vec<u8>) {
     let mut rest = s.as_bytes();
@@ -991,10 +1029,11 @@ pub(super) fn encode_frame(port: &str, msg: &[Value], out: &mut Vec<u8>) {
 /// (see [`encode_frame_owned`](super::encode_frame_owned)).
 pub(super) fn encode_frame_owned(port: &str, msg: &mut [Value], out: &mut super::Outbox) {
     out.bytes.push(b'[');
-    write_str(port, &mut out.bytes);
-    for v in msg {
+    out.json_port.write(port, &mut out.bytes);
+    for (i, v) in msg.iter_mut().enumerate() {
         out.bytes.push(b',');
         match v {
+            Value::Str(s) if i == 0 => out.json_tag.write(s, &mut out.bytes),
             // Deciding costs a scan of the long string: done once.
             Value::Str(s) if s.len() >= super::ZERO_COPY_MIN && is_plain(s) => {
                 out.bytes.push(b'"');

@@ -994,6 +994,10 @@ pub struct Outbox {
     pub big: Vec<(usize, Str)>,
     /// Total length of the strings in `big`.
     pub big_len: usize,
+    /// The JSON form of the last port name and tag written here, for frames that repeat
+    /// them (see `json::KeptStr`).
+    json_port: json::KeptStr,
+    json_tag: json::KeptStr,
 }
 
 impl Outbox {
@@ -1329,19 +1333,34 @@ mod tests {
     fn encode_frame_owned_matches_encode_frame() {
         let big = "b".repeat(ZERO_COPY_MIN);
         let escaped = format!("{big}\"\n");
+        let long_port = "p".repeat(70);
+        // Port names and tags repeat, change, need escaping or are long (what the JSON
+        // encoder keeps from one frame to the next, `json::KeptStr`).
         let cases = [
-            msg!["small", 1, "x"],
-            msg!["bulk", 7, big.as_str()],
-            msg![big.as_str(), "mid", big.as_str(), msg![big.as_str()]],
-            msg!["esc", escaped.as_str(), big.as_str()],
+            ("port", msg!["small", 1, "x"]),
+            ("port", msg!["small", 2, "x"]),
+            ("port", msg!["bulk", 7, big.as_str()]),
+            (
+                "port",
+                msg![big.as_str(), "mid", big.as_str(), msg![big.as_str()]],
+            ),
+            ("port", msg!["esc", escaped.as_str(), big.as_str()]),
+            ("p\"q", msg!["t\n", 1]),
+            ("p\"q", msg!["t\n", 2]),
+            ("", msg!["smalm", 3]),
+            ("", msg![4, "small"]),
+            (long_port.as_str(), msg![long_port.as_str()]),
+            (long_port.as_str(), msg![long_port.as_str(), 5]),
+            ("port", msg!["é", 6]),
+            ("porT", msg!["é", 7]),
         ];
         for f in [Framing::Json, Framing::Cbor] {
             let mut ob = Outbox::default();
             let mut want = Vec::new();
-            for m in &cases {
-                encode_frame(f, "port", m.as_slice(), &mut want);
+            for (port, m) in &cases {
+                encode_frame(f, port, m.as_slice(), &mut want);
                 let mut owned = m.clone();
-                encode_frame_owned(f, "port", &mut owned.0, &mut ob);
+                encode_frame_owned(f, port, &mut owned.0, &mut ob);
             }
             assert!(!ob.big.is_empty(), "{f}");
             let got: Vec<u8> = ob.pieces().flatten().copied().collect();
