@@ -518,6 +518,7 @@ impl Decoder {
     ) -> Result<usize, DecodeError> {
         let framing = self.framing;
         let start = out.len();
+        self.whole_frames(out, start.saturating_add(max), recent);
         loop {
             if out.len() - start >= max {
                 return Ok(out.len() - start);
@@ -541,6 +542,45 @@ impl Decoder {
                     // An oversized item may have been parsed before it was refused.
                     out.truncate(before);
                     return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The common case, whole frames one after another in the buffer, in a tight loop: each
+    /// parsed straight from the buffer until `out` holds `until` frames. Anything else (an
+    /// incomplete frame, an error, an oversized frame, a frame being received apart, the
+    /// end of the buffered bytes) stops it, and the general path of
+    /// [`Decoder::frames_into_max`] takes over at the same place (parsing again the frame
+    /// that stopped it, and reporting what is wrong with it).
+    #[inline(always)]
+    fn whole_frames(
+        &mut self,
+        out: &mut Vec<(Str, Msg)>,
+        until: usize,
+        recent: &mut recent::Recent,
+    ) {
+        if self.poisoned.is_some() || self.tail.is_some() || self.scan.is_some() {
+            return;
+        }
+        let framing = self.framing;
+        while out.len() < until {
+            if framing == Framing::Json {
+                while self.pos < self.end && json::is_whitespace(self.buf[self.pos]) {
+                    self.pos += 1;
+                }
+            }
+            let before = out.len();
+            let base = self.base + self.pos as u64;
+            let avail = &self.buf[self.pos..self.end];
+            match parse_frame(framing, avail, base, &self.limits, recent, out) {
+                Ok(used) if used <= self.limits.max_message && !avail.is_empty() => {
+                    self.pos += used;
+                    self.after_tail = false;
+                }
+                _ => {
+                    out.truncate(before);
+                    return;
                 }
             }
         }
