@@ -259,6 +259,9 @@ pub(crate) struct ConnTx {
     buf: Mutex<Outbox>,
     notify: Notify,
     closed: AtomicBool,
+    /// Messages queued on this connection. Changed only with `buf`'s lock held, so a load
+    /// and a store do (not a read-modify-write: those cost tens of cycles each, per
+    /// message); the atomic type lets statistics read it without the lock.
     pub msgs_out: AtomicU64,
     /// Bytes written to the socket (data phase).
     pub bytes_out: AtomicU64,
@@ -269,7 +272,7 @@ pub(crate) struct ConnTx {
     /// Signalled when the writer takes the queued bytes, for senders waiting for the queue to
     /// shrink.
     written: Notify,
-    /// Frames in `buf` (changed with its lock held).
+    /// Frames in `buf` (changed only with its lock held, like `msgs_out`).
     frames_queued: AtomicU64,
     /// Frames written to the socket.
     pub msgs_written: AtomicU64,
@@ -409,16 +412,16 @@ impl ConnTx {
             let mut b = self.buf.lock();
             let was_empty = b.is_empty();
             codec::encode_frame_owned(self.framing, port, &mut msg.0, &mut b);
-            self.frames_queued.fetch_add(1, Ordering::Relaxed);
+            bump_locked(&self.frames_queued);
             if b.len() + self.in_flight.load(Ordering::Relaxed) > self.queue_limit {
                 drop(msg);
                 return self.overflow(b, was_empty);
             }
+            bump_locked(&self.msgs_out);
             was_empty
         };
         // `msg` (whatever is left of it) is dropped outside the lock.
         drop(msg);
-        self.msgs_out.fetch_add(1, Ordering::Relaxed);
         if was_empty {
             self.notify.notify_one();
         }
@@ -436,8 +439,8 @@ impl ConnTx {
     #[inline(never)]
     fn overflow(&self, mut b: parking_lot::MutexGuard<'_, Outbox>, was_empty: bool) -> bool {
         if was_empty && self.in_flight.load(Ordering::Relaxed) == 0 {
+            bump_locked(&self.msgs_out);
             drop(b);
-            self.msgs_out.fetch_add(1, Ordering::Relaxed);
             self.notify.notify_one();
             return true;
         }
@@ -529,6 +532,13 @@ impl ConnTx {
         let out = self.msgs_out.load(Ordering::Relaxed);
         out.saturating_sub(self.msgs_written.load(Ordering::Relaxed))
     }
+}
+
+/// Adds one to a counter that is changed only with the outbox lock held (see
+/// [`ConnTx::msgs_out`]): a load and a store, no read-modify-write.
+#[inline(always)]
+fn bump_locked(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// The trace line of a message queued for port `port` of `peer`.
@@ -1060,7 +1070,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             std::mem::swap(&mut *buf, &mut out);
             tx.in_flight.store(out.len(), Ordering::Relaxed);
-            tx.frames_queued.swap(0, Ordering::Relaxed)
+            // With the lock held, like every change (see `ConnTx::frames_queued`).
+            let frames = tx.frames_queued.load(Ordering::Relaxed);
+            tx.frames_queued.store(0, Ordering::Relaxed);
+            frames
         };
         if out.is_empty() {
             if tx.closed.load(Ordering::Relaxed) {
