@@ -28,6 +28,14 @@
 //! Lengths read off the wire are never used as allocation sizes beyond a small cap; a
 //! declared length beyond [`Limits::max_message`] is an error before anything is allocated.
 //!
+//! Whole frames one after another (what a read of a busy stream brings) are parsed in a tight
+//! loop straight from the buffer; only where that stops (an incomplete frame, an error, a
+//! long string received apart) does the general path with its bookkeeping take over. A
+//! stream of messages mostly goes to one port with one tag: the decoder keeps the last port
+//! name and tag and clones them when the next frame repeats their bytes (no UTF-8 check, no
+//! new string; in JSON not even the scan for the string's end), and the JSON encoder keeps
+//! their quoted form in the [`Outbox`] for the same reason.
+//!
 //! A CBOR frame whose last element is a string of at least [`DETACH_MIN`] bytes is the one
 //! exception to "everything goes through one buffer": once its head has arrived, the rest
 //! of the string is read straight into the string's own buffer ([`Decoder::tail_room`]),
