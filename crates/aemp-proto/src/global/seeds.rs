@@ -19,9 +19,9 @@ pub const SEED_LOSS_SPREAD: Duration = Duration::from_secs(1);
 /// The seed connector of a node: it keeps dialling every seed whose node is not up.
 ///
 /// Timing: the first round is due at once. While a seed's node is not up, every later round
-/// comes a random 1.2–2.4 s after the one before ([`SEED_RETRY_MIN`]–[`SEED_RETRY_MAX`],
+/// comes a random 1.2–2.4 s after the one before (`SEED_RETRY_MIN`–`SEED_RETRY_MAX`,
 /// drawn afresh each time; never more than `monitor_timeout`). When a seed node goes down,
-/// a round is due after a random delay under [`SEED_LOSS_SPREAD`] (or sooner if one was due
+/// a round is due after a random delay under `SEED_LOSS_SPREAD` (or sooner if one was due
 /// anyway). When every seed's node is up, no round is due (as in the reference).
 /// Randomness comes in as a number in `[0, 1)`.
 ///
@@ -155,7 +155,7 @@ impl Seeds {
         self.seeds.len() != before
     }
 
-    /// A node went down. If it is a seed node, a round is due `rand01` · [`SEED_LOSS_SPREAD`]
+    /// A node went down. If it is a seed node, a round is due `rand01` · `SEED_LOSS_SPREAD`
     /// after `now`, unless one is due before. True if it was a seed node.
     pub fn node_down(&mut self, node: &str, now: Instant, rand01: f64) -> bool {
         let is_seed = self.seeds.iter().any(|(_, n)| n.as_deref() == Some(node));
