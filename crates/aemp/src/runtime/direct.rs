@@ -143,3 +143,50 @@ impl DirectLinks {
         Ok(verdict)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aemp_proto::codec::{Framing, Limits};
+    use aemp_proto::{msg, NodeId};
+
+    fn tx(id: u64) -> Arc<ConnTx> {
+        let peer = NodeId::new("peer").unwrap();
+        Arc::new(ConnTx::new(
+            id,
+            Framing::Cbor,
+            Limits::default(),
+            peer,
+            false,
+            None,
+        ))
+    }
+
+    /// A thread's kept link serves the next sends to its node, and never outlives a change
+    /// of the table: after a withdrawal the node is not up (the message comes back), and a
+    /// link published anew gets the sends, not the old one.
+    #[test]
+    fn a_kept_link_never_outlives_a_change_of_the_table() {
+        let links = DirectLinks::default();
+        let (old, new) = (tx(1), tx(2));
+        assert!(links.send("peer", "p", msg!["x"]).is_err());
+        links.publish("peer", old.clone());
+        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        assert_eq!(old.unwritten(), 2);
+        // The same node in another table (at the same version) has its own link.
+        let (other, third) = (DirectLinks::default(), tx(3));
+        other.publish("peer", third.clone());
+        assert!(other.send("peer", "p", msg!["x"]).is_ok());
+        assert_eq!((old.unwritten(), third.unwritten()), (2, 1));
+        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        assert_eq!(old.unwritten(), 3);
+        links.withdraw("peer");
+        assert!(links.send("peer", "p", msg!["x"]).is_err());
+        links.publish("peer", new.clone());
+        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        links.clear();
+        assert!(links.send("peer", "p", msg!["x"]).is_err());
+        assert_eq!((old.unwritten(), new.unwritten()), (3, 1));
+    }
+}
