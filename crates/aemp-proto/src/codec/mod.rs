@@ -1270,22 +1270,34 @@ mod tests {
                 bytes
                     .extend_from_slice(b"[\"p\",\"msg\",99999999999999999999,9999999999999999999]");
             }
-            let mut want = Vec::new();
-            let mut d = Decoder::new(f, Limits::default());
-            d.feed(&bytes);
-            while let Some(v) = d.next_value().unwrap() {
-                want.push(decode_frame(v).unwrap());
-            }
+            let want = general_path(f, &bytes);
             assert!(want.len() >= frames.len());
-            for step in [1, 7, 64, bytes.len()] {
-                let mut d = Decoder::new(f, Limits::default());
-                let mut got = Vec::new();
-                for c in bytes.chunks(step) {
-                    d.feed(c);
-                    d.frames_into(&mut got).unwrap();
-                }
-                assert_eq!(got, want, "{f} step {step}");
+            assert_frames_into_gives(f, &bytes, &want, &[1, 7, 64, bytes.len()]);
+        }
+    }
+
+    /// The frames of `bytes` as the general path decodes them (`next_value`, then
+    /// `decode_frame`).
+    fn general_path(f: Framing, bytes: &[u8]) -> Vec<(Str, Msg)> {
+        let mut want = Vec::new();
+        let mut d = Decoder::new(f, Limits::default());
+        d.feed(bytes);
+        while let Some(v) = d.next_value().unwrap() {
+            want.push(decode_frame(v).unwrap());
+        }
+        want
+    }
+
+    /// `frames_into` gives `want` from `bytes` fed in pieces of each size of `steps`.
+    fn assert_frames_into_gives(f: Framing, bytes: &[u8], want: &[(Str, Msg)], steps: &[usize]) {
+        for &step in steps {
+            let mut d = Decoder::new(f, Limits::default());
+            let mut got = Vec::new();
+            for c in bytes.chunks(step) {
+                d.feed(c);
+                d.frames_into(&mut got).unwrap();
             }
+            assert_eq!(got, want, "{f} step {step}");
         }
     }
 
@@ -1310,22 +1322,9 @@ mod tests {
             // The general path: an empty frame, an integer port name.
             encode_value(f, &Value::List(vec![]), &mut bytes);
             encode_value(f, &msg![42, "int"].into(), &mut bytes);
-            let mut want = Vec::new();
-            let mut d = Decoder::new(f, Limits::default());
-            d.feed(&bytes);
-            while let Some(v) = d.next_value().unwrap() {
-                want.push(decode_frame(v).unwrap());
-            }
+            let want = general_path(f, &bytes);
             assert_eq!(want.len(), msgs.len() + 2);
-            for step in [1, 5, 64, bytes.len()] {
-                let mut d = Decoder::new(f, Limits::default());
-                let mut got = Vec::new();
-                for c in bytes.chunks(step) {
-                    d.feed(c);
-                    d.frames_into(&mut got).unwrap();
-                }
-                assert_eq!(got, want, "{f} step {step}");
-            }
+            assert_frames_into_gives(f, &bytes, &want, &[1, 5, 64, bytes.len()]);
             // At most `max` per call; the rest stays buffered.
             let mut d = Decoder::new(f, Limits::default());
             d.feed(&bytes);
