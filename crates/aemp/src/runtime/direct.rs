@@ -31,7 +31,8 @@ use std::sync::Arc;
 /// changed since: every change bumps [`DirectLinks::version`], and a kept link counts only
 /// with the version it was found under. So a withdrawn link is never used again; what a
 /// thread keeps is at most one connection's sending side, until its next direct send
-/// (after the connection is gone, only the memory of its buffer).
+/// (after the connection is gone, only the memory of its buffer). A send to another node
+/// than the kept one replaces it: one more reference count change than a lookup alone.
 pub(crate) struct DirectLinks {
     links: RwLock<FxHashMap<Str, Arc<ConnTx>>>,
     /// Changed (with the write lock held) by every change of `links`.
@@ -41,11 +42,11 @@ pub(crate) struct DirectLinks {
     id: u64,
 }
 
-/// A thread's last direct link: table, version, node and its connection.
+/// A thread's last direct link: table, version and the connection (whose peer is the
+/// node it was found for).
 struct Last {
     table: u64,
     version: u64,
-    node: Str,
     tx: Arc<ConnTx>,
 }
 
@@ -103,7 +104,7 @@ impl DirectLinks {
             Some(l)
                 if l.table == self.id
                     && l.version == version
-                    && aemp_text::short_eq(l.node.as_bytes(), node.as_bytes()) =>
+                    && aemp_text::short_eq(l.tx.peer.as_str().as_bytes(), node.as_bytes()) =>
             {
                 Ok(l.tx.send_checked(name, msg).map(drop))
             }
@@ -132,14 +133,17 @@ impl DirectLinks {
             }
         };
         let verdict = tx.send_checked(name, msg).map(drop);
-        LAST.with(|last| {
-            *last.borrow_mut() = Some(Last {
-                table: self.id,
-                version,
-                node: Str::from(node),
-                tx,
-            })
-        });
+        // Kept (and found again by its peer's ID) only when that is the node it was found
+        // for, as it always is for a published link.
+        if tx.peer.as_str() == node {
+            LAST.with(|last| {
+                *last.borrow_mut() = Some(Last {
+                    table: self.id,
+                    version,
+                    tx,
+                })
+            });
+        }
         Ok(verdict)
     }
 }
