@@ -47,8 +47,9 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// The schedule's granularity: requests fall due once per millisecond.
 const TICK: Duration = Duration::from_millis(1);
 
-/// Accumulated user + system CPU time of process `pid` ("self" for this one) in clock ticks.
-fn cpu_ticks(pid: &str) -> Result<u64, String> {
+/// Accumulated user + system CPU time of process `pid` ("self" for this one) in clock ticks
+/// (time the hypervisor stole from the VM is not in it).
+pub(crate) fn cpu_ticks(pid: &str) -> Result<u64, String> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     // The command name (field 2) is in parentheses and may contain spaces: count the
@@ -68,7 +69,7 @@ fn cpu_ticks(pid: &str) -> Result<u64, String> {
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`).
-fn clk_tck() -> Result<f64, String> {
+pub(crate) fn clk_tck() -> Result<f64, String> {
     let out = std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()

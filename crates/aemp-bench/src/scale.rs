@@ -183,30 +183,6 @@ fn rss_of(pid: u32) -> Result<i64, String> {
         .ok_or_else(|| format!("/proc/{pid}/statm: {statm:?}"))
 }
 
-/// CPU time (user + system, children not included) of process `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // Fields after the command name (which may contain spaces): state is field 3, utime 14.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
-    match (get(11), get(12)) {
-        (Some(u), Some(s)) => Ok(u + s),
-        _ => Err(format!("/proc/{pid}/stat: {stat:?}")),
-    }
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
-
 fn s1_config(id: &str, bind: &str, seeds: &[String], secret: &str) -> Result<Config, String> {
     Config::builder()
         .norc(true)
@@ -470,14 +446,14 @@ pub async fn s1(_o: &Opts) -> BenchResult {
     pids.extend(slave_procs.iter().map(Proc::pid));
     let total = |pids: &[u32]| -> Result<u64, String> {
         pids.iter()
-            .map(|&p| cpu_ticks(p))
+            .map(|&p| crate::rate::cpu_ticks(&p.to_string()))
             .sum::<Result<u64, String>>()
     };
     let c0 = total(&pids)?;
     let ti = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(so.idle)).await;
     let c1 = total(&pids)?;
-    let cpu = (c1 - c0) as f64 / clock_ticks_per_sec();
+    let cpu = (c1 - c0) as f64 / crate::rate::clk_tck()?;
     result(
         "S1",
         &format!("idle_cpu@{tag}"),
