@@ -22,6 +22,9 @@
 //! * **The JSON string scan with AVX2.** [`json_special_avx2`] finds the first byte of a
 //!   string that JSON must escape 32 bytes per vector operation, on CPUs that have AVX2
 //!   (detected at run time); the portable scan stays with the JSON codec.
+//!   [`json_ascii_run`] looks at the first 64 bytes the same way and also tells whether
+//!   the string before the special byte is ASCII, which spares a short string its separate
+//!   UTF-8 check.
 //!
 //! One safe kernel lives here too because both the decoder and the node's kernel need it:
 //! [`short_eq`], equality of short strings without a `memcmp` call.
