@@ -192,6 +192,13 @@ fn slow_link_writable_producer_stays_below_the_limit_and_a_blind_one_is_told() {
     assert_eq!(v["in_order"], true, "{v}");
     assert!(v["n"].as_u64().unwrap() < sent, "{v}");
 
+    // What the blind producer sent after the node was lost and before it saw the monitor
+    // waits for the reconnect that queue starts (after the first back-off hold): that
+    // connection may fail again on it. Let it settle before the next run, whose monitor
+    // must not see it.
+    s.cmd("settle qr");
+    s.wait("sender", "settled");
+
     // The sender reconnects and carries on.
     s.cmd(&format!("flood {peer} 3 16 writable"));
     let v = s.wait("sender", "flooded");
@@ -272,6 +279,22 @@ mod child {
                         *mode == "writable",
                     )
                     .await
+                }
+                ["settle", peer] => {
+                    // Until the node is up again (the reconnect of the queue a blind run
+                    // left) and its queue is written, or a few seconds passed (the queue
+                    // failed the node again: it stays down until the next run dials).
+                    let peer = NodeId::new(*peer).unwrap();
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while !node.is_up(&peer).await && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    let deadline = Instant::now() + WAIT;
+                    while node.queued_bytes(&peer) > 0 && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    emit(json!({"ev": "settled"}));
                 }
                 ["stats", run, want] => {
                     let (run, want): (i64, u64) = (run.parse().unwrap(), want.parse().unwrap());
