@@ -574,9 +574,7 @@ impl Decoder {
         let framing = self.framing;
         while out.len() < until {
             if framing == Framing::Json {
-                while self.pos < self.end && json::is_whitespace(self.buf[self.pos]) {
-                    self.pos += 1;
-                }
+                self.skip_json_whitespace();
             }
             let before = out.len();
             let base = self.base + self.pos as u64;
@@ -591,6 +589,16 @@ impl Decoder {
                     return;
                 }
             }
+        }
+    }
+
+    /// Moves `pos` past whitespace between JSON texts, which belongs to no item. Only fed
+    /// bytes count: `buf[end..]` is spare room that may hold stale bytes of earlier reads
+    /// (found by fuzzing: skipping them ran `pos` past `end`).
+    #[inline(always)]
+    fn skip_json_whitespace(&mut self) {
+        while self.pos < self.end && json::is_whitespace(self.buf[self.pos]) {
+            self.pos += 1;
         }
     }
 
@@ -866,12 +874,7 @@ impl Decoder {
         mut parse: impl FnMut(&[u8], u64, &Limits) -> Result<usize, Fail>,
     ) -> Result<Option<()>, DecodeError> {
         if self.framing == Framing::Json && self.scan.is_none() {
-            // Whitespace between JSON texts belongs to no item. Only fed bytes count:
-            // `buf[end..]` is spare room that may hold stale bytes of earlier reads (found
-            // by fuzzing: skipping them ran `pos` past `end`).
-            while self.pos < self.end && json::is_whitespace(self.buf[self.pos]) {
-                self.pos += 1;
-            }
+            self.skip_json_whitespace();
         }
         if self.pos == self.end {
             // Everything consumed: start over at the front of the buffer.
