@@ -102,25 +102,24 @@ pub(super) fn parse_frame(
     let Some(port) = recent.port(p.take(ph.arg)?) else {
         return Ok(None);
     };
-    let items = if n - 1 <= MSG_INLINE {
-        let mut items = MsgVec::new();
-        if n > 1 {
-            p.tag_element(depth, &mut items, recent)?;
-        }
-        for _ in 2..n {
-            p.element(depth, &mut items)?;
-        }
-        items
+    // The frame goes into `out` before its elements are parsed, as JSON's does.
+    aemp_text::push_with(out, || (port, Msg::new()));
+    let i = out.len() - 1;
+    let parsed = if n - 1 <= MSG_INLINE {
+        let items = &mut out[i].1 .0;
+        p.elements(n, depth, items, recent)
     } else {
-        // Built as a Vec (whose push inlines) and handed over without a copy.
+        // Built as a Vec and handed over without a copy (a spilled `SmallVec`'s push
+        // checks where its elements are on every call).
         let mut items = Vec::with_capacity((n - 1).min(MAX_PREALLOC));
-        p.tag_element(depth, &mut items, recent)?;
-        for _ in 2..n {
-            p.element(depth, &mut items)?;
-        }
-        MsgVec::from_vec(items)
+        p.elements(n, depth, &mut items, recent).map(|()| {
+            out[i].1 .0 = MsgVec::from_vec(items);
+        })
     };
-    out.push((port, Msg(items)));
+    if let Err(e) = parsed {
+        out.pop();
+        return Err(e);
+    }
     Ok(Some(p.pos))
 }
 
@@ -346,6 +345,24 @@ impl<'a> Parser<'a> {
             .into());
         }
         Ok(depth + 1)
+    }
+
+    /// The `n - 1` elements of a frame of `n` after its port name, the first as the tag.
+    #[inline(always)]
+    fn elements(
+        &mut self,
+        n: usize,
+        depth: usize,
+        out: &mut impl PushValue,
+        recent: &mut Recent,
+    ) -> Result<(), Fail> {
+        if n > 1 {
+            self.tag_element(depth, out, recent)?;
+        }
+        for _ in 2..n {
+            self.element(depth, out)?;
+        }
+        Ok(())
     }
 
     /// [`Parser::element`] for a message's first element, the tag: a string is taken from

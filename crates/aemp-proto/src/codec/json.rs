@@ -62,22 +62,36 @@ pub(super) fn parse_frame(
         b'"' => {}
         _ => return Ok(None),
     }
-    let port = p.string_reusing(&mut recent.port)?;
-    // A JSON array does not say how many elements follow: the last message's count is
-    // the guess (see `Recent::elements`). Longer messages are built as a `Vec` (whose
-    // push inlines) and handed over without a copy, like CBOR's.
-    let items = if recent.elements > MSG_INLINE {
-        let mut items = Vec::with_capacity(recent.elements);
-        p.elements(depth, &mut items, recent)?;
-        MsgVec::from_vec(items)
+    // The frame goes into `out` before its elements are parsed, and they are built in
+    // place: a finished message moved into `out` would be read back while its stores are
+    // still in flight, with loads of other sizes (see `Kept::get`).
+    let start = p.pos + 1;
+    let used = recent.port.quoted(&buf[start..]);
+    if used > 0 {
+        p.pos = start + used;
+        aemp_text::push_with(out, || (recent.port.get(), Msg::new()));
     } else {
-        let mut items = MsgVec::new();
-        p.elements(depth, &mut items, recent)?;
-        items
+        let port = p.string_kept_anew(&mut recent.port)?;
+        aemp_text::push_with(out, || (port, Msg::new()));
+    }
+    let i = out.len() - 1;
+    // A JSON array does not say how many elements follow: the last message's count is
+    // the guess (see `Recent::elements`). Longer messages are built as a `Vec` and
+    // handed over without a copy, like CBOR's.
+    let parsed = if recent.elements > MSG_INLINE {
+        let mut items = Vec::with_capacity(recent.elements);
+        p.elements(depth, &mut items, recent).map(|()| {
+            out[i].1 .0 = MsgVec::from_vec(items);
+        })
+    } else {
+        p.elements(depth, &mut out[i].1 .0, recent)
     };
+    if let Err(e) = parsed {
+        out.pop();
+        return Err(e);
+    }
     // Capped: one huge message must not make every later one allocate as much.
-    recent.elements = items.len().min(32);
-    out.push((port, Msg(items)));
+    recent.elements = out[i].1.len().min(32);
     Ok(Some(p.pos))
 }
 
@@ -218,7 +232,15 @@ impl<'a> Parser<'a> {
     ) -> Result<(), Fail> {
         self.skip_ws();
         if self.peek()? == b'"' {
-            let s = self.string_reusing(&mut recent.tag)?;
+            let kept = &mut recent.tag;
+            let start = self.pos + 1;
+            let used = kept.quoted(self.buf.get(start..).unwrap_or_default());
+            if used > 0 {
+                self.pos = start + used;
+                out.push_with(|| Value::Str(kept.get()));
+                return Ok(());
+            }
+            let s = self.string_kept_anew(kept)?;
             out.push_value(Value::Str(s));
             return Ok(());
         }
@@ -230,14 +252,10 @@ impl<'a> Parser<'a> {
     fn element(&mut self, depth: usize, out: &mut impl PushValue) -> Result<(), Fail> {
         self.skip_ws();
         match self.peek()? {
-            b'"' => {
-                let s = self.string()?;
-                out.push_value(Value::Str(s));
-                return Ok(());
-            }
+            b'"' => return self.string_into(out),
             b'1'..=b'9' => {
-                if let Some(v) = self.short_uint() {
-                    out.push_value(v);
+                if let Some(n) = self.short_uint() {
+                    out.push_with(|| Value::Int(n));
                     return Ok(());
                 }
             }
@@ -253,7 +271,7 @@ impl<'a> Parser<'a> {
     /// byte that ends it (the caller has seen a first digit of 1 to 9). `None` (nothing
     /// consumed) for anything else, which `number` then parses or reports.
     #[inline(always)]
-    fn short_uint(&mut self) -> Option<Value> {
+    fn short_uint(&mut self) -> Option<i64> {
         let rest = &self.buf[self.pos..];
         let mut acc = 0u64;
         let mut n = 0;
@@ -272,7 +290,7 @@ impl<'a> Parser<'a> {
             Some(_) => {
                 self.pos += n;
                 // Invariant: at most 18 digits, below 10^18 < i64::MAX.
-                Some(Value::Int(acc as i64))
+                Some(acc as i64)
             }
         }
     }
@@ -397,15 +415,11 @@ impl<'a> Parser<'a> {
         Ok(i + n)
     }
 
-    /// [`Parser::string`] for a string that often repeats: taken from `kept` when it is
-    /// the same (see [`Kept`]), and kept for the next time when it has no escapes.
-    #[inline(always)]
-    fn string_reusing(&mut self, kept: &mut Kept) -> Result<Str, Fail> {
+    /// A string that often repeats (a port name, a tag) when `kept` is not the next one
+    /// (see `Kept::quoted`): the string parsed, and kept when it has no escapes.
+    #[inline(never)]
+    fn string_kept_anew(&mut self, kept: &mut Kept) -> Result<Str, Fail> {
         let start = self.pos + 1;
-        if let Some((s, used)) = kept.quoted(self.buf.get(start..).unwrap_or_default()) {
-            self.pos = start + used;
-            return Ok(s);
-        }
         let end = self.plain_run(start)?;
         if self.buf[end] == b'"' {
             // None: not UTF-8, which the regular parse reports.
@@ -415,6 +429,25 @@ impl<'a> Parser<'a> {
             }
         }
         self.string()
+    }
+
+    /// Appends the string that starts here to `out`; the common string (short, ASCII, no
+    /// escapes) built in place (see [`Kept::get`] on why not through a `Result`).
+    #[inline(always)]
+    fn string_into(&mut self, out: &mut impl PushValue) -> Result<(), Fail> {
+        let start = self.pos + 1;
+        if let Some(run) = aemp_text::json_ascii_run(&self.buf[start..]) {
+            // The byte after the run is a special one, so it is in the buffer.
+            let end = start + run.len();
+            if self.buf[end] == b'"' {
+                self.pos = end + 1;
+                out.push_with(|| Value::Str(Str::from(run)));
+                return Ok(());
+            }
+        }
+        let s = self.string()?;
+        out.push_value(Value::Str(s));
+        Ok(())
     }
 
     fn string(&mut self) -> Result<Str, Fail> {

@@ -937,20 +937,27 @@ impl Decoder {
 /// Where a frame's elements are collected: a `Vec` for long messages, the message's own
 /// inline storage for short ones.
 trait PushValue {
-    fn push_value(&mut self, v: Value);
+    /// Appends the value `make` returns, made where it goes when the container allows
+    /// (see `aemp_text::push_with`).
+    fn push_with(&mut self, make: impl FnOnce() -> Value);
+
+    #[inline(always)]
+    fn push_value(&mut self, v: Value) {
+        self.push_with(|| v);
+    }
 }
 
 impl PushValue for Vec<Value> {
     #[inline(always)]
-    fn push_value(&mut self, v: Value) {
-        self.push(v);
+    fn push_with(&mut self, make: impl FnOnce() -> Value) {
+        aemp_text::push_with(self, make);
     }
 }
 
 impl PushValue for MsgVec {
     #[inline(always)]
-    fn push_value(&mut self, v: Value) {
-        self.push(v);
+    fn push_with(&mut self, make: impl FnOnce() -> Value) {
+        self.push(make());
     }
 }
 
