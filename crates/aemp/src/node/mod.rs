@@ -528,7 +528,7 @@ impl Node {
     /// ```
     pub fn snd(&self, port: &PortId, msg: impl Into<Msg>) -> Result<(), Error> {
         self.check_open()?;
-        let msg = msg.into();
+        let mut msg = msg.into();
         if msg.is_empty() {
             return Err(Error::EmptyMessage);
         }
@@ -547,9 +547,12 @@ impl Node {
         } else {
             // The direct path (see `runtime::direct`): straight into the connection when
             // the node task has nothing of ours pending.
-            match self.inner.core.try_direct(node, name, msg) {
-                Ok(sent) => return sent.map_err(Error::Refused),
-                Err(msg) => Task::Send {
+            // The message is lent, not moved, down the direct path (see
+            // `ConnTx::send_checked`); what is left of it is dropped here.
+            match self.inner.core.try_direct(node, name, &mut msg) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => return Err(refused(msg, e)),
+                None => Task::Send {
                     port: port.clone(),
                     msg,
                 },

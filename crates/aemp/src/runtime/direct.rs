@@ -90,15 +90,16 @@ impl DirectLinks {
     }
 
     /// Encodes `msg` for port `name` of `node` into that node's connection if the node is
-    /// up (`Ok`, with the connection's verdict on a message checked for CBOR: see
-    /// `ConnTx::send_checked`); gives the message back otherwise.
+    /// up (`Some`, with the connection's verdict on a message checked for CBOR: see
+    /// `ConnTx::send_checked`, which leaves what is left of `msg` to the caller); `None`,
+    /// with `msg` untouched, when it is not.
     #[inline]
     pub(super) fn send(
         &self,
         node: &str,
         name: &str,
-        msg: Msg,
-    ) -> Result<Result<(), LimitError>, Msg> {
+        msg: &mut Msg,
+    ) -> Option<Result<(), LimitError>> {
         let version = self.version.load(Ordering::Acquire);
         let kept = LAST.with(|last| match &*last.borrow() {
             Some(l)
@@ -106,14 +107,11 @@ impl DirectLinks {
                     && l.version == version
                     && aemp_text::short_eq(l.tx.peer.as_str().as_bytes(), node.as_bytes()) =>
             {
-                Ok(l.tx.send_checked(name, msg).map(drop))
+                Some(l.tx.send_checked(name, msg).map(drop))
             }
-            _ => Err(msg),
+            _ => None,
         });
-        match kept {
-            Ok(verdict) => Ok(verdict),
-            Err(msg) => self.send_looked_up(node, name, msg),
-        }
+        kept.or_else(|| self.send_looked_up(node, name, msg))
     }
 
     /// [`DirectLinks::send`] through the table, keeping the link found for the next send.
@@ -122,15 +120,13 @@ impl DirectLinks {
         &self,
         node: &str,
         name: &str,
-        msg: Msg,
-    ) -> Result<Result<(), LimitError>, Msg> {
+        msg: &mut Msg,
+    ) -> Option<Result<(), LimitError>> {
         let (tx, version) = {
             let links = self.links.read();
-            match links.get(node) {
-                // The version cannot change while the read lock is held.
-                Some(tx) => (tx.clone(), self.version.load(Ordering::Acquire)),
-                None => return Err(msg),
-            }
+            // The version cannot change while the read lock is held.
+            let tx = links.get(node)?;
+            (tx.clone(), self.version.load(Ordering::Acquire))
         };
         let verdict = tx.send_checked(name, msg).map(drop);
         // Kept (and found again by its peer's ID) only when that is the node it was found
@@ -144,7 +140,7 @@ impl DirectLinks {
                 })
             });
         }
-        Ok(verdict)
+        Some(verdict)
     }
 }
 
@@ -173,24 +169,24 @@ mod tests {
     fn a_kept_link_never_outlives_a_change_of_the_table() {
         let links = DirectLinks::default();
         let (old, new) = (tx(1), tx(2));
-        assert!(links.send("peer", "p", msg!["x"]).is_err());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_none());
         links.publish("peer", old.clone());
-        assert!(links.send("peer", "p", msg!["x"]).is_ok());
-        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_some());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_some());
         assert_eq!(old.unwritten(), 2);
         // The same node in another table (at the same version) has its own link.
         let (other, third) = (DirectLinks::default(), tx(3));
         other.publish("peer", third.clone());
-        assert!(other.send("peer", "p", msg!["x"]).is_ok());
+        assert!(other.send("peer", "p", &mut msg!["x"]).is_some());
         assert_eq!((old.unwritten(), third.unwritten()), (2, 1));
-        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_some());
         assert_eq!(old.unwritten(), 3);
         links.withdraw("peer");
-        assert!(links.send("peer", "p", msg!["x"]).is_err());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_none());
         links.publish("peer", new.clone());
-        assert!(links.send("peer", "p", msg!["x"]).is_ok());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_some());
         links.clear();
-        assert!(links.send("peer", "p", msg!["x"]).is_err());
+        assert!(links.send("peer", "p", &mut msg!["x"]).is_none());
         assert_eq!((old.unwritten(), new.unwritten()), (3, 1));
     }
 }

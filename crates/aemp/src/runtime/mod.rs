@@ -332,21 +332,22 @@ impl Core {
     }
 
     /// Sends a message of a node handle to a remote port straight into its connection, if
-    /// the node task is idle and the node is up (see [`direct`]): `Ok` with the connection's
-    /// verdict (a message checked for CBOR may still be too large for a JSON connection);
-    /// gives the message back otherwise. `node` and `name` are the port ID's parts.
+    /// the node task is idle and the node is up (see [`direct`]): `Some` with the
+    /// connection's verdict (a message checked for CBOR may still be too large for a JSON
+    /// connection), the caller dropping what is left of `msg`; `None`, `msg` untouched,
+    /// otherwise. `node` and `name` are the port ID's parts.
     #[inline]
     pub(crate) fn try_direct(
         &self,
         node: &str,
         name: &str,
-        msg: Msg,
-    ) -> Result<Result<(), aemp_proto::codec::LimitError>, Msg> {
+        msg: &mut Msg,
+    ) -> Option<Result<(), aemp_proto::codec::LimitError>> {
         if self.queued.load(Ordering::Acquire)
             || self.busy.load(Ordering::Acquire)
             || std::ptr::eq(ACTIVE.get(), self)
         {
-            return Err(msg);
+            return None;
         }
         self.direct.send(node, name, msg)
     }

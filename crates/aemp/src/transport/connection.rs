@@ -371,22 +371,25 @@ impl ConnTx {
             drop_nested(msg);
             return false;
         }
-        self.encode(port, msg)
+        let mut msg = msg;
+        self.encode(port, &mut msg)
     }
 
     /// Encodes `[port, msg…]` for a message that passed the node's entry check, which is
     /// exact for [`Framing::PREFERRED`] (CBOR). A JSON connection checks the JSON size
     /// again, exactly (escapes can make it larger than the CBOR form); cheap unless the
-    /// message is several MiB. A refused message is dropped, nothing of it written.
+    /// message is several MiB. Nothing of a refused message is written.
+    ///
+    /// `msg` is left to the caller, who drops what is left of it (its large strings are
+    /// moved into the queue): taken by reference, a message is not copied from frame to
+    /// frame of the send path, where each copy of a just-built message read it back before
+    /// its stores had landed (a store-forwarding stall, in `perf annotate` of the sender).
     ///
     /// Returns whether this woke the writer (the buffer was empty).
     #[inline]
-    pub(crate) fn send_checked(&self, port: &str, msg: Msg) -> Result<bool, LimitError> {
+    pub(crate) fn send_checked(&self, port: &str, msg: &mut Msg) -> Result<bool, LimitError> {
         if self.framing != Framing::PREFERRED {
-            if let Err(e) = self.limits.check_frame(self.framing, port, &msg.0) {
-                drop_nested(msg);
-                return Err(e);
-            }
+            self.limits.check_frame(self.framing, port, &msg.0)?;
         }
         Ok(self.encode(port, msg))
     }
@@ -401,12 +404,12 @@ impl ConnTx {
     /// nothing more is written (see [`ConnTx::overflow`]). The check is one comparison.
     ///
     /// Returns true when this woke the writer (the buffer was empty).
-    fn encode(&self, port: &str, mut msg: Msg) -> bool {
+    fn encode(&self, port: &str, msg: &mut Msg) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
         if self.trace {
-            trace_send(&self.peer, port, &msg);
+            trace_send(&self.peer, port, msg);
         }
         let was_empty = {
             let mut b = self.buf.lock();
@@ -414,14 +417,11 @@ impl ConnTx {
             codec::encode_frame_owned(self.framing, port, &mut msg.0, &mut b);
             bump_locked(&self.frames_queued);
             if b.len() + self.in_flight.load(Ordering::Relaxed) > self.queue_limit {
-                drop(msg);
                 return self.overflow(b, was_empty);
             }
             bump_locked(&self.msgs_out);
             was_empty
         };
-        // `msg` (whatever is left of it) is dropped outside the lock.
-        drop(msg);
         if was_empty {
             self.notify.notify_one();
         }
