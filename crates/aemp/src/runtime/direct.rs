@@ -92,14 +92,16 @@ impl DirectLinks {
     /// Encodes `msg` for port `name` of `node` into that node's connection if the node is
     /// up (`Some`, with the connection's verdict on a message checked for CBOR: see
     /// `ConnTx::send_checked`, which leaves what is left of `msg` to the caller); `None`,
-    /// with `msg` untouched, when it is not.
+    /// with `msg` untouched, when it is not. The rare refusal is boxed: the verdict then
+    /// fits two registers, where an unboxed one went through memory on every send (and
+    /// was read back before its stores had landed, a store-forwarding stall).
     #[inline]
     pub(super) fn send(
         &self,
         node: &str,
         name: &str,
         msg: &mut Msg,
-    ) -> Option<Result<(), LimitError>> {
+    ) -> Option<Result<(), Box<LimitError>>> {
         let version = self.version.load(Ordering::Acquire);
         let kept = LAST.with(|last| match &*last.borrow() {
             Some(l)
@@ -107,7 +109,7 @@ impl DirectLinks {
                     && l.version == version
                     && aemp_text::short_eq(l.tx.peer.as_str().as_bytes(), node.as_bytes()) =>
             {
-                Some(l.tx.send_checked(name, msg).map(drop))
+                Some(l.tx.send_checked(name, msg).map(drop).map_err(Box::new))
             }
             _ => None,
         });
@@ -121,14 +123,14 @@ impl DirectLinks {
         node: &str,
         name: &str,
         msg: &mut Msg,
-    ) -> Option<Result<(), LimitError>> {
+    ) -> Option<Result<(), Box<LimitError>>> {
         let (tx, version) = {
             let links = self.links.read();
             // The version cannot change while the read lock is held.
             let tx = links.get(node)?;
             (tx.clone(), self.version.load(Ordering::Acquire))
         };
-        let verdict = tx.send_checked(name, msg).map(drop);
+        let verdict = tx.send_checked(name, msg).map(drop).map_err(Box::new);
         // Kept (and found again by its peer's ID) only when that is the node it was found
         // for, as it always is for a published link.
         if tx.peer.as_str() == node {

@@ -342,7 +342,7 @@ impl Core {
         node: &str,
         name: &str,
         msg: &mut Msg,
-    ) -> Option<Result<(), aemp_proto::codec::LimitError>> {
+    ) -> Option<Result<(), Box<aemp_proto::codec::LimitError>>> {
         if self.queued.load(Ordering::Acquire)
             || self.busy.load(Ordering::Acquire)
             || std::ptr::eq(ACTIVE.get(), self)
