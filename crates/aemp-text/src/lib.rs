@@ -26,7 +26,7 @@
 //!   the string before the special byte is ASCII, which spares a short string its separate
 //!   UTF-8 check.
 //!
-//! * **Building a decoded value where it goes.** [`push_with`] is `Vec::push` inlined, with
+//! * **Building a decoded value where it goes.** [`PushWith`] is `push` inlined, with
 //!   the value made after room is made: the decoders' frame parsers are too large for the
 //!   standard `push` to be inlined, and a value built on the stack and copied by it stalls
 //!   the processor (its stores cannot be forwarded to the copy's wider loads).
@@ -95,32 +95,59 @@ pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// `Vec::push` of the value `make` returns, always inlined, with `make` called after room
-/// is made.
+/// `push` of the value `make` returns, always inlined, with `make` called after room is
+/// made: for `Vec` and `SmallVec`.
 ///
-/// The standard library's `push` is not inlined into the decoders' large frame parsers, and
-/// its argument is built before it runs: each value pushed there was built in a temporary
-/// on the stack (a byte for the variant, then its fields) and read back with 16-byte loads
-/// moments later, which the processor cannot forward from those narrower stores: a stall of
-/// a dozen cycles or more per value (the most sampled instructions of the JSON receive path
-/// in `perf annotate`). Here the value is made where it goes.
+/// The standard library's `push` is not inlined into the decoders' large frame parsers (nor
+/// is `SmallVec`'s), and its argument is built before it runs: each value pushed there was
+/// built in a temporary on the stack (a byte for the variant, then its fields) and read back
+/// with 16-byte loads moments later, which the processor cannot forward from those narrower
+/// stores: a stall of a dozen cycles or more per value (the most sampled instructions of the
+/// JSON receive path in `perf annotate`). Here the value can be made where it goes.
 ///
 /// ```
+/// use aemp_text::PushWith;
 /// let mut v = vec![1];
-/// aemp_text::push_with(&mut v, || 2);
-/// assert_eq!(v, [1, 2]);
+/// v.push_with(|| 2);
+/// let mut s = smallvec::SmallVec::<[u8; 1]>::new();
+/// s.push_with(|| 1);
+/// s.push_with(|| 2);
+/// assert_eq!((v.as_slice(), s.as_slice()), (&[1, 2][..], &[1, 2][..]));
 /// ```
-#[inline(always)]
-pub fn push_with<T>(v: &mut Vec<T>, make: impl FnOnce() -> T) {
-    if v.len() == v.capacity() {
-        v.reserve(1);
+pub trait PushWith<T> {
+    /// Appends the value `make` returns.
+    fn push_with(&mut self, make: impl FnOnce() -> T);
+}
+
+impl<T> PushWith<T> for Vec<T> {
+    #[inline(always)]
+    fn push_with(&mut self, make: impl FnOnce() -> T) {
+        if self.len() == self.capacity() {
+            self.reserve(1);
+        }
+        let len = self.len();
+        // SAFETY: `reserve` left room for at least one more element at index `len`; that
+        // slot is written before the length covers it (if `make` panics, neither happens).
+        unsafe {
+            self.as_mut_ptr().add(len).write(make());
+            self.set_len(len + 1);
+        }
     }
-    let len = v.len();
-    // SAFETY: `reserve` left room for at least one more element at index `len`; that slot
-    // is written before the length covers it (and if `make` panics, neither happens).
-    unsafe {
-        v.as_mut_ptr().add(len).write(make());
-        v.set_len(len + 1);
+}
+
+impl<A: smallvec::Array> PushWith<A::Item> for smallvec::SmallVec<A> {
+    #[inline(always)]
+    fn push_with(&mut self, make: impl FnOnce() -> A::Item) {
+        if self.len() == self.capacity() {
+            self.reserve(1);
+        }
+        let len = self.len();
+        // SAFETY: as for `Vec`: room for one more at `len` (inline or on the heap, wherever
+        // `as_mut_ptr` points after `reserve`), written before the length covers it.
+        unsafe {
+            self.as_mut_ptr().add(len).write(make());
+            self.set_len(len + 1);
+        }
     }
 }
 

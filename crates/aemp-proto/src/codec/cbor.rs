@@ -11,7 +11,7 @@
 //! when that is exact and float64 otherwise (NaN as the float64 quiet NaN).
 
 use super::{recent::Recent, DecodeError, Fail, Framing, Limits, PushValue};
-use crate::value::{Msg, MsgVec, Str, Value, MSG_INLINE};
+use crate::value::{Msg, MsgVec, Str, Value};
 use std::borrow::Cow;
 
 /// Capacity hint cap for arrays and maps: a declared element count is only a claim, so the
@@ -103,19 +103,11 @@ pub(super) fn parse_frame(
         return Ok(None);
     };
     // The frame goes into `out` before its elements are parsed, as JSON's does.
-    aemp_text::push_with(out, || (port, Msg::new()));
+    aemp_text::PushWith::push_with(out, || (port, Msg::new()));
     let i = out.len() - 1;
-    let parsed = if n - 1 <= MSG_INLINE {
-        let items = &mut out[i].1 .0;
-        p.elements(n, depth, items, recent)
-    } else {
-        // Built as a Vec and handed over without a copy (a spilled `SmallVec`'s push
-        // checks where its elements are on every call).
-        let mut items = Vec::with_capacity((n - 1).min(MAX_PREALLOC));
-        p.elements(n, depth, &mut items, recent).map(|()| {
-            out[i].1 .0 = MsgVec::from_vec(items);
-        })
-    };
+    let items = &mut out[i].1 .0;
+    items.reserve_exact((n - 1).min(MAX_PREALLOC));
+    let parsed = p.elements(n, depth, items, recent);
     if let Err(e) = parsed {
         out.pop();
         return Err(e);

@@ -69,23 +69,19 @@ pub(super) fn parse_frame(
     let used = recent.port.quoted(&buf[start..]);
     if used > 0 {
         p.pos = start + used;
-        aemp_text::push_with(out, || (recent.port.get(), Msg::new()));
+        aemp_text::PushWith::push_with(out, || (recent.port.get(), Msg::new()));
     } else {
         let port = p.string_kept_anew(&mut recent.port)?;
-        aemp_text::push_with(out, || (port, Msg::new()));
+        aemp_text::PushWith::push_with(out, || (port, Msg::new()));
     }
     let i = out.len() - 1;
     // A JSON array does not say how many elements follow: the last message's count is
-    // the guess (see `Recent::elements`). Longer messages are built as a `Vec` and
-    // handed over without a copy, like CBOR's.
-    let parsed = if recent.elements > MSG_INLINE {
-        let mut items = Vec::with_capacity(recent.elements);
-        p.elements(depth, &mut items, recent).map(|()| {
-            out[i].1 .0 = MsgVec::from_vec(items);
-        })
-    } else {
-        p.elements(depth, &mut out[i].1 .0, recent)
-    };
+    // the guess for the capacity (see `Recent::elements`).
+    let items = &mut out[i].1 .0;
+    if recent.elements > MSG_INLINE {
+        items.reserve_exact(recent.elements);
+    }
+    let parsed = p.elements(depth, items, recent);
     if let Err(e) = parsed {
         out.pop();
         return Err(e);

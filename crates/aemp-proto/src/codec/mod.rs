@@ -63,7 +63,7 @@ pub use check::{frame_size_estimate, LimitError};
 
 pub use aemp_text::TextBuf;
 
-use crate::value::{Msg, MsgVec, Str, Value};
+use crate::value::{Msg, Str, Value};
 
 /// Hard upper bound on the nesting depth the decoders accept, whatever [`Limits::max_depth`]
 /// says: the parsers recurse once per nesting level, and this keeps their stack use far
@@ -947,17 +947,10 @@ trait PushValue {
     }
 }
 
-impl PushValue for Vec<Value> {
+impl<V: aemp_text::PushWith<Value>> PushValue for V {
     #[inline(always)]
     fn push_with(&mut self, make: impl FnOnce() -> Value) {
-        aemp_text::push_with(self, make);
-    }
-}
-
-impl PushValue for MsgVec {
-    #[inline(always)]
-    fn push_with(&mut self, make: impl FnOnce() -> Value) {
-        self.push(make());
+        aemp_text::PushWith::push_with(self, make);
     }
 }
 
