@@ -99,11 +99,17 @@ pub(super) fn parse_frame(
     if !matches!(ph.major, 2 | 3) || ph.ai == 31 {
         return Ok(None);
     }
-    let Some(port) = recent.port(p.take(ph.arg)?) else {
-        return Ok(None);
-    };
-    // The frame goes into `out` before its elements are parsed, as JSON's does.
-    aemp_text::PushWith::push_with(out, || (port, Msg::new()));
+    // The frame goes into `out` before its elements are parsed, as JSON's does, a kept
+    // port name built right there (see `Kept::get`).
+    let pb = p.take(ph.arg)?;
+    if recent.port.matches(pb) {
+        aemp_text::PushWith::push_with(out, || (recent.port.get(), Msg::new()));
+    } else {
+        let Some(port) = recent.port.replace(pb) else {
+            return Ok(None);
+        };
+        aemp_text::PushWith::push_with(out, || (port, Msg::new()));
+    }
     let i = out.len() - 1;
     let items = &mut out[i].1 .0;
     items.reserve_exact((n - 1).min(MAX_PREALLOC));
@@ -370,7 +376,11 @@ impl<'a> Parser<'a> {
         if matches!(ib >> 5, 2 | 3) && ib & 0x1f < 28 {
             let h = self.head()?;
             let b = self.take(h.arg)?;
-            match recent.tag(b) {
+            if recent.tag.matches(b) {
+                out.push_with(|| Value::Str(recent.tag.get()));
+                return Ok(());
+            }
+            match recent.tag.replace(b) {
                 Some(s) => out.push_value(Value::Str(s)),
                 None => out.push_value(Value::Bytes(b.to_vec())),
             }
@@ -402,7 +412,7 @@ impl<'a> Parser<'a> {
                     let h = self.head()?;
                     let b = self.take(h.arg)?;
                     match aemp_text::str_from_utf8(b) {
-                        Ok(s) => out.push_value(Value::Str(Str::from(s))),
+                        Ok(s) => out.push_with(|| Value::Str(Str::from(s))),
                         Err(_) => out.push_value(Value::Bytes(b.to_vec())),
                     }
                     return Ok(());

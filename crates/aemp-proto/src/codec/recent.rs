@@ -25,20 +25,6 @@ pub(super) struct Recent {
     pub(super) elements: usize,
 }
 
-impl Recent {
-    /// The port name whose wire bytes are `bytes`; `None` when they are not UTF-8.
-    #[inline(always)]
-    pub(super) fn port(&mut self, bytes: &[u8]) -> Option<Str> {
-        self.port.reuse(bytes)
-    }
-
-    /// The tag string whose wire bytes are `bytes`; `None` when they are not UTF-8.
-    #[inline(always)]
-    pub(super) fn tag(&mut self, bytes: &[u8]) -> Option<Str> {
-        self.tag.reuse(bytes)
-    }
-}
-
 /// One kept string, with a copy of its bytes beside it: comparing with those needs no
 /// look at the string's representation.
 #[derive(Debug, Default)]
@@ -56,10 +42,16 @@ impl Kept {
     /// is stored inline).
     #[inline(always)]
     pub(super) fn reuse(&mut self, bytes: &[u8]) -> Option<Str> {
-        if bytes.len() == self.len && aemp_text::short_eq(&self.bytes[..self.len], bytes) {
+        if self.matches(bytes) {
             return Some(self.s.clone());
         }
         self.replace(bytes)
+    }
+
+    /// Whether `bytes` are the kept string's (then the string is [`Kept::get`]).
+    #[inline(always)]
+    pub(super) fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.len && aemp_text::short_eq(&self.bytes[..self.len], bytes)
     }
 
     /// In JSON, where a kept string's bytes never need escaping (it was kept from a run
@@ -87,8 +79,10 @@ impl Kept {
         self.s.clone()
     }
 
+    /// The string of `bytes` (kept when it is stored inline); `None` when they are not
+    /// UTF-8.
     #[inline(never)]
-    fn replace(&mut self, bytes: &[u8]) -> Option<Str> {
+    pub(super) fn replace(&mut self, bytes: &[u8]) -> Option<Str> {
         let s = Str::from(aemp_text::str_from_utf8(bytes).ok()?);
         if !s.is_heap_allocated() && bytes.len() <= INLINE {
             self.bytes[..bytes.len()].copy_from_slice(bytes);
@@ -106,18 +100,18 @@ mod tests {
     #[test]
     fn repeats_come_back_equal_and_new_bytes_replace_the_kept_string() {
         let mut r = Recent::default();
-        assert_eq!(r.port(b"").as_deref(), Some(""));
-        assert_eq!(r.port(b"counter").as_deref(), Some("counter"));
-        assert_eq!(r.port(b"counter").as_deref(), Some("counter"));
-        assert_eq!(r.tag(b"counter").as_deref(), Some("counter"));
-        assert_eq!(r.port(b"other").as_deref(), Some("other"));
+        assert_eq!(r.port.reuse(b"").as_deref(), Some(""));
+        assert_eq!(r.port.reuse(b"counter").as_deref(), Some("counter"));
+        assert_eq!(r.port.reuse(b"counter").as_deref(), Some("counter"));
+        assert_eq!(r.tag.reuse(b"counter").as_deref(), Some("counter"));
+        assert_eq!(r.port.reuse(b"other").as_deref(), Some("other"));
         assert_eq!(r.port.s.as_str(), "other");
         // Not UTF-8: no string, and the kept one stays.
-        assert_eq!(r.port(b"\xff"), None);
+        assert_eq!(r.port.reuse(b"\xff"), None);
         assert_eq!(r.port.s.as_str(), "other");
         // Long strings are returned but not kept.
         let long = "x".repeat(40);
-        assert_eq!(r.tag(long.as_bytes()).as_deref(), Some(long.as_str()));
+        assert_eq!(r.tag.reuse(long.as_bytes()).as_deref(), Some(long.as_str()));
         assert_eq!(r.tag.s.as_str(), "counter");
     }
 
