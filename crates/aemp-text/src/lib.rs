@@ -119,36 +119,33 @@ pub trait PushWith<T> {
     fn push_with(&mut self, make: impl FnOnce() -> T);
 }
 
+/// The one body of [`PushWith::push_with`]: `Vec` and `SmallVec` have the same raw parts.
+macro_rules! push_with_fn {
+    ($item:ty) => {
+        #[inline(always)]
+        fn push_with(&mut self, make: impl FnOnce() -> $item) {
+            if self.len() == self.capacity() {
+                self.reserve(1);
+            }
+            let len = self.len();
+            // SAFETY: `reserve` left room for at least one more element at index `len`
+            // (inline or on the heap for a `SmallVec`, wherever `as_mut_ptr` points after
+            // it); that slot is written before the length covers it (if `make` panics,
+            // neither happens).
+            unsafe {
+                self.as_mut_ptr().add(len).write(make());
+                self.set_len(len + 1);
+            }
+        }
+    };
+}
+
 impl<T> PushWith<T> for Vec<T> {
-    #[inline(always)]
-    fn push_with(&mut self, make: impl FnOnce() -> T) {
-        if self.len() == self.capacity() {
-            self.reserve(1);
-        }
-        let len = self.len();
-        // SAFETY: `reserve` left room for at least one more element at index `len`; that
-        // slot is written before the length covers it (if `make` panics, neither happens).
-        unsafe {
-            self.as_mut_ptr().add(len).write(make());
-            self.set_len(len + 1);
-        }
-    }
+    push_with_fn!(T);
 }
 
 impl<A: smallvec::Array> PushWith<A::Item> for smallvec::SmallVec<A> {
-    #[inline(always)]
-    fn push_with(&mut self, make: impl FnOnce() -> A::Item) {
-        if self.len() == self.capacity() {
-            self.reserve(1);
-        }
-        let len = self.len();
-        // SAFETY: as for `Vec`: room for one more at `len` (inline or on the heap, wherever
-        // `as_mut_ptr` points after `reserve`), written before the length covers it.
-        unsafe {
-            self.as_mut_ptr().add(len).write(make());
-            self.set_len(len + 1);
-        }
-    }
+    push_with_fn!(A::Item);
 }
 
 /// `String::from_utf8`, faster when `bytes` is all ASCII; never copies.
