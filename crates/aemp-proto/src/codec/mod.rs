@@ -934,11 +934,11 @@ impl Decoder {
     }
 }
 
-/// Where a frame's elements are collected: a `Vec` for long messages, the message's own
-/// inline storage for short ones.
+/// Where parsed values are collected: a message's own `SmallVec` (a frame's elements, each
+/// frame's pushed into the output first and filled in place), or a `Vec`.
 trait PushValue {
-    /// Appends the value `make` returns, made where it goes when the container allows
-    /// (see `aemp_text::push_with`).
+    /// Appends the value `make` returns, made where it goes when the compiler manages (see
+    /// `aemp_text::PushWith`).
     fn push_with(&mut self, make: impl FnOnce() -> Value);
 
     #[inline(always)]
