@@ -19,7 +19,18 @@ async fn counters_after_traffic_and_a_reconnect() {
     for _ in 0..20 {
         within("delivery", inbox.recv()).await.unwrap();
     }
-    let s = a.stats();
+    // `bytes_out` counts a write when it has returned, which may be after the peer has
+    // delivered what it carried: wait for it.
+    let s = within("the writes counted", async {
+        loop {
+            let s = a.stats();
+            if s.peers.first().is_some_and(|p| p.bytes_out >= 20 * 10) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     assert_eq!(&s.node, a.id());
     assert_eq!(s.peers.len(), 1);
     let p = &s.peers[0];

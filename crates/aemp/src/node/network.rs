@@ -427,7 +427,8 @@ pub struct PeerStats {
     pub node: NodeId,
     /// Messages sent.
     pub msgs_out: u64,
-    /// Bytes written.
+    /// Bytes written: counted when a write to the socket has returned, which can be a
+    /// moment after the peer has received and handled what it carried.
     pub bytes_out: u64,
     /// Messages received.
     pub msgs_in: u64,
