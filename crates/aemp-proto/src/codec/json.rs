@@ -65,10 +65,7 @@ pub(super) fn parse_frame(
     // The frame goes into `out` before its elements are parsed, and they are built in
     // place: a finished message moved into `out` would be read back while its stores are
     // still in flight, with loads of other sizes (see `Kept::get`).
-    let start = p.pos + 1;
-    let used = recent.port.quoted(&buf[start..]);
-    if used > 0 {
-        p.pos = start + used;
+    if p.kept_string(&recent.port) {
         aemp_text::PushWith::push_with(out, || (recent.port.get(), Msg::new()));
     } else {
         let port = p.string_kept_anew(&mut recent.port)?;
@@ -229,10 +226,7 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         if self.peek()? == b'"' {
             let kept = &mut recent.tag;
-            let start = self.pos + 1;
-            let used = kept.quoted(self.buf.get(start..).unwrap_or_default());
-            if used > 0 {
-                self.pos = start + used;
+            if self.kept_string(kept) {
                 out.push_with(|| Value::Str(kept.get()));
                 return Ok(());
             }
@@ -424,39 +418,61 @@ impl<'a> Parser<'a> {
                 return Ok(s);
             }
         }
-        self.string()
+        // Escapes, a control byte or bytes that are not UTF-8: not the common case either.
+        self.string_other()
     }
 
-    /// Appends the string that starts here to `out`; the common string (short, ASCII, no
-    /// escapes) built in place (see [`Kept::get`] on why not through a `Result`).
+    /// At an opening quote: when the kept string and its closing quote follow, moves past
+    /// them and returns true (the string is `kept.get()`, see `Kept::quoted`).
+    #[inline(always)]
+    fn kept_string(&mut self, kept: &Kept) -> bool {
+        let used = kept.quoted(&self.buf[self.pos + 1..]);
+        if used == 0 {
+            return false;
+        }
+        self.pos += 1 + used;
+        true
+    }
+
+    /// At an opening quote: the common string (ASCII, no escapes, ending within the first
+    /// 64 bytes, see `aemp_text::json_ascii_run`), moved past; `None`, nothing consumed,
+    /// for any other.
+    #[inline(always)]
+    fn ascii_string(&mut self) -> Option<&'a str> {
+        let start = self.pos + 1;
+        let run = aemp_text::json_ascii_run(&self.buf[start..])?;
+        // The byte after the run is a special one, so it is in the buffer.
+        let end = start + run.len();
+        if self.buf[end] != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some(run)
+    }
+
+    /// Appends the string that starts here to `out`; the common string built in place (see
+    /// [`Kept::get`] on why not through a `Result`).
     #[inline(always)]
     fn string_into(&mut self, out: &mut impl PushValue) -> Result<(), Fail> {
-        let start = self.pos + 1;
-        if let Some(run) = aemp_text::json_ascii_run(&self.buf[start..]) {
-            // The byte after the run is a special one, so it is in the buffer.
-            let end = start + run.len();
-            if self.buf[end] == b'"' {
-                self.pos = end + 1;
-                out.push_with(|| Value::Str(Str::from(run)));
-                return Ok(());
-            }
+        if let Some(run) = self.ascii_string() {
+            out.push_with(|| Value::Str(Str::from(run)));
+            return Ok(());
         }
-        let s = self.string()?;
+        let s = self.string_other()?;
         out.push_value(Value::Str(s));
         Ok(())
     }
 
     fn string(&mut self) -> Result<Str, Fail> {
-        let start = self.pos + 1;
-        if let Some(run) = aemp_text::json_ascii_run(&self.buf[start..]) {
-            // The byte after the run is a special one, so it is in the buffer.
-            let end = start + run.len();
-            if self.buf[end] == b'"' {
-                let s = Str::from(run);
-                self.pos = end + 1;
-                return Ok(s);
-            }
+        match self.ascii_string() {
+            Some(run) => Ok(Str::from(run)),
+            None => self.string_other(),
         }
+    }
+
+    /// [`Parser::string`] past its common case ([`Parser::ascii_string`]).
+    fn string_other(&mut self) -> Result<Str, Fail> {
+        let start = self.pos + 1;
         let mut i = self.plain_run(start)?;
         if self.buf[i] == b'"' {
             // Fast path: no escape, borrow straight from the buffer.

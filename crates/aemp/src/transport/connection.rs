@@ -365,13 +365,12 @@ impl ConnTx {
     /// message is logged and dropped; nothing of it is written.
     ///
     /// Returns true when this woke the writer (the buffer was empty).
-    pub(crate) fn send(&self, port: &str, msg: Msg) -> bool {
+    pub(crate) fn send(&self, port: &str, mut msg: Msg) -> bool {
         if let Err(e) = self.limits.check_frame(self.framing, port, &msg.0) {
             tracing::warn!(peer = %self.peer, port, error = %e, "message not sent");
             drop_nested(msg);
             return false;
         }
-        let mut msg = msg;
         self.encode(port, &mut msg)
     }
 
