@@ -27,7 +27,7 @@
 //! virtual time, in-memory links, seeded randomness): master changes, partitions, simultaneous
 //! connects, no-holes and the formation of 1,000-node networks are tested in milliseconds.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;

@@ -1,7 +1,9 @@
 //! # aemp-text: the byte kernels of aemp's codecs that need `unsafe`
 //!
-//! The other aemp crates forbid `unsafe`. Two hot paths of receiving and sending text need
-//! it, and live here, each a few lines next to the check that makes it sound:
+//! `aemp` and the `aemp` tool forbid `unsafe`; `aemp-proto` allows it in one function
+//! (`Value::write_str`, which writes a string value's two parts into place and needs the
+//! value's layout to do so). The hot paths of receiving and sending text that need it live
+//! here, each a few lines next to the check that makes it sound:
 //!
 //! * **UTF-8 validation with an ASCII fast path.** Every string a peer sends must be valid
 //!   UTF-8 before it becomes a `&str` or a `String`, and the standard library's
@@ -30,6 +32,9 @@
 //!   the value made after room is made: the decoders' frame parsers are too large for the
 //!   standard `push` to be inlined, and a value built on the stack and copied by it stalls
 //!   the processor (its stores cannot be forwarded to the copy's wider loads).
+//!   [`PushWith::push_init`] hands the new slot to a function that writes it, for values
+//!   the compiler would still build on the stack first; it checks that the slot was
+//!   initialized before counting it.
 //!
 //! One safe kernel lives here too because both the decoder and the node's kernel need it:
 //! [`short_eq`], equality of short strings without a `memcmp` call.
@@ -44,6 +49,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+use std::mem::MaybeUninit;
 use std::str::Utf8Error;
 use std::string::FromUtf8Error;
 
@@ -117,6 +123,20 @@ pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
 pub trait PushWith<T> {
     /// Appends the value `make` returns.
     fn push_with(&mut self, make: impl FnOnce() -> T);
+
+    /// Appends the value `init` writes into the new slot. `init` returns the slot it
+    /// initialized (what `MaybeUninit::write` returns); returning any other place panics
+    /// before the slot is counted. For values whose parts a type writes one by one, where a
+    /// value built whole would be built on the stack first (see `aemp_proto`'s string
+    /// values).
+    ///
+    /// ```
+    /// use aemp_text::PushWith;
+    /// let mut v = vec![1];
+    /// v.push_init(|slot| slot.write(2));
+    /// assert_eq!(v, [1, 2]);
+    /// ```
+    fn push_init(&mut self, init: impl FnOnce(&mut MaybeUninit<T>) -> &mut T);
 }
 
 /// The one body of [`PushWith::push_with`]: `Vec` and `SmallVec` have the same raw parts.
@@ -136,6 +156,26 @@ macro_rules! push_with_fn {
                 self.as_mut_ptr().add(len).write(make());
                 self.set_len(len + 1);
             }
+        }
+
+        #[inline(always)]
+        fn push_init(&mut self, init: impl FnOnce(&mut MaybeUninit<$item>) -> &mut $item) {
+            if self.len() == self.capacity() {
+                self.reserve(1);
+            }
+            let len = self.len();
+            // SAFETY: as in `push_with`, the slot at `len` is allocated room for one element
+            // not covered by the length; `MaybeUninit` of it asks nothing of its contents.
+            let slot = unsafe { &mut *self.as_mut_ptr().add(len).cast::<MaybeUninit<$item>>() };
+            let at = slot.as_ptr();
+            let done: *const $item = init(slot);
+            // A `&mut` to an element at the slot's address exists only if the slot holds one.
+            assert!(
+                std::ptr::eq(done, at),
+                "push_init: another place was initialized"
+            );
+            // SAFETY: the slot is initialized (just checked) and lies within the capacity.
+            unsafe { self.set_len(len + 1) };
         }
     };
 }
@@ -527,6 +567,20 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_init_counts_only_the_slot_it_was_handed() {
+        let mut v = smallvec::SmallVec::<[String; 1]>::new();
+        v.push_init(|slot| slot.write("inline".into()));
+        v.push_init(|slot| slot.write("spilled".into()));
+        assert_eq!(v.as_slice(), ["inline", "spilled"]);
+        // A `&mut` to anything else is refused before the length covers the slot.
+        let elsewhere = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            v.push_init(|_| Box::leak(Box::new(String::from("elsewhere"))));
+        }));
+        assert!(elsewhere.is_err());
+        assert_eq!(v.len(), 2);
+    }
 
     #[test]
     fn short_eq_matches_slice_eq() {

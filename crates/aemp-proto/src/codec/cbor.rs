@@ -377,7 +377,7 @@ impl<'a> Parser<'a> {
             let h = self.head()?;
             let b = self.take(h.arg)?;
             if recent.tag.matches(b) {
-                out.push_with(|| Value::Str(recent.tag.get()));
+                out.push_str_with(|| recent.tag.get());
                 return Ok(());
             }
             match recent.tag.replace(b) {
@@ -400,7 +400,13 @@ impl<'a> Parser<'a> {
             match ib >> 5 {
                 0 => {
                     let arg = self.head()?.arg;
-                    out.push_value(Value::from(arg));
+                    // One variant per push: a variant picked by value (`Value::from`) was
+                    // built on the stack and copied, a stall like the strings' below.
+                    if let Ok(i) = i64::try_from(arg) {
+                        out.push_with(|| Value::Int(i));
+                    } else {
+                        out.push_with(|| Value::UInt(arg));
+                    }
                     return Ok(());
                 }
                 1 => {
@@ -412,7 +418,7 @@ impl<'a> Parser<'a> {
                     let h = self.head()?;
                     let b = self.take(h.arg)?;
                     match aemp_text::str_from_utf8(b) {
-                        Ok(s) => out.push_with(|| Value::Str(Str::from(s))),
+                        Ok(s) => out.push_str_with(|| Str::from(s)),
                         Err(_) => out.push_value(Value::Bytes(b.to_vec())),
                     }
                     return Ok(());

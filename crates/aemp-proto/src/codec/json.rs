@@ -227,7 +227,7 @@ impl<'a> Parser<'a> {
         if self.peek()? == b'"' {
             let kept = &mut recent.tag;
             if self.kept_string(kept) {
-                out.push_with(|| Value::Str(kept.get()));
+                out.push_str_with(|| kept.get());
                 return Ok(());
             }
             let s = self.string_kept_anew(kept)?;
@@ -455,7 +455,7 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn string_into(&mut self, out: &mut impl PushValue) -> Result<(), Fail> {
         if let Some(run) = self.ascii_string() {
-            out.push_with(|| Value::Str(Str::from(run)));
+            out.push_str_with(|| Str::from(run));
             return Ok(());
         }
         let s = self.string_other()?;

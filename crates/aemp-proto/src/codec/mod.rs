@@ -945,12 +945,21 @@ trait PushValue {
     fn push_value(&mut self, v: Value) {
         self.push_with(|| v);
     }
+
+    /// Appends `Value::Str(make())`, written in place as its parts (see
+    /// `Value::write_str`).
+    fn push_str_with(&mut self, make: impl FnOnce() -> Str);
 }
 
 impl<V: aemp_text::PushWith<Value>> PushValue for V {
     #[inline(always)]
     fn push_with(&mut self, make: impl FnOnce() -> Value) {
         aemp_text::PushWith::push_with(self, make);
+    }
+
+    #[inline(always)]
+    fn push_str_with(&mut self, make: impl FnOnce() -> Str) {
+        aemp_text::PushWith::push_init(self, |slot| Value::write_str(slot, make()));
     }
 }
 
