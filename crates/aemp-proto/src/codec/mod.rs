@@ -1331,11 +1331,26 @@ mod tests {
             for (i, m) in msgs.iter().enumerate() {
                 encode_frame(f, &format!("port{i}"), m.as_slice(), &mut bytes);
             }
+            // Integers of every length up to 20 digits, next to every kind of neighbour.
+            let ints: Vec<Value> = (0..20).map(|k| Value::from(9u64.pow(k) + k as u64)).collect();
+            let mut ints_msg = msg!["ints"];
+            ints_msg.0.extend(ints.iter().cloned());
+            ints_msg.0.push(Value::List(ints));
+            encode_frame(f, "ints", ints_msg.as_slice(), &mut bytes);
             // The general path: an empty frame, an integer port name.
             encode_value(f, &Value::List(vec![]), &mut bytes);
             encode_value(f, &msg![42, "int"].into(), &mut bytes);
+            let mut extra = 3;
+            if f == Framing::Json {
+                // Digits that go on as a fraction or an exponent, within and past 8 bytes,
+                // and whitespace after digits.
+                bytes.extend_from_slice(
+                    b"[\"p\",\"x\",1234567.5,12e3,1234567E2,123456789012.25,7 ,8\t]",
+                );
+                extra += 1;
+            }
             let want = general_path(f, &bytes);
-            assert_eq!(want.len(), msgs.len() + 2);
+            assert_eq!(want.len(), msgs.len() + extra);
             assert_frames_into_gives(f, &bytes, &want, &[1, 5, 64, bytes.len()]);
             // At most `max` per call; the rest stays buffered.
             let mut d = Decoder::new(f, Limits::default());
