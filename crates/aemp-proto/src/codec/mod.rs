@@ -1332,7 +1332,9 @@ mod tests {
                 encode_frame(f, &format!("port{i}"), m.as_slice(), &mut bytes);
             }
             // Integers of every length up to 20 digits, next to every kind of neighbour.
-            let ints: Vec<Value> = (0..20).map(|k| Value::from(9u64.pow(k) + k as u64)).collect();
+            let ints: Vec<Value> = (0..20)
+                .map(|k| Value::from(9u64.pow(k) + k as u64))
+                .collect();
             let mut ints_msg = msg!["ints"];
             ints_msg.0.extend(ints.iter().cloned());
             ints_msg.0.push(Value::List(ints));

@@ -13,13 +13,13 @@
 //! Everything the connection learns is reported as a [`ConnEvent`]; whether it may send its
 //! auth line (commit to this peer) it learns from its verdict channel.
 
+use super::outbox_lock::{OutboxGuard, OutboxLock};
 use super::{format_hostport, inbound_cost, ConnEvent, Frames, Transport};
 use aemp_proto::codec::{self, Decoder, Framing, LimitError, Limits, Outbox};
 use aemp_proto::conn_registry::Verdict;
 use aemp_proto::handshake::{new_nonce, Established, Event, Handshake, HandshakeError};
 use aemp_proto::value::drop_nested;
 use aemp_proto::{Msg, NodeId, Str};
-use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -256,7 +256,7 @@ pub(crate) struct ConnTx {
     /// What the peer accepts (the node's limits: one rule for both directions).
     limits: Limits,
     /// Encoded frames waiting for the writer; large strings are kept by reference.
-    buf: Mutex<Outbox>,
+    buf: OutboxLock<Outbox>,
     notify: Notify,
     closed: AtomicBool,
     /// Messages queued on this connection. Changed only with `buf`'s lock held, so a load
@@ -337,7 +337,7 @@ impl ConnTx {
             peer,
             framing,
             limits,
-            buf: Mutex::new(Outbox::default()),
+            buf: OutboxLock::new(Outbox::default()),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             msgs_out: AtomicU64::new(0),
@@ -436,7 +436,7 @@ impl ConnTx {
     /// outside the lock.
     #[cold]
     #[inline(never)]
-    fn overflow(&self, mut b: parking_lot::MutexGuard<'_, Outbox>, was_empty: bool) -> bool {
+    fn overflow(&self, mut b: OutboxGuard<'_, Outbox>, was_empty: bool) -> bool {
         if was_empty && self.in_flight.load(Ordering::Relaxed) == 0 {
             bump_locked(&self.msgs_out);
             drop(b);

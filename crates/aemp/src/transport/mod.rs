@@ -9,6 +9,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod dataconn;
+mod outbox_lock;
 pub(crate) mod tls;
 
 pub use tls::TlsError;
