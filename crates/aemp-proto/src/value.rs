@@ -427,6 +427,17 @@ pub fn drop_nested(values: impl IntoIterator<Item = Value>) {
 /// and handler.
 pub type MsgVec = smallvec::SmallVec<[Value; MSG_INLINE]>;
 
+/// Gives `items`, a new and empty message, room for `n` elements: on the heap at once
+/// when they do not fit inline (`SmallVec`'s general growth, which also moves inline
+/// elements out, was 2% of R1's receive CPU).
+#[inline(always)]
+pub(crate) fn reserve_new(items: &mut MsgVec, n: usize) {
+    debug_assert!(items.is_empty());
+    if n > MSG_INLINE {
+        *items = MsgVec::from_vec(Vec::with_capacity(n));
+    }
+}
+
 /// How many elements a [`Msg`] holds without allocating.
 pub const MSG_INLINE: usize = 2;
 

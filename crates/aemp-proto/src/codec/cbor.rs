@@ -112,7 +112,7 @@ pub(super) fn parse_frame(
     }
     let i = out.len() - 1;
     let items = &mut out[i].1 .0;
-    items.reserve_exact((n - 1).min(MAX_PREALLOC));
+    crate::value::reserve_new(items, (n - 1).min(MAX_PREALLOC));
     let parsed = p.elements(n, depth, items, recent);
     if let Err(e) = parsed {
         out.pop();

@@ -11,7 +11,7 @@
 //! [`Value::Bytes`] is written as a string of Latin-1 code points, like a Perl byte string.
 
 use super::{recent::Kept, recent::Recent, DecodeError, Fail, Framing, Limits, PushValue};
-use crate::value::{Msg, MsgVec, Str, Value, MSG_INLINE};
+use crate::value::{Msg, MsgVec, Str, Value};
 
 #[inline]
 pub(super) fn is_whitespace(b: u8) -> bool {
@@ -75,9 +75,7 @@ pub(super) fn parse_frame(
     // A JSON array does not say how many elements follow: the last message's count is
     // the guess for the capacity (see `Recent::elements`).
     let items = &mut out[i].1 .0;
-    if recent.elements > MSG_INLINE {
-        items.reserve_exact(recent.elements);
-    }
+    crate::value::reserve_new(items, recent.elements);
     let parsed = p.elements(depth, items, recent);
     if let Err(e) = parsed {
         out.pop();
