@@ -139,23 +139,14 @@ pub trait PushWith<T> {
     fn push_init(&mut self, init: impl FnOnce(&mut MaybeUninit<T>) -> &mut T);
 }
 
-/// The one body of [`PushWith::push_with`]: `Vec` and `SmallVec` have the same raw parts.
+/// The one body of [`PushWith`]: `Vec` and `SmallVec` have the same raw parts.
 macro_rules! push_with_fn {
     ($item:ty) => {
         #[inline(always)]
         fn push_with(&mut self, make: impl FnOnce() -> $item) {
-            if self.len() == self.capacity() {
-                self.reserve(1);
-            }
-            let len = self.len();
-            // SAFETY: `reserve` left room for at least one more element at index `len`
-            // (inline or on the heap for a `SmallVec`, wherever `as_mut_ptr` points after
-            // it); that slot is written before the length covers it (if `make` panics,
-            // neither happens).
-            unsafe {
-                self.as_mut_ptr().add(len).write(make());
-                self.set_len(len + 1);
-            }
+            // `make` runs after room is made (if it panics, nothing is counted). Inlined,
+            // the check of `push_init` folds away: `write` returns the slot it wrote.
+            self.push_init(|slot| slot.write(make()));
         }
 
         #[inline(always)]
@@ -164,8 +155,10 @@ macro_rules! push_with_fn {
                 self.reserve(1);
             }
             let len = self.len();
-            // SAFETY: as in `push_with`, the slot at `len` is allocated room for one element
-            // not covered by the length; `MaybeUninit` of it asks nothing of its contents.
+            // SAFETY: `reserve` left room for at least one more element at index `len`
+            // (inline or on the heap for a `SmallVec`, wherever `as_mut_ptr` points after
+            // it), not covered by the length; `MaybeUninit` of it asks nothing of its
+            // contents.
             let slot = unsafe { &mut *self.as_mut_ptr().add(len).cast::<MaybeUninit<$item>>() };
             let at = slot.as_ptr();
             let done: *const $item = init(slot);

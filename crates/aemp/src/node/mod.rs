@@ -547,29 +547,25 @@ impl Node {
         if let Err(e) = self.shared().check_to_at(node, name, local, msg.as_slice()) {
             return Err(refused(std::mem::take(msg), e));
         }
-        let msg = if local {
-            std::mem::take(msg)
+        let task = if local {
+            Task::Deliver {
+                port: Str::from(name),
+                msg: std::mem::take(msg),
+                src: None,
+            }
         } else {
             // The direct path (see `runtime::direct`): straight into the connection when
             // the node task has nothing of ours pending.
             match self.inner.core.try_direct(node, name, msg) {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(e)) => return Err(refused(std::mem::take(msg), *e)),
-                None => std::mem::take(msg),
+                None => Task::Send {
+                    port: port.clone(),
+                    msg: std::mem::take(msg),
+                },
             }
         };
-        self.inner.core.task(if local {
-            Task::Deliver {
-                port: Str::from(name),
-                msg,
-                src: None,
-            }
-        } else {
-            Task::Send {
-                port: port.clone(),
-                msg,
-            }
-        });
+        self.inner.core.task(task);
         Ok(())
     }
 
